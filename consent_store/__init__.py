@@ -1,0 +1,61 @@
+"""The append-only, hash-chained consent event log and the registry it belongs to.
+
+Never imports `ivr`, Starlette or `voice_scripts`.
+"""
+
+from __future__ import annotations
+
+from consent_store.chain import GENESIS_HASH, canonical_json, event_hash, text_sha256
+from consent_store.events import (
+    ACTIONS,
+    Action,
+    Business,
+    CallStatus,
+    ConsentDecision,
+    DecisionRow,
+    ExportFilter,
+    RecordingStatus,
+    ScriptVersion,
+    Standing,
+    StoredEvent,
+    VerifyResult,
+)
+from consent_store.exceptions import BadDatabaseURL, StoreError, StoreUnavailable
+from consent_store.sqlite import SQLiteStore
+from consent_store.url import parse_database_url
+
+ConsentStore = SQLiteStore
+
+__all__ = [
+    "ACTIONS",
+    "GENESIS_HASH",
+    "Action",
+    "BadDatabaseURL",
+    "Business",
+    "CallStatus",
+    "ConsentDecision",
+    "ConsentStore",
+    "DecisionRow",
+    "ExportFilter",
+    "RecordingStatus",
+    "SQLiteStore",
+    "ScriptVersion",
+    "Standing",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredEvent",
+    "VerifyResult",
+    "canonical_json",
+    "event_hash",
+    "open_store",
+    "text_sha256",
+]
+
+
+def open_store(url: str) -> ConsentStore:
+    """A store for IVR_DATABASE_URL, not yet opened (use `async with` or `await .open()`)."""
+    parsed = parse_database_url(url)
+    if parsed.scheme == "postgresql":
+        raise BadDatabaseURL(url, "the PostgreSQL backend is not available in this version yet")
+    assert parsed.path is not None
+    return SQLiteStore(parsed.path)

@@ -1,0 +1,207 @@
+"""The records the consent store keeps: what callers decided and the evidence around it.
+
+These are plain frozen dataclasses; they never talk to a database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+Action = Literal["opt_in", "declined", "opt_out"]
+ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
+
+EventKind = Literal["decision", "recording", "call_status", "business", "script"]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event waiting to be appended.
+
+    `idempotency_key` makes appends safe to repeat: a second event with the
+    same key is not written; the first one is returned instead.
+    `phone` is personal data kept outside the hash chain (the chain holds a
+    salted commitment to it), so it can be erased without breaking the chain.
+    `spoken_text` is stored content-addressed by its SHA-256.
+    """
+
+    kind: EventKind
+    idempotency_key: str
+    fields: Mapping[str, Any]
+    call_sid: str | None = None
+    business: str | None = None
+    action: str | None = None
+    phone: str | None = None
+    spoken_text: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as it stands in the chain."""
+
+    seq: int
+    recorded_at: str
+    kind: str
+    body: str
+    prev_hash: str
+    hash: str
+    duplicate: bool = False
+
+    @cached_property
+    def data(self) -> Mapping[str, Any]:
+        """The event's own fields, read back from the hashed body."""
+        return json.loads(self.body)["data"]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ConsentDecision:
+    """What a caller chose, with everything needed to prove it later."""
+
+    call_sid: str
+    phone: str
+    business: str
+    action: Action
+    message_types: tuple[str, ...]
+    digits: str
+    locale: str
+    script_version: int
+    script_sha256: str
+    spoken_text: str
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="decision",
+            idempotency_key=f"decision:{self.call_sid}",
+            call_sid=self.call_sid,
+            business=self.business,
+            action=self.action,
+            phone=self.phone,
+            spoken_text=self.spoken_text,
+            fields={
+                "action": self.action,
+                "message_types": list(self.message_types),
+                "digits": self.digits,
+                "locale": self.locale,
+                "script_version": self.script_version,
+                "script_sha256": self.script_sha256,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class RecordingStatus:
+    """A recording status callback: the audio evidence of a call."""
+
+    call_sid: str
+    recording_sid: str
+    status: str
+    url: str | None
+    duration: int | None
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="recording",
+            idempotency_key=f"recording:{self.call_sid}:{self.recording_sid}:{self.status}",
+            call_sid=self.call_sid,
+            fields={
+                "recording_sid": self.recording_sid,
+                "status": self.status,
+                "url": self.url,
+                "duration": self.duration,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """A call status callback: how the call ended."""
+
+    call_sid: str
+    status: str
+    duration: int | None
+    business: str | None
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="call_status",
+            idempotency_key=f"call_status:{self.call_sid}:{self.status}",
+            call_sid=self.call_sid,
+            business=self.business,
+            fields={"status": self.status, "duration": self.duration},
+        )
+
+
+@dataclass(frozen=True)
+class Business:
+    name: str
+    numbers: tuple[str, ...]
+    message_types: tuple[str, ...]
+    locales: tuple[str, ...]
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class ScriptVersion:
+    business: str
+    locale: str
+    version: int
+    status: Literal["draft", "published", "superseded"]
+    text: str
+    sha256: str
+    created_at: str
+    author: str
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The latest opt-in or opt-out of a phone for a business."""
+
+    action: Action
+    recorded_at: str
+    seq: int
+    record_hash: str
+    message_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    business: str | None = None
+    action: Action | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """One decision with its recording, as exported."""
+
+    seq: int
+    recorded_at: str
+    phone: str | None
+    business: str
+    action: str
+    message_types: tuple[str, ...]
+    call_sid: str
+    digits: str
+    locale: str
+    script_version: int
+    script_sha256: str
+    recording_sid: str | None
+    recording_url: str | None
+    recording_duration: int | None
+    record_hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    count: int
+    head: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None

@@ -1,0 +1,325 @@
+"""The embedded SQLite backend of the consent store (aiosqlite, WAL, synchronous=FULL).
+
+Writes go through the single group-committing writer; reads use their own
+connections so an export never blocks a caller's decision. Never updates or
+deletes a consent event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from consent_store.chain import ChainRow, ChainVerifier, text_sha256
+from consent_store.events import (
+    Business,
+    CallStatus,
+    ConsentDecision,
+    DecisionRow,
+    ExportFilter,
+    NewEvent,
+    RecordingStatus,
+    ScriptVersion,
+    Standing,
+    StoredEvent,
+    VerifyResult,
+)
+from consent_store.exceptions import (
+    BusinessExists,
+    NumberTaken,
+    ScriptNotFound,
+    StoreUnavailable,
+    UnknownBusiness,
+)
+from consent_store.sqlite_schema import migrate
+from consent_store.sqlite_writer import SideWrite, SQLiteWriter, utc_now
+
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+)
+_CHUNK = 2000
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None, iter_chunk_size=_CHUNK)
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
+    return conn
+
+
+class SQLiteStore:
+    """Consent store on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write_conn: aiosqlite.Connection | None = None
+        self._read_conn: aiosqlite.Connection | None = None
+        self._writer: SQLiteWriter | None = None
+
+    async def open(self) -> None:
+        self._write_conn = await _connect(self.path)
+        try:
+            await migrate(self._write_conn)
+        except Exception:
+            await self._write_conn.close()
+            raise
+        self._writer = SQLiteWriter(self._write_conn)
+        await self._writer.start()
+        self._read_conn = await _connect(self.path)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+        for conn in (self._read_conn, self._write_conn):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._read_conn = self._write_conn = None
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def _reader(self) -> aiosqlite.Connection:
+        if self._read_conn is None:
+            raise StoreUnavailable("the consent store is not open")
+        return self._read_conn
+
+    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
+        if self._writer is None:
+            raise StoreUnavailable("the consent store is not open")
+        return await self._writer.append(event, side_writes)
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            async with self._reader.execute(sql, params) as cur:
+                return await cur.fetchone()
+        except aiosqlite.Error as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            async with self._reader.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except aiosqlite.Error as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers and the writer runs."""
+        await self._fetchone("SELECT 1")
+        if self._writer is None or not self._writer.running:
+            raise StoreUnavailable("the consent store writer is not running")
+
+    # -- settings ---------------------------------------------------------
+
+    async def get_setting(self, key: str) -> str | None:
+        row = await self._fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def setting_or_default(self, key: str, default: str) -> str:
+        """Return the stored value, storing `default` first if there is none."""
+        await self._writer_side_write("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)",
+                                      (key, default))
+        value = await self.get_setting(key)
+        return default if value is None else value
+
+    async def _writer_side_write(self, sql: str, params: tuple[Any, ...]) -> None:
+        if self._writer is None:
+            raise StoreUnavailable("the consent store is not open")
+        await self._writer.side_write_only([(sql, params)])
+
+    # -- businesses and scripts --------------------------------------------
+
+    async def add_business(
+        self,
+        business: Business,
+        scripts: dict[str, str],
+        author: str,
+    ) -> StoredEvent:
+        """Create a business, its numbers and a published version 1 script per locale."""
+        if await self._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business.name,)):
+            raise BusinessExists(business.name)
+        for number in business.numbers:
+            row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
+            if row:
+                raise NumberTaken(number, row[0])
+        now = utc_now()
+        writes: list[SideWrite] = [
+            (
+                "INSERT INTO businesses (name, message_types, locales, demo, created_at) VALUES (?,?,?,?,?)",
+                (business.name, json.dumps(list(business.message_types)),
+                 json.dumps(list(business.locales)), int(business.demo), now),
+            )
+        ]
+        writes += [("INSERT INTO numbers (number, business) VALUES (?, ?)", (n, business.name))
+                   for n in business.numbers]
+        script_hashes = {}
+        for locale, text in scripts.items():
+            script_hashes[locale] = text_sha256(text)
+            writes.append((
+                "INSERT INTO scripts (business, locale, version, status, text, sha256, created_at, author)"
+                " VALUES (?, ?, 1, 'published', ?, ?, ?, ?)",
+                (business.name, locale, text, script_hashes[locale], now, author),
+            ))
+        event = NewEvent(
+            kind="business",
+            idempotency_key=f"business:{business.name}",
+            business=business.name,
+            fields={
+                "change": "created",
+                "numbers": list(business.numbers),
+                "message_types": list(business.message_types),
+                "locales": list(business.locales),
+                "demo": business.demo,
+                "scripts": {loc: {"version": 1, "sha256": h} for loc, h in script_hashes.items()},
+                "author": author,
+            },
+        )
+        return await self._append(event, writes)
+
+    def _business_from_row(self, row: Any, numbers: Sequence[str]) -> Business:
+        return Business(
+            name=row[0],
+            message_types=tuple(json.loads(row[1])),
+            locales=tuple(json.loads(row[2])),
+            demo=bool(row[3]),
+            numbers=tuple(numbers),
+        )
+
+    async def get_business(self, name: str) -> Business:
+        row = await self._fetchone(
+            "SELECT name, message_types, locales, demo FROM businesses WHERE name = ?", (name,)
+        )
+        if row is None:
+            raise UnknownBusiness(name)
+        numbers = await self._fetchall(
+            "SELECT number FROM numbers WHERE business = ? ORDER BY number", (name,)
+        )
+        return self._business_from_row(row, [n[0] for n in numbers])
+
+    async def business_for_number(self, number: str) -> Business | None:
+        row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
+        return None if row is None else await self.get_business(row[0])
+
+    async def list_businesses(self) -> list[Business]:
+        rows = await self._fetchall("SELECT name FROM businesses ORDER BY name")
+        return [await self.get_business(r[0]) for r in rows]
+
+    async def script_version(self, business: str, locale: str, version: int | None = None) -> ScriptVersion:
+        """The given version, or the published one when version is None."""
+        sql = ("SELECT business, locale, version, status, text, sha256, created_at, author"
+               " FROM scripts WHERE business = ? AND locale = ?")
+        params: list[Any] = [business, locale]
+        if version is None:
+            sql += " AND status = 'published' ORDER BY version DESC LIMIT 1"
+        else:
+            sql += " AND version = ?"
+            params.append(version)
+        row = await self._fetchone(sql, params)
+        if row is None:
+            raise ScriptNotFound(business, locale, version)
+        return ScriptVersion(*row)
+
+    # -- the consent log ---------------------------------------------------
+
+    async def record_decision(self, decision: ConsentDecision) -> StoredEvent:
+        """Append a caller's decision; a repeat for the same call returns the first."""
+        return await self._append(decision.to_event())
+
+    async def attach_recording(self, recording: RecordingStatus) -> StoredEvent:
+        """Append a recording status; exports join it to the call's decision."""
+        return await self._append(recording.to_event())
+
+    async def record_call_status(self, status: CallStatus) -> StoredEvent:
+        return await self._append(status.to_event())
+
+    async def standing(self, phone: str, business: str) -> Standing | None:
+        """The latest opt-in/opt-out of this phone for this business, from an index."""
+        row = await self._fetchone(
+            "SELECT e.action, e.recorded_at, e.seq, e.hash, e.body FROM subjects s"
+            " JOIN events e ON e.subject = s.subject"
+            " WHERE s.phone = ? AND e.business = ? AND e.kind = 'decision'"
+            " AND e.action IN ('opt_in', 'opt_out') ORDER BY e.seq DESC LIMIT 1",
+            (phone, business),
+        )
+        if row is None:
+            return None
+        data = json.loads(row[4])["data"]
+        return Standing(row[0], row[1], row[2], row[3], tuple(data.get("message_types", ())))
+
+    async def spoken_text(self, sha256: str) -> str | None:
+        row = await self._fetchone("SELECT text FROM spoken_texts WHERE sha256 = ?", (sha256,))
+        return None if row is None else str(row[0])
+
+    async def export_decisions(self, where: ExportFilter) -> AsyncIterator[DecisionRow]:
+        """Every decision matching the filter, oldest first, streamed from its own connection."""
+        sql = [
+            "SELECT e.seq, e.recorded_at, s.phone, e.business, e.action, e.call_sid, e.body, e.hash,",
+            " (SELECT r.body FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'",
+            "  ORDER BY (json_extract(r.body, '$.data.status') = 'completed') DESC, r.seq DESC LIMIT 1)",
+            " FROM events e LEFT JOIN subjects s ON s.subject = e.subject",
+            " WHERE e.kind = 'decision'",
+        ]
+        params: list[Any] = []
+        for clause, value in (
+            (" AND e.business = ?", where.business),
+            (" AND e.action = ?", where.action),
+            (" AND e.recorded_at >= ?", where.since),
+            (" AND e.recorded_at < ?", where.until),
+        ):
+            if value is not None:
+                sql.append(clause)
+                params.append(value)
+        sql.append(" ORDER BY e.seq")
+        conn = await _connect(self.path)
+        try:
+            async with conn.execute("".join(sql), params) as cur:
+                async for seq, at, phone, business, action, call_sid, body, digest, rec in cur:
+                    data = json.loads(body)["data"]
+                    recording = json.loads(rec)["data"] if rec else {}
+                    yield DecisionRow(
+                        seq=seq, recorded_at=at, phone=phone, business=business, action=action,
+                        message_types=tuple(data["message_types"]), call_sid=call_sid,
+                        digits=data["digits"], locale=data["locale"],
+                        script_version=data["script_version"], script_sha256=data["script_sha256"],
+                        recording_sid=recording.get("recording_sid"),
+                        recording_url=recording.get("url"),
+                        recording_duration=recording.get("duration"),
+                        record_hash=digest,
+                    )
+        finally:
+            await conn.close()
+
+    async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
+        """All events in sequence order, in batches, from a connection of their own."""
+        conn = await _connect(self.path)
+        try:
+            async with conn.execute(
+                "SELECT seq, recorded_at, kind, idempotency_key, call_sid, business, subject,"
+                " action, body, prev_hash, hash FROM events ORDER BY seq"
+            ) as cur:
+                while batch := await cur.fetchmany(_CHUNK):
+                    yield [ChainRow(*row) for row in batch]
+        finally:
+            await conn.close()
+
+    async def verify(self) -> VerifyResult:
+        """Re-compute the whole hash chain, streaming."""
+        verifier = ChainVerifier()
+        async for batch in self.chain_rows():
+            if not verifier.feed(batch):
+                break
+        return verifier.result()

@@ -1,0 +1,114 @@
+"""SQLite schema and its migrations, versioned with PRAGMA user_version.
+
+Opening an older database upgrades it step by step; a newer one is refused.
+The event table refuses UPDATE and DELETE with triggers.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from consent_store.exceptions import SchemaTooNew
+
+_V1 = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    recorded_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    call_sid TEXT,
+    business TEXT,
+    subject TEXT,
+    action TEXT,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX events_by_call ON events (call_sid, kind);
+CREATE INDEX events_standing ON events (subject, business, seq)
+    WHERE kind = 'decision' AND action IN ('opt_in', 'opt_out');
+CREATE INDEX events_decisions_by_time ON events (recorded_at) WHERE kind = 'decision';
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'consent events are append-only: UPDATE refused'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'consent events are append-only: DELETE refused'); END;
+
+CREATE TABLE subjects (
+    subject TEXT PRIMARY KEY,
+    phone TEXT NOT NULL UNIQUE,
+    salt TEXT NOT NULL
+);
+
+CREATE TABLE spoken_texts (
+    sha256 TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+);
+CREATE TRIGGER spoken_texts_no_update BEFORE UPDATE ON spoken_texts
+BEGIN SELECT RAISE(ABORT, 'spoken texts are append-only: UPDATE refused'); END;
+
+CREATE TABLE businesses (
+    name TEXT PRIMARY KEY,
+    message_types TEXT NOT NULL,
+    locales TEXT NOT NULL,
+    demo INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE numbers (
+    number TEXT PRIMARY KEY,
+    business TEXT NOT NULL REFERENCES businesses (name)
+);
+CREATE TABLE scripts (
+    business TEXT NOT NULL REFERENCES businesses (name),
+    locale TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('draft', 'published', 'superseded')),
+    text TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    author TEXT NOT NULL,
+    PRIMARY KEY (business, locale, version)
+);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+# Each entry upgrades the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the database up to SCHEMA_VERSION; return the version found before."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    found = int(row[0]) if row else 0
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(found, SCHEMA_VERSION)
+    for version in range(found, SCHEMA_VERSION):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version]):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and (not text.upper().startswith("CREATE TRIGGER") or text.endswith("END;")):
+            statements.append(text)
+            current = []
+    if current and "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
