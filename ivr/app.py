@@ -1,0 +1,30 @@
+"""The Starlette application factory; the consent store is opened in its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from consent_store import open_store
+from ivr import webhooks
+from ivr.runtime import start_runtime
+from ivr.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app; the database URL is checked now, the store opened at start-up."""
+    settings = settings or Settings.from_env()
+    store = open_store(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            app.state.runtime = await start_runtime(settings, store)
+            yield
+        finally:
+            await store.close()
+
+    return Starlette(routes=list(webhooks.routes), lifespan=lifespan)

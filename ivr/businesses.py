@@ -1,0 +1,51 @@
+"""Creating businesses with their default scripts, checked by the policy linter first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from consent_store import Business, ConsentStore
+from consent_store.phone import is_e164
+from voice_scripts import default_script_text, errors, lint_script, parse_script
+
+
+class InvalidBusiness(ValueError):
+    """The business's details are not acceptable; the message says which and why."""
+
+
+def validate_business(name: str, numbers: Sequence[str], message_types: Sequence[str],
+                      locales: Sequence[str]) -> Business:
+    name = name.strip()
+    if not name:
+        raise InvalidBusiness("the business name must not be empty")
+    if not numbers:
+        raise InvalidBusiness("give at least one --number")
+    for number in numbers:
+        if not is_e164(number):
+            raise InvalidBusiness(f"number {number!r} is not in E.164 form (e.g. +14155550123)")
+    if len(set(numbers)) != len(numbers):
+        raise InvalidBusiness("the same number is given twice")
+    types = tuple(t.strip() for t in message_types)
+    if not types or not all(types):
+        raise InvalidBusiness("give at least one non-empty --message-type (e.g. 'delivery updates')")
+    if len(set(locales)) != len(locales):
+        raise InvalidBusiness("the same locale is given twice")
+    return Business(name=name, numbers=tuple(numbers), message_types=types, locales=tuple(locales) or ("en-US",))
+
+
+async def add_business(store: ConsentStore, name: str, numbers: Sequence[str],
+                       message_types: Sequence[str], locales: Sequence[str] = ("en-US",),
+                       author: str = "cli", demo: bool = False) -> Business:
+    """Create a business with the default script of each locale, published as version 1."""
+    business = validate_business(name, numbers, message_types, locales)
+    if demo:
+        business = Business(business.name, business.numbers, business.message_types, business.locales, True)
+    scripts = {}
+    for locale in business.locales:
+        text = default_script_text(locale)
+        problems = errors(lint_script(parse_script(text), business.name, business.message_types))
+        if problems:
+            raise InvalidBusiness(f"the default {locale} script fails the policy check: {problems[0]}")
+        scripts[locale] = text
+    await store.add_business(business, scripts, author=author)
+    return business

@@ -1,0 +1,272 @@
+"""The opt-in call as a pure state machine: (call state, keys pressed) -> (TwiML, decision).
+
+No I/O here. Call state travels in the signed Gather action URL (never in
+process memory), so a call survives a server restart between its Gather and
+the action. A decision is returned as `Decide`; the webhook records it and
+only then asks for the confirmation TwiML, so a caller never hears a
+confirmation of something that was not written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+from urllib.parse import urlencode
+
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from consent_store import Action, Business, text_sha256
+from voice_scripts import RenderContext, Script, render_prompt
+
+Step = Literal["language", "consent", "subscribed"]
+STEPS: tuple[Step, ...] = ("language", "consent", "subscribed")
+MAX_ATTEMPTS = 3
+MAX_REPEATS = 5
+GATHER_TIMEOUT_SECONDS = 7
+
+# Said when there is no business script to say it with.
+_UNKNOWN_NUMBER = "Sorry, this number is not set up to take calls. Goodbye."
+_SYSTEM_TEXT = {
+    "withheld": {
+        "en": "Sorry, we cannot record a choice because your phone number is hidden. "
+        "Please call again without hiding your number. Goodbye.",
+        "es": "Lo sentimos, no podemos registrar su elección porque su número está oculto. "
+        "Por favor, vuelva a llamar sin ocultar su número. Adiós.",
+    },
+    "error": {
+        "en": "We are sorry: because of a technical problem we cannot take your choice now, "
+        "and nothing has been changed. Please call again later. Goodbye.",
+        "es": "Lo sentimos: por un problema técnico no podemos atender su elección ahora "
+        "y no se ha cambiado nada. Por favor, vuelva a llamar más tarde. Adiós.",
+    },
+}
+_SYSTEM_VOICE = {"en": ("Polly.Joanna", "en-US"), "es": ("Polly.Lucia", "es-ES")}
+
+
+class InvalidCallState(ValueError):
+    """The Gather action URL does not describe a call state we issued."""
+
+
+@dataclass(frozen=True)
+class LoadedScript:
+    script: Script
+    version: int
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What the webhook looked up for this call."""
+
+    business: Business
+    scripts: Mapping[str, LoadedScript]
+    opted_in: bool
+    base_url: str
+
+    def render(self, locale: str, prompt: str, menu_key: str = "") -> str:
+        loaded = self.scripts[locale]
+        context = RenderContext(business=self.business.name, message_types=self.business.message_types)
+        return render_prompt(loaded.script, prompt, context, menu_key=menu_key)
+
+
+@dataclass(frozen=True)
+class GatherState:
+    """Where the caller is, carried in the Gather action URL's query string."""
+
+    step: Step
+    attempt: int = 1
+    repeats: int = 0
+    locale: str | None = None
+    version: int | None = None
+    prompt_sha: str | None = None
+
+    def to_query(self) -> dict[str, str]:
+        query = {"step": self.step, "n": str(self.attempt), "r": str(self.repeats)}
+        if self.locale is not None and self.version is not None and self.prompt_sha is not None:
+            query |= {"locale": self.locale, "v": str(self.version), "h": self.prompt_sha}
+        return query
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> GatherState:
+        step = query.get("step", "")
+        if step not in STEPS:
+            raise InvalidCallState(f"unknown step {step!r}")
+        try:
+            attempt = int(query.get("n", "1"))
+            repeats = int(query.get("r", "0"))
+            version = int(query["v"]) if "v" in query else None
+        except ValueError as exc:
+            raise InvalidCallState("attempt, repeats and version must be whole numbers") from exc
+        if not 1 <= attempt <= MAX_ATTEMPTS or not 0 <= repeats <= MAX_REPEATS:
+            raise InvalidCallState("attempt or repeat count out of range")
+        state = cls(step=step, attempt=attempt, repeats=repeats, locale=query.get("locale"),
+                    version=version, prompt_sha=query.get("h"))
+        if step != "language" and (state.locale is None or state.version is None or not state.prompt_sha):
+            raise InvalidCallState(f"step {step!r} needs locale, v and h")
+        return state
+
+
+@dataclass(frozen=True)
+class Decide:
+    """A decision to record before the caller hears its confirmation."""
+
+    action: Action
+    digits: str
+    locale: str
+    script_version: int
+    spoken_text: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    twiml: str
+    decide: Decide | None = None
+
+
+def prompt_fingerprint(text: str) -> str:
+    return text_sha256(text)[:16]
+
+
+def _say(target: VoiceResponse | Gather, script: Script, text: str) -> None:
+    target.say(text, voice=script.voice, language=script.language)
+
+
+def _system_say(target: VoiceResponse, key: str, locale: str) -> None:
+    lang = locale.split("-")[0].lower()
+    lang = lang if lang in _SYSTEM_VOICE else "en"
+    voice, language = _SYSTEM_VOICE[lang]
+    target.say(_SYSTEM_TEXT[key][lang], voice=voice, language=language)
+
+
+def unknown_number_reply() -> str:
+    response = VoiceResponse()
+    response.say(_UNKNOWN_NUMBER, voice="Polly.Joanna", language="en-US")
+    response.hangup()
+    return str(response)
+
+
+def system_reply(key: Literal["withheld", "error"], locale: str = "en-US") -> str:
+    """A fixed message and hang-up, for when no script can be used."""
+    response = VoiceResponse()
+    _system_say(response, key, locale)
+    response.hangup()
+    return str(response)
+
+
+def _gather(ctx: CallContext, state: GatherState,
+            response: VoiceResponse | None) -> tuple[VoiceResponse, Gather, str]:
+    response = response if response is not None else VoiceResponse()
+    url = f"{ctx.base_url}/twilio/gather?{urlencode(state.to_query())}"
+    gather = Gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT_SECONDS, action=url, method="POST")
+    return response, gather, url
+
+
+def _finish(response: VoiceResponse, gather: Gather, url: str) -> str:
+    response.append(gather)
+    # No key before the timeout: Twilio falls through to this Redirect without Digits.
+    response.redirect(url, method="POST")
+    return str(response)
+
+
+def _language_menu(ctx: CallContext, state: GatherState, preface: str | None,
+                   response: VoiceResponse | None = None) -> str:
+    response, gather, url = _gather(ctx, state, response)
+    first = ctx.scripts[ctx.business.locales[0]].script
+    if preface is not None:
+        _say(gather, first, ctx.render(ctx.business.locales[0], preface))
+    for index, locale in enumerate(ctx.business.locales, start=1):
+        _say(gather, ctx.scripts[locale].script, ctx.render(locale, "language_menu", menu_key=str(index)))
+    return _finish(response, gather, url)
+
+
+def _prompt(ctx: CallContext, locale: str, attempt: int, repeats: int, preface: str | None,
+            step: Step | None = None, response: VoiceResponse | None = None) -> str:
+    step = step or ("subscribed" if ctx.opted_in else "consent")
+    loaded = ctx.scripts[locale]
+    text = ctx.render(locale, step)
+    state = GatherState(step=step, attempt=attempt, repeats=repeats, locale=locale,
+                        version=loaded.version, prompt_sha=prompt_fingerprint(text))
+    response, gather, url = _gather(ctx, state, response)
+    if preface is not None:
+        _say(gather, loaded.script, ctx.render(locale, preface))
+    _say(gather, loaded.script, text)
+    return _finish(response, gather, url)
+
+
+def start_call(ctx: CallContext, recording_callback: str) -> str:
+    """The first TwiML of a call: start recording, then the language menu or the prompt."""
+    response = VoiceResponse()
+    start = response.start()
+    start.recording(
+        recording_status_callback=recording_callback,
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+        track="both",
+    )
+    if len(ctx.business.locales) > 1:
+        return _language_menu(ctx, GatherState(step="language"), preface=None, response=response)
+    return _prompt(ctx, ctx.business.locales[0], attempt=1, repeats=0, preface=None, response=response)
+
+
+def _goodbye(ctx: CallContext, locale: str, preface: str) -> str:
+    response = VoiceResponse()
+    script = ctx.scripts[locale].script
+    _say(response, script, ctx.render(locale, preface))
+    _say(response, script, ctx.render(locale, "goodbye"))
+    response.hangup()
+    return str(response)
+
+
+def _retry(ctx: CallContext, state: GatherState, preface: str) -> str:
+    """Reprompt after no input or an invalid key, or say goodbye after the last attempt."""
+    locale = state.locale or ctx.business.locales[0]
+    if state.attempt >= MAX_ATTEMPTS:
+        return _goodbye(ctx, locale, preface)
+    if state.step == "language":
+        return _language_menu(ctx, replace(state, attempt=state.attempt + 1), preface)
+    return _prompt(ctx, locale, state.attempt + 1, state.repeats, preface, step=state.step)
+
+
+def continue_call(ctx: CallContext, state: GatherState, digits: str | None) -> Reply:
+    """What happens after a Gather: the caller pressed `digits` (None: nothing)."""
+    preface = "no_input" if not digits else "invalid"
+    if state.step == "language":
+        if digits and digits.isdigit() and 1 <= int(digits) <= len(ctx.business.locales):
+            locale = ctx.business.locales[int(digits) - 1]
+            return Reply(_prompt(ctx, locale, attempt=1, repeats=0, preface=None))
+        return Reply(_retry(ctx, state, preface))
+    assert state.locale is not None and state.version is not None
+    loaded = ctx.scripts[state.locale]
+    text = ctx.render(state.locale, state.step)
+    if prompt_fingerprint(text) != state.prompt_sha:
+        # The wording changed since the caller heard it: they must hear the new one first.
+        return Reply(_prompt(ctx, state.locale, state.attempt, state.repeats, None, step=state.step))
+    keys = loaded.script.keys
+    if digits == keys.repeat and state.repeats < MAX_REPEATS:
+        return Reply(_prompt(ctx, state.locale, state.attempt, state.repeats + 1, None, step=state.step))
+    choices: dict[str, Action] = (
+        {keys.opt_in: "opt_in", keys.decline: "declined"} if state.step == "consent"
+        else {keys.opt_out: "opt_out"}
+    )
+    if digits in choices:
+        return Reply("", Decide(choices[digits], digits, state.locale, loaded.version, text))
+    return Reply(_retry(ctx, state, preface))
+
+
+_CONFIRMATION_PROMPT: dict[str, str] = {"opt_in": "confirmed", "declined": "declined", "opt_out": "opted_out"}
+
+
+def confirmation(ctx: CallContext, locale: str, action: str) -> str:
+    """Tell the caller what was recorded, then hang up."""
+    response = VoiceResponse()
+    _say(response, ctx.scripts[locale].script, ctx.render(locale, _CONFIRMATION_PROMPT[action]))
+    response.hangup()
+    return str(response)
+
+
+def write_failed(ctx: CallContext, locale: str) -> str:
+    """The choice could not be recorded: say so, never a false confirmation."""
+    response = VoiceResponse()
+    _say(response, ctx.scripts[locale].script, ctx.render(locale, "error"))
+    response.hangup()
+    return str(response)

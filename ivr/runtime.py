@@ -1,0 +1,42 @@
+"""What a running app holds: settings, the open store, the webhook signature validator."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from twilio.request_validator import RequestValidator
+
+from consent_store import ConsentStore
+from ivr.settings import Settings
+
+LOG = logging.getLogger(__name__)
+
+LOCAL_TOKEN_SETTING = "local_twilio_auth_token"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    store: ConsentStore
+    auth_token: str
+    validator: RequestValidator
+
+
+async def auth_token_for(settings: Settings, store: ConsentStore) -> tuple[str, bool]:
+    """TWILIO_AUTH_TOKEN, or the local token kept in the database (created once); True if local."""
+    if settings.twilio_auth_token:
+        return settings.twilio_auth_token, False
+    return await store.setting_or_default(LOCAL_TOKEN_SETTING, secrets.token_hex(16)), True
+
+
+async def start_runtime(settings: Settings, store: ConsentStore) -> Runtime:
+    token, local = await auth_token_for(settings, store)
+    if local:
+        LOG.warning(
+            "TWILIO_AUTH_TOKEN is not set: webhooks are checked against a local token kept in the "
+            "database, so requests from real Twilio will be refused (403). Set TWILIO_AUTH_TOKEN "
+            "to your account's Auth Token to take real calls."
+        )
+    return Runtime(settings=settings, store=store, auth_token=token, validator=RequestValidator(token))

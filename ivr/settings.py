@@ -1,0 +1,28 @@
+"""Configuration read once from the environment at start-up and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///ivr.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    twilio_auth_token: str | None = None
+    public_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        public_url = (env.get("IVR_PUBLIC_URL") or "").strip().rstrip("/") or None
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise ValueError(f"IVR_PUBLIC_URL {public_url!r} must start with http:// or https://")
+        return cls(
+            database_url=(env.get("IVR_DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL,
+            twilio_auth_token=(env.get("TWILIO_AUTH_TOKEN") or "").strip() or None,
+            public_url=public_url,
+        )

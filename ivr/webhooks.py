@@ -1,0 +1,256 @@
+"""Twilio webhooks: check the signature, look things up, run the call flow, persist, answer.
+
+A request without a valid X-Twilio-Signature gets 403 and writes nothing.
+Decisions are committed before their confirmation TwiML is returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from consent_store import (
+    Business,
+    CallStatus,
+    ConsentDecision,
+    RecordingStatus,
+    StoreError,
+    text_sha256,
+)
+from consent_store.phone import is_e164, masked
+from ivr.call_flow import (
+    CallContext,
+    GatherState,
+    InvalidCallState,
+    LoadedScript,
+    confirmation,
+    continue_call,
+    start_call,
+    system_reply,
+    unknown_number_reply,
+    write_failed,
+)
+from ivr.runtime import Runtime
+from voice_scripts import Script, ScriptError, parse_script
+
+LOG = logging.getLogger(__name__)
+
+RECORDING_PATH = "/twilio/recording"
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _twiml(twiml: str) -> Response:
+    return Response(twiml, media_type="application/xml")
+
+
+def _forbidden() -> Response:
+    return PlainTextResponse("Forbidden: missing or invalid X-Twilio-Signature.", status_code=403)
+
+
+def _bad_request(message: str) -> Response:
+    return PlainTextResponse(f"Bad request: {message}", status_code=400)
+
+
+def _signed_url(request: Request, public_url: str | None) -> str:
+    if public_url is None:
+        return str(request.url)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return f"{public_url}{request.url.path}{query}"
+
+
+def _base_url(request: Request, public_url: str | None) -> str:
+    return public_url or f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def _signed_form(request: Request) -> FormData | None:
+    """The request's parameters if Twilio signed them, else None (and a log line)."""
+    runtime = _runtime(request)
+    signature = request.headers.get("X-Twilio-Signature")
+    form = await request.form() if request.method == "POST" else FormData()
+    url = _signed_url(request, runtime.settings.public_url)
+    if not signature or not runtime.validator.validate(url, form, signature):
+        LOG.warning("rejected %s %s: %s X-Twilio-Signature", request.method, request.url.path,
+                    "invalid" if signature else "missing")
+        return None
+    return form
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str) -> Script:
+    return parse_script(text)
+
+
+async def _context(request: Request, business: Business, phone: str,
+                   locale: str | None = None, version: int | None = None) -> CallContext:
+    """Scripts for the call: all published ones, or the exact version a caller heard."""
+    store = _runtime(request).store
+    locales = business.locales if locale is None else (locale,)
+    scripts = {}
+    for loc in locales:
+        stored = await store.script_version(business.name, loc, version if locale else None)
+        scripts[loc] = LoadedScript(_parse_cached(stored.text), stored.version)
+    standing = await store.standing(phone, business.name)
+    return CallContext(
+        business=business,
+        scripts=scripts,
+        opted_in=standing is not None and standing.action == "opt_in",
+        base_url=_base_url(request, _runtime(request).settings.public_url),
+    )
+
+
+async def _caller(request: Request, form: FormData) -> tuple[Business | None, str, Response | None]:
+    """Look up the called business and check the caller; a Response ends the call early."""
+    call_sid, to, phone = (str(form.get(k) or "") for k in ("CallSid", "To", "From"))
+    if not call_sid or not to:
+        return None, phone, _bad_request("CallSid and To are required.")
+    business = await _runtime(request).store.business_for_number(to)
+    if business is None:
+        LOG.info("call %s to unknown number %s", call_sid, to)
+        return None, phone, _twiml(unknown_number_reply())
+    if not is_e164(phone):
+        LOG.info("call %s from a withheld or invalid number", call_sid)
+        return business, phone, _twiml(system_reply("withheld", business.locales[0]))
+    return business, phone, None
+
+
+async def voice(request: Request) -> Response:
+    """The number's Voice URL: start recording and ask (or offer the language menu)."""
+    form = await _signed_form(request)
+    if form is None:
+        return _forbidden()
+    try:
+        business, phone, early = await _caller(request, form)
+        if early is not None:
+            return early
+        assert business is not None
+        ctx = await _context(request, business, phone)
+        recording_url = _base_url(request, _runtime(request).settings.public_url) + RECORDING_PATH
+        return _twiml(start_call(ctx, recording_url))
+    except (StoreError, ScriptError) as exc:
+        LOG.error("voice webhook could not start call %s: %s", form.get("CallSid"), exc)
+        return _twiml(system_reply("error"))
+
+
+async def gather(request: Request) -> Response:
+    """A Gather action (or the Redirect after it): a key pressed, or none."""
+    form = await _signed_form(request)
+    if form is None:
+        return _forbidden()
+    try:
+        state = GatherState.from_query(request.query_params)
+    except InvalidCallState as exc:
+        return _bad_request(str(exc))
+    try:
+        business, phone, early = await _caller(request, form)
+        if early is not None:
+            return early
+        assert business is not None
+        if state.locale is not None and state.locale not in business.locales:
+            return _bad_request(f"locale {state.locale!r} is not one of this business's locales.")
+        ctx = await _context(request, business, phone, state.locale, state.version)
+        reply = continue_call(ctx, state, str(form.get("Digits") or "") or None)
+    except (StoreError, ScriptError) as exc:
+        LOG.error("gather webhook failed for call %s: %s", form.get("CallSid"), exc)
+        return _twiml(system_reply("error", state.locale or "en-US"))
+    if reply.decide is None:
+        return _twiml(reply.twiml)
+    decide = reply.decide
+    decision = ConsentDecision(
+        call_sid=str(form["CallSid"]),
+        phone=phone,
+        business=business.name,
+        action=decide.action,
+        message_types=business.message_types,
+        digits=decide.digits,
+        locale=decide.locale,
+        script_version=decide.script_version,
+        script_sha256=text_sha256(decide.spoken_text),
+        spoken_text=decide.spoken_text,
+    )
+    try:
+        stored = await _runtime(request).store.record_decision(decision)
+    except StoreError as exc:
+        LOG.error("could not record %s for call %s (%s): %s", decide.action, decision.call_sid,
+                  masked(phone), exc)
+        return _twiml(write_failed(ctx, decide.locale))
+    LOG.info("recorded %s for call %s (%s) as record %d", decide.action, decision.call_sid,
+             masked(phone), stored.seq)
+    # A retried post confirms what was recorded the first time.
+    return _twiml(confirmation(ctx, decide.locale, str(stored.data["action"])))
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+async def recording_status(request: Request) -> Response:
+    """Recording status callback: attach the recording to the call's records."""
+    form = await _signed_form(request)
+    if form is None:
+        return _forbidden()
+    call_sid, recording_sid = str(form.get("CallSid") or ""), str(form.get("RecordingSid") or "")
+    status = str(form.get("RecordingStatus") or "completed")
+    if not call_sid or not recording_sid:
+        return _bad_request("CallSid and RecordingSid are required.")
+    recording = RecordingStatus(
+        call_sid=call_sid,
+        recording_sid=recording_sid,
+        status=status,
+        url=str(form.get("RecordingUrl") or "") or None,
+        duration=_int_or_none(form.get("RecordingDuration")),
+    )
+    try:
+        await _runtime(request).store.attach_recording(recording)
+    except StoreError as exc:
+        LOG.error("could not attach recording %s of call %s: %s", recording_sid, call_sid, exc)
+        return PlainTextResponse("Service unavailable: recording not stored, retry.", status_code=503)
+    return Response(status_code=204)
+
+
+async def call_status(request: Request) -> Response:
+    """Call status callback: how the call ended."""
+    form = await _signed_form(request)
+    if form is None:
+        return _forbidden()
+    call_sid, status = str(form.get("CallSid") or ""), str(form.get("CallStatus") or "")
+    if not call_sid or not status:
+        return _bad_request("CallSid and CallStatus are required.")
+    try:
+        business = await _runtime(request).store.business_for_number(str(form.get("To") or ""))
+        await _runtime(request).store.record_call_status(
+            CallStatus(call_sid=call_sid, status=status, duration=_int_or_none(form.get("CallDuration")),
+                       business=business.name if business else None)
+        )
+    except StoreError as exc:
+        LOG.error("could not record status %s of call %s: %s", status, call_sid, exc)
+        return PlainTextResponse("Service unavailable: status not stored, retry.", status_code=503)
+    return Response(status_code=204)
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        await _runtime(request).store.ping()
+    except StoreError as exc:
+        return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+routes = [
+    Route("/twilio/voice", voice, methods=["POST"]),
+    Route("/twilio/gather", gather, methods=["POST"]),
+    Route(RECORDING_PATH, recording_status, methods=["POST"]),
+    Route("/twilio/status", call_status, methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+]

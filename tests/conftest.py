@@ -1,0 +1,55 @@
+"""Shared fixtures: a real SQLite file, the running app, a Twilio emulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from consent_store import ConsentStore
+from ivr.app import create_app
+from ivr.businesses import add_business
+from ivr.emulator import TwilioEmulator
+from ivr.settings import Settings
+
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+ACME = "Acme Parcels"
+ACME_NUMBER = "+15550001111"
+BILINGUAL = "Tienda Sol"
+BILINGUAL_NUMBER = "+34910000222"
+CALLER = "+14155550123"
+
+
+@dataclass
+class Service:
+    """The running app, its store and a Twilio emulator pointed at it."""
+
+    store: ConsentStore
+    twilio: TwilioEmulator
+    db_url: str
+    client: httpx.AsyncClient
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ivr.db'}"
+
+
+def make_settings(db_url: str, public_url: str | None = None) -> Settings:
+    return Settings(database_url=db_url, twilio_auth_token=AUTH_TOKEN, public_url=public_url)
+
+
+@pytest.fixture
+async def service(db_url: str) -> AsyncIterator[Service]:
+    app = create_app(make_settings(db_url))
+    async with app.router.lifespan_context(app):
+        store = app.state.runtime.store
+        await add_business(store, ACME, [ACME_NUMBER], ["delivery updates", "appointment reminders"])
+        await add_business(store, BILINGUAL, [BILINGUAL_NUMBER], ["avisos de entrega"],
+                           ["es-ES", "en-US"])
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Service(store, TwilioEmulator(client, "http://testserver", AUTH_TOKEN), db_url, client)
