@@ -1,0 +1,199 @@
+"""The `ivr` command line: serve, business, export, verify.
+
+Every command reads IVR_DATABASE_URL. Errors are one line on stderr.
+Exit codes: 0 success, 1 the operation failed (store unavailable, chain
+broken), 2 bad input (usage, bad value, unknown business, bad database URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import IO, Any, TypeVar
+
+import click
+
+from consent_store import ACTIONS, ConsentStore, ExportFilter, StoreError, StoreUnavailable, open_store
+from consent_store.exceptions import BadDatabaseURL, SchemaTooNew
+from ivr import __version__
+from ivr.businesses import InvalidBusiness, add_business
+from ivr.export import EXPORT_FORMATS, parse_timestamp, write_export
+from ivr.settings import Settings
+from voice_scripts import DEFAULT_LOCALES, ScriptError
+
+T = TypeVar("T")
+
+
+class CliFailure(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise CliFailure(str(exc), 2) from exc
+
+
+def with_store(work: Callable[[ConsentStore], Awaitable[T]]) -> T:
+    """Open the store named by IVR_DATABASE_URL, run `work`, close it; map errors to CliFailure."""
+
+    async def run() -> T:
+        store = open_store(_settings().database_url)
+        async with store:
+            return await work(store)
+
+    try:
+        return asyncio.run(run())
+    except (BadDatabaseURL, SchemaTooNew) as exc:
+        raise CliFailure(str(exc), 2) from exc
+    except StoreUnavailable as exc:
+        raise CliFailure(str(exc), 1) from exc
+    except (StoreError, ScriptError, InvalidBusiness, ValueError) as exc:
+        raise CliFailure(str(exc), 2) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ivr")
+def cli() -> None:
+    """WhatsApp opt-in consent by phone: a Twilio IVR with tamper-evident evidence.
+
+    Every command reads the database from IVR_DATABASE_URL (default sqlite:///ivr.db).
+    """
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+def serve(host: str, port: int) -> None:
+    """Run the web service (Twilio webhooks, pages, API)."""
+    import uvicorn
+
+    from ivr.app import create_app
+
+    settings = _settings()
+
+    async def check(store: ConsentStore) -> list[str]:
+        return [f"{b.name}: {', '.join(b.numbers)}" for b in await store.list_businesses()]
+
+    businesses = with_store(check)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"ivr {__version__} on {settings.database_url}, listening on http://{host}:{port}", err=True)
+    click.echo(f"Voice URL: {settings.public_url or f'http://{host}:{port}'}/twilio/voice", err=True)
+    for line in businesses or ["no business yet: add one with 'ivr business add'"]:
+        click.echo(f"  {line}", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@cli.group()
+def business() -> None:
+    """Create and list businesses (the callers' counterparties)."""
+
+
+@business.command("add")
+@click.option("--name", required=True, help="The business name callers hear.")
+@click.option("--number", "numbers", multiple=True, required=True, help="Twilio number in E.164; repeatable.")
+@click.option("--message-type", "message_types", multiple=True, required=True,
+              help="A type of WhatsApp message callers agree to, e.g. 'delivery updates'; repeatable.")
+@click.option("--locale", "locales", multiple=True, type=click.Choice(DEFAULT_LOCALES),
+              help="Caller language; repeat for a language menu (first = key 1). Default en-US.")
+def business_add(name: str, numbers: tuple[str, ...], message_types: tuple[str, ...],
+                 locales: tuple[str, ...]) -> None:
+    """Create a business with the default scripts for its locales, published."""
+
+    async def work(store: ConsentStore) -> None:
+        created = await add_business(store, name, numbers, message_types, locales or ("en-US",))
+        click.echo(f"Created business {created.name!r}: numbers {', '.join(created.numbers)}; "
+                   f"locales {', '.join(created.locales)} (default scripts published as version 1).")
+
+    with_store(work)
+
+
+@business.command("list")
+def business_list() -> None:
+    """List businesses with their numbers, locales and message types."""
+
+    async def work(store: ConsentStore) -> None:
+        for b in await store.list_businesses():
+            click.echo(f"{b.name}\t{', '.join(b.numbers)}\t{', '.join(b.locales)}\t{'; '.join(b.message_types)}")
+
+    with_store(work)
+
+
+def _output(path: str | None) -> AbstractContextManager[IO[Any]]:
+    if path is None or path == "-":
+        return nullcontext(sys.stdout)
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else parse_timestamp(value, f"--{param.name}")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).split(" ", 1)[1]) from exc
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="csv", show_default=True)
+@click.option("--business", "business_name", help="Only this business.")
+@click.option("--action", type=click.Choice(ACTIONS), help="Only this action.")
+@click.option("--since", callback=_timestamp, help="From this time (ISO-8601; naive = UTC; inclusive).")
+@click.option("--until", callback=_timestamp, help="Before this time (ISO-8601; naive = UTC; exclusive).")
+@click.option("-o", "--output", "output", help="Write to FILE instead of standard output.")
+def export(fmt: str, business_name: str | None, action: str | None, since: str | None,
+           until: str | None, output: str | None) -> None:
+    """Export decisions, one row per decision, oldest first, streamed."""
+    where = ExportFilter(
+        business=business_name,
+        action=action,  # type: ignore[arg-type]
+        since=since,
+        until=until,
+    )
+
+    async def work(store: ConsentStore) -> int:
+        if business_name is not None:
+            await store.get_business(business_name)
+        with _output(output) as out:
+            return await write_export(store.export_decisions(where), out, fmt)  # type: ignore[arg-type]
+
+    try:
+        count = with_store(work)
+    except OSError as exc:
+        raise CliFailure(f"cannot write {output}: {exc.strerror}", 2) from exc
+    if output not in (None, "-"):
+        click.echo(f"Exported {count} decisions to {output}.", err=True)
+
+
+@cli.command()
+def verify() -> None:
+    """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record."""
+    result = with_store(lambda store: store.verify())
+    if not result.intact:
+        raise CliFailure(f"chain broken at record {result.first_bad_seq}: {result.problem} "
+                         f"({result.count} records verified before it)", 1)
+    click.echo(f"ok: {result.count} records, chain intact, head {result.head}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one-line errors, documented exit codes."""
+    try:
+        cli.main(args=argv, prog_name="ivr", standalone_mode=False)
+    except CliFailure as exc:
+        click.echo(f"ivr: error: {exc}", err=True)
+        sys.exit(exc.code)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "ivr"
+        click.echo(f"{command}: error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"ivr: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("ivr: aborted", err=True)
+        sys.exit(130)
+    sys.exit(0)
