@@ -131,8 +131,9 @@ class SQLiteStore:
 
     async def setting_or_default(self, key: str, default: str) -> str:
         """Return the stored value, storing `default` first if there is none."""
-        await self._writer_side_write("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)",
-                                      (key, default))
+        await self._writer_side_write(
+            "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, default)
+        )
         value = await self.get_setting(key)
         return default if value is None else value
 
@@ -160,20 +161,29 @@ class SQLiteStore:
         writes: list[SideWrite] = [
             (
                 "INSERT INTO businesses (name, message_types, locales, demo, created_at) VALUES (?,?,?,?,?)",
-                (business.name, json.dumps(list(business.message_types)),
-                 json.dumps(list(business.locales)), int(business.demo), now),
+                (
+                    business.name,
+                    json.dumps(list(business.message_types)),
+                    json.dumps(list(business.locales)),
+                    int(business.demo),
+                    now,
+                ),
             )
         ]
-        writes += [("INSERT INTO numbers (number, business) VALUES (?, ?)", (n, business.name))
-                   for n in business.numbers]
+        writes += [
+            ("INSERT INTO numbers (number, business) VALUES (?, ?)", (n, business.name))
+            for n in business.numbers
+        ]
         script_hashes = {}
         for locale, text in scripts.items():
             script_hashes[locale] = text_sha256(text)
-            writes.append((
-                "INSERT INTO scripts (business, locale, version, status, text, sha256, created_at, author)"
-                " VALUES (?, ?, 1, 'published', ?, ?, ?, ?)",
-                (business.name, locale, text, script_hashes[locale], now, author),
-            ))
+            writes.append(
+                (
+                    "INSERT INTO scripts (business, locale, version, status, text, sha256,"
+                    " created_at, author) VALUES (?, ?, 1, 'published', ?, ?, ?, ?)",
+                    (business.name, locale, text, script_hashes[locale], now, author),
+                )
+            )
         event = NewEvent(
             kind="business",
             idempotency_key=f"business:{business.name}",
@@ -220,8 +230,10 @@ class SQLiteStore:
 
     async def script_version(self, business: str, locale: str, version: int | None = None) -> ScriptVersion:
         """The given version, or the published one when version is None."""
-        sql = ("SELECT business, locale, version, status, text, sha256, created_at, author"
-               " FROM scripts WHERE business = ? AND locale = ?")
+        sql = (
+            "SELECT business, locale, version, status, text, sha256, created_at, author"
+            " FROM scripts WHERE business = ? AND locale = ?"
+        )
         params: list[Any] = [business, locale]
         if version is None:
             sql += " AND status = 'published' ORDER BY version DESC LIMIT 1"
@@ -291,10 +303,17 @@ class SQLiteStore:
                     data = json.loads(body)["data"]
                     recording = json.loads(rec)["data"] if rec else {}
                     yield DecisionRow(
-                        seq=seq, recorded_at=at, phone=phone, business=business, action=action,
-                        message_types=tuple(data["message_types"]), call_sid=call_sid,
-                        digits=data["digits"], locale=data["locale"],
-                        script_version=data["script_version"], script_sha256=data["script_sha256"],
+                        seq=seq,
+                        recorded_at=at,
+                        phone=phone,
+                        business=business,
+                        action=action,
+                        message_types=tuple(data["message_types"]),
+                        call_sid=call_sid,
+                        digits=data["digits"],
+                        locale=data["locale"],
+                        script_version=data["script_version"],
+                        script_sha256=data["script_sha256"],
                         recording_sid=recording.get("recording_sid"),
                         recording_url=recording.get("url"),
                         recording_duration=recording.get("duration"),

@@ -194,8 +194,19 @@ class SQLiteWriter:
             )
             digest = event_hash(self._head_hash, body)
             rows.append(
-                (seq, recorded_at, event.kind, event.idempotency_key, event.call_sid,
-                 event.business, subject, event.action, body, self._head_hash, digest)
+                (
+                    seq,
+                    recorded_at,
+                    event.kind,
+                    event.idempotency_key,
+                    event.call_sid,
+                    event.business,
+                    subject,
+                    event.action,
+                    body,
+                    self._head_hash,
+                    digest,
+                )
             )
             stored = StoredEvent(seq, recorded_at, event.kind, body, self._head_hash, digest)
             self._head_seq, self._head_hash = seq, digest

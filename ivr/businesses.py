@@ -13,8 +13,9 @@ class InvalidBusiness(ValueError):
     """The business's details are not acceptable; the message says which and why."""
 
 
-def validate_business(name: str, numbers: Sequence[str], message_types: Sequence[str],
-                      locales: Sequence[str]) -> Business:
+def validate_business(
+    name: str, numbers: Sequence[str], message_types: Sequence[str], locales: Sequence[str]
+) -> Business:
     name = name.strip()
     if not name:
         raise InvalidBusiness("the business name must not be empty")
@@ -30,12 +31,20 @@ def validate_business(name: str, numbers: Sequence[str], message_types: Sequence
         raise InvalidBusiness("give at least one non-empty --message-type (e.g. 'delivery updates')")
     if len(set(locales)) != len(locales):
         raise InvalidBusiness("the same locale is given twice")
-    return Business(name=name, numbers=tuple(numbers), message_types=types, locales=tuple(locales) or ("en-US",))
+    return Business(
+        name=name, numbers=tuple(numbers), message_types=types, locales=tuple(locales) or ("en-US",)
+    )
 
 
-async def add_business(store: ConsentStore, name: str, numbers: Sequence[str],
-                       message_types: Sequence[str], locales: Sequence[str] = ("en-US",),
-                       author: str = "cli", demo: bool = False) -> Business:
+async def add_business(
+    store: ConsentStore,
+    name: str,
+    numbers: Sequence[str],
+    message_types: Sequence[str],
+    locales: Sequence[str] = ("en-US",),
+    author: str = "cli",
+    demo: bool = False,
+) -> Business:
     """Create a business with the default script of each locale, published as version 1."""
     business = validate_business(name, numbers, message_types, locales)
     if demo:

@@ -99,8 +99,14 @@ class GatherState:
             raise InvalidCallState("attempt, repeats and version must be whole numbers") from exc
         if not 1 <= attempt <= MAX_ATTEMPTS or not 0 <= repeats <= MAX_REPEATS:
             raise InvalidCallState("attempt or repeat count out of range")
-        state = cls(step=step, attempt=attempt, repeats=repeats, locale=query.get("locale"),
-                    version=version, prompt_sha=query.get("h"))
+        state = cls(
+            step=step,
+            attempt=attempt,
+            repeats=repeats,
+            locale=query.get("locale"),
+            version=version,
+            prompt_sha=query.get("h"),
+        )
         if step != "language" and (state.locale is None or state.version is None or not state.prompt_sha):
             raise InvalidCallState(f"step {step!r} needs locale, v and h")
         return state
@@ -153,8 +159,9 @@ def system_reply(key: Literal["withheld", "error"], locale: str = "en-US") -> st
     return str(response)
 
 
-def _gather(ctx: CallContext, state: GatherState,
-            response: VoiceResponse | None) -> tuple[VoiceResponse, Gather, str]:
+def _gather(
+    ctx: CallContext, state: GatherState, response: VoiceResponse | None
+) -> tuple[VoiceResponse, Gather, str]:
     response = response if response is not None else VoiceResponse()
     url = f"{ctx.base_url}/twilio/gather?{urlencode(state.to_query())}"
     gather = Gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT_SECONDS, action=url, method="POST")
@@ -168,8 +175,9 @@ def _finish(response: VoiceResponse, gather: Gather, url: str) -> str:
     return str(response)
 
 
-def _language_menu(ctx: CallContext, state: GatherState, preface: str | None,
-                   response: VoiceResponse | None = None) -> str:
+def _language_menu(
+    ctx: CallContext, state: GatherState, preface: str | None, response: VoiceResponse | None = None
+) -> str:
     response, gather, url = _gather(ctx, state, response)
     first = ctx.scripts[ctx.business.locales[0]].script
     if preface is not None:
@@ -179,13 +187,26 @@ def _language_menu(ctx: CallContext, state: GatherState, preface: str | None,
     return _finish(response, gather, url)
 
 
-def _prompt(ctx: CallContext, locale: str, attempt: int, repeats: int, preface: str | None,
-            step: Step | None = None, response: VoiceResponse | None = None) -> str:
+def _prompt(
+    ctx: CallContext,
+    locale: str,
+    attempt: int,
+    repeats: int,
+    preface: str | None,
+    step: Step | None = None,
+    response: VoiceResponse | None = None,
+) -> str:
     step = step or ("subscribed" if ctx.opted_in else "consent")
     loaded = ctx.scripts[locale]
     text = ctx.render(locale, step)
-    state = GatherState(step=step, attempt=attempt, repeats=repeats, locale=locale,
-                        version=loaded.version, prompt_sha=prompt_fingerprint(text))
+    state = GatherState(
+        step=step,
+        attempt=attempt,
+        repeats=repeats,
+        locale=locale,
+        version=loaded.version,
+        prompt_sha=prompt_fingerprint(text),
+    )
     response, gather, url = _gather(ctx, state, response)
     if preface is not None:
         _say(gather, loaded.script, ctx.render(locale, preface))
@@ -245,7 +266,8 @@ def continue_call(ctx: CallContext, state: GatherState, digits: str | None) -> R
     if digits == keys.repeat and state.repeats < MAX_REPEATS:
         return Reply(_prompt(ctx, state.locale, state.attempt, state.repeats + 1, None, step=state.step))
     choices: dict[str, Action] = (
-        {keys.opt_in: "opt_in", keys.decline: "declined"} if state.step == "consent"
+        {keys.opt_in: "opt_in", keys.decline: "declined"}
+        if state.step == "consent"
         else {keys.opt_out: "opt_out"}
     )
     if digits in choices:

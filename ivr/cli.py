@@ -98,18 +98,31 @@ def business() -> None:
 @business.command("add")
 @click.option("--name", required=True, help="The business name callers hear.")
 @click.option("--number", "numbers", multiple=True, required=True, help="Twilio number in E.164; repeatable.")
-@click.option("--message-type", "message_types", multiple=True, required=True,
-              help="A type of WhatsApp message callers agree to, e.g. 'delivery updates'; repeatable.")
-@click.option("--locale", "locales", multiple=True, type=click.Choice(DEFAULT_LOCALES),
-              help="Caller language; repeat for a language menu (first = key 1). Default en-US.")
-def business_add(name: str, numbers: tuple[str, ...], message_types: tuple[str, ...],
-                 locales: tuple[str, ...]) -> None:
+@click.option(
+    "--message-type",
+    "message_types",
+    multiple=True,
+    required=True,
+    help="A type of WhatsApp message callers agree to, e.g. 'delivery updates'; repeatable.",
+)
+@click.option(
+    "--locale",
+    "locales",
+    multiple=True,
+    type=click.Choice(DEFAULT_LOCALES),
+    help="Caller language; repeat for a language menu (first = key 1). Default en-US.",
+)
+def business_add(
+    name: str, numbers: tuple[str, ...], message_types: tuple[str, ...], locales: tuple[str, ...]
+) -> None:
     """Create a business with the default scripts for its locales, published."""
 
     async def work(store: ConsentStore) -> None:
         created = await add_business(store, name, numbers, message_types, locales or ("en-US",))
-        click.echo(f"Created business {created.name!r}: numbers {', '.join(created.numbers)}; "
-                   f"locales {', '.join(created.locales)} (default scripts published as version 1).")
+        click.echo(
+            f"Created business {created.name!r}: numbers {', '.join(created.numbers)}; "
+            f"locales {', '.join(created.locales)} (default scripts published as version 1)."
+        )
 
     with_store(work)
 
@@ -120,7 +133,9 @@ def business_list() -> None:
 
     async def work(store: ConsentStore) -> None:
         for b in await store.list_businesses():
-            click.echo(f"{b.name}\t{', '.join(b.numbers)}\t{', '.join(b.locales)}\t{'; '.join(b.message_types)}")
+            click.echo(
+                f"{b.name}\t{', '.join(b.numbers)}\t{', '.join(b.locales)}\t{'; '.join(b.message_types)}"
+            )
 
     with_store(work)
 
@@ -145,8 +160,14 @@ def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--since", callback=_timestamp, help="From this time (ISO-8601; naive = UTC; inclusive).")
 @click.option("--until", callback=_timestamp, help="Before this time (ISO-8601; naive = UTC; exclusive).")
 @click.option("-o", "--output", "output", help="Write to FILE instead of standard output.")
-def export(fmt: str, business_name: str | None, action: str | None, since: str | None,
-           until: str | None, output: str | None) -> None:
+def export(
+    fmt: str,
+    business_name: str | None,
+    action: str | None,
+    since: str | None,
+    until: str | None,
+    output: str | None,
+) -> None:
     """Export decisions, one row per decision, oldest first, streamed."""
     where = ExportFilter(
         business=business_name,
@@ -174,8 +195,11 @@ def verify() -> None:
     """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record."""
     result = with_store(lambda store: store.verify())
     if not result.intact:
-        raise CliFailure(f"chain broken at record {result.first_bad_seq}: {result.problem} "
-                         f"({result.count} records verified before it)", 1)
+        raise CliFailure(
+            f"chain broken at record {result.first_bad_seq}: {result.problem} "
+            f"({result.count} records verified before it)",
+            1,
+        )
     click.echo(f"ok: {result.count} records, chain intact, head {result.head}")
 
 

@@ -62,8 +62,9 @@ KeySource = Callable[[int], Awaitable[str]]
 class TwilioEmulator:
     """Twilio's side of calls to one service."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, auth_token: str,
-                 account_sid: str | None = None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, auth_token: str, account_sid: str | None = None
+    ) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
@@ -76,8 +77,9 @@ class TwilioEmulator:
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         return self.validator.compute_signature(url, dict(params))
 
-    async def post(self, url: str, params: Mapping[str, str], *, signed: bool = True,
-                   signature: str | None = None) -> httpx.Response:
+    async def post(
+        self, url: str, params: Mapping[str, str], *, signed: bool = True, signature: str | None = None
+    ) -> httpx.Response:
         """POST form parameters the way Twilio does, signed unless told otherwise."""
         url = self.url(url) if url.startswith("/") else url
         headers = {}
@@ -87,19 +89,29 @@ class TwilioEmulator:
 
     def call_params(self, call_sid: str, to: str, from_: str, status: str = "in-progress") -> dict[str, str]:
         return {
-            "AccountSid": self.account_sid, "ApiVersion": "2010-04-01", "CallSid": call_sid,
-            "CallStatus": status, "Direction": "inbound", "From": from_, "To": to,
-            "Caller": from_, "Called": to,
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": call_sid,
+            "CallStatus": status,
+            "Direction": "inbound",
+            "From": from_,
+            "To": to,
+            "Caller": from_,
+            "Called": to,
         }
 
-    async def send_recording(self, result: CallResult, to: str, from_: str,
-                             status: str = "completed", duration: int = 31) -> httpx.Response:
+    async def send_recording(
+        self, result: CallResult, to: str, from_: str, status: str = "completed", duration: int = 31
+    ) -> httpx.Response:
         if result.recording_callback is None or result.recording_sid is None:
             raise EmulatorError("the call never started a recording")
         params = {
-            "AccountSid": self.account_sid, "CallSid": result.call_sid,
-            "RecordingSid": result.recording_sid, "RecordingStatus": status,
-            "RecordingSource": "StartCallRecordingTwiML", "RecordingChannels": "2",
+            "AccountSid": self.account_sid,
+            "CallSid": result.call_sid,
+            "RecordingSid": result.recording_sid,
+            "RecordingStatus": status,
+            "RecordingSource": "StartCallRecordingTwiML",
+            "RecordingChannels": "2",
         }
         if status == "completed":
             params |= {
@@ -109,14 +121,23 @@ class TwilioEmulator:
             }
         return await self.post(result.recording_callback, params)
 
-    async def send_status(self, result: CallResult, to: str, from_: str, status: str = "completed",
-                          duration: int = 31) -> httpx.Response:
+    async def send_status(
+        self, result: CallResult, to: str, from_: str, status: str = "completed", duration: int = 31
+    ) -> httpx.Response:
         params = self.call_params(result.call_sid, to, from_, status) | {"CallDuration": str(duration)}
         return await self.post(self.url("/twilio/status"), params)
 
-    async def call(self, to: str, from_: str, keys: Sequence[str] | KeySource = (), *,
-                   recording: RecordingTiming = "after", status_callback: bool = True,
-                   call_sid: str | None = None, voice_path: str = "/twilio/voice") -> CallResult:
+    async def call(
+        self,
+        to: str,
+        from_: str,
+        keys: Sequence[str] | KeySource = (),
+        *,
+        recording: RecordingTiming = "after",
+        status_callback: bool = True,
+        call_sid: str | None = None,
+        voice_path: str = "/twilio/voice",
+    ) -> CallResult:
         """Place one call; each Gather takes the next key ('-' or running out: no input)."""
         result = CallResult(call_sid=call_sid or new_sid("CA"))
         next_key = _key_source(keys)
@@ -156,9 +177,17 @@ class TwilioEmulator:
         if self.on_say is not None:
             self.on_say(spoken)
 
-    async def _run(self, result: CallResult, url: str, root: ET.Element, params: dict[str, str],
-                   next_key: KeySource, to: str, from_: str,
-                   recording: RecordingTiming) -> tuple[str, ET.Element | None]:
+    async def _run(
+        self,
+        result: CallResult,
+        url: str,
+        root: ET.Element,
+        params: dict[str, str],
+        next_key: KeySource,
+        to: str,
+        from_: str,
+        recording: RecordingTiming,
+    ) -> tuple[str, ET.Element | None]:
         """Execute one TwiML document; return the next document to run (or None: call over)."""
         for verb in root:
             if verb.tag == "Say":

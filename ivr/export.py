@@ -81,7 +81,9 @@ def parse_timestamp(value: str, option: str) -> str:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"{option} {value!r} is not an ISO-8601 date or time (e.g. 2026-01-31T12:00Z)") from exc
+        raise ValueError(
+            f"{option} {value!r} is not an ISO-8601 date or time (e.g. 2026-01-31T12:00Z)"
+        ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

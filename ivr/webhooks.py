@@ -78,8 +78,12 @@ async def _signed_form(request: Request) -> FormData | None:
     form = await request.form() if request.method == "POST" else FormData()
     url = _signed_url(request, runtime.settings.public_url)
     if not signature or not runtime.validator.validate(url, form, signature):
-        LOG.warning("rejected %s %s: %s X-Twilio-Signature", request.method, request.url.path,
-                    "invalid" if signature else "missing")
+        LOG.warning(
+            "rejected %s %s: %s X-Twilio-Signature",
+            request.method,
+            request.url.path,
+            "invalid" if signature else "missing",
+        )
         return None
     return form
 
@@ -89,8 +93,9 @@ def _parse_cached(text: str) -> Script:
     return parse_script(text)
 
 
-async def _context(request: Request, business: Business, phone: str,
-                   locale: str | None = None, version: int | None = None) -> CallContext:
+async def _context(
+    request: Request, business: Business, phone: str, locale: str | None = None, version: int | None = None
+) -> CallContext:
     """Scripts for the call: all published ones, or the exact version a caller heard."""
     store = _runtime(request).store
     locales = business.locales if locale is None else (locale,)
@@ -179,11 +184,17 @@ async def gather(request: Request) -> Response:
     try:
         stored = await _runtime(request).store.record_decision(decision)
     except StoreError as exc:
-        LOG.error("could not record %s for call %s (%s): %s", decide.action, decision.call_sid,
-                  masked(phone), exc)
+        LOG.error(
+            "could not record %s for call %s (%s): %s", decide.action, decision.call_sid, masked(phone), exc
+        )
         return _twiml(write_failed(ctx, decide.locale))
-    LOG.info("recorded %s for call %s (%s) as record %d", decide.action, decision.call_sid,
-             masked(phone), stored.seq)
+    LOG.info(
+        "recorded %s for call %s (%s) as record %d",
+        decide.action,
+        decision.call_sid,
+        masked(phone),
+        stored.seq,
+    )
     # A retried post confirms what was recorded the first time.
     return _twiml(confirmation(ctx, decide.locale, str(stored.data["action"])))
 
@@ -230,8 +241,12 @@ async def call_status(request: Request) -> Response:
     try:
         business = await _runtime(request).store.business_for_number(str(form.get("To") or ""))
         await _runtime(request).store.record_call_status(
-            CallStatus(call_sid=call_sid, status=status, duration=_int_or_none(form.get("CallDuration")),
-                       business=business.name if business else None)
+            CallStatus(
+                call_sid=call_sid,
+                status=status,
+                duration=_int_or_none(form.get("CallDuration")),
+                business=business.name if business else None,
+            )
         )
     except StoreError as exc:
         LOG.error("could not record status %s of call %s: %s", status, call_sid, exc)

@@ -48,8 +48,7 @@ async def service(db_url: str) -> AsyncIterator[Service]:
     async with app.router.lifespan_context(app):
         store = app.state.runtime.store
         await add_business(store, ACME, [ACME_NUMBER], ["delivery updates", "appointment reminders"])
-        await add_business(store, BILINGUAL, [BILINGUAL_NUMBER], ["avisos de entrega"],
-                           ["es-ES", "en-US"])
+        await add_business(store, BILINGUAL, [BILINGUAL_NUMBER], ["avisos de entrega"], ["es-ES", "en-US"])
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Service(store, TwilioEmulator(client, "http://testserver", AUTH_TOKEN), db_url, client)

@@ -72,11 +72,11 @@ def _key_findings(script: Script) -> list[Finding]:
     keys = script.keys.as_dict()
     for name in KEY_NAMES:
         if len(keys[name]) != 1 or keys[name] not in DTMF_KEYS:
-            findings.append(Finding("error", "keys-dtmf", "keys",
-                                    f"key {name} is {keys[name]!r}; use one of 0-9, * or #"))
+            findings.append(
+                Finding("error", "keys-dtmf", "keys", f"key {name} is {keys[name]!r}; use one of 0-9, * or #")
+            )
     if len(set(keys.values())) != len(keys):
-        findings.append(Finding("error", "keys-distinct", "keys",
-                                f"keys must differ, got {keys}"))
+        findings.append(Finding("error", "keys-distinct", "keys", f"keys must differ, got {keys}"))
     return findings
 
 
@@ -103,37 +103,60 @@ def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -
             text, script.keys.opt_out, script.locale
         ):
             key = spoken_key(script.keys.opt_out, script.locale)
-            findings.append(Finding("error", "opt-out", prompt,
-                                    f"must say how to stop the messages and the opt-out key '{key}'"))
+            findings.append(
+                Finding(
+                    "error",
+                    "opt-out",
+                    prompt,
+                    f"must say how to stop the messages and the opt-out key '{key}'",
+                )
+            )
     rate = _WORDS_PER_SECOND.get(lang, 2.5)
     for prompt, text in texts.items():
         seconds = len(text.split()) / rate
         if seconds > MAX_PROMPT_SECONDS:
-            findings.append(Finding("warning", "length", prompt,
-                                    f"takes about {seconds:.0f} s to say; keep it under {MAX_PROMPT_SECONDS:.0f} s"))
+            findings.append(
+                Finding(
+                    "warning",
+                    "length",
+                    prompt,
+                    f"takes about {seconds:.0f} s to say; keep it under {MAX_PROMPT_SECONDS:.0f} s",
+                )
+            )
     return findings
 
 
-def _consent_findings(script: Script, business: str, message_types: tuple[str, ...],
-                      text: str) -> list[Finding]:
+def _consent_findings(
+    script: Script, business: str, message_types: tuple[str, ...], text: str
+) -> list[Finding]:
     findings = []
     if not _says(text, business):
-        findings.append(Finding("error", "business-name", "consent", f"must say the business name {business!r}"))
+        findings.append(
+            Finding("error", "business-name", "consent", f"must say the business name {business!r}")
+        )
     if not _says(text, "WhatsApp"):
         findings.append(Finding("error", "whatsapp", "consent", "must say that messages come over WhatsApp"))
     for message_type in message_types:
         spoken = script.message_type_names.get(message_type, message_type)
         if not _says(text, spoken):
-            findings.append(Finding("error", "message-types", "consent",
-                                    f"must name the message type {spoken!r}"))
+            findings.append(
+                Finding("error", "message-types", "consent", f"must name the message type {spoken!r}")
+            )
     if not _says(text, script.frequency):
-        findings.append(Finding("error", "frequency", "consent",
-                                f"must state the frequency {script.frequency!r}"))
+        findings.append(
+            Finding("error", "frequency", "consent", f"must state the frequency {script.frequency!r}")
+        )
     for name in ("opt_in", "decline", "repeat"):
         key = getattr(script.keys, name)
         if not _says_key(text, key, script.locale):
-            findings.append(Finding("error", "keys-spoken", "consent",
-                                    f"must tell the caller to press '{spoken_key(key, script.locale)}' ({name})"))
+            findings.append(
+                Finding(
+                    "error",
+                    "keys-spoken",
+                    "consent",
+                    f"must tell the caller to press '{spoken_key(key, script.locale)}' ({name})",
+                )
+            )
     return findings
 
 
