@@ -1,0 +1,74 @@
+"""The README cannot drift from the code: commands, routes, columns, the CI command, the audit script."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from ivr.cli import cli
+from ivr.export import COLUMNS
+from ivr.webhooks import routes
+from tests.conftest import ACME_NUMBER, CALLER, Service
+from voice_scripts import RULES
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def command_paths(group: click.Group, prefix: str = "ivr") -> list[str]:
+    paths = []
+    for name, command in group.commands.items():
+        path = f"{prefix} {name}"
+        if isinstance(command, click.Group):
+            paths += command_paths(command, path)
+        else:
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("path", command_paths(cli))
+def test_every_cli_command_is_in_the_readme(path: str) -> None:
+    assert f"`{path}" in README
+
+
+@pytest.mark.parametrize("path", [r.path for r in routes])
+def test_every_route_is_in_the_readme(path: str) -> None:
+    assert f"{path}`" in README
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+def test_every_export_column_is_in_the_readme(column: str) -> None:
+    assert f"`{column}`" in README
+
+
+@pytest.mark.parametrize("variable", ["IVR_DATABASE_URL", "TWILIO_AUTH_TOKEN", "IVR_PUBLIC_URL"])
+def test_every_environment_variable_is_in_the_readme(variable: str) -> None:
+    assert f"`{variable}`" in README
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
+    test_command = next(b.strip() for b in blocks if "pytest" in b)
+    assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_every_lint_rule_is_in_the_readme(rule: str) -> None:
+    assert f"| `{rule}` |" in README
+
+
+async def test_the_readme_audit_script_verifies_a_real_chain(service: Service, tmp_path: Path) -> None:
+    await service.twilio.call(ACME_NUMBER, CALLER, ["1"])
+    script = re.search(r"```python\n(.*?)```", README, re.S)
+    assert script is not None
+    db_path = service.db_url.removeprefix("sqlite:///")
+    code = script.group(1).replace('"ivr.db"', repr(db_path))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    head = (await service.store.verify()).head
+    assert result.stdout.strip() == f"intact, head {head}"
