@@ -88,12 +88,18 @@ def verify_rows(rows: Iterable[ChainRow]) -> VerifyResult:
 
 
 class ChainVerifier:
-    """Incremental form of `verify_rows`, for rows arriving in batches (streaming)."""
+    """Incremental form of `verify_rows`, for rows arriving in batches (streaming).
 
-    def __init__(self) -> None:
+    `anchors` are (seq -> hash) pairs known from elsewhere (checkpoints, the head
+    file): the chain must pass through each of them, so a deleted tail shows.
+    """
+
+    def __init__(self, anchors: Mapping[int, str] | None = None, warnings: Iterable[str] = ()) -> None:
         self.prev_hash = GENESIS_HASH
         self.count = 0
         self.failure: VerifyResult | None = None
+        self.anchors = dict(anchors or {})
+        self.warnings = tuple(warnings)
 
     def feed(self, rows: Iterable[ChainRow]) -> bool:
         """Check more rows; False once a bad row has been found."""
@@ -101,9 +107,15 @@ class ChainVerifier:
             return False
         for row in rows:
             problem = _row_problem(row, self.count + 1, self.prev_hash)
+            if problem is None and self.anchors.get(row.seq, row.hash) != row.hash:
+                problem = "its hash differs from the checkpoint recorded for it (rewritten)"
             if problem is not None:
                 self.failure = VerifyResult(
-                    count=self.count, head=self.prev_hash, first_bad_seq=row.seq, problem=problem
+                    count=self.count,
+                    head=self.prev_hash,
+                    first_bad_seq=row.seq,
+                    problem=problem,
+                    warnings=self.warnings,
                 )
                 return False
             self.prev_hash = row.hash
@@ -111,4 +123,16 @@ class ChainVerifier:
         return True
 
     def result(self) -> VerifyResult:
-        return self.failure or VerifyResult(count=self.count, head=self.prev_hash)
+        if self.failure is not None:
+            return self.failure
+        reached = max(self.anchors, default=0)
+        if reached > self.count:
+            return VerifyResult(
+                count=self.count,
+                head=self.prev_hash,
+                first_bad_seq=self.count + 1,
+                problem=f"records {self.count + 1} to {reached} are missing: the chain was "
+                f"checkpointed at record {reached} but ends at {self.count} (tail deleted)",
+                warnings=self.warnings,
+            )
+        return VerifyResult(count=self.count, head=self.prev_hash, warnings=self.warnings)

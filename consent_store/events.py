@@ -202,6 +202,7 @@ class VerifyResult:
     head: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def intact(self) -> bool:

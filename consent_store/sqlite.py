@@ -36,7 +36,7 @@ from consent_store.exceptions import (
     UnknownBusiness,
 )
 from consent_store.sqlite_schema import migrate
-from consent_store.sqlite_writer import SideWrite, SQLiteWriter, utc_now
+from consent_store.sqlite_writer import MAX_BATCH, SideWrite, SQLiteWriter, utc_now
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -60,8 +60,10 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 class SQLiteStore:
     """Consent store on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
         self.path = path
+        self.head_file = path.with_name(path.name + ".chainhead")
+        self._max_batch = max_batch
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
         self._writer: SQLiteWriter | None = None
@@ -73,7 +75,7 @@ class SQLiteStore:
         except Exception:
             await self._write_conn.close()
             raise
-        self._writer = SQLiteWriter(self._write_conn)
+        self._writer = SQLiteWriter(self._write_conn, head_file=self.head_file, max_batch=self._max_batch)
         await self._writer.start()
         self._read_conn = await _connect(self.path)
 
@@ -335,9 +337,26 @@ class SQLiteStore:
         finally:
             await conn.close()
 
+    async def _anchors(self) -> tuple[dict[int, str], list[str]]:
+        """Checkpoints from the database and the head file beside it."""
+        anchors = {seq: digest for seq, digest in await self._fetchall("SELECT seq, hash FROM checkpoints")}
+        warnings = []
+        try:
+            head = json.loads(self.head_file.read_text())
+            anchors[int(head["seq"])] = str(head["hash"])
+        except FileNotFoundError:
+            if await self._fetchone("SELECT 1 FROM events LIMIT 1"):
+                warnings.append(
+                    f"no chain head file {self.head_file}: a deleted tail after the last "
+                    "checkpoint cannot be detected"
+                )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.append(f"chain head file {self.head_file} is unreadable ({exc})")
+        return anchors, warnings
+
     async def verify(self) -> VerifyResult:
-        """Re-compute the whole hash chain, streaming."""
-        verifier = ChainVerifier()
+        """Re-compute the whole hash chain, streaming, through every checkpoint."""
+        verifier = ChainVerifier(*await self._anchors())
         async for batch in self.chain_rows():
             if not verifier.feed(batch):
                 break

@@ -74,8 +74,23 @@ CREATE TABLE settings (
 );
 """
 
+# Version 2: periodic chain checkpoints, so deleting records at the tail is detected.
+_V2 = """
+CREATE TABLE checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: UPDATE refused'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only: DELETE refused'); END;
+INSERT INTO checkpoints (seq, hash, recorded_at)
+    SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1;
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

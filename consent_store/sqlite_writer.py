@@ -13,11 +13,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -29,6 +32,8 @@ from consent_store.exceptions import ConflictingWrite, StoreError, StoreUnavaila
 LOG = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+# A checkpoint row is written whenever the chain passes a multiple of this.
+CHECKPOINT_EVERY = 256
 SideWrite = tuple[str, tuple[Any, ...]]
 
 
@@ -51,8 +56,12 @@ class _Append:
 class SQLiteWriter:
     """Owns the only writing connection and the in-memory chain head."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, head_file: Path | None = None, max_batch: int = MAX_BATCH
+    ) -> None:
         self._conn = conn
+        self._head_file = head_file
+        self._max_batch = max_batch
         self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._head_seq = 0
@@ -107,7 +116,7 @@ class SQLiteWriter:
             if first is None:
                 break
             batch = [first]
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -144,6 +153,19 @@ class SQLiteWriter:
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
+        if self._head_seq != head[0]:
+            self._write_head_file()
+
+    def _write_head_file(self) -> None:
+        """Keep the chain head outside the database, so a truncated tail is noticed."""
+        if self._head_file is None:
+            return
+        temporary = self._head_file.with_name(self._head_file.name + ".tmp")
+        try:
+            temporary.write_text(json.dumps({"seq": self._head_seq, "hash": self._head_hash}))
+            os.replace(temporary, self._head_file)
+        except OSError as exc:
+            LOG.warning("could not update the chain head file %s: %s", self._head_file, exc)
 
     async def _side_writes(self, writes: Sequence[SideWrite]) -> Exception | None:
         """Run one item's extra statements under a savepoint: all of them or none."""
@@ -216,6 +238,11 @@ class SQLiteWriter:
             if event.spoken_text is not None:
                 texts[text_sha256(event.spoken_text)] = event.spoken_text
             results.append(stored)
+        if rows and (rows[0][0] - 1) // CHECKPOINT_EVERY != rows[-1][0] // CHECKPOINT_EVERY:
+            await self._conn.execute(
+                "INSERT INTO checkpoints (seq, hash, recorded_at) VALUES (?, ?, ?)",
+                (rows[-1][0], rows[-1][10], rows[-1][1]),
+            )
         if rows:
             await self._conn.executemany(
                 "INSERT INTO events (seq, recorded_at, kind, idempotency_key, call_sid, business,"

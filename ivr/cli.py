@@ -194,6 +194,8 @@ def export(
 def verify() -> None:
     """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record."""
     result = with_store(lambda store: store.verify())
+    for warning in result.warnings:
+        click.echo(f"ivr: warning: {warning}", err=True)
     if not result.intact:
         raise CliFailure(
             f"chain broken at record {result.first_bad_seq}: {result.problem} "
