@@ -9,10 +9,10 @@ body. Anyone can re-check a chain with these two functions' rules alone.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import orjson
 
 from consent_store.events import VerifyResult
 
@@ -20,8 +20,12 @@ GENESIS_HASH = "0" * 64
 
 
 def canonical_json(value: Mapping[str, Any]) -> str:
-    """Serialise a mapping the one way the chain hashes it."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Serialise a mapping the one way the chain hashes it.
+
+    Byte for byte the same as json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False) (a property test holds it to that), several times faster.
+    """
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
 
 def event_hash(prev_hash: str, body: str) -> str:
@@ -33,8 +37,7 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
-class ChainRow:
+class ChainRow(NamedTuple):
     """An event row as read back from storage, columns beside the hashed body."""
 
     seq: int
@@ -54,6 +57,7 @@ _COLUMN_FIELDS = ("seq", "recorded_at", "kind", "call_sid", "business", "subject
 
 
 def _row_problem(row: ChainRow, expected_seq: int, prev_hash: str) -> str | None:
+    """Why a row breaks the chain (None if it does not): the slow, explaining path."""
     if row.seq != expected_seq:
         return f"expected record {expected_seq} next but found {row.seq} (record missing or inserted)"
     if row.prev_hash != prev_hash:
@@ -61,30 +65,49 @@ def _row_problem(row: ChainRow, expected_seq: int, prev_hash: str) -> str | None
     if event_hash(prev_hash, row.body) != row.hash:
         return "its content does not match its hash (edited)"
     try:
-        body = json.loads(row.body)
-    except ValueError:
+        body = orjson.loads(row.body)
+    except orjson.JSONDecodeError:
         return "its body is not valid JSON"
     for name in _COLUMN_FIELDS:
         if body.get(name) != getattr(row, name):
             return f"its {name} column differs from the hashed record (edited)"
     if body.get("key") != row.idempotency_key:
         return "its idempotency key differs from the hashed record (edited)"
-    if body.get("data", {}).get("action") != row.action:
+    data = body.get("data")
+    if not isinstance(data, dict) or data.get("action") != row.action:
         return "its action column differs from the hashed record (edited)"
     return None
 
 
-def verify_rows(rows: Iterable[ChainRow]) -> VerifyResult:
+def _row_is_sound(row: Sequence[Any], expected_seq: int, prev_hash: str) -> bool:
+    """The fast path of `_row_problem`: the same checks, no explanation."""
+    seq, recorded_at, kind, key, call_sid, business, subject, action, body, row_prev, digest = row
+    if seq != expected_seq or row_prev != prev_hash:
+        return False
+    if hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest() != digest:
+        return False
+    try:
+        hashed = orjson.loads(body)
+        data = hashed["data"]
+        return (
+            hashed["seq"],
+            hashed["recorded_at"],
+            hashed["kind"],
+            hashed["key"],
+            hashed["call_sid"],
+            hashed["business"],
+            hashed["subject"],
+            data.get("action"),
+        ) == (seq, recorded_at, kind, key, call_sid, business, subject, action)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def verify_rows(rows: Iterable[Sequence[Any]]) -> VerifyResult:
     """Re-compute the chain over rows in sequence order; stop at the first bad one."""
-    prev_hash = GENESIS_HASH
-    count = 0
-    for row in rows:
-        problem = _row_problem(row, count + 1, prev_hash)
-        if problem is not None:
-            return VerifyResult(count=count, head=prev_hash, first_bad_seq=row.seq, problem=problem)
-        prev_hash = row.hash
-        count += 1
-    return VerifyResult(count=count, head=prev_hash)
+    verifier = ChainVerifier()
+    verifier.feed(rows)
+    return verifier.result()
 
 
 class ChainVerifier:
@@ -101,13 +124,19 @@ class ChainVerifier:
         self.anchors = dict(anchors or {})
         self.warnings = tuple(warnings)
 
-    def feed(self, rows: Iterable[ChainRow]) -> bool:
-        """Check more rows; False once a bad row has been found."""
+    def feed(self, rows: Iterable[Sequence[Any]]) -> bool:
+        """Check more rows (ChainRow fields in order); False once a bad row has been found."""
         if self.failure is not None:
             return False
-        for row in rows:
+        anchors = self.anchors
+        for raw in rows:
+            if _row_is_sound(raw, self.count + 1, self.prev_hash) and anchors.get(raw[0], raw[10]) == raw[10]:
+                self.prev_hash = raw[10]
+                self.count += 1
+                continue
+            row = ChainRow(*raw)
             problem = _row_problem(row, self.count + 1, self.prev_hash)
-            if problem is None and self.anchors.get(row.seq, row.hash) != row.hash:
+            if problem is None:
                 problem = "its hash differs from the checkpoint recorded for it (rewritten)"
             if problem is not None:
                 self.failure = VerifyResult(
@@ -118,8 +147,6 @@ class ChainVerifier:
                     warnings=self.warnings,
                 )
                 return False
-            self.prev_hash = row.hash
-            self.count += 1
         return True
 
     def result(self) -> VerifyResult:

@@ -7,7 +7,10 @@ deletes a consent event.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,21 +39,15 @@ from consent_store.exceptions import (
     UnknownBusiness,
 )
 from consent_store.sqlite_schema import migrate
-from consent_store.sqlite_writer import MAX_BATCH, SideWrite, SQLiteWriter, utc_now
+from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SideWrite, SQLiteWriter, utc_now
 
-_PRAGMAS = (
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA synchronous = FULL",
-    "PRAGMA busy_timeout = 10000",
-    "PRAGMA foreign_keys = ON",
-)
 _CHUNK = 2000
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     try:
         conn = await aiosqlite.connect(path, isolation_level=None, iter_chunk_size=_CHUNK)
-        for pragma in _PRAGMAS:
+        for pragma in PRAGMAS:
             await conn.execute(pragma)
     except Exception as exc:
         raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
@@ -64,28 +61,25 @@ class SQLiteStore:
         self.path = path
         self.head_file = path.with_name(path.name + ".chainhead")
         self._max_batch = max_batch
-        self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
         self._writer: SQLiteWriter | None = None
 
     async def open(self) -> None:
-        self._write_conn = await _connect(self.path)
+        conn = await _connect(self.path)
         try:
-            await migrate(self._write_conn)
-        except Exception:
-            await self._write_conn.close()
-            raise
-        self._writer = SQLiteWriter(self._write_conn, head_file=self.head_file, max_batch=self._max_batch)
+            await migrate(conn)
+        finally:
+            await conn.close()
+        self._writer = SQLiteWriter(self.path, head_file=self.head_file, max_batch=self._max_batch)
         await self._writer.start()
         self._read_conn = await _connect(self.path)
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.stop()
-        for conn in (self._read_conn, self._write_conn):
-            if conn is not None:
-                await conn.close()
-        self._writer = self._read_conn = self._write_conn = None
+        if self._read_conn is not None:
+            await self._read_conn.close()
+        self._writer = self._read_conn = None
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -357,7 +351,16 @@ class SQLiteStore:
     async def verify(self) -> VerifyResult:
         """Re-compute the whole hash chain, streaming, through every checkpoint."""
         verifier = ChainVerifier(*await self._anchors())
-        async for batch in self.chain_rows():
-            if not verifier.feed(batch):
-                break
+        try:
+            # One thread reads and checks: no per-chunk hops through the event loop.
+            return await asyncio.to_thread(self._verify_sync, verifier)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    def _verify_sync(self, verifier: ChainVerifier) -> VerifyResult:
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            cursor = conn.execute(f"SELECT {', '.join(ChainRow._fields)} FROM events ORDER BY seq")
+            while batch := cursor.fetchmany(_CHUNK):
+                if not verifier.feed(batch):
+                    break
         return verifier.result()

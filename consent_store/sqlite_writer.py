@@ -1,6 +1,7 @@
 """The single writer: one task, one connection, events committed in groups.
 
-Every append to the SQLite log goes through this queue. The writer drains
+Every append to the SQLite log goes through this queue, to one connection
+on one thread. The writer drains
 whatever is waiting (up to MAX_BATCH), writes it in one transaction and
 commits once, so many concurrent calls share one fsync. Each caller awaits
 its own future, which resolves only after COMMIT returned. It never updates
@@ -18,12 +19,12 @@ import logging
 import os
 import secrets
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from consent_store.chain import GENESIS_HASH, canonical_json, event_hash, text_sha256
 from consent_store.events import NewEvent, StoredEvent
@@ -34,7 +35,17 @@ LOG = logging.getLogger(__name__)
 MAX_BATCH = 256
 # A checkpoint row is written whenever the chain passes a multiple of this.
 CHECKPOINT_EVERY = 256
+# The head file is rewritten at most this often (seconds), and on close; it may lag
+# the database after a crash, which verify accepts (the chain must only reach it).
+HEAD_FILE_INTERVAL = 0.2
 SideWrite = tuple[str, tuple[Any, ...]]
+T = TypeVar("T")
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+)
 
 
 def utc_now() -> str:
@@ -53,32 +64,59 @@ class _Append:
     future: asyncio.Future[StoredEvent | None] = field(repr=False)
 
 
-class SQLiteWriter:
-    """Owns the only writing connection and the in-memory chain head."""
+_Outcome = StoredEvent | None | Exception
 
-    def __init__(
-        self, conn: aiosqlite.Connection, head_file: Path | None = None, max_batch: int = MAX_BATCH
-    ) -> None:
-        self._conn = conn
+
+class SQLiteWriter:
+    """Owns the only writing connection (on its own thread) and the in-memory chain head.
+
+    A batch is written by one call on the writer thread, so a group of events
+    costs one thread hop and one fsync, not several of each.
+    """
+
+    def __init__(self, path: Path, head_file: Path | None = None, max_batch: int = MAX_BATCH) -> None:
+        self._path = path
         self._head_file = head_file
         self._max_batch = max_batch
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consent-writer")
         self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
+        self._head_file_written = 0.0
         self.commits = 0
 
+    async def _on_thread(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    def _open_sync(self) -> None:
+        self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        for pragma in PRAGMAS:
+            self._conn.execute(pragma)
+        self._load_head_sync()
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._write_head_file()
+            self._conn.close()
+            self._conn = None
+
     async def start(self) -> None:
-        await self._load_head()
+        try:
+            await self._on_thread(self._open_sync)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self._path} for writing: {exc}") from exc
         self._task = asyncio.create_task(self._run(), name="consent-store-writer")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        await self._queue.put(None)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        if self._task is not None:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._on_thread(self._close_sync)
+        self._thread.shutdown(wait=True)
 
     @property
     def running(self) -> bool:
@@ -101,13 +139,8 @@ class SQLiteWriter:
         if not self.running:
             raise StoreUnavailable("the consent store writer is not running")
         future: asyncio.Future[StoredEvent | None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Append(event, side_writes, future))
+        self._queue.put_nowait(_Append(event, side_writes, future))
         return await future
-
-    async def _load_head(self) -> None:
-        async with self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") as cur:
-            row = await cur.fetchone()
-        self._head_seq, self._head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
     async def _run(self) -> None:
         stopping = False
@@ -128,18 +161,10 @@ class SQLiteWriter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Append]) -> None:
-        head = (self._head_seq, self._head_hash)
         try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            results = await self._write(batch)
-            await self._conn.execute("COMMIT")
+            results = await self._on_thread(self._commit_sync, [(i.event, i.side_writes) for i in batch])
         except Exception as exc:  # any failure: nothing of this batch is kept
             LOG.error("consent store write failed for %d events: %s", len(batch), exc)
-            with contextlib.suppress(Exception):
-                await self._conn.execute("ROLLBACK")
-            self._head_seq, self._head_hash = head
-            with contextlib.suppress(Exception):
-                await self._load_head()
             error = exc if isinstance(exc, StoreError) else StoreUnavailable(f"could not write: {exc}")
             for item in batch:
                 if not item.future.done():
@@ -153,8 +178,37 @@ class SQLiteWriter:
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
-        if self._head_seq != head[0]:
+
+    # -- everything below runs on the writer thread --------------------------
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("the consent store writer is closed")
+        return self._conn
+
+    def _load_head_sync(self) -> None:
+        row = self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._head_seq, self._head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+    def _commit_sync(self, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]) -> list[_Outcome]:
+        head = (self._head_seq, self._head_hash)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            results = self._write_sync(batch)
+            self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._db.execute("ROLLBACK")
+            self._head_seq, self._head_hash = head
+            with contextlib.suppress(Exception):
+                self._load_head_sync()
+            raise
+        now = time.monotonic()
+        if self._head_seq != head[0] and now - self._head_file_written >= HEAD_FILE_INTERVAL:
             self._write_head_file()
+            self._head_file_written = now
+        return results
 
     def _write_head_file(self) -> None:
         """Keep the chain head outside the database, so a truncated tail is noticed."""
@@ -167,40 +221,38 @@ class SQLiteWriter:
         except OSError as exc:
             LOG.warning("could not update the chain head file %s: %s", self._head_file, exc)
 
-    async def _side_writes(self, writes: Sequence[SideWrite]) -> Exception | None:
+    def _side_writes_sync(self, writes: Sequence[SideWrite]) -> Exception | None:
         """Run one item's extra statements under a savepoint: all of them or none."""
         if not writes:
             return None
-        await self._conn.execute("SAVEPOINT item")
+        self._db.execute("SAVEPOINT item")
         try:
             for sql, params in writes:
-                await self._conn.execute(sql, params)
+                self._db.execute(sql, params)
         except sqlite3.IntegrityError as exc:
-            await self._conn.execute("ROLLBACK TO item")
-            await self._conn.execute("RELEASE item")
+            self._db.execute("ROLLBACK TO item")
+            self._db.execute("RELEASE item")
             return ConflictingWrite(str(exc))
-        await self._conn.execute("RELEASE item")
+        self._db.execute("RELEASE item")
         return None
 
-    async def _write(self, batch: list[_Append]) -> list[StoredEvent | None | Exception]:
-        events = [item.event for item in batch if item.event is not None]
-        existing = await self._existing(list({e.idempotency_key for e in events}))
-        subjects = await self._subjects({e.phone for e in events if e.phone})
-        results: list[StoredEvent | None | Exception] = []
+    def _write_sync(self, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]) -> list[_Outcome]:
+        events = [event for event, _ in batch if event is not None]
+        existing = self._existing_sync(list({e.idempotency_key for e in events}))
+        subjects = self._subjects_sync({e.phone for e in events if e.phone})
+        results: list[_Outcome] = []
         rows: list[tuple[Any, ...]] = []
         texts: dict[str, str] = {}
-        for item in batch:
-            event = item.event
+        for event, side_writes in batch:
             known = existing.get(event.idempotency_key) if event is not None else None
             if known is not None:
                 results.append(known)
                 continue
-            failure = await self._side_writes(item.side_writes)
+            failure = self._side_writes_sync(side_writes)
             if failure is not None or event is None:
                 results.append(failure)
                 continue
-            seq = self._head_seq + 1
-            recorded_at = utc_now()
+            seq, prev_hash, recorded_at = self._head_seq + 1, self._head_hash, utc_now()
             subject = subjects[event.phone] if event.phone else None
             body = canonical_json(
                 {
@@ -214,7 +266,7 @@ class SQLiteWriter:
                     "data": dict(event.fields),
                 }
             )
-            digest = event_hash(self._head_hash, body)
+            digest = event_hash(prev_hash, body)
             rows.append(
                 (
                     seq,
@@ -226,36 +278,35 @@ class SQLiteWriter:
                     subject,
                     event.action,
                     body,
-                    self._head_hash,
+                    prev_hash,
                     digest,
                 )
             )
-            stored = StoredEvent(seq, recorded_at, event.kind, body, self._head_hash, digest)
             self._head_seq, self._head_hash = seq, digest
+            results.append(StoredEvent(seq, recorded_at, event.kind, body, prev_hash, digest))
             existing[event.idempotency_key] = StoredEvent(
-                seq, recorded_at, event.kind, body, stored.prev_hash, digest, duplicate=True
+                seq, recorded_at, event.kind, body, prev_hash, digest, duplicate=True
             )
             if event.spoken_text is not None:
                 texts[text_sha256(event.spoken_text)] = event.spoken_text
-            results.append(stored)
-        if rows and (rows[0][0] - 1) // CHECKPOINT_EVERY != rows[-1][0] // CHECKPOINT_EVERY:
-            await self._conn.execute(
-                "INSERT INTO checkpoints (seq, hash, recorded_at) VALUES (?, ?, ?)",
-                (rows[-1][0], rows[-1][10], rows[-1][1]),
-            )
         if rows:
-            await self._conn.executemany(
+            self._db.executemany(
                 "INSERT INTO events (seq, recorded_at, kind, idempotency_key, call_sid, business,"
                 " subject, action, body, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+            if (rows[0][0] - 1) // CHECKPOINT_EVERY != rows[-1][0] // CHECKPOINT_EVERY:
+                self._db.execute(
+                    "INSERT INTO checkpoints (seq, hash, recorded_at) VALUES (?, ?, ?)",
+                    (rows[-1][0], rows[-1][10], rows[-1][1]),
+                )
         if texts:
-            await self._conn.executemany(
+            self._db.executemany(
                 "INSERT OR IGNORE INTO spoken_texts (sha256, text) VALUES (?, ?)", list(texts.items())
             )
         return results
 
-    async def _existing(self, keys: list[str]) -> dict[str, StoredEvent]:
+    def _existing_sync(self, keys: list[str]) -> dict[str, StoredEvent]:
         found: dict[str, StoredEvent] = {}
         if not keys:
             return found
@@ -264,23 +315,19 @@ class SQLiteWriter:
             "SELECT idempotency_key, seq, recorded_at, kind, body, prev_hash, hash"
             f" FROM events WHERE idempotency_key IN ({marks})"
         )
-        async with self._conn.execute(sql, keys) as cur:
-            async for key, seq, recorded_at, kind, body, prev_hash, digest in cur:
-                found[key] = StoredEvent(seq, recorded_at, kind, body, prev_hash, digest, duplicate=True)
+        for key, seq, recorded_at, kind, body, prev_hash, digest in self._db.execute(sql, keys):
+            found[key] = StoredEvent(seq, recorded_at, kind, body, prev_hash, digest, duplicate=True)
         return found
 
-    async def _subjects(self, phones: set[str | None]) -> dict[str, str]:
+    def _subjects_sync(self, phones: set[str | None]) -> dict[str, str]:
         """Salted commitments for these phones, creating the missing ones."""
         wanted = sorted(p for p in phones if p)
         if not wanted:
             return {}
         marks = ",".join("?" * len(wanted))
-        found: dict[str, str] = {}
-        async with self._conn.execute(
-            f"SELECT phone, subject FROM subjects WHERE phone IN ({marks})", wanted
-        ) as cur:
-            async for phone, subject in cur:
-                found[phone] = subject
+        found: dict[str, str] = dict(
+            self._db.execute(f"SELECT phone, subject FROM subjects WHERE phone IN ({marks})", wanted)
+        )
         new_rows = []
         for phone in wanted:
             if phone not in found:
@@ -288,7 +335,5 @@ class SQLiteWriter:
                 found[phone] = subject_commitment(salt, phone)
                 new_rows.append((found[phone], phone, salt))
         if new_rows:
-            await self._conn.executemany(
-                "INSERT INTO subjects (subject, phone, salt) VALUES (?, ?, ?)", new_rows
-            )
+            self._db.executemany("INSERT INTO subjects (subject, phone, salt) VALUES (?, ?, ?)", new_rows)
         return found
