@@ -18,7 +18,7 @@ values = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.dictionaries(text, values))
 def test_canonical_json_is_byte_for_byte_the_documented_form(value: dict[str, Any]) -> None:
     documented = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
