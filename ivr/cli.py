@@ -48,8 +48,13 @@ def with_store(work: Callable[[ConsentStore], Awaitable[T]]) -> T:
         async with store:
             return await work(store)
 
+    return with_store_errors(run)
+
+
+def with_store_errors(run: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion, mapping store and input errors to CliFailure."""
     try:
-        return asyncio.run(run())
+        return asyncio.run(run())  # type: ignore[arg-type]
     except (BadDatabaseURL, SchemaTooNew) as exc:
         raise CliFailure(str(exc), 2) from exc
     except StoreUnavailable as exc:
@@ -188,6 +193,31 @@ def export(
         raise CliFailure(f"cannot write {output}: {exc.strerror}", 2) from exc
     if output not in (None, "-"):
         click.echo(f"Exported {count} decisions to {output}.", err=True)
+
+
+@cli.command()
+@click.option("--to", "to", required=True, help="The business's number to call (E.164).")
+@click.option("--from", "from_", default="+15005550006", show_default=True, help="The caller's number.")
+@click.option(
+    "--keys",
+    help="Keys to press, one per prompt ('1', '21', '1,-,*'; '-' = no input). "
+    "Without it the call is interactive.",
+)
+@click.option(
+    "--url", help="A running server (e.g. http://127.0.0.1:8000); default: in-process on IVR_DATABASE_URL."
+)
+def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
+    """Place a simulated call, signed like Twilio, and show what was recorded."""
+    from ivr.emulator import EmulatorError
+    from ivr.simulated_call import parse_keys, place_call
+
+    pressed = parse_keys(keys) if keys is not None else None
+    logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
+    try:
+        result, record = with_store_errors(lambda: place_call(_settings(), to, from_, pressed, url))
+    except (EmulatorError, OSError) as exc:
+        raise CliFailure(f"the call failed: {exc}", 1) from exc
+    click.echo(f"Call {result.call_sid} ended ({result.ended_by}). {record}")
 
 
 @cli.command()

@@ -1,0 +1,102 @@
+"""`ivr call`: place a simulated call through the Twilio emulator, in-process or against a URL."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import sys
+import termios
+import tty
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+
+import click
+import httpx
+
+from consent_store import ConsentStore, ExportFilter, open_store
+from ivr.emulator import NO_INPUT, CallResult, Spoken, TwilioEmulator
+from ivr.runtime import auth_token_for
+from ivr.settings import Settings
+
+VALID_KEYS = set("0123456789*#")
+
+
+def parse_keys(keys: str) -> list[str]:
+    """'1', '1 9', '1,-,*' -> one key per Gather; '-' means no input."""
+    tokens = [t for t in keys.replace(",", " ").split() if t] if (" " in keys or "," in keys) else list(keys)
+    for token in tokens:
+        if token != NO_INPUT and token not in VALID_KEYS:
+            raise click.BadParameter(
+                f"{token!r} is not a phone key (0-9, *, #) or '-' for no input", param_hint="'--keys'"
+            )
+    return tokens
+
+
+def _read_key_with_countdown(timeout: int) -> str:
+    """Wait for one key press on the terminal, showing a countdown; '-' on timeout."""
+    stream = sys.stdin
+    interactive = stream.isatty()
+    old = termios.tcgetattr(stream) if interactive else None
+    try:
+        if interactive:
+            tty.setcbreak(stream.fileno())
+        for remaining in range(timeout, 0, -1):
+            click.echo(f"\r  press a key (0-9 * #), {remaining:2d} s left... ", nl=False, err=True)
+            ready, _, _ = select.select([stream], [], [], 1.0)
+            if ready:
+                key = stream.read(1) if interactive else (stream.readline().strip()[:1] or NO_INPUT)
+                if key in VALID_KEYS:
+                    click.echo(f"\r  pressed {key}{' ' * 40}", err=True)
+                    return key
+        click.echo(f"\r  (no key){' ' * 40}", err=True)
+        return NO_INPUT
+    finally:
+        if old is not None:
+            termios.tcsetattr(stream, termios.TCSADRAIN, old)
+
+
+def _print_spoken(spoken: Spoken) -> None:
+    click.echo(f"[{spoken.language or '?'}] {spoken.text}")
+
+
+async def _describe_record(store: ConsentStore, call: CallResult) -> str:
+    for row in [r async for r in store.export_decisions(ExportFilter())][::-1]:
+        if row.call_sid == call.call_sid:
+            return (
+                f"Recorded {row.action} for {row.phone} with {row.business} at {row.recorded_at} "
+                f"(script v{row.script_version} {row.locale}, record hash {row.record_hash[:16]}...)."
+            )
+    return "No consent record was written for this call."
+
+
+async def place_call(
+    settings: Settings, to: str, from_: str, keys: Sequence[str] | None, url: str | None
+) -> tuple[CallResult, str]:
+    """Run one call; return it and a sentence saying what the store holds for it."""
+    async with AsyncExitStack() as stack:
+        store = open_store(settings.database_url)
+        await stack.enter_async_context(store)
+        token, _ = await auth_token_for(settings, store)
+        if url is None:
+            from ivr.app import create_app
+
+            app = create_app(settings)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ivr.local")
+            base = "http://ivr.local"
+        else:
+            client = httpx.AsyncClient(base_url=url, timeout=20)
+            base = url
+        await stack.enter_async_context(client)
+        twilio = TwilioEmulator(client, base, token)
+        twilio.on_say = _print_spoken
+        source: Sequence[str] | Callable[[int], Awaitable[str]]
+        if keys is not None:
+            source = keys
+        else:
+
+            async def source(timeout: int) -> str:
+                return await asyncio.to_thread(_read_key_with_countdown, timeout)
+
+        call = await twilio.call(to, from_, source)
+        return call, await _describe_record(store, call)
