@@ -117,8 +117,17 @@ class ChainVerifier:
     file): the chain must pass through each of them, so a deleted tail shows.
     """
 
-    def __init__(self, anchors: Mapping[int, str] | None = None, warnings: Iterable[str] = ()) -> None:
-        self.prev_hash = GENESIS_HASH
+    def __init__(
+        self,
+        anchors: Mapping[int, str] | None = None,
+        warnings: Iterable[str] = (),
+        first_seq: int = 1,
+        prev_hash: str | None = GENESIS_HASH,
+    ) -> None:
+        # prev_hash None: a slice of a longer chain; its first link is checked by whoever joins slices.
+        self.first_seq = first_seq
+        self.first_prev_hash = prev_hash
+        self.prev_hash = prev_hash or ""
         self.count = 0
         self.failure: VerifyResult | None = None
         self.anchors = dict(anchors or {})
@@ -130,12 +139,15 @@ class ChainVerifier:
             return False
         anchors = self.anchors
         for raw in rows:
-            if _row_is_sound(raw, self.count + 1, self.prev_hash) and anchors.get(raw[0], raw[10]) == raw[10]:
+            if self.first_prev_hash is None and self.count == 0:
+                self.prev_hash = self.first_prev_hash = raw[9]
+            expected = self.first_seq + self.count
+            if _row_is_sound(raw, expected, self.prev_hash) and anchors.get(raw[0], raw[10]) == raw[10]:
                 self.prev_hash = raw[10]
                 self.count += 1
                 continue
             row = ChainRow(*raw)
-            problem = _row_problem(row, self.count + 1, self.prev_hash)
+            problem = _row_problem(row, expected, self.prev_hash)
             if problem is None:
                 problem = "its hash differs from the checkpoint recorded for it (rewritten)"
             if problem is not None:
@@ -152,14 +164,21 @@ class ChainVerifier:
     def result(self) -> VerifyResult:
         if self.failure is not None:
             return self.failure
-        reached = max(self.anchors, default=0)
-        if reached > self.count:
-            return VerifyResult(
-                count=self.count,
-                head=self.prev_hash,
-                first_bad_seq=self.count + 1,
-                problem=f"records {self.count + 1} to {reached} are missing: the chain was "
-                f"checkpointed at record {reached} but ends at {self.count} (tail deleted)",
-                warnings=self.warnings,
-            )
-        return VerifyResult(count=self.count, head=self.prev_hash, warnings=self.warnings)
+        return tail_check(
+            VerifyResult(count=self.count, head=self.prev_hash, warnings=self.warnings), self.anchors
+        )
+
+
+def tail_check(result: VerifyResult, anchors: Mapping[int, str]) -> VerifyResult:
+    """An intact chain must still reach its furthest anchor, or its tail was deleted."""
+    reached = max(anchors, default=0)
+    if not result.intact or reached <= result.count:
+        return result
+    return VerifyResult(
+        count=result.count,
+        head=result.head,
+        first_bad_seq=result.count + 1,
+        problem=f"records {result.count + 1} to {reached} are missing: the chain was "
+        f"checkpointed at record {reached} but ends at {result.count} (tail deleted)",
+        warnings=result.warnings,
+    )

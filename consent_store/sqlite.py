@@ -8,7 +8,6 @@ deletes a consent event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from consent_store.chain import ChainRow, ChainVerifier, text_sha256
+from consent_store.chain import ChainRow, text_sha256
 from consent_store.events import (
     Business,
     CallStatus,
@@ -39,6 +38,7 @@ from consent_store.exceptions import (
     UnknownBusiness,
 )
 from consent_store.sqlite_schema import migrate
+from consent_store.sqlite_verify import verify_database
 from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SideWrite, SQLiteWriter, utc_now
 
 _CHUNK = 2000
@@ -350,17 +350,9 @@ class SQLiteStore:
 
     async def verify(self) -> VerifyResult:
         """Re-compute the whole hash chain, streaming, through every checkpoint."""
-        verifier = ChainVerifier(*await self._anchors())
+        anchors, warnings = await self._anchors()
         try:
-            # One thread reads and checks: no per-chunk hops through the event loop.
-            return await asyncio.to_thread(self._verify_sync, verifier)
+            # Off the event loop: one reader thread, or worker processes for long chains.
+            return await asyncio.to_thread(verify_database, self.path, anchors, tuple(warnings))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
-
-    def _verify_sync(self, verifier: ChainVerifier) -> VerifyResult:
-        with contextlib.closing(sqlite3.connect(self.path)) as conn:
-            cursor = conn.execute(f"SELECT {', '.join(ChainRow._fields)} FROM events ORDER BY seq")
-            while batch := cursor.fetchmany(_CHUNK):
-                if not verifier.feed(batch):
-                    break
-        return verifier.result()

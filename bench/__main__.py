@@ -1,0 +1,42 @@
+"""`python -m bench NAME [options]` runs a benchmark; `python -m bench` lists them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module with a `main(argv) -> int`, what it measures)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "store": (
+        "bench.store",
+        "consent store: durable decisions/s (group commit vs one commit per event), "
+        "verify events/s, raw SQLite baseline",
+    ),
+}
+
+
+def list_benchmarks() -> None:
+    print("usage: python -m bench NAME [options]   (python -m bench NAME --help for the options)")
+    print()
+    print("benchmarks:")
+    width = max(len(name) for name in BENCHMARKS)
+    for name, (_, about) in BENCHMARKS.items():
+        print(f"  {name:<{width}}  {about}")
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "list"}:
+        list_benchmarks()
+        return 0
+    name, rest = argv[0], list(argv[1:])
+    if name not in BENCHMARKS:
+        print(f"unknown benchmark {name!r}", file=sys.stderr)
+        list_benchmarks()
+        return 2
+    module = importlib.import_module(BENCHMARKS[name][0])
+    return int(module.main(rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
