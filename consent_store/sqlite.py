@@ -37,7 +37,7 @@ from consent_store.exceptions import (
     StoreUnavailable,
     UnknownBusiness,
 )
-from consent_store.sqlite_schema import migrate
+from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_verify import verify_database
 from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SideWrite, SQLiteWriter, utc_now
 
@@ -47,9 +47,13 @@ _CHUNK = 2000
 async def _connect(path: Path) -> aiosqlite.Connection:
     try:
         conn = await aiosqlite.connect(path, isolation_level=None, iter_chunk_size=_CHUNK)
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
+    try:
         for pragma in PRAGMAS:
             await conn.execute(pragma)
     except Exception as exc:
+        await conn.close()  # else its thread keeps the process alive
         raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
     return conn
 
@@ -67,12 +71,23 @@ class SQLiteStore:
     async def open(self) -> None:
         conn = await _connect(self.path)
         try:
-            await migrate(conn)
+            found_version = await migrate(conn)
         finally:
             await conn.close()
-        self._writer = SQLiteWriter(self.path, head_file=self.head_file, max_batch=self._max_batch)
-        await self._writer.start()
-        self._read_conn = await _connect(self.path)
+        writer = SQLiteWriter(
+            self.path,
+            head_file=self.head_file,
+            max_batch=self._max_batch,
+            # Databases from before schema 2 never had a head file: start one.
+            adopt_missing_head_file=found_version < HEAD_FILE_SINCE_VERSION,
+        )
+        await writer.start()
+        try:
+            self._read_conn = await _connect(self.path)
+        except BaseException:
+            await writer.stop()
+            raise
+        self._writer = writer
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -347,6 +362,17 @@ class SQLiteStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warnings.append(f"chain head file {self.head_file} is unreadable ({exc})")
         return anchors, warnings
+
+    async def reanchor_head_file(self) -> VerifyResult:
+        """After a deliberate restore: verify against the checkpoints alone and, if intact,
+        write the head file anew from the chain's head. Run it with the service stopped."""
+        anchors = {seq: digest for seq, digest in await self._fetchall("SELECT seq, hash FROM checkpoints")}
+        result = await asyncio.to_thread(verify_database, self.path, anchors, ())
+        if result.intact:
+            temporary = self.head_file.with_name(self.head_file.name + ".tmp")
+            temporary.write_text(json.dumps({"seq": result.count, "hash": result.head}))
+            temporary.replace(self.head_file)
+        return result
 
     async def verify(self) -> VerifyResult:
         """Re-compute the whole hash chain, streaming, through every checkpoint."""

@@ -6,9 +6,11 @@ The event table refuses UPDATE and DELETE with triggers.
 
 from __future__ import annotations
 
+import sqlite3
+
 import aiosqlite
 
-from consent_store.exceptions import SchemaTooNew
+from consent_store.exceptions import SchemaTooNew, StoreUnavailable
 
 _V1 = """
 CREATE TABLE events (
@@ -92,6 +94,8 @@ INSERT INTO checkpoints (seq, hash, recorded_at)
 # Each entry upgrades the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
+# The chain head file beside the database exists from this schema version on.
+HEAD_FILE_SINCE_VERSION = 2
 
 
 async def migrate(conn: aiosqlite.Connection) -> int:
@@ -107,6 +111,11 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             for statement in _statements(MIGRATIONS[version]):
                 await conn.execute(statement)
             await conn.execute(f"PRAGMA user_version = {version + 1}")
+        except sqlite3.Error as exc:
+            await conn.execute("ROLLBACK")
+            raise StoreUnavailable(
+                f"could not upgrade the database schema from version {version} to {version + 1}: {exc}"
+            ) from exc
         except BaseException:
             await conn.execute("ROLLBACK")
             raise

@@ -74,8 +74,15 @@ class SQLiteWriter:
     costs one thread hop and one fsync, not several of each.
     """
 
-    def __init__(self, path: Path, head_file: Path | None = None, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        path: Path,
+        head_file: Path | None = None,
+        max_batch: int = MAX_BATCH,
+        adopt_missing_head_file: bool = False,
+    ) -> None:
         self._path = path
+        self._adopt_missing_head_file = adopt_missing_head_file
         self._head_file = head_file
         self._max_batch = max_batch
         self._conn: sqlite3.Connection | None = None
@@ -85,6 +92,8 @@ class SQLiteWriter:
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
         self._head_file_written = 0.0
+        self._head_file_seq = 0
+        self._head_file_frozen = False
         self.commits = 0
 
     async def _on_thread(self, work: Callable[..., T], *args: Any) -> T:
@@ -92,13 +101,45 @@ class SQLiteWriter:
 
     def _open_sync(self) -> None:
         self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        for pragma in PRAGMAS:
-            self._conn.execute(pragma)
-        self._load_head_sync()
+        try:
+            for pragma in PRAGMAS:
+                self._conn.execute(pragma)
+            self._load_head_sync()
+        except sqlite3.Error:
+            self._conn.close()
+            self._conn = None
+            raise
+        self._check_head_file_sync()
+        self._head_file_seq = self._head_seq if self._head_file is None or self._head_file.exists() else -1
+
+    def _check_head_file_sync(self) -> None:
+        """Never overwrite a head file that shows the database lost records: freeze it instead."""
+        if self._head_file is None:
+            return
+        problem = None
+        try:
+            recorded = json.loads(self._head_file.read_text())
+            seq, digest = int(recorded["seq"]), str(recorded["hash"])
+            row = self._db.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+            if seq > 0 and (row is None or row[0] != digest):
+                problem = f"it records record {seq} which the database does not hold as recorded"
+        except FileNotFoundError:
+            if self._head_seq > 0 and not self._adopt_missing_head_file:
+                problem = "it is missing while the database holds records"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"it is unreadable ({exc})"
+        if problem is not None:
+            LOG.error(
+                "chain head file %s is left as it is and no longer updated: %s; run 'ivr verify'",
+                self._head_file,
+                problem,
+            )
+            self._head_file_frozen = True
 
     def _close_sync(self) -> None:
         if self._conn is not None:
-            self._write_head_file()
+            if self._head_seq != self._head_file_seq:
+                self._write_head_file()
             self._conn.close()
             self._conn = None
 
@@ -212,12 +253,13 @@ class SQLiteWriter:
 
     def _write_head_file(self) -> None:
         """Keep the chain head outside the database, so a truncated tail is noticed."""
-        if self._head_file is None:
+        if self._head_file is None or self._head_file_frozen:
             return
         temporary = self._head_file.with_name(self._head_file.name + ".tmp")
         try:
             temporary.write_text(json.dumps({"seq": self._head_seq, "hash": self._head_hash}))
             os.replace(temporary, self._head_file)
+            self._head_file_seq = self._head_seq
         except OSError as exc:
             LOG.warning("could not update the chain head file %s: %s", self._head_file, exc)
 

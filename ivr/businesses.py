@@ -29,6 +29,13 @@ def validate_business(
     types = tuple(t.strip() for t in message_types)
     if not types or not all(types):
         raise InvalidBusiness("give at least one non-empty --message-type (e.g. 'delivery updates')")
+    for message_type in types:
+        if ";" in message_type:
+            # CSV exports join message types with '; ', so one must not contain it.
+            raise InvalidBusiness(
+                f"message type {message_type!r} must not contain ';'; give each type "
+                "with its own --message-type"
+            )
     if len(set(locales)) != len(locales):
         raise InvalidBusiness("the same locale is given twice")
     return Business(

@@ -87,6 +87,7 @@ def serve(host: str, port: int) -> None:
         return [f"{b.name}: {', '.join(b.numbers)}" for b in await store.list_businesses()]
 
     businesses = with_store(check)
+    logging.getLogger("consent_store").setLevel(logging.NOTSET)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"ivr {__version__} on {settings.database_url}, listening on http://{host}:{port}", err=True)
     click.echo(f"Voice URL: {settings.public_url or f'http://{host}:{port}'}/twilio/voice", err=True)
@@ -221,9 +222,15 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
 
 
 @cli.command()
-def verify() -> None:
+@click.option(
+    "--reanchor",
+    is_flag=True,
+    help="After a deliberate restore: check against the checkpoints only and, if intact, "
+    "write the chain head file anew. Run it with the service stopped.",
+)
+def verify(reanchor: bool) -> None:
     """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record."""
-    result = with_store(lambda store: store.verify())
+    result = with_store(lambda store: store.reanchor_head_file() if reanchor else store.verify())
     for warning in result.warnings:
         click.echo(f"ivr: warning: {warning}", err=True)
     if not result.intact:
@@ -232,11 +239,16 @@ def verify() -> None:
             f"({result.count} records verified before it)",
             1,
         )
-    click.echo(f"ok: {result.count} records, chain intact, head {result.head}")
+    noun = "record" if result.count == 1 else "records"
+    click.echo(f"ok: {result.count} {noun}, chain intact, head {result.head}")
+    if reanchor:
+        click.echo("The chain head file now records this head.", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors, documented exit codes."""
+    # Commands report problems themselves, in one line; the server turns logging back on.
+    logging.getLogger("consent_store").setLevel(logging.CRITICAL)
     try:
         cli.main(args=argv, prog_name="ivr", standalone_mode=False)
     except CliFailure as exc:
