@@ -200,6 +200,8 @@ class SQLiteWriter:
                     break
                 batch.append(item)
             await self._commit(batch)
+            # Let the callers just answered run first: those that append again join the next group.
+            await asyncio.sleep(0)
 
     async def _commit(self, batch: list[_Append]) -> None:
         try:
