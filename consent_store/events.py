@@ -173,6 +173,8 @@ class ExportFilter:
     action: Action | None = None
     since: str | None = None
     until: str | None = None
+    call_sid: str | None = None
+    include_demo: bool = False
 
 
 @dataclass(frozen=True)

@@ -302,10 +302,13 @@ class SQLiteStore:
             (" AND e.action = ?", where.action),
             (" AND e.recorded_at >= ?", where.since),
             (" AND e.recorded_at < ?", where.until),
+            (" AND e.call_sid = ?", where.call_sid),
         ):
             if value is not None:
                 sql.append(clause)
                 params.append(value)
+        if not where.include_demo:
+            sql.append(" AND e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
         sql.append(" ORDER BY e.seq")
         conn = await _connect(self.path)
         try:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from consent_store import open_store
-from ivr import webhooks
+from ivr import try_phone, web, webhooks
 from ivr.runtime import start_runtime
 from ivr.settings import Settings
 
@@ -27,4 +27,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await store.close()
 
-    return Starlette(routes=list(webhooks.routes), lifespan=lifespan)
+    return Starlette(routes=[*webhooks.routes, *web.routes, *try_phone.routes], lifespan=lifespan)

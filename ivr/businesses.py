@@ -65,3 +65,24 @@ async def add_business(
         scripts[locale] = text
     await store.add_business(business, scripts, author=author)
     return business
+
+
+DEMO_NAME = "Demo Bakery"
+# 555-0100 to 555-0199 are reserved for fiction: no real caller can have this number.
+DEMO_NUMBER = "+15550100100"
+DEMO_MESSAGE_TYPES = ("order updates", "delivery reminders")
+
+
+async def ensure_demo_business(store: ConsentStore) -> Business | None:
+    """On an empty database, create the clearly labelled demo business; return it if created."""
+    if await store.list_businesses():
+        return None
+    return await add_business(
+        store,
+        DEMO_NAME,
+        [DEMO_NUMBER],
+        DEMO_MESSAGE_TYPES,
+        ("en-US", "es-ES"),
+        author="ivr serve (first run)",
+        demo=True,
+    )

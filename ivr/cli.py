@@ -19,7 +19,7 @@ import click
 from consent_store import ACTIONS, ConsentStore, ExportFilter, StoreError, StoreUnavailable, open_store
 from consent_store.exceptions import BadDatabaseURL, SchemaTooNew
 from ivr import __version__
-from ivr.businesses import InvalidBusiness, add_business
+from ivr.businesses import InvalidBusiness, add_business, ensure_demo_business
 from ivr.export import EXPORT_FORMATS, parse_timestamp, write_export
 from ivr.settings import Settings
 from voice_scripts import DEFAULT_LOCALES, ScriptError
@@ -84,15 +84,21 @@ def serve(host: str, port: int) -> None:
     settings = _settings()
 
     async def check(store: ConsentStore) -> list[str]:
-        return [f"{b.name}: {', '.join(b.numbers)}" for b in await store.list_businesses()]
+        await ensure_demo_business(store)
+        return [
+            f"{b.name}{' (DEMO: records flagged demo, left out of exports)' if b.demo else ''}: "
+            f"{', '.join(b.numbers)}"
+            for b in await store.list_businesses()
+        ]
 
     businesses = with_store(check)
     logging.getLogger("consent_store").setLevel(logging.NOTSET)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"ivr {__version__} on {settings.database_url}, listening on http://{host}:{port}", err=True)
     click.echo(f"Voice URL: {settings.public_url or f'http://{host}:{port}'}/twilio/voice", err=True)
-    for line in businesses or ["no business yet: add one with 'ivr business add'"]:
+    for line in businesses:
         click.echo(f"  {line}", err=True)
+    click.echo(f"Try a call: http://{host}:{port}/try in a browser, or 'ivr call --to NUMBER'", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
 
 
@@ -166,6 +172,7 @@ def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--since", callback=_timestamp, help="From this time (ISO-8601; naive = UTC; inclusive).")
 @click.option("--until", callback=_timestamp, help="Before this time (ISO-8601; naive = UTC; exclusive).")
 @click.option("-o", "--output", "output", help="Write to FILE instead of standard output.")
+@click.option("--include-demo", is_flag=True, help="Include demo businesses' records (left out by default).")
 def export(
     fmt: str,
     business_name: str | None,
@@ -173,6 +180,7 @@ def export(
     since: str | None,
     until: str | None,
     output: str | None,
+    include_demo: bool,
 ) -> None:
     """Export decisions, one row per decision, oldest first, streamed."""
     where = ExportFilter(
@@ -180,6 +188,7 @@ def export(
         action=action,  # type: ignore[arg-type]
         since=since,
         until=until,
+        include_demo=include_demo or business_name is not None,
     )
 
     async def work(store: ConsentStore) -> int:

@@ -22,6 +22,7 @@ class Runtime:
     store: ConsentStore
     auth_token: str
     validator: RequestValidator
+    local_token: bool = False
 
 
 async def auth_token_for(settings: Settings, store: ConsentStore) -> tuple[str, bool]:
@@ -39,4 +40,6 @@ async def start_runtime(settings: Settings, store: ConsentStore) -> Runtime:
             "database, so requests from real Twilio will be refused (403). Set TWILIO_AUTH_TOKEN "
             "to your account's Auth Token to take real calls."
         )
-    return Runtime(settings=settings, store=store, auth_token=token, validator=RequestValidator(token))
+    return Runtime(
+        settings=settings, store=store, auth_token=token, validator=RequestValidator(token), local_token=local
+    )

@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ import pytest
 
 from ivr.emulator import EmulatorError, Spoken, TwilioEmulator, new_sid
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN
+from tests.live_server import server
 
 pytestmark = pytest.mark.slow
 
 CALLERS = 40
 LOAD_SECONDS = 1.5
 CONFIRMED = "Your choice has been recorded"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,21 +40,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     added = ivr(env, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates")
     assert added.returncode == 0, added.stderr
     return env
-
-
-@contextlib.contextmanager
-def server(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`ivr serve` on a free port; killed (if still alive) and reaped on the way out, whatever happens."""
-    port = free_port()
-    with log.open("ab") as out:
-        command = [sys.executable, "-m", "ivr", "serve", "--port", str(port)]
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process, f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 async def wait_healthy(

@@ -1,0 +1,175 @@
+"""The browser phone at /try: calls placed server-side through the real, signed webhooks.
+
+The server plays Twilio's part with the project's emulator, over an in-process
+transport to this same app, so a browser call takes exactly the path a real
+call takes. Only demo businesses can be called here (until managers can sign
+in); their records are flagged demo and left out of exports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from consent_store import ExportFilter
+from consent_store.phone import is_e164
+from ivr.emulator import NO_INPUT, CallResult, EmulatorError, Spoken, TwilioEmulator
+from ivr.export import row_dict
+from ivr.runtime import Runtime
+from ivr.web import templates
+
+MAX_ACTIVE_CALLS = 50
+# A browser that stops answering is treated as silent after this long.
+ABANDONED_AFTER_SECONDS = 120
+STEP_WAIT_SECONDS = 30
+KEYS = set("0123456789*#") | {NO_INPUT}
+
+
+@dataclass
+class TryCall:
+    """One call from a browser: the emulator runs it; the browser feeds keys."""
+
+    to: str
+    caller: str
+    spoken: list[Spoken] = field(default_factory=list)
+    sent: int = 0
+    state: str = "running"  # running | waiting | ended
+    timeout: int = 0
+    keys: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    result: CallResult | None = None
+    error: str | None = None
+    touched: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
+
+    async def next_key(self, timeout: int) -> str:
+        self.timeout, self.state = timeout, "waiting"
+        self.changed.set()
+        try:
+            key = await asyncio.wait_for(self.keys.get(), timeout=timeout + ABANDONED_AFTER_SECONDS)
+        except TimeoutError:
+            key = NO_INPUT
+        self.state = "running"
+        return key
+
+    async def run(self, twilio: TwilioEmulator) -> None:
+        twilio.on_say = self.spoken.append
+        try:
+            self.result = await twilio.call(self.to, self.caller, self.next_key)
+        except (EmulatorError, httpx.HTTPError) as exc:
+            self.error = str(exc)
+        finally:
+            self.state = "ended"
+            self.changed.set()
+
+
+def _calls(request: Request) -> dict[str, TryCall]:
+    state = request.app.state
+    if not hasattr(state, "try_calls"):
+        state.try_calls = {}
+    calls: dict[str, TryCall] = state.try_calls
+    now = time.monotonic()
+    for call_id in [i for i, c in calls.items() if c.state == "ended" and now - c.touched > 600]:
+        del calls[call_id]
+    return calls
+
+
+def _error(message: str, status: int = 400) -> Response:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _step(request: Request, call_id: str, call: TryCall) -> Response:
+    """Wait until the call wants a key or has ended; answer with what was said meanwhile."""
+    try:
+        await asyncio.wait_for(call.changed.wait(), timeout=STEP_WAIT_SECONDS)
+    except TimeoutError:
+        return _error("the call did not answer in time", 504)
+    call.changed.clear()
+    call.touched = time.monotonic()
+    spoken = [{"text": s.text, "language": s.language} for s in call.spoken[call.sent :]]
+    call.sent = len(call.spoken)
+    body: dict[str, Any] = {"id": call_id, "spoken": spoken, "state": call.state, "timeout": call.timeout}
+    if call.state == "ended":
+        if call.error:
+            return _error(f"the call failed: {call.error}", 502)
+        body["receipt"] = await _receipt(request, call)
+    return JSONResponse(body)
+
+
+async def _receipt(request: Request, call: TryCall) -> dict[str, Any] | None:
+    if call.result is None:
+        return None
+    store = request.app.state.runtime.store
+    rows = [
+        r
+        async for r in store.export_decisions(ExportFilter(call_sid=call.result.call_sid, include_demo=True))
+    ]
+    return row_dict(rows[0]) if rows else None
+
+
+async def try_page(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    businesses = [b for b in await runtime.store.list_businesses() if b.demo]
+    caller = f"+1555010{secrets.randbelow(10000):04d}"
+    return templates.TemplateResponse(request, "try.html", {"businesses": businesses, "caller": caller})
+
+
+async def start_call(request: Request) -> Response:
+    try:
+        payload = await request.json()
+        to, caller = str(payload["to"]), str(payload["from"])
+    except (ValueError, KeyError, TypeError):
+        return _error('send JSON {"to": "+1...", "from": "+1..."}')
+    if not is_e164(caller):
+        return _error(f"your number {caller!r} is not in E.164 form, e.g. +15550100123")
+    runtime: Runtime = request.app.state.runtime
+    business = await runtime.store.business_for_number(to)
+    if business is None or not business.demo:
+        return _error("only demo businesses can be called from the browser phone", 403)
+    calls = _calls(request)
+    if sum(1 for c in calls.values() if c.state != "ended") >= MAX_ACTIVE_CALLS:
+        return _error("too many browser calls at once; try again in a minute", 429)
+    base = runtime.settings.public_url or "http://ivr.local"
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app), base_url=base)
+    twilio = TwilioEmulator(client, base, runtime.auth_token)
+    call_id = secrets.token_urlsafe(16)
+    call = TryCall(to=to, caller=caller)
+    calls[call_id] = call
+
+    async def run() -> None:
+        async with client:
+            await call.run(twilio)
+
+    call.task = asyncio.create_task(run(), name=f"try-call-{call_id}")
+    return await _step(request, call_id, call)
+
+
+async def press_key(request: Request) -> Response:
+    call = _calls(request).get(request.path_params["call_id"])
+    if call is None or call.state == "ended":
+        return _error("no such call in progress", 404)
+    try:
+        key = str((await request.json())["key"])
+    except (ValueError, KeyError, TypeError):
+        return _error('send JSON {"key": "1"}')
+    if key not in KEYS:
+        return _error(f"{key!r} is not a phone key")
+    if call.state != "waiting":
+        return _error("the call is not waiting for a key", 409)
+    call.keys.put_nowait(key)
+    return await _step(request, request.path_params["call_id"], call)
+
+
+routes = [
+    Route("/try", try_page, methods=["GET"]),
+    Route("/try/api/calls", start_call, methods=["POST"]),
+    Route("/try/api/calls/{call_id}/keys", press_key, methods=["POST"]),
+]
