@@ -8,9 +8,10 @@ deletes a consent event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -287,28 +288,39 @@ class SQLiteStore:
         row = await self._fetchone("SELECT text FROM spoken_texts WHERE sha256 = ?", (sha256,))
         return None if row is None else str(row[0])
 
-    async def export_decisions(self, where: ExportFilter) -> AsyncIterator[DecisionRow]:
-        """Every decision matching the filter, oldest first, streamed from its own connection."""
-        sql = [
-            "SELECT e.seq, e.recorded_at, s.phone, e.business, e.action, e.call_sid, e.body, e.hash,",
-            " (SELECT r.body FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'",
-            "  ORDER BY (json_extract(r.body, '$.data.status') = 'completed') DESC, r.seq DESC LIMIT 1)",
-            " FROM events e LEFT JOIN subjects s ON s.subject = e.subject",
-            " WHERE e.kind = 'decision'",
-        ]
-        params: list[Any] = []
+    @staticmethod
+    def _decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
+        """The WHERE clause (over `events e`) selecting the decisions an ExportFilter names."""
+        sql, params = ["e.kind = 'decision'"], []
         for clause, value in (
-            (" AND e.business = ?", where.business),
-            (" AND e.action = ?", where.action),
-            (" AND e.recorded_at >= ?", where.since),
-            (" AND e.recorded_at < ?", where.until),
-            (" AND e.call_sid = ?", where.call_sid),
+            ("e.business = ?", where.business),
+            ("e.action = ?", where.action),
+            ("e.recorded_at >= ?", where.since),
+            ("e.recorded_at < ?", where.until),
+            ("e.call_sid = ?", where.call_sid),
         ):
             if value is not None:
                 sql.append(clause)
                 params.append(value)
         if not where.include_demo:
-            sql.append(" AND e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
+            sql.append("e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
+        return " AND ".join(sql), params
+
+    async def count_decisions(self, where: ExportFilter) -> int:
+        clause, params = self._decision_filter(where)
+        row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
+        return int(row[0])
+
+    async def export_decisions(self, where: ExportFilter) -> AsyncIterator[DecisionRow]:
+        """Every decision matching the filter, oldest first, streamed from its own connection."""
+        clause, params = self._decision_filter(where)
+        sql = [
+            "SELECT e.seq, e.recorded_at, s.phone, e.business, e.action, e.call_sid, e.body, e.hash,",
+            " (SELECT r.body FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'",
+            "  ORDER BY (json_extract(r.body, '$.data.status') = 'completed') DESC, r.seq DESC LIMIT 1)",
+            " FROM events e LEFT JOIN subjects s ON s.subject = e.subject",
+            f" WHERE {clause}",
+        ]
         sql.append(" ORDER BY e.seq")
         conn = await _connect(self.path)
         try:
@@ -377,11 +389,19 @@ class SQLiteStore:
             temporary.replace(self.head_file)
         return result
 
-    async def verify(self) -> VerifyResult:
-        """Re-compute the whole hash chain, streaming, through every checkpoint."""
+    async def event_count(self) -> int:
+        row = await self._fetchone("SELECT COALESCE(MAX(seq), 0) FROM events")
+        return int(row[0])
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> VerifyResult:
+        """Re-compute the whole hash chain, streaming, through every checkpoint.
+
+        `progress(records_checked)` is called from time to time, from another thread."""
         anchors, warnings = await self._anchors()
         try:
             # Off the event loop: one reader thread, or worker processes for long chains.
-            return await asyncio.to_thread(verify_database, self.path, anchors, tuple(warnings))
+            return await asyncio.to_thread(
+                functools.partial(verify_database, self.path, anchors, tuple(warnings), progress=progress)
+            )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc

@@ -11,8 +11,9 @@ import contextlib
 import multiprocessing
 import os
 import sqlite3
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, wait
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier, tail_check
@@ -24,8 +25,23 @@ _CHUNK = 5000
 _SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"
 
 
+Progress = Callable[[int], None]
+# In worker processes: a shared count of records checked, set by the pool's initializer.
+_checked: Synchronized[int] | None = None
+
+
+def _init_worker(counter: Synchronized[int]) -> None:
+    global _checked
+    _checked = counter
+
+
 def verify_slice(
-    path: Path, first: int, last: int | None, anchors: Mapping[int, str], prev_hash: str | None
+    path: Path,
+    first: int,
+    last: int | None,
+    anchors: Mapping[int, str],
+    prev_hash: str | None,
+    progress: Progress | None = None,
 ) -> tuple[VerifyResult, str | None, int]:
     """Check records first..last; return the result, the first record's prev_hash, records seen."""
     verifier = ChainVerifier(anchors, first_seq=first, prev_hash=prev_hash)
@@ -35,7 +51,13 @@ def verify_slice(
     with contextlib.closing(sqlite3.connect(path)) as conn:
         cursor = conn.execute(sql, params)
         while batch := cursor.fetchmany(_CHUNK):
-            if not verifier.feed(batch):
+            sound = verifier.feed(batch)
+            if progress is not None:
+                progress(verifier.count)
+            elif _checked is not None:
+                with _checked.get_lock():
+                    _checked.value += len(batch)
+            if not sound:
                 break
     if verifier.failure is not None:
         return verifier.failure, verifier.first_prev_hash, verifier.count
@@ -52,22 +74,32 @@ def verify_database(
     warnings: tuple[str, ...] = (),
     parallel_from: int = PARALLEL_FROM,
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> VerifyResult:
-    """The whole chain, in parallel slices when it is long and there are cores to use."""
+    """The whole chain, in parallel slices when it is long and there are cores to use.
+
+    `progress(records_checked)` is called from time to time, from this thread."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         (top,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
     workers = workers or min(os.cpu_count() or 1, 4)
     if top < parallel_from or workers < 2:
-        result, _, _ = verify_slice(path, 1, None, anchors, GENESIS_HASH)
+        result, _, _ = verify_slice(path, 1, None, anchors, GENESIS_HASH, progress)
         return _with_warnings(tail_check(result, anchors), warnings)
     step = top // workers + 1
     bounds = [(1 + i * step, (i + 1) * step if i < workers - 1 else None) for i in range(workers)]
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    counter = context.Value("q", 0)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
+    ) as pool:
         futures = [
             pool.submit(verify_slice, path, first, last, anchors, GENESIS_HASH if first == 1 else None)
             for first, last in bounds
         ]
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=0.2)
+            if progress is not None:
+                progress(counter.value)
         slices = [f.result() for f in futures]
     return _with_warnings(tail_check(_join(path, bounds, slices), anchors), warnings)
 

@@ -16,11 +16,20 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from consent_store import ACTIONS, ConsentStore, ExportFilter, StoreError, StoreUnavailable, open_store
+from consent_store import (
+    ACTIONS,
+    ConsentStore,
+    ExportFilter,
+    StoreError,
+    StoreUnavailable,
+    VerifyResult,
+    open_store,
+)
 from consent_store.exceptions import BadDatabaseURL, SchemaTooNew
 from ivr import __version__
 from ivr.businesses import InvalidBusiness, add_business, ensure_demo_business
 from ivr.export import EXPORT_FORMATS, parse_timestamp, write_export
+from ivr.progress import Progress
 from ivr.settings import Settings
 from voice_scripts import DEFAULT_LOCALES, ScriptError
 
@@ -173,6 +182,7 @@ def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--until", callback=_timestamp, help="Before this time (ISO-8601; naive = UTC; exclusive).")
 @click.option("-o", "--output", "output", help="Write to FILE instead of standard output.")
 @click.option("--include-demo", is_flag=True, help="Include demo businesses' records (left out by default).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary on standard error.")
 def export(
     fmt: str,
     business_name: str | None,
@@ -181,6 +191,7 @@ def export(
     until: str | None,
     output: str | None,
     include_demo: bool,
+    quiet: bool,
 ) -> None:
     """Export decisions, one row per decision, oldest first, streamed."""
     where = ExportFilter(
@@ -191,18 +202,25 @@ def export(
         include_demo=include_demo or business_name is not None,
     )
 
+    to_file = output not in (None, "-")
+
     async def work(store: ConsentStore) -> int:
         if business_name is not None:
             await store.get_business(business_name)
+        # On a terminal the rows themselves would collide with a progress line: only for files.
+        progress = Progress("export", await store.count_decisions(where), quiet=quiet or not to_file)
         with _output(output) as out:
-            return await write_export(store.export_decisions(where), out, fmt)  # type: ignore[arg-type]
+            count = await write_export(store.export_decisions(where), out, fmt, progress.update)  # type: ignore[arg-type]
+        progress.update(count)
+        progress.finish()
+        return count
 
     try:
         count = with_store(work)
     except OSError as exc:
         raise CliFailure(f"cannot write {output}: {exc.strerror}", 2) from exc
-    if output not in (None, "-"):
-        click.echo(f"Exported {count} decisions to {output}.", err=True)
+    if to_file and not quiet:
+        click.echo(f"Exported {count} decision{'' if count == 1 else 's'} to {output}.", err=True)
 
 
 @cli.command()
@@ -237,10 +255,21 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
     help="After a deliberate restore: check against the checkpoints only and, if intact, "
     "write the chain head file anew. Run it with the service stopped.",
 )
-def verify(reanchor: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress line and no warnings; errors still print.")
+def verify(reanchor: bool, quiet: bool) -> None:
     """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record."""
-    result = with_store(lambda store: store.reanchor_head_file() if reanchor else store.verify())
-    for warning in result.warnings:
+
+    async def work(store: ConsentStore) -> VerifyResult:
+        if reanchor:
+            return await store.reanchor_head_file()
+        progress = Progress("verify", await store.event_count(), quiet=quiet, unit="records")
+        result = await store.verify(progress.update)
+        progress.update(result.count)
+        progress.finish()
+        return result
+
+    result = with_store(work)
+    for warning in () if quiet else result.warnings:
         click.echo(f"ivr: warning: {warning}", err=True)
     if not result.intact:
         raise CliFailure(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, TextIO
 
 from consent_store import DecisionRow
@@ -59,20 +59,26 @@ def _csv_cell(value: Any) -> str:
     return str(value)
 
 
-async def write_export(rows: AsyncIterator[DecisionRow], out: TextIO, fmt: ExportFormat) -> int:
+async def write_export(
+    rows: AsyncIterator[DecisionRow],
+    out: TextIO,
+    fmt: ExportFormat,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Write every row to `out` in the format; return how many were written."""
     count = 0
+    writer = csv.writer(out, lineterminator="\r\n")
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(COLUMNS)
-        async for row in rows:
-            values = row_dict(row)
+    async for row in rows:
+        values = row_dict(row)
+        if fmt == "csv":
             writer.writerow([_csv_cell(values[c]) for c in COLUMNS])
-            count += 1
-    else:
-        async for row in rows:
-            out.write(json.dumps(row_dict(row), ensure_ascii=False) + "\n")
-            count += 1
+        else:
+            out.write(json.dumps(values, ensure_ascii=False) + "\n")
+        count += 1
+        if progress is not None and count % 1000 == 0:
+            progress(count)
     return count
 
 
