@@ -14,7 +14,9 @@ from typing import Any, Literal
 Action = Literal["opt_in", "declined", "opt_out"]
 ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 
-EventKind = Literal["decision", "recording", "call_status", "business", "script"]
+EventKind = Literal["decision", "recording", "call_status", "business", "script", "user"]
+Role = Literal["manager", "auditor"]
+ROLES: tuple[Role, ...] = ("manager", "auditor")
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,24 @@ class ScriptVersion:
     sha256: str
     created_at: str
     author: str
+
+
+@dataclass(frozen=True)
+class ScriptDraft:
+    business: str
+    locale: str
+    text: str
+    sha256: str
+    updated_at: str
+    author: str
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+    password_hash: str
+    disabled: bool = False
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from consent_store.exceptions import (
     StoreUnavailable,
     UnknownBusiness,
 )
+from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_verify import verify_database
 from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SideWrite, SQLiteWriter, utc_now
@@ -59,7 +60,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
-class SQLiteStore:
+class SQLiteStore(RegistryMixin):
     """Consent store on one SQLite file."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
@@ -150,9 +151,13 @@ class SQLiteStore:
         return default if value is None else value
 
     async def _writer_side_write(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self._side_writes([(sql, params)])
+
+    async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
+        """Statements that are not consent events, through the single writer."""
         if self._writer is None:
             raise StoreUnavailable("the consent store is not open")
-        await self._writer.side_write_only([(sql, params)])
+        await self._writer.side_write_only(writes)
 
     # -- businesses and scripts --------------------------------------------
 

@@ -91,8 +91,28 @@ INSERT INTO checkpoints (seq, hash, recorded_at)
     SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1;
 """
 
+# Version 3: people who sign in to the web pages, and scripts' unpublished drafts.
+_V3 = """
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('manager', 'auditor')),
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE script_drafts (
+    business TEXT NOT NULL REFERENCES businesses (name),
+    locale TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    author TEXT NOT NULL,
+    PRIMARY KEY (business, locale)
+);
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The chain head file beside the database exists from this schema version on.
 HEAD_FILE_SINCE_VERSION = 2

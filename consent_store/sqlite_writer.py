@@ -238,6 +238,9 @@ class SQLiteWriter:
         head = (self._head_seq, self._head_hash)
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            # Another process (an `ivr` command beside the server) may have appended since: the
+            # head is re-read under the write lock, so the chain stays one line whoever writes.
+            self._load_head_sync()
             results = self._write_sync(batch)
             self._db.execute("COMMIT")
         except BaseException:
@@ -248,7 +251,7 @@ class SQLiteWriter:
                 self._load_head_sync()
             raise
         now = time.monotonic()
-        if self._head_seq != head[0] and now - self._head_file_written >= HEAD_FILE_INTERVAL:
+        if self._head_seq != self._head_file_seq and now - self._head_file_written >= HEAD_FILE_INTERVAL:
             self._write_head_file()
             self._head_file_written = now
         return results

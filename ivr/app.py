@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from consent_store import open_store
-from ivr import try_phone, web, webhooks
+from ivr import auth, manage, try_phone, web, webhooks
 from ivr.runtime import start_runtime
 from ivr.settings import Settings
 
@@ -27,4 +27,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await store.close()
 
-    return Starlette(routes=[*webhooks.routes, *web.routes, *try_phone.routes], lifespan=lifespan)
+    routes = [*webhooks.routes, *web.routes, *try_phone.routes, *auth.routes, *manage.routes]
+    return Starlette(routes=routes, lifespan=lifespan)

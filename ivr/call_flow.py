@@ -292,3 +292,8 @@ def write_failed(ctx: CallContext, locale: str) -> str:
     _say(response, ctx.scripts[locale].script, ctx.render(locale, "error"))
     response.hangup()
     return str(response)
+
+
+def consent_prompt_twiml(ctx: CallContext, locale: str) -> str:
+    """The TwiML of a first consent prompt, as a caller would get it (for previews)."""
+    return _prompt(ctx, locale, attempt=1, repeats=0, preface=None)

@@ -7,12 +7,10 @@ broken), 2 bad input (usage, bad value, unknown business, bad database URL).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import click
 
@@ -20,56 +18,15 @@ from consent_store import (
     ACTIONS,
     ConsentStore,
     ExportFilter,
-    StoreError,
-    StoreUnavailable,
     VerifyResult,
-    open_store,
 )
-from consent_store.exceptions import BadDatabaseURL, SchemaTooNew
 from ivr import __version__
-from ivr.businesses import InvalidBusiness, add_business, ensure_demo_business
+from ivr.businesses import add_business, ensure_demo_business
+from ivr.cli_admin import script, user
+from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
 from ivr.export import EXPORT_FORMATS, parse_timestamp, write_export
 from ivr.progress import Progress
-from ivr.settings import Settings
-from voice_scripts import DEFAULT_LOCALES, ScriptError
-
-T = TypeVar("T")
-
-
-class CliFailure(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ValueError as exc:
-        raise CliFailure(str(exc), 2) from exc
-
-
-def with_store(work: Callable[[ConsentStore], Awaitable[T]]) -> T:
-    """Open the store named by IVR_DATABASE_URL, run `work`, close it; map errors to CliFailure."""
-
-    async def run() -> T:
-        store = open_store(_settings().database_url)
-        async with store:
-            return await work(store)
-
-    return with_store_errors(run)
-
-
-def with_store_errors(run: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion, mapping store and input errors to CliFailure."""
-    try:
-        return asyncio.run(run())  # type: ignore[arg-type]
-    except (BadDatabaseURL, SchemaTooNew) as exc:
-        raise CliFailure(str(exc), 2) from exc
-    except StoreUnavailable as exc:
-        raise CliFailure(str(exc), 1) from exc
-    except (StoreError, ScriptError, InvalidBusiness, ValueError) as exc:
-        raise CliFailure(str(exc), 2) from exc
+from voice_scripts import DEFAULT_LOCALES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,7 +47,7 @@ def serve(host: str, port: int) -> None:
 
     from ivr.app import create_app
 
-    settings = _settings()
+    settings = settings_from_env()
 
     async def check(store: ConsentStore) -> list[str]:
         await ensure_demo_business(store)
@@ -242,7 +199,7 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
     pressed = parse_keys(keys) if keys is not None else None
     logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
     try:
-        result, record = with_store_errors(lambda: place_call(_settings(), to, from_, pressed, url))
+        result, record = with_store_errors(lambda: place_call(settings_from_env(), to, from_, pressed, url))
     except (EmulatorError, OSError) as exc:
         raise CliFailure(f"the call failed: {exc}", 1) from exc
     click.echo(f"Call {result.call_sid} ended ({result.ended_by}). {record}")
@@ -281,6 +238,10 @@ def verify(reanchor: bool, quiet: bool) -> None:
     click.echo(f"ok: {result.count} {noun}, chain intact, head {result.head}")
     if reanchor:
         click.echo("The chain head file now records this head.", err=True)
+
+
+cli.add_command(script)
+cli.add_command(user)
 
 
 def main(argv: list[str] | None = None) -> None:

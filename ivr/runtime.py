@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twilio.request_validator import RequestValidator
 
 from consent_store import ConsentStore
 from ivr.settings import Settings
+from ivr.throttle import LoginThrottle
 
 LOG = logging.getLogger(__name__)
 
 LOCAL_TOKEN_SETTING = "local_twilio_auth_token"
+SESSION_SECRET_SETTING = "session_secret"
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class Runtime:
     auth_token: str
     validator: RequestValidator
     local_token: bool = False
+    secret_key: str = ""
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 async def auth_token_for(settings: Settings, store: ConsentStore) -> tuple[str, bool]:

@@ -14,6 +14,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     twilio_auth_token: str | None = None
     public_url: str | None = None
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -25,4 +26,5 @@ class Settings:
             database_url=(env.get("IVR_DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL,
             twilio_auth_token=(env.get("TWILIO_AUTH_TOKEN") or "").strip() or None,
             public_url=public_url,
+            secret_key=(env.get("IVR_SECRET_KEY") or "").strip() or None,
         )

@@ -60,12 +60,12 @@ def _print_spoken(spoken: Spoken) -> None:
 
 
 async def _describe_record(store: ConsentStore, call: CallResult) -> str:
-    for row in [r async for r in store.export_decisions(ExportFilter())][::-1]:
-        if row.call_sid == call.call_sid:
-            return (
-                f"Recorded {row.action} for {row.phone} with {row.business} at {row.recorded_at} "
-                f"(script v{row.script_version} {row.locale}, record hash {row.record_hash[:16]}...)."
-            )
+    where = ExportFilter(call_sid=call.call_sid, include_demo=True)
+    for row in [r async for r in store.export_decisions(where)]:
+        return (
+            f"Recorded {row.action} for {row.phone} with {row.business} at {row.recorded_at} "
+            f"(script v{row.script_version} {row.locale}, record hash {row.record_hash[:16]}...)."
+        )
     return "No consent record was written for this call."
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import click
 import pytest
 
+from ivr.auth import routes as auth_routes
 from ivr.cli import cli
 from ivr.export import COLUMNS
+from ivr.manage import routes as manage_routes
 from ivr.try_phone import routes as try_routes
 from ivr.web import routes as page_routes
 from ivr.webhooks import routes as webhook_routes
@@ -39,7 +41,11 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [r.path for r in [*webhook_routes, *page_routes, *try_routes] if r.path != "/static"]
+    "path",
+    sorted(
+        {r.path for r in [*webhook_routes, *page_routes, *try_routes, *auth_routes, *manage_routes]}
+        - {"/static"}
+    ),
 )
 def test_every_route_is_in_the_readme(path: str) -> None:
     assert f" {path}`" in README
@@ -50,7 +56,9 @@ def test_every_export_column_is_in_the_readme(column: str) -> None:
     assert f"`{column}`" in README
 
 
-@pytest.mark.parametrize("variable", ["IVR_DATABASE_URL", "TWILIO_AUTH_TOKEN", "IVR_PUBLIC_URL"])
+@pytest.mark.parametrize(
+    "variable", ["IVR_DATABASE_URL", "TWILIO_AUTH_TOKEN", "IVR_PUBLIC_URL", "IVR_SECRET_KEY"]
+)
 def test_every_environment_variable_is_in_the_readme(variable: str) -> None:
     assert f"`{variable}`" in README
 

@@ -1,0 +1,191 @@
+"""Who and what the consent log is about: script versions and drafts, message types, users.
+
+Every change a caller could hear (publishing, rolling back, changing message
+types) and every new user is also appended to the hash chain as an audit event,
+in the same transaction. Drafts are scratch: not heard, not chained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from consent_store.chain import text_sha256
+from consent_store.events import NewEvent, Role, ScriptDraft, ScriptVersion, StoredEvent, User
+from consent_store.exceptions import ConflictingWrite, ScriptNotFound, StoreError, UnknownBusiness
+from consent_store.sqlite_writer import SideWrite, utc_now
+
+_SCRIPT_COLUMNS = "business, locale, version, status, text, sha256, created_at, author"
+
+
+class UserExists(StoreError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"A user named {name!r} already exists.")
+
+
+class RegistryMixin:
+    """Mixed into the SQLite store, which provides the three primitives below."""
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
+        raise NotImplementedError
+
+    async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
+        raise NotImplementedError
+
+    async def _require_business(self, business: str) -> None:
+        if not await self._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business,)):
+            raise UnknownBusiness(business)
+
+    # -- scripts ----------------------------------------------------------
+
+    async def script_versions(self, business: str, locale: str) -> list[ScriptVersion]:
+        """Every version of a script, newest first."""
+        rows = await self._fetchall(
+            f"SELECT {_SCRIPT_COLUMNS} FROM scripts WHERE business = ? AND locale = ? ORDER BY version DESC",
+            (business, locale),
+        )
+        return [ScriptVersion(*row) for row in rows]
+
+    async def script_draft(self, business: str, locale: str) -> ScriptDraft | None:
+        row = await self._fetchone(
+            "SELECT business, locale, text, sha256, updated_at, author FROM script_drafts"
+            " WHERE business = ? AND locale = ?",
+            (business, locale),
+        )
+        return None if row is None else ScriptDraft(*row)
+
+    async def save_draft(self, business: str, locale: str, text: str, author: str) -> ScriptDraft:
+        """Keep a manager's unpublished edit (one draft per business and locale)."""
+        await self._require_business(business)
+        draft = ScriptDraft(business, locale, text, text_sha256(text), utc_now(), author)
+        await self._side_writes(
+            [
+                (
+                    "INSERT INTO script_drafts (business, locale, text, sha256, updated_at, author)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (business, locale) DO UPDATE SET"
+                    " text = excluded.text, sha256 = excluded.sha256, updated_at = excluded.updated_at,"
+                    " author = excluded.author",
+                    (draft.business, draft.locale, draft.text, draft.sha256, draft.updated_at, draft.author),
+                )
+            ]
+        )
+        return draft
+
+    async def discard_draft(self, business: str, locale: str) -> None:
+        await self._side_writes(
+            [("DELETE FROM script_drafts WHERE business = ? AND locale = ?", (business, locale))]
+        )
+
+    async def publish_script(
+        self, business: str, locale: str, text: str, author: str, note: str = "published"
+    ) -> ScriptVersion:
+        """Make `text` the version callers hear, as the next version number; chain the change.
+
+        The caller (ivr) lints before calling this; the store only keeps history straight.
+        """
+        await self._require_business(business)
+        for _attempt in range(3):
+            row = await self._fetchone(
+                "SELECT COALESCE(MAX(version), 0) FROM scripts WHERE business = ? AND locale = ?",
+                (business, locale),
+            )
+            version, digest, now = int(row[0]) + 1, text_sha256(text), utc_now()
+            writes: list[SideWrite] = [
+                (
+                    "UPDATE scripts SET status = 'superseded' WHERE business = ? AND locale = ?"
+                    " AND status = 'published'",
+                    (business, locale),
+                ),
+                (
+                    f"INSERT INTO scripts ({_SCRIPT_COLUMNS}) VALUES (?, ?, ?, 'published', ?, ?, ?, ?)",
+                    (business, locale, version, text, digest, now, author),
+                ),
+                ("DELETE FROM script_drafts WHERE business = ? AND locale = ?", (business, locale)),
+            ]
+            event = NewEvent(
+                kind="script",
+                idempotency_key=f"script:{business}:{locale}:{version}",
+                business=business,
+                fields={
+                    "locale": locale,
+                    "version": version,
+                    "sha256": digest,
+                    "author": author,
+                    "change": note,
+                },
+            )
+            try:
+                await self._append(event, writes)
+            except ConflictingWrite:
+                continue  # someone published meanwhile: take the next number
+            return ScriptVersion(business, locale, version, "published", text, digest, now, author)
+        raise ConflictingWrite(f"could not publish {business} {locale}: too many concurrent publishes")
+
+    async def rollback_script(
+        self, business: str, locale: str, to_version: int, author: str
+    ) -> ScriptVersion:
+        """Publish an earlier version's text again, as a new version."""
+        rows = await self._fetchall(
+            "SELECT text FROM scripts WHERE business = ? AND locale = ? AND version = ?",
+            (business, locale, to_version),
+        )
+        if not rows:
+            raise ScriptNotFound(business, locale, to_version)
+        return await self.publish_script(
+            business, locale, rows[0][0], author, note=f"rolled back to version {to_version}"
+        )
+
+    async def set_message_types(self, business: str, message_types: Sequence[str], author: str) -> None:
+        """Change what a business's callers are asked to agree to; chained, since it changes the wording."""
+        await self._require_business(business)
+        types = list(message_types)
+        event = NewEvent(
+            kind="business",
+            idempotency_key=f"business:{business}:message_types:{utc_now()}",
+            business=business,
+            fields={"change": "message_types", "message_types": types, "author": author},
+        )
+        await self._append(
+            event, [("UPDATE businesses SET message_types = ? WHERE name = ?", (json.dumps(types), business))]
+        )
+
+    # -- users --------------------------------------------------------------
+
+    async def add_user(self, name: str, role: Role, password_hash: str, author: str) -> User:
+        if await self.get_user(name) is not None:
+            raise UserExists(name)
+        event = NewEvent(
+            kind="user", idempotency_key=f"user:{name}", fields={"name": name, "role": role, "author": author}
+        )
+        try:
+            await self._append(
+                event,
+                [
+                    (
+                        "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                        (name, role, password_hash, utc_now()),
+                    )
+                ],
+            )
+        except ConflictingWrite as exc:
+            raise UserExists(name) from exc
+        return User(name, role, password_hash)
+
+    async def get_user(self, name: str) -> User | None:
+        row = await self._fetchone(
+            "SELECT name, role, password_hash, disabled FROM users WHERE name = ?", (name,)
+        )
+        return None if row is None else User(row[0], row[1], row[2], bool(row[3]))
+
+    async def set_password(self, name: str, password_hash: str) -> None:
+        await self._side_writes(
+            [("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))]
+        )

@@ -1,0 +1,85 @@
+"""`ivr script ...` and `ivr user ...`: what managers and operators do from a terminal."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from consent_store import ConsentStore
+from consent_store.events import ROLES
+from ivr.auth import hash_password
+from ivr.cli_support import CliFailure, with_store
+from ivr.scripts_admin import ScriptRejected, publish_checked
+
+
+@click.group()
+def script() -> None:
+    """Show and publish voice scripts (TOML)."""
+
+
+@script.command("show")
+@click.option("--business", required=True, help="Business name.")
+@click.option("--locale", required=True, help="Script locale, e.g. en-US.")
+@click.option("--version", type=click.IntRange(min=1), help="A past version (default: the published one).")
+def script_show(business: str, locale: str, version: int | None) -> None:
+    """Print a script's TOML: what callers hear (or heard, with --version)."""
+
+    async def work(store: ConsentStore) -> str:
+        await store.get_business(business)
+        return (await store.script_version(business, locale, version)).text
+
+    click.echo(with_store(work), nl=False)
+
+
+@script.command("publish")
+@click.option("--business", required=True, help="Business name.")
+@click.option("--locale", required=True, help="Script locale, e.g. en-US.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
+def script_publish(business: str, locale: str, file: Path) -> None:
+    """Lint FILE (TOML, or - for standard input), then publish it as the next version."""
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliFailure(f"cannot read {file}: {exc}", 2) from exc
+
+    async def work(store: ConsentStore) -> str:
+        target = await store.get_business(business)
+        try:
+            published = await publish_checked(store, target, locale, text, author="cli")
+        except ScriptRejected as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            raise CliFailure(f"{len(exc.problems)} problem(s); nothing was published", 1) from exc
+        return (
+            f"Published {business} {locale} version {published.version} (sha256 {published.sha256[:16]}...)."
+        )
+
+    click.echo(with_store(work))
+
+
+@click.group()
+def user() -> None:
+    """Create people who sign in to /manage (managers) and /audit (auditors)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="manager: edits; auditor: reads.")
+def user_add(name: str, role: str) -> None:
+    """Create a user; the password is read from a prompt (or standard input), never the command line."""
+    if not name.strip() or len(name) > 64:
+        raise CliFailure("the user name must be 1 to 64 characters", 2)
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        raise CliFailure("the password must be at least 12 characters", 2)
+
+    async def work(store: ConsentStore) -> None:
+        await store.add_user(name, role, hash_password(password), author="cli")  # type: ignore[arg-type]
+
+    with_store(work)
+    click.echo(f"Created {role} {name!r}.")

@@ -1,0 +1,92 @@
+"""A manager changes what callers hear in the browser; the policy check stops a bad script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHOTS
+from tests.live_server import server, wait_until_healthy
+
+pytestmark = pytest.mark.slow
+
+DEMO = "+15550100100"
+PASSWORD = "correct horse battery staple"
+NEW_WORDING = "We would love to keep you posted with"
+
+
+def ivr(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ivr", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.db'}"
+    log = tmp_path / "serve.log"
+    with server(env, log) as (process, base):
+        wait_until_healthy(base, process, log)
+        assert ivr(env, "user", "add", "alice", "--role", "manager", stdin=PASSWORD + "\n").returncode == 0
+        yield base, env
+
+
+def test_manager_edits_sees_a_lint_error_fixes_it_and_callers_hear_the_new_wording(
+    browser,  # type: ignore[no-untyped-def]
+    site,
+) -> None:
+    base, env = site
+    before = ivr(env, "call", "--to", DEMO, "--from", "+15550100001", "--keys", "11")
+    assert "Recorded opt_in" in before.stdout
+
+    page = browser.new_page(viewport={"width": 1000, "height": 1400})
+    page.goto(f"{base}/manage")
+    assert page.url.startswith(f"{base}/login")
+    page.fill("#name", "alice")
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/manage")
+    page.get_by_role("link", name="en-US").click()
+    page.locator("#text").wait_for()
+
+    original = page.input_value("#text")
+    broken = original.replace("We would like to send you", NEW_WORDING).replace(", {{ frequency }}.", ".", 1)
+    page.fill("#text", broken)
+    page.locator("#lint li.error", has_text="[frequency]").wait_for()
+    assert page.is_disabled("#publish")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "manage-lint-error.png"), full_page=True)
+
+    page.fill("#text", original.replace("We would like to send you", NEW_WORDING))
+    page.locator("#lint li.ok").wait_for()
+    assert NEW_WORDING in page.inner_text("#preview")
+    page.click("#publish")
+    page.locator("#message", has_text="Published version 2").wait_for()
+    assert "published" in page.inner_text("table") and "superseded" in page.inner_text("table")
+    page.screenshot(path=str(SHOTS / "manage-published.png"), full_page=True)
+    page.close()
+
+    after = ivr(env, "call", "--to", DEMO, "--from", "+15550100002", "--keys", "11")
+    assert NEW_WORDING in after.stdout and "Recorded opt_in" in after.stdout
+    rows = [
+        json.loads(line)
+        for line in ivr(env, "export", "--format", "jsonl", "--include-demo").stdout.splitlines()
+    ]
+    assert [(r["phone"], r["script_version"]) for r in rows] == [("+15550100001", 1), ("+15550100002", 2)]
+    assert rows[0]["script_sha256"] != rows[1]["script_sha256"]
+    old = ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "en-US", "--version", "1")
+    assert "We would like to send you" in old.stdout and NEW_WORDING not in old.stdout
+    assert ivr(env, "verify").returncode == 0
