@@ -13,7 +13,7 @@ from typing import Any
 
 from consent_store.chain import text_sha256
 from consent_store.events import NewEvent, Role, ScriptDraft, ScriptVersion, StoredEvent, User
-from consent_store.exceptions import ConflictingWrite, ScriptNotFound, StoreError, UnknownBusiness
+from consent_store.exceptions import ConflictingWrite, StoreError, UnknownBusiness
 from consent_store.sqlite_writer import SideWrite, utc_now
 
 _SCRIPT_COLUMNS = "business, locale, version, status, text, sha256, created_at, author"
@@ -128,20 +128,6 @@ class RegistryMixin:
                 continue  # someone published meanwhile: take the next number
             return ScriptVersion(business, locale, version, "published", text, digest, now, author)
         raise ConflictingWrite(f"could not publish {business} {locale}: too many concurrent publishes")
-
-    async def rollback_script(
-        self, business: str, locale: str, to_version: int, author: str
-    ) -> ScriptVersion:
-        """Publish an earlier version's text again, as a new version."""
-        rows = await self._fetchall(
-            "SELECT text FROM scripts WHERE business = ? AND locale = ? AND version = ?",
-            (business, locale, to_version),
-        )
-        if not rows:
-            raise ScriptNotFound(business, locale, to_version)
-        return await self.publish_script(
-            business, locale, rows[0][0], author, note=f"rolled back to version {to_version}"
-        )
 
     async def set_message_types(self, business: str, message_types: Sequence[str], author: str) -> None:
         """Change what a business's callers are asked to agree to; chained, since it changes the wording."""

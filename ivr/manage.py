@@ -179,7 +179,14 @@ async def rollback(request: Request, user: SessionUser) -> Response:
         return PlainTextResponse("No such script.", status_code=404)
     old = await _runtime(request).store.script_version(business.name, locale, target)
     try:
-        version = await publish_checked(_runtime(request).store, business, locale, old.text, user.name)
+        version = await publish_checked(
+            _runtime(request).store,
+            business,
+            locale,
+            old.text,
+            user.name,
+            note=f"rolled back to version {target}",
+        )
     except ScriptRejected as exc:
         return await _editor(
             request,

@@ -41,7 +41,7 @@ def check_script(business: Business, locale: str, text: str) -> ScriptCheck:
 
 
 async def publish_checked(
-    store: ConsentStore, business: Business, locale: str, text: str, author: str
+    store: ConsentStore, business: Business, locale: str, text: str, author: str, note: str = "published"
 ) -> ScriptVersion:
     """Lint, then publish as the next version; ScriptRejected lists every problem."""
     if locale not in business.locales:
@@ -54,4 +54,4 @@ async def publish_checked(
     check = check_script(business, locale, text)
     if check.problems:
         raise ScriptRejected(check.problems)
-    return await store.publish_script(business.name, locale, text, author)
+    return await store.publish_script(business.name, locale, text, author, note)

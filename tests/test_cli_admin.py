@@ -1,0 +1,102 @@
+"""`ivr script show|publish` and `ivr user add` from a terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def ivr(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env["IVR_DATABASE_URL"] = f"sqlite:///{db}"
+    return subprocess.run(
+        [sys.executable, "-m", "ivr", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "ivr.db"
+    assert (
+        ivr(
+            path,
+            "business",
+            "add",
+            "--name",
+            "Acme",
+            "--number",
+            "+15550001111",
+            "--message-type",
+            "delivery updates",
+            "--locale",
+            "en-US",
+            "--locale",
+            "es-ES",
+        ).returncode
+        == 0
+    )
+    return path
+
+
+def test_script_show_prints_the_published_toml(db: Path) -> None:
+    shown = ivr(db, "script", "show", "--business", "Acme", "--locale", "es-ES")
+    assert shown.returncode == 0 and 'locale = "es-ES"' in shown.stdout and "[prompts]" in shown.stdout
+
+
+def test_script_publish_lints_then_publishes_the_next_version(db: Path, tmp_path: Path) -> None:
+    text = ivr(db, "script", "show", "--business", "Acme", "--locale", "en-US").stdout
+    good = tmp_path / "good.toml"
+    good.write_text(text.replace("Hello, thank you for calling", "Hi, thanks for calling"))
+    published = ivr(db, "script", "publish", "--business", "Acme", "--locale", "en-US", str(good))
+    assert published.returncode == 0 and "version 2" in published.stdout
+    assert "Hi, thanks for calling" in ivr(db, "call", "--to", "+15550001111", "--keys", "1-").stdout
+    old = ivr(db, "script", "show", "--business", "Acme", "--locale", "en-US", "--version", "1")
+    assert "Hello, thank you for calling" in old.stdout
+
+
+def test_script_publish_refuses_a_script_breaking_the_policy_listing_each_problem(
+    db: Path, tmp_path: Path
+) -> None:
+    text = ivr(db, "script", "show", "--business", "Acme", "--locale", "en-US").stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("WhatsApp", "SMS").replace('opt_in = "1"', 'opt_in = "2"'))
+    result = ivr(db, "script", "publish", "--business", "Acme", "--locale", "en-US", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert any("[whatsapp]" in line for line in lines) and any("[keys-distinct]" in line for line in lines)
+    assert lines[-1].startswith("ivr: error:") and "nothing was published" in lines[-1]
+    shown = ivr(db, "script", "show", "--business", "Acme", "--locale", "en-US", "--version", "2")
+    assert shown.returncode == 2 and "no en-US script version 2" in shown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--business", "Nope", "--locale", "en-US", "-"], 2),
+        (["--business", "Acme", "--locale", "fr-FR", "-"], 1),
+        (["--business", "Acme", "--locale", "en-US", "/no/such/file.toml"], 2),
+    ],
+)
+def test_script_publish_bad_input_exits_non_zero_with_a_message(db: Path, args: list[str], code: int) -> None:
+    result = ivr(db, "script", "publish", *args, stdin="")
+    assert result.returncode == code and result.stderr.strip()
+    assert "Traceback" not in result.stderr
+
+
+def test_user_add_reads_the_password_from_stdin_and_refuses_short_ones(db: Path) -> None:
+    created = ivr(db, "user", "add", "mia", "--role", "manager", stdin="a long enough password\n")
+    assert created.returncode == 0 and "Created manager 'mia'" in created.stdout
+    again = ivr(db, "user", "add", "mia", "--role", "auditor", stdin="a long enough password\n")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    short = ivr(db, "user", "add", "leo", "--role", "auditor", stdin="short\n")
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
