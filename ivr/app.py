@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from consent_store import open_store
 from ivr import auth, manage, try_phone, web, webhooks
 from ivr.runtime import start_runtime
+from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
 
 
@@ -28,4 +30,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.close()
 
     routes = [*webhooks.routes, *web.routes, *try_phone.routes, *auth.routes, *manage.routes]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])
