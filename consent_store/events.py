@@ -14,7 +14,7 @@ from typing import Any, Literal
 Action = Literal["opt_in", "declined", "opt_out"]
 ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 
-EventKind = Literal["decision", "recording", "call_status", "business", "script", "user"]
+EventKind = Literal["decision", "recording", "call_status", "business", "script", "user", "erasure"]
 Role = Literal["manager", "auditor"]
 ROLES: tuple[Role, ...] = ("manager", "auditor")
 
@@ -229,3 +229,13 @@ class VerifyResult:
     @property
     def intact(self) -> bool:
         return self.problem is None
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What `forget` removed: the phone is gone from reads; these recordings still exist at Twilio."""
+
+    subject: str
+    decisions: int
+    recording_sids: tuple[str, ...]
+    record_hash: str

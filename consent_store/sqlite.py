@@ -153,6 +153,12 @@ class SQLiteStore(RegistryMixin):
     async def _writer_side_write(self, sql: str, params: tuple[Any, ...]) -> None:
         await self._side_writes([(sql, params)])
 
+    async def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file and empty it."""
+        if self._writer is None:
+            raise StoreUnavailable("the consent store is not open")
+        await self._writer.checkpoint()
+
     async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
         """Statements that are not consent events, through the single writer."""
         if self._writer is None:

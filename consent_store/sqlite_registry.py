@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consent_store.chain import text_sha256
-from consent_store.events import NewEvent, Role, ScriptDraft, ScriptVersion, StoredEvent, User
+from consent_store.events import Erasure, NewEvent, Role, ScriptDraft, ScriptVersion, StoredEvent, User
 from consent_store.exceptions import ConflictingWrite, StoreError, UnknownBusiness
 from consent_store.sqlite_writer import SideWrite, utc_now
 
@@ -38,6 +38,9 @@ class RegistryMixin:
         raise NotImplementedError
 
     async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
+        raise NotImplementedError
+
+    async def _checkpoint(self) -> None:
         raise NotImplementedError
 
     async def _require_business(self, business: str) -> None:
@@ -175,3 +178,41 @@ class RegistryMixin:
         await self._side_writes(
             [("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))]
         )
+
+    # -- erasure --------------------------------------------------------------
+
+    async def forget_phone(self, phone: str, author: str, reason: str) -> Erasure | None:
+        """Erase a caller's phone number (and its salt) so no read or export can show it again.
+
+        The chain keeps only a salted commitment to the phone, so it still verifies; without the
+        salt the commitment cannot be linked back to the number. The erasure itself is chained.
+        None if the store holds nothing for this phone.
+        """
+        row = await self._fetchone("SELECT subject FROM subjects WHERE phone = ?", (phone,))
+        if row is None:
+            return None
+        subject = str(row[0])
+        counted = await self._fetchone(
+            "SELECT count(*) FROM events WHERE subject = ? AND kind = 'decision'", (subject,)
+        )
+        recordings = await self._fetchall(
+            "SELECT DISTINCT json_extract(r.body, '$.data.recording_sid') FROM events r"
+            " WHERE r.kind = 'recording' AND r.call_sid IN"
+            " (SELECT call_sid FROM events WHERE subject = ? AND call_sid IS NOT NULL)",
+            (subject,),
+        )
+        sids = tuple(sorted(str(r[0]) for r in recordings if r[0]))
+        event = NewEvent(
+            kind="erasure",
+            idempotency_key=f"erasure:{subject}",
+            fields={
+                "subject_erased": subject,
+                "decisions": int(counted[0]),
+                "recording_sids": list(sids),
+                "author": author,
+                "reason": reason,
+            },
+        )
+        stored = await self._append(event, [("DELETE FROM subjects WHERE subject = ?", (subject,))])
+        await self._checkpoint()  # old copies of the page may still sit in the write-ahead log
+        return Erasure(subject, int(counted[0]), sids, stored.hash)

@@ -45,6 +45,8 @@ PRAGMAS = (
     "PRAGMA synchronous = FULL",
     "PRAGMA busy_timeout = 10000",
     "PRAGMA foreign_keys = ON",
+    # Deleted content (an erased phone number) is overwritten, not left in free pages.
+    "PRAGMA secure_delete = ON",
 )
 
 
@@ -175,6 +177,10 @@ class SQLiteWriter:
     async def side_write_only(self, side_writes: Sequence[SideWrite]) -> None:
         """Run statements that are not consent events (settings) through the writer."""
         await self._enqueue(None, side_writes)
+
+    async def checkpoint(self) -> None:
+        """Checkpoint and truncate the WAL, on the writer thread (between batches)."""
+        await self._on_thread(lambda: self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
     async def _enqueue(self, event: NewEvent | None, side_writes: Sequence[SideWrite]) -> StoredEvent | None:
         if not self.running:

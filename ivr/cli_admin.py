@@ -83,3 +83,30 @@ def user_add(name: str, role: str) -> None:
 
     with_store(work)
     click.echo(f"Created {role} {name!r}.")
+
+
+@click.command()
+@click.option("--phone", required=True, help="The caller's number, E.164.")
+@click.option("--reason", default="erasure request", show_default=True, help="Why, kept in the audit event.")
+def forget(phone: str, reason: str) -> None:
+    """Erase a caller's phone number from every read and export; the hash chain still verifies."""
+    from consent_store.phone import is_e164
+
+    if not is_e164(phone):
+        raise CliFailure(f"{phone!r} is not an E.164 number (e.g. +14155550123)", 2)
+
+    async def work(store: ConsentStore) -> None:
+        erased = await store.forget_phone(phone, author="cli", reason=reason)
+        if erased is None:
+            raise CliFailure(f"the store holds nothing for {phone}", 2)
+        click.echo(
+            f"Erased the phone number from {erased.decisions} decision(s); the erasure is record "
+            f"{erased.record_hash[:16]}... in the chain."
+        )
+        if erased.recording_sids:
+            click.echo(
+                "The call recordings hold the caller's voice: delete them in Twilio too: "
+                + ", ".join(erased.recording_sids)
+            )
+
+    with_store(work)
