@@ -131,10 +131,20 @@ class SQLiteStore(RegistryMixin):
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers and the writer runs."""
+        """Raise StoreUnavailable unless the database answers and takes a durable write now."""
         await self._fetchone("SELECT 1")
         if self._writer is None or not self._writer.running:
             raise StoreUnavailable("the consent store writer is not running")
+        # A real commit through the writer: a full disk or a read-only file shows here.
+        await self._side_writes(
+            [
+                (
+                    "INSERT INTO settings (key, value) VALUES ('health_probe', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (utc_now(),),
+                )
+            ]
+        )
 
     # -- settings ---------------------------------------------------------
 
