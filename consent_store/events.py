@@ -14,7 +14,7 @@ from typing import Any, Literal
 Action = Literal["opt_in", "declined", "opt_out"]
 ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 
-EventKind = Literal["decision", "recording", "call_status", "business", "script", "user", "erasure"]
+EventKind = Literal["decision", "recording", "call_status", "business", "script", "user", "erasure", "token"]
 Role = Literal["manager", "auditor"]
 ROLES: tuple[Role, ...] = ("manager", "auditor")
 

@@ -25,6 +25,12 @@ class UserExists(StoreError):
         super().__init__(f"A user named {name!r} already exists.")
 
 
+class TokenExists(StoreError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"A live API token named {name!r} exists; revoke it first.")
+
+
 class RegistryMixin:
     """Mixed into the SQLite store, which provides the three primitives below."""
 
@@ -216,3 +222,51 @@ class RegistryMixin:
         stored = await self._append(event, [("DELETE FROM subjects WHERE subject = ?", (subject,))])
         await self._checkpoint()  # old copies of the page may still sit in the write-ahead log
         return Erasure(subject, int(counted[0]), sids, stored.hash)
+
+    # -- API tokens -------------------------------------------------------------
+
+    async def add_api_token(self, name: str, token_sha256: str, author: str) -> None:
+        """Keep a sender's token as its SHA-256 only; chained so every grant is on record."""
+        existing = await self._fetchone("SELECT revoked_at FROM api_tokens WHERE name = ?", (name,))
+        if existing is not None and existing[0] is None:
+            raise TokenExists(name)
+        event = NewEvent(
+            kind="token",
+            idempotency_key=f"token:{name}:{token_sha256}",
+            fields={"change": "added", "name": name, "author": author},
+        )
+        await self._append(
+            event,
+            [
+                (
+                    "INSERT INTO api_tokens (name, token_sha256, created_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256,"
+                    " created_at = excluded.created_at, revoked_at = NULL",
+                    (name, token_sha256, utc_now()),
+                )
+            ],
+        )
+
+    async def revoke_api_token(self, name: str, author: str) -> bool:
+        """Revoke a token; False if there is no live token by that name."""
+        live = await self._fetchone(
+            "SELECT token_sha256 FROM api_tokens WHERE name = ? AND revoked_at IS NULL", (name,)
+        )
+        if live is None:
+            return False
+        event = NewEvent(
+            kind="token",
+            idempotency_key=f"token:{name}:{live[0]}:revoked",
+            fields={"change": "revoked", "name": name, "author": author},
+        )
+        await self._append(
+            event, [("UPDATE api_tokens SET revoked_at = ? WHERE name = ?", (utc_now(), name))]
+        )
+        return True
+
+    async def api_token_name(self, token_sha256: str) -> str | None:
+        """The name of the live token with this hash, if any."""
+        row = await self._fetchone(
+            "SELECT name FROM api_tokens WHERE token_sha256 = ? AND revoked_at IS NULL", (token_sha256,)
+        )
+        return None if row is None else str(row[0])

@@ -111,8 +111,18 @@ CREATE TABLE script_drafts (
 );
 """
 
+# Version 4: bearer tokens of the sending systems that ask the consent-check API.
+_V4 = """
+CREATE TABLE api_tokens (
+    name TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The chain head file beside the database exists from this schema version on.
 HEAD_FILE_SINCE_VERSION = 2

@@ -110,3 +110,37 @@ def forget(phone: str, reason: str) -> None:
             )
 
     with_store(work)
+
+
+@click.group()
+def token() -> None:
+    """Bearer tokens for sending systems that call GET /api/consent."""
+
+
+@token.command("add")
+@click.argument("name")
+def token_add(name: str) -> None:
+    """Create a token NAME; it is shown once and stored only as its SHA-256."""
+    from ivr.api import new_token, token_sha256
+
+    secret = new_token()
+
+    async def work(store: ConsentStore) -> None:
+        await store.add_api_token(name, token_sha256(secret), author="cli")
+
+    with_store(work)
+    click.echo(secret)
+    click.echo(f"Token {name!r} created. It is shown only now: store it in the sending system.", err=True)
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke token NAME at once."""
+
+    async def work(store: ConsentStore) -> bool:
+        return await store.revoke_api_token(name, author="cli")
+
+    if not with_store(work):
+        raise CliFailure(f"no live token named {name!r}", 2)
+    click.echo(f"Token {name!r} revoked.")

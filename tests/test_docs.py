@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
+from ivr.api import routes as api_routes
 from ivr.auth import routes as auth_routes
 from ivr.cli import cli
 from ivr.export import COLUMNS
@@ -43,7 +44,10 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
 @pytest.mark.parametrize(
     "path",
     sorted(
-        {r.path for r in [*webhook_routes, *page_routes, *try_routes, *auth_routes, *manage_routes]}
+        {
+            r.path
+            for r in [*webhook_routes, *page_routes, *try_routes, *auth_routes, *manage_routes, *api_routes]
+        }
         - {"/static"}
     ),
 )
