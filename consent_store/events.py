@@ -194,6 +194,7 @@ class ExportFilter:
     since: str | None = None
     until: str | None = None
     call_sid: str | None = None
+    phone: str | None = None
     include_demo: bool = False
 
 

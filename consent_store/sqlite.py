@@ -11,7 +11,7 @@ import asyncio
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from consent_store.exceptions import (
     StoreUnavailable,
     UnknownBusiness,
 )
+from consent_store.sqlite_audit import AuditMixin
 from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_verify import verify_database
@@ -60,7 +61,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
-class SQLiteStore(RegistryMixin):
+class SQLiteStore(RegistryMixin, AuditMixin):
     """Consent store on one SQLite file."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
@@ -319,6 +320,7 @@ class SQLiteStore(RegistryMixin):
             ("e.recorded_at >= ?", where.since),
             ("e.recorded_at < ?", where.until),
             ("e.call_sid = ?", where.call_sid),
+            ("e.subject = (SELECT subject FROM subjects WHERE phone = ?)", where.phone),
         ):
             if value is not None:
                 sql.append(clause)
@@ -332,7 +334,7 @@ class SQLiteStore(RegistryMixin):
         row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
         return int(row[0])
 
-    async def export_decisions(self, where: ExportFilter) -> AsyncIterator[DecisionRow]:
+    async def export_decisions(self, where: ExportFilter) -> AsyncGenerator[DecisionRow, None]:
         """Every decision matching the filter, oldest first, streamed from its own connection."""
         clause, params = self._decision_filter(where)
         sql = [

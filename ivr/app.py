@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from consent_store import open_store
-from ivr import api, auth, manage, try_phone, web, webhooks
+from ivr import api, audit, auth, manage, try_phone, web, webhooks
 from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
@@ -29,5 +29,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await store.close()
 
-    routes = [*webhooks.routes, *web.routes, *try_phone.routes, *auth.routes, *manage.routes, *api.routes]
+    routes = [
+        *webhooks.routes,
+        *web.routes,
+        *try_phone.routes,
+        *auth.routes,
+        *manage.routes,
+        *api.routes,
+        *audit.routes,
+    ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])

@@ -11,6 +11,7 @@ import click
 import pytest
 
 from ivr.api import routes as api_routes
+from ivr.audit import routes as audit_routes
 from ivr.auth import routes as auth_routes
 from ivr.cli import cli
 from ivr.export import COLUMNS

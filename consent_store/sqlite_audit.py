@@ -1,0 +1,89 @@
+"""Reads auditors need: every event of a call, a record with its chain neighbours, and
+decisions whose recording evidence is missing. Reads only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consent_store.chain import ChainRow
+
+_COLUMNS = ", ".join(ChainRow._fields)
+
+
+@dataclass(frozen=True)
+class ChainProof:
+    """A record, the hash of the record before it, and the record after it that links to it."""
+
+    record: ChainRow
+    next_prev_hash: str | None
+    head_seq: int
+    head_hash: str
+
+
+@dataclass(frozen=True)
+class IncompleteEvidence:
+    seq: int
+    recorded_at: str
+    call_sid: str
+    business: str
+    action: str
+    reason: str
+
+
+class AuditMixin:
+    """Mixed into the SQLite store, which provides the read primitives."""
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def events_for_call(self, call_sid: str) -> list[ChainRow]:
+        """Every event of one call (decision, recordings, call status), in chain order."""
+        rows = await self._fetchall(
+            f"SELECT {_COLUMNS} FROM events WHERE call_sid = ? ORDER BY seq", (call_sid,)
+        )
+        return [ChainRow(*row) for row in rows]
+
+    async def chain_proof(self, seq: int) -> ChainProof | None:
+        row = await self._fetchone(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,))
+        if row is None:
+            return None
+        following = await self._fetchone("SELECT prev_hash FROM events WHERE seq = ?", (seq + 1,))
+        head = await self._fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        return ChainProof(ChainRow(*row), following[0] if following else None, int(head[0]), str(head[1]))
+
+    async def incomplete_evidence(
+        self, grace_minutes: int = 15, limit: int = 500
+    ) -> list[IncompleteEvidence]:
+        """Decisions with no completed recording: reported absent or failed, or none after the grace time."""
+        cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=grace_minutes)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+        rows = await self._fetchall(
+            "SELECT e.seq, e.recorded_at, e.call_sid, e.business, e.action,"
+            " (SELECT group_concat(json_extract(r.body, '$.data.status'), ', ') FROM events r"
+            "  WHERE r.call_sid = e.call_sid AND r.kind = 'recording') AS statuses"
+            " FROM events e WHERE e.kind = 'decision' AND NOT EXISTS ("
+            "  SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
+            "  AND json_extract(r.body, '$.data.status') = 'completed')"
+            " AND (e.recorded_at < ? OR EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid"
+            "  AND r.kind = 'recording'))"
+            " ORDER BY e.seq DESC LIMIT ?",
+            (cutoff, limit),
+        )
+        return [
+            IncompleteEvidence(
+                seq,
+                at,
+                call_sid,
+                business,
+                action,
+                f"recording {statuses}" if statuses else f"no recording after {grace_minutes} minutes",
+            )
+            for seq, at, call_sid, business, action, statuses in rows
+        ]

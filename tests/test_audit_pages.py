@@ -1,0 +1,76 @@
+"""Auditors find a decision in seconds and prove it: receipt, chain proof, standing, gaps in evidence."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from consent_store import event_hash
+from ivr.auth import hash_password
+from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
+from tests.test_manage_http import PASSWORD, sign_in
+
+
+@pytest.fixture
+async def auditor(service: Service) -> Service:
+    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await sign_in(service.client, "aldo")
+    return service
+
+
+async def test_search_by_phone_finds_every_decision_of_that_number(auditor: Service) -> None:
+    await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"])
+    await auditor.twilio.call(ACME_NUMBER, "+14155550999", ["2"])
+    await auditor.twilio.call(ACME_NUMBER, CALLER, ["9"])
+    page = await auditor.client.get("/audit", params={"phone": CALLER})
+    assert "2 decisions found" in page.text
+    assert page.text.count("opt_in</td>") == 1 and page.text.count("opt_out</td>") == 1
+    assert "+14155550999" not in page.text
+    declined = await auditor.client.get("/audit", params={"action": "declined", "business": ACME})
+    assert "1 decision found" in declined.text and "+14155550999" in declined.text
+
+
+@pytest.mark.parametrize(
+    ("query", "message"), [({"phone": "555"}, "not E.164"), ({"since": "yesterday"}, "not an ISO-8601")]
+)
+async def test_bad_search_input_says_what_is_wrong(
+    auditor: Service, query: dict[str, str], message: str
+) -> None:
+    page = await auditor.client.get("/audit", params=query)
+    assert page.status_code == 200 and message in html.unescape(page.text)
+
+
+async def test_receipt_shows_what_was_heard_the_recording_the_proof_and_later_opt_out(
+    auditor: Service,
+) -> None:
+    call = await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"])
+    await auditor.twilio.call(ACME_NUMBER, CALLER, ["9"])
+    page = await auditor.client.get("/audit/receipt", params={"call_sid": call.call_sid})
+    text = html.unescape(page.text)
+    assert page.status_code == 200
+    consent = next(s.text for s in call.spoken if "To agree" in s.text)
+    assert consent in text and (call.recording_sid or "") in text and "31 s" in text
+    assert "= SHA-256(previous hash + body): matches" in text
+    assert (
+        "Latest for this number and business: <strong>opt_out</strong>" in text and "Later decisions" in text
+    )
+    [decision] = [e for e in await auditor.store.events_for_call(call.call_sid) if e.kind == "decision"]
+    assert decision.body in text and event_hash(decision.prev_hash, decision.body) == decision.hash
+    assert "call_status" in text and "recording" in text
+
+
+async def test_decisions_without_a_recording_are_listed_as_incomplete_evidence(auditor: Service) -> None:
+    absent = await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"], recording="absent")
+    good = await auditor.twilio.call(ACME_NUMBER, "+14155550999", ["1"])
+    page = await auditor.client.get("/audit/incomplete")
+    assert absent.call_sid[:12] in page.text and "recording absent" in page.text
+    assert good.call_sid[:12] not in page.text
+    receipt = await auditor.client.get("/audit/receipt", params={"call_sid": absent.call_sid})
+    assert "evidence incomplete" in receipt.text
+
+
+async def test_audit_pages_need_sign_in(service: Service) -> None:
+    for path in ("/audit", "/audit/receipt?call_sid=x", "/audit/incomplete"):
+        response = await service.client.get(path)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login")
