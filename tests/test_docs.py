@@ -47,7 +47,15 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
     sorted(
         {
             r.path
-            for r in [*webhook_routes, *page_routes, *try_routes, *auth_routes, *manage_routes, *api_routes]
+            for r in [
+                *webhook_routes,
+                *page_routes,
+                *try_routes,
+                *auth_routes,
+                *manage_routes,
+                *api_routes,
+                *audit_routes,
+            ]
         }
         - {"/static"}
     ),
