@@ -240,3 +240,24 @@ class Erasure:
     decisions: int
     recording_sids: tuple[str, ...]
     record_hash: str
+
+
+@dataclass(frozen=True)
+class OptOutWebhook:
+    """A business's opt-out webhook: every opt-out after `cursor_seq` is still to be sent."""
+
+    business: str
+    url: str
+    secret: str
+    cursor_seq: int
+    failures: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class OptOutNotice:
+    seq: int
+    recorded_at: str
+    call_sid: str
+    phone: str | None
+    record_hash: str

@@ -121,8 +121,21 @@ CREATE TABLE api_tokens (
 );
 """
 
+# Version 5: where to tell a business about opt-outs, and how far the telling got.
+_V5 = """
+CREATE TABLE opt_out_webhooks (
+    business TEXT PRIMARY KEY REFERENCES businesses (name),
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    cursor_seq INTEGER NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_at TEXT NOT NULL
+);
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The chain head file beside the database exists from this schema version on.
 HEAD_FILE_SINCE_VERSION = 2

@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 
 from consent_store import open_store
 from ivr import api, audit, auth, manage, try_phone, web, webhooks
+from ivr.optout_webhooks import running_notifier
 from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
@@ -25,7 +26,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await store.open()
         try:
             app.state.runtime = await start_runtime(settings, store)
-            yield
+            async with running_notifier(store, settings.webhook_retry_seconds):
+                yield
         finally:
             await store.close()
 

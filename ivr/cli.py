@@ -22,7 +22,7 @@ from consent_store import (
 )
 from ivr import __version__
 from ivr.businesses import add_business, ensure_demo_business
-from ivr.cli_admin import forget, script, token, user
+from ivr.cli_admin import business_webhook, forget, script, token, user
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
 from ivr.export import EXPORT_FORMATS, parse_timestamp, write_export
 from ivr.progress import Progress
@@ -244,6 +244,7 @@ cli.add_command(script)
 cli.add_command(user)
 cli.add_command(forget)
 cli.add_command(token)
+business.add_command(business_webhook)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -144,3 +144,32 @@ def token_revoke(name: str) -> None:
     if not with_store(work):
         raise CliFailure(f"no live token named {name!r}", 2)
     click.echo(f"Token {name!r} revoked.")
+
+
+@click.command("webhook")
+@click.option("--name", required=True, help="Business name.")
+@click.option("--url", help="HTTPS URL that receives a signed POST for every opt-out.")
+@click.option("--remove", is_flag=True, help="Stop sending opt-outs to the business.")
+def business_webhook(name: str, url: str | None, remove: bool) -> None:
+    """Set (or --remove) a business's opt-out webhook; prints the signing secret once."""
+    import secrets
+
+    if remove == (url is not None):
+        raise CliFailure("give either --url URL or --remove", 2)
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise CliFailure(f"--url {url!r} must start with https:// (or http:// for a local test)", 2)
+    secret = secrets.token_urlsafe(32)
+
+    async def work(store: ConsentStore) -> None:
+        await store.set_opt_out_webhook(name, url, secret, author="cli")
+
+    with_store(work)
+    if remove:
+        click.echo(f"Opt-outs of {name!r} are no longer sent.")
+    else:
+        click.echo(secret)
+        click.echo(
+            f"Every opt-out of {name!r} recorded from now on is POSTed to {url}, signed with the "
+            f"secret above (shown only now) in the X-IVR-Signature header.",
+            err=True,
+        )

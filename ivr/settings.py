@@ -15,6 +15,7 @@ class Settings:
     twilio_auth_token: str | None = None
     public_url: str | None = None
     secret_key: str | None = None
+    webhook_retry_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -27,4 +28,18 @@ class Settings:
             twilio_auth_token=(env.get("TWILIO_AUTH_TOKEN") or "").strip() or None,
             public_url=public_url,
             secret_key=(env.get("IVR_SECRET_KEY") or "").strip() or None,
+            webhook_retry_seconds=_positive_float(env, "IVR_WEBHOOK_RETRY_SECONDS", 2.0),
         )
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0, not {raw!r}")
+    return value
