@@ -118,16 +118,15 @@ class SQLiteStore(RegistryMixin, AuditMixin):
         return await self._writer.append(event, side_writes)
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            async with self._reader.execute(sql, params) as cur:
-                return await cur.fetchone()
-        except aiosqlite.Error as exc:
-            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        # One hand-off that runs the statement to its end: a cursor left open across
+        # hand-offs would keep the shared read connection on an old snapshot, and a caller
+        # who just opted in could be read as not opted in.
         try:
-            async with self._reader.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+            return list(await self._reader.execute_fetchall(sql, params))
         except aiosqlite.Error as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
 
