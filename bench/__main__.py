@@ -13,6 +13,20 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "consent store: durable decisions/s (group commit vs one commit per event), "
         "verify events/s, raw SQLite baseline",
     ),
+    "export": (
+        "bench.export",
+        "ivr export: rows/s and peak RSS per format over 1M decisions, raw sqlite3 + csv baseline",
+    ),
+    "load": (
+        "bench.load",
+        "whole signed calls against a real `ivr serve`: latency per webhook, calls/s, errors, "
+        "server CPU and RSS, vs a bare-Starlette floor; wrk on the voice webhook; --soak-rss N",
+    ),
+    "hotspots": (
+        "bench.hotspots",
+        "each piece of a webhook alone (signature, form, store reads, TwiML, one durable write), "
+        "µs per call, with the cheaper alternative beside it",
+    ),
 }
 
 

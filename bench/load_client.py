@@ -1,0 +1,650 @@
+"""The load generator process of `python -m bench load`: whole signed calls against one server.
+
+Started by bench/load.py as `python -m bench.load_client CONFIG_JSON` in its own process, so its
+CPU never counts as the server's. It writes one JSON object per line on standard output:
+`{"event": "measuring"}` when the warm-up is over, `{"event": "progress", ...}` every
+`progress_every` measured calls, and `{"event": "result", ...}` at the end.
+
+A call is what Twilio does for one caller, without the caller's listening time:
+
+1. `POST /twilio/voice` (signed): expects `<Response>` with `<Start><Recording>` and a `<Gather>`
+   whose action is the decision webhook (step `subscribed` for a phone that is opted in, else
+   `consent`);
+2. the Gather action with `Digits` (the decision, committed before the reply): expects a
+   `<Say>` with "Your choice has been recorded" and a `<Hangup>`, no `<Gather>`;
+3. the recording status callback (`completed`): expects 2xx;
+4. the call status callback (`completed`): expects 2xx.
+
+About 30% of calls come from a phone that called before (never two calls from one phone at once);
+an opted-in phone presses 9 (opt out), others press 1 (70%) or 2 (30%).
+
+Two clients: `lean` (default; HTTP/1.1 keep-alive over asyncio streams, requests signed with
+twilio's RequestValidator, TwiML parsed with ElementTree: about 0.2 ms of client CPU a call) and
+`emulator` (`ivr.emulator.TwilioEmulator` over `httpx.AsyncClient`: exactly what the tests use,
+several times more client CPU). With `check` off (the baseline) the replies are not checked: the
+client posts the same four requests, following the constant document's Gather and callback URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+from twilio.request_validator import RequestValidator
+
+WEBHOOKS = ("voice", "decision", "recording", "status")
+RECORDED = "Your choice has been recorded"
+REQUEST_TIMEOUT = 15.0  # Twilio gives up on a webhook after 15 s
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    base_url: str
+    token: str
+    to: str
+    concurrency: int = 50
+    rate: float | None = None
+    calls: int | None = 2000
+    seconds: float | None = None
+    warmup: int = 200
+    check: bool = True
+    client: str = "lean"
+    progress_every: int = 0
+    repeat_share: float = 0.3
+    decline_share: float = 0.3
+    phone_prefix: int = 201
+    max_in_flight: int = 1000
+    seed: int = 1
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return cls(**json.loads(text))
+
+
+class CheckFailed(Exception):
+    """The service answered something a caller must not get (wrong status or TwiML)."""
+
+
+# -- recording what happened ---------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {w: [] for w in WEBHOOKS})
+    errors: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    calls_ok: int = 0
+    calls_failed: int = 0
+    active: bool = True
+
+    def request(self, webhook: str, seconds: float) -> None:
+        if self.active:
+            self.latencies[webhook].append(seconds)
+
+    def error(self, webhook: str, message: str) -> None:
+        if self.active:
+            self.errors[webhook] += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append(f"{webhook}: {message}")
+
+    def call_done(self, ok: bool) -> None:
+        if self.active:
+            if ok:
+                self.calls_ok += 1
+            else:
+                self.calls_failed += 1
+
+    @property
+    def calls(self) -> int:
+        return self.calls_ok + self.calls_failed
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | int]:
+    """Count, p50/p90/p99/max/mean in milliseconds (nearest rank)."""
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def rank(q: float) -> float:
+        return 1000 * ordered[min(n - 1, max(0, int(q * n + 0.5) - 1))]
+
+    return {
+        "count": n,
+        "p50": rank(0.50),
+        "p90": rank(0.90),
+        "p99": rank(0.99),
+        "max": 1000 * ordered[-1],
+        "mean": 1000 * sum(ordered) / n,
+    }
+
+
+def emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+# -- who calls ---------------------------------------------------------------------
+
+
+class Callers:
+    """Phones: new ones, and repeat callers who are not in a call right now."""
+
+    def __init__(self, config: Config) -> None:
+        self._rng = random.Random(config.seed)
+        self._repeat_share = config.repeat_share
+        self._decline_share = config.decline_share
+        self._prefix = config.phone_prefix
+        self._idle: list[str] = []
+        self._opted_in: set[str] = set()
+        self._next = 0
+
+    def checkout(self) -> tuple[str, bool, str]:
+        """(phone, whether it is opted in, the key it will press)."""
+        if self._idle and self._rng.random() < self._repeat_share:
+            index = self._rng.randrange(len(self._idle))
+            self._idle[index], self._idle[-1] = self._idle[-1], self._idle[index]
+            phone = self._idle.pop()
+        else:
+            self._next += 1
+            phone = f"+1{self._prefix:03d}{self._next:07d}"
+        opted_in = phone in self._opted_in
+        key = "9" if opted_in else ("2" if self._rng.random() < self._decline_share else "1")
+        return phone, opted_in, key
+
+    def checkin(self, phone: str, key: str, recorded: bool) -> None:
+        if recorded:
+            if key == "1":
+                self._opted_in.add(phone)
+            elif key == "9":
+                self._opted_in.discard(phone)
+        self._idle.append(phone)
+
+
+def call_sid(n: int, prefix: str = "CA") -> str:
+    return f"{prefix}{os.getpid():08x}{n:024x}"
+
+
+def call_params(
+    account_sid: str, sid: str, to: str, phone: str, status: str = "in-progress"
+) -> dict[str, str]:
+    """The parameters Twilio posts to the voice webhook and the Gather action (as the emulator)."""
+    return {
+        "AccountSid": account_sid,
+        "ApiVersion": "2010-04-01",
+        "CallSid": sid,
+        "CallStatus": status,
+        "Direction": "inbound",
+        "From": phone,
+        "To": to,
+        "Caller": phone,
+        "Called": to,
+    }
+
+
+def recording_params(account_sid: str, sid: str, recording_sid: str) -> dict[str, str]:
+    return {
+        "AccountSid": account_sid,
+        "CallSid": sid,
+        "RecordingSid": recording_sid,
+        "RecordingStatus": "completed",
+        "RecordingSource": "StartCallRecordingTwiML",
+        "RecordingChannels": "2",
+        "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}",
+        "RecordingDuration": "31",
+    }
+
+
+# -- checking replies ----------------------------------------------------------------
+
+
+def parse_twiml(status: int, body: bytes) -> ET.Element:
+    if status != 200:
+        raise CheckFailed(f"HTTP {status}: {body[:120]!r}")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise CheckFailed(f"invalid XML: {exc}") from exc
+    if root.tag != "Response":
+        raise CheckFailed(f"<{root.tag}>, not <Response>")
+    return root
+
+
+def voice_urls(root: ET.Element, base: str, expected_step: str | None) -> tuple[str, str]:
+    """(Gather action URL, recording callback URL) of a first reply; checks the step if given."""
+    recording = root.find("Start/Recording")
+    gather = root.find("Gather")
+    if recording is None or gather is None:
+        raise CheckFailed("no <Start><Recording> or no <Gather>")
+    callback, action = recording.get("recordingStatusCallback"), gather.get("action")
+    if not callback or not action:
+        raise CheckFailed("no recordingStatusCallback or no Gather action")
+    if expected_step is not None:
+        step = parse_qs(urlsplit(action).query).get("step", [""])[0]
+        if step != expected_step:
+            raise CheckFailed(
+                f"Gather step {step!r}, expected {expected_step!r} from this phone's last recorded"
+                " decision (a stale standing read?)"
+            )
+    return urljoin(base, action), urljoin(base, callback)
+
+
+def check_decision(root: ET.Element) -> None:
+    if root.find("Gather") is not None or root.find("Hangup") is None:
+        raise CheckFailed("the decision reply must say the confirmation and hang up")
+    if not any(RECORDED in (say.text or "") for say in root.iter("Say")):
+        raise CheckFailed(f"no {RECORDED!r} in the decision reply")
+
+
+def check_2xx(status: int, body: bytes) -> None:
+    if not 200 <= status < 300:
+        raise CheckFailed(f"HTTP {status}: {body[:120]!r}")
+
+
+# -- the lean HTTP client ------------------------------------------------------------
+
+
+class Connection:
+    """One HTTP/1.1 keep-alive connection; responses with Content-Length (or none: 204/304)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+        self.closed = False
+
+    async def post(self, target: str, body: bytes, signature: str) -> tuple[int, bytes]:
+        self.writer.write(
+            (
+                f"POST {target} HTTP/1.1\r\nHost: {self.host}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\nX-Twilio-Signature: {signature}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length, chunked = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+            elif name == "connection" and value.strip().lower() == "close":
+                self.closed = True
+        if chunked:
+            return status, await self._chunked()
+        return status, await self.reader.readexactly(length) if length else b""
+
+    async def _chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await self.reader.readuntil(b"\r\n")
+                return b"".join(parts)
+            parts.append(await self.reader.readexactly(size))
+            await self.reader.readexactly(2)
+
+    def close(self) -> None:
+        self.closed = True
+        self.writer.close()
+
+
+class Pool:
+    """Idle keep-alive connections to one host, opened on demand."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.netloc = parts.netloc
+        self._idle: list[Connection] = []
+        self.opened = 0
+
+    async def acquire(self) -> Connection:
+        if self._idle:
+            return self._idle.pop()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened += 1
+        return Connection(reader, writer, self.netloc)
+
+    def release(self, connection: Connection) -> None:
+        if not connection.closed:
+            self._idle.append(connection)
+
+    def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
+
+
+# A whole call: (call number, phone, opted in, key) -> whether the decision was recorded.
+CallFn = Callable[[int, str, bool, str], Awaitable[bool]]
+
+
+class LeanCaller:
+    def __init__(self, config: Config, recorder: Recorder) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.pool = Pool(config.base_url)
+        self.validator = RequestValidator(config.token)
+        self.account_sid = "AC" + "0" * 32
+        self.base = config.base_url.rstrip("/") + "/"
+
+    async def post(self, webhook: str, url: str, params: Mapping[str, str]) -> tuple[int, bytes]:
+        signature = self.validator.compute_signature(url, dict(params))
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        body = urlencode(params).encode()
+        connection = await self.pool.acquire()
+        started = time.perf_counter()
+        try:
+            status, reply = await asyncio.wait_for(connection.post(target, body, signature), REQUEST_TIMEOUT)
+        except BaseException:
+            connection.close()
+            raise
+        self.recorder.request(webhook, time.perf_counter() - started)
+        self.pool.release(connection)
+        return status, reply
+
+    async def call(self, n: int, phone: str, opted_in: bool, key: str) -> bool:
+        check, to = self.config.check, self.config.to
+        sid = call_sid(n)
+        params = call_params(self.account_sid, sid, to, phone)
+        webhook = "voice"
+        recorded, ok = False, True
+        try:
+            status, body = await self.post("voice", self.base + "twilio/voice", params)
+            if check:
+                action, callback = voice_urls(
+                    parse_twiml(status, body), self.base, "subscribed" if opted_in else "consent"
+                )
+            else:
+                action, callback = voice_urls(ET.fromstring(body), self.base, None)
+            webhook = "decision"
+            try:
+                status, body = await self.post("decision", action, params | {"Digits": key})
+                if check:
+                    check_decision(parse_twiml(status, body))
+                recorded = True
+            except CheckFailed as exc:
+                ok = False
+                self.recorder.error(webhook, str(exc))
+            webhook = "recording"
+            status, body = await self.post(
+                "recording", callback, recording_params(self.account_sid, sid, "RE" + sid[2:])
+            )
+            if check:
+                check_2xx(status, body)
+            webhook = "status"
+            status_params = call_params(self.account_sid, sid, to, phone, "completed") | {
+                "CallDuration": "31"
+            }
+            status, body = await self.post("status", self.base + "twilio/status", status_params)
+            if check:
+                check_2xx(status, body)
+        except CheckFailed as exc:
+            ok = False
+            self.recorder.error(webhook, str(exc))
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, ET.ParseError) as exc:
+            ok = False
+            self.recorder.error(webhook, f"{type(exc).__name__}: {exc}")
+        self.recorder.call_done(ok)
+        return recorded
+
+    async def close(self) -> None:
+        self.pool.close()
+
+
+class EmulatorCaller:
+    """The project's TwilioEmulator over httpx: follows the TwiML itself, checks what was said."""
+
+    def __init__(self, config: Config, recorder: Recorder) -> None:
+        import httpx
+
+        from ivr.emulator import TwilioEmulator
+
+        self.config = config
+        self.recorder = recorder
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=config.max_in_flight)
+        self.client = httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT)
+        recorder_ = recorder
+
+        class TimedEmulator(TwilioEmulator):
+            async def post(
+                self,
+                url: str,
+                params: Mapping[str, str],
+                *,
+                signed: bool = True,
+                signature: str | None = None,
+            ) -> Any:
+                url = self.url(url) if url.startswith("/") else url
+                path = urlsplit(url).path
+                webhook = {
+                    "/twilio/voice": "voice",
+                    "/twilio/recording": "recording",
+                    "/twilio/status": "status",
+                }.get(path, "decision")
+                signature = signature or self.sign(url, params)
+                started = time.perf_counter()
+                response = await super().post(url, params, signed=signed, signature=signature)
+                recorder_.request(webhook, time.perf_counter() - started)
+                if not 200 <= response.status_code < 300:
+                    raise CheckFailed(f"{webhook}: HTTP {response.status_code}")
+                return response
+
+        self.emulator = TimedEmulator(self.client, config.base_url, config.token, "AC" + "0" * 32)
+
+    async def call(self, n: int, phone: str, opted_in: bool, key: str) -> bool:
+        import httpx
+
+        from ivr.emulator import EmulatorError
+
+        sid = call_sid(n)
+        try:
+            if not self.config.check:
+                # The constant document cannot be followed: post the same four requests.
+                params = self.emulator.call_params(sid, self.config.to, phone)
+                voice = await self.emulator.post("/twilio/voice", params)
+                action, callback = voice_urls(ET.fromstring(voice.text), self.config.base_url + "/", None)
+                await self.emulator.post(action, params | {"Digits": key})
+                await self.emulator.post(callback, recording_params("AC" + "0" * 32, sid, "RE" + sid[2:]))
+                await self.emulator.post("/twilio/status", params | {"CallStatus": "completed"})
+                self.recorder.call_done(True)
+                return True
+            result = await self.emulator.call(self.config.to, phone, [key], call_sid=sid)
+            if result.ended_by != "hangup" or RECORDED not in result.transcript:
+                raise CheckFailed(f"the call ended by {result.ended_by} without {RECORDED!r}")
+        except (CheckFailed, EmulatorError, httpx.HTTPError) as exc:
+            self.recorder.error("call", f"{type(exc).__name__}: {exc}")
+            self.recorder.call_done(False)
+            return False
+        self.recorder.call_done(True)
+        return True
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+# -- driving the load ----------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    every: int
+    started: float
+    cpu_started: float
+    marks: dict[str, int] = field(default_factory=lambda: {w: 0 for w in WEBHOOKS})
+    last_time: float = 0.0
+    last_calls: int = 0
+
+    def maybe_emit(self, recorder: Recorder) -> None:
+        if not self.every or recorder.calls < self.last_calls + self.every:
+            return
+        now = time.perf_counter()
+        chunk = {w: recorder.latencies[w][self.marks[w] :] for w in WEBHOOKS}
+        elapsed = now - (self.last_time or self.started)
+        emit(
+            "progress",
+            calls=recorder.calls,
+            calls_ok=recorder.calls_ok,
+            errors=sum(recorder.errors.values()),
+            seconds=now - self.started,
+            chunk_calls_per_s=(recorder.calls - self.last_calls) / elapsed if elapsed > 0 else 0.0,
+            chunk={w: percentiles(v) for w, v in chunk.items()},
+        )
+        self.marks = {w: len(recorder.latencies[w]) for w in WEBHOOKS}
+        self.last_time, self.last_calls = now, recorder.calls
+
+
+def cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+async def drive(config: Config) -> dict[str, Any]:
+    recorder = Recorder(active=False)
+    caller: LeanCaller | EmulatorCaller = (
+        EmulatorCaller(config, recorder) if config.client == "emulator" else LeanCaller(config, recorder)
+    )
+    callers = Callers(config)
+    counter = 0
+
+    async def one_call() -> None:
+        nonlocal counter
+        counter += 1
+        phone, opted_in, key = callers.checkout()
+        recorded = False
+        try:
+            recorded = await caller.call(counter, phone, opted_in, key)
+        finally:
+            callers.checkin(phone, key, recorded)
+
+    try:
+        # Warm-up: the same load, not recorded (connections, caches, the first pages of the files).
+        await run_concurrent(one_call, config.concurrency, config.warmup, None, None)
+        recorder.active = True
+        emit("measuring")
+        started, cpu_started = time.perf_counter(), cpu_seconds()
+        progress = Progress(config.progress_every, started, cpu_started)
+        deadline = started + config.seconds if config.seconds else None
+        if config.rate:
+            in_flight_peak = await run_rate(
+                one_call, config.rate, config.calls, deadline, config.max_in_flight, recorder, progress
+            )
+        else:
+            in_flight_peak = await run_concurrent(
+                one_call, config.concurrency, config.calls, deadline, lambda: progress.maybe_emit(recorder)
+            )
+        seconds = time.perf_counter() - started
+        client_cpu = cpu_seconds() - cpu_started
+    finally:
+        await caller.close()
+    return {
+        "client": config.client,
+        "check": config.check,
+        "concurrency": config.concurrency,
+        "rate": config.rate,
+        "seconds": seconds,
+        "calls": recorder.calls,
+        "calls_ok": recorder.calls_ok,
+        "calls_failed": recorder.calls_failed,
+        "calls_per_s": recorder.calls_ok / seconds if seconds > 0 else 0.0,
+        "errors": dict(recorder.errors),
+        "examples": recorder.examples,
+        "webhooks": {w: percentiles(recorder.latencies[w]) for w in WEBHOOKS},
+        "client_cpu_seconds": client_cpu,
+        "client_cpu_percent": 100 * client_cpu / seconds if seconds > 0 else 0.0,
+        "in_flight_peak": in_flight_peak,
+        "connections_opened": caller.pool.opened if isinstance(caller, LeanCaller) else None,
+    }
+
+
+async def run_concurrent(
+    one_call: Callable[[], Awaitable[None]],
+    concurrency: int,
+    calls: int | None,
+    deadline: float | None,
+    after_call: Callable[[], None] | None,
+) -> int:
+    """`concurrency` callers, each placing its next call as soon as the last one ended."""
+    if calls == 0:
+        return 0
+    started = 0
+
+    async def worker() -> None:
+        nonlocal started
+        while (calls is None or started < calls) and (deadline is None or time.perf_counter() < deadline):
+            started += 1
+            await one_call()
+            if after_call is not None:
+                after_call()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return concurrency
+
+
+async def run_rate(
+    one_call: Callable[[], Coroutine[Any, Any, None]],
+    rate: float,
+    calls: int | None,
+    deadline: float | None,
+    max_in_flight: int,
+    recorder: Recorder,
+    progress: Progress,
+) -> int:
+    """A new call every 1/rate seconds (open loop), however many are still going (up to a cap)."""
+    tasks: set[asyncio.Task[None]] = set()
+    peak = 0
+    started = time.perf_counter()
+    n = 0
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        progress.maybe_emit(recorder)
+
+    while (calls is None or n < calls) and (deadline is None or time.perf_counter() < deadline):
+        delay = started + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        while len(tasks) >= max_in_flight:  # the server is this far behind: wait, the rate falls
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(one_call())
+        tasks.add(task)
+        task.add_done_callback(finished)
+        peak = max(peak, len(tasks))
+        n += 1
+    if tasks:
+        await asyncio.wait(tasks)
+    return peak
+
+
+def main(argv: Sequence[str]) -> int:
+    config = Config.from_json(argv[0])
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        result = runner.run(drive(config))
+    emit("result", **result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
