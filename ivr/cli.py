@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -24,7 +25,9 @@ from ivr import __version__
 from ivr.businesses import add_business, ensure_demo_business
 from ivr.cli_admin import business_webhook, forget, script, token, user
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
-from ivr.export import EXPORT_FORMATS, parse_timestamp, write_export
+from ivr.export import EXPORT_FORMATS, ExportFormat, ExportResult, parse_timestamp, write_export
+from ivr.export_check import ExportCheck, check_export
+from ivr.manifest import ExportManifest, ManifestError, manifest_path, read_manifest, write_manifest
 from ivr.progress import Progress
 from voice_scripts import DEFAULT_LOCALES
 
@@ -41,7 +44,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
-def serve(host: str, port: int) -> None:
+@click.option("--access-log", is_flag=True, help="Log every HTTP request (off by default: it costs latency).")
+def serve(host: str, port: int, access_log: bool) -> None:
     """Run the web service (Twilio webhooks, pages, API)."""
     import uvicorn
 
@@ -65,7 +69,14 @@ def serve(host: str, port: int) -> None:
     for line in businesses:
         click.echo(f"  {line}", err=True)
     click.echo(f"Try a call: http://{host}:{port}/try in a browser, or 'ivr call --to NUMBER'", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        access_log=access_log,
+    )
 
 
 @cli.group()
@@ -132,16 +143,29 @@ def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="csv", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    default="csv",
+    show_default=True,
+    help="csv: a header, then one row per decision; jsonl: one JSON object per line; "
+    "receipts: one JSON consent receipt per line.",
+)
 @click.option("--business", "business_name", help="Only this business.")
 @click.option("--action", type=click.Choice(ACTIONS), help="Only this action.")
 @click.option("--since", callback=_timestamp, help="From this time (ISO-8601; naive = UTC; inclusive).")
 @click.option("--until", callback=_timestamp, help="Before this time (ISO-8601; naive = UTC; exclusive).")
-@click.option("-o", "--output", "output", help="Write to FILE instead of standard output.")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    help="Write to FILE, and its manifest to FILE.manifest.json, instead of standard output.",
+)
 @click.option("--include-demo", is_flag=True, help="Include demo businesses' records (left out by default).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary on standard error.")
 def export(
-    fmt: str,
+    fmt: ExportFormat,
     business_name: str | None,
     action: str | None,
     since: str | None,
@@ -150,7 +174,12 @@ def export(
     include_demo: bool,
     quiet: bool,
 ) -> None:
-    """Export decisions, one row per decision, oldest first, streamed."""
+    """Export decisions, one row per decision, oldest first, streamed.
+
+    With -o FILE a manifest is written beside it, FILE.manifest.json (rows, SHA-256 of
+    the file, first and last record hash, the chain head), which 'ivr verify --export
+    FILE' proves against the store. An export to standard output gets no manifest.
+    """
     where = ExportFilter(
         business=business_name,
         action=action,  # type: ignore[arg-type]
@@ -158,26 +187,38 @@ def export(
         until=until,
         include_demo=include_demo or business_name is not None,
     )
+    path = None if output is None or output == "-" else Path(output)
 
-    to_file = output not in (None, "-")
-
-    async def work(store: ConsentStore) -> int:
+    async def work(store: ConsentStore) -> ExportResult:
         if business_name is not None:
             await store.get_business(business_name)
         # On a terminal the rows themselves would collide with a progress line: only for files.
-        progress = Progress("export", await store.count_decisions(where), quiet=quiet or not to_file)
-        with _output(output) as out:
-            count = await write_export(store.export_decisions(where), out, fmt, progress.update)  # type: ignore[arg-type]
-        progress.update(count)
+        progress = Progress("export", await store.count_decisions(where), quiet=quiet or path is None)
+        heads: list[tuple[int, str | None]] = []
+        rows = store.export_decisions(where, on_snapshot=lambda seq, digest: heads.append((seq, digest)))
+        if path is None:
+            result = await write_export(rows, sys.stdout.buffer, fmt, progress.update)
+        else:
+            manifest = manifest_path(path)
+            manifest.unlink(missing_ok=True)  # an old manifest must never describe a new file
+            with path.open("wb") as out:
+                result = await write_export(rows, out, fmt, progress.update)
+            [(head_seq, head_hash)] = heads
+            assert head_hash is not None  # the head of the snapshot itself always exists
+            write_manifest(
+                manifest,
+                ExportManifest.for_export(path, fmt, where, result, (head_seq, head_hash), __version__),
+            )
+        progress.update(result.rows)
         progress.finish()
-        return count
+        return result
 
     try:
-        count = with_store(work)
+        result = with_store(work)
     except OSError as exc:
-        raise CliFailure(f"cannot write {output}: {exc.strerror}", 2) from exc
-    if to_file and not quiet:
-        click.echo(f"Exported {count} decision{'' if count == 1 else 's'} to {output}.", err=True)
+        raise CliFailure(f"cannot write {exc.filename or output}: {exc.strerror}", 2) from exc
+    if path is not None and not quiet:
+        click.echo(f"Exported {result.rows} decision{'' if result.rows == 1 else 's'} to {output}.", err=True)
 
 
 @cli.command()
@@ -212,20 +253,50 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
     help="After a deliberate restore: check against the checkpoints only and, if intact, "
     "write the chain head file anew. Run it with the service stopped.",
 )
+@click.option(
+    "--export",
+    "export_file",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also prove that FILE, written by 'ivr export -o FILE', matches the store, "
+    "using FILE.manifest.json beside it.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no warnings; errors still print.")
-def verify(reanchor: bool, quiet: bool) -> None:
-    """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record."""
+def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
+    """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record.
 
-    async def work(store: ConsentStore) -> VerifyResult:
+    With --export FILE, then prove the export against the store: its bytes against the
+    same decisions rendered again, its manifest's SHA-256, rows, first and last record
+    hash, and its chain head against the chain; exit 1 naming the first row that differs.
+    """
+    if reanchor and export_file is not None:
+        raise click.UsageError("--reanchor and --export cannot be used together")
+    manifest = None
+    if export_file is not None:
+        try:
+            manifest = read_manifest(manifest_path(export_file))
+        except ManifestError as exc:
+            raise CliFailure(f"cannot prove export {export_file}: {exc}", 1) from exc
+
+    async def work(store: ConsentStore) -> tuple[VerifyResult, ExportCheck | None]:
         if reanchor:
-            return await store.reanchor_head_file()
+            return await store.reanchor_head_file(), None
         progress = Progress("verify", await store.event_count(), quiet=quiet, unit="records")
         result = await store.verify(progress.update)
         progress.update(result.count)
         progress.finish()
-        return result
+        if export_file is None or manifest is None or not result.intact:
+            return result, None
+        progress = Progress("verify export", manifest.rows, quiet=quiet)
+        check = await check_export(store, export_file, manifest, progress.update)
+        progress.update(check.rows)
+        progress.finish()
+        return result, check
 
-    result = with_store(work)
+    try:
+        result, check = with_store(work)
+    except OSError as exc:
+        raise CliFailure(f"cannot read {export_file}: {exc.strerror}", 2) from exc
     for warning in () if quiet else result.warnings:
         click.echo(f"ivr: warning: {warning}", err=True)
     if not result.intact:
@@ -235,6 +306,15 @@ def verify(reanchor: bool, quiet: bool) -> None:
             1,
         )
     noun = "record" if result.count == 1 else "records"
+    if check is not None and manifest is not None:
+        if not check.matches:
+            raise CliFailure(f"export {export_file} does not match the store: {check.problem}", 1)
+        click.echo(
+            f"ok: export {export_file} matches the store: {check.rows} row{'' if check.rows == 1 else 's'}, "
+            f"sha256 {check.sha256}, taken at record {manifest.event_count}; "
+            f"chain intact, {result.count} {noun}, head {result.head}"
+        )
+        return
     click.echo(f"ok: {result.count} {noun}, chain intact, head {result.head}")
     if reanchor:
         click.echo("The chain head file now records this head.", err=True)

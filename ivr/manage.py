@@ -145,6 +145,7 @@ async def script_action(request: Request, user: SessionUser) -> Response:
         return PlainTextResponse("Unknown action.", status_code=400)
     try:
         version = await publish_checked(store, business, locale, text, user.name)
+        _runtime(request).catalog.invalidate()
     except ScriptRejected:
         await store.save_draft(business.name, locale, text, user.name)
         return await _editor(
@@ -187,6 +188,7 @@ async def rollback(request: Request, user: SessionUser) -> Response:
             user.name,
             note=f"rolled back to version {target}",
         )
+        _runtime(request).catalog.invalidate()
     except ScriptRejected as exc:
         return await _editor(
             request,
@@ -243,6 +245,7 @@ async def message_types(request: Request, user: SessionUser) -> Response:
     if not types or any(";" in t for t in types):
         return PlainTextResponse("Give at least one message type per line, without ';'.", status_code=400)
     await _runtime(request).store.set_message_types(business.name, types, user.name)
+    _runtime(request).catalog.invalidate()
     return RedirectResponse("/manage", status_code=303)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from twilio.request_validator import RequestValidator
 
 from consent_store import ConsentStore
+from ivr.catalog import Catalog
 from ivr.settings import Settings
 from ivr.throttle import LoginThrottle
 
@@ -27,6 +28,14 @@ class Runtime:
     local_token: bool = False
     secret_key: str = ""
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    catalog: Catalog = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "catalog", Catalog(self.store))
+
+    @property
+    def token_bytes(self) -> bytes:
+        return self.auth_token.encode("utf-8")
 
 
 async def auth_token_for(settings: Settings, store: ConsentStore) -> tuple[str, bool]:

@@ -6,10 +6,10 @@ Decisions are committed before their confirmation TwiML is returned.
 
 from __future__ import annotations
 
-import functools
 import logging
+from urllib.parse import parse_qsl
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -27,7 +27,6 @@ from ivr.call_flow import (
     CallContext,
     GatherState,
     InvalidCallState,
-    LoadedScript,
     confirmation,
     continue_call,
     start_call,
@@ -36,7 +35,8 @@ from ivr.call_flow import (
     write_failed,
 )
 from ivr.runtime import Runtime
-from voice_scripts import Script, ScriptError, parse_script
+from ivr.signature import signature_ok
+from voice_scripts import ScriptError
 
 LOG = logging.getLogger(__name__)
 
@@ -71,13 +71,22 @@ def _base_url(request: Request, public_url: str | None) -> str:
     return public_url or f"{request.url.scheme}://{request.url.netloc}"
 
 
+async def _parameters(request: Request) -> list[tuple[str, str]]:
+    """The posted parameters, in order (Twilio posts urlencoded UTF-8 forms)."""
+    if request.method != "POST":
+        return []
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
+    return [(k, str(v)) for k, v in (await request.form()).multi_items()]
+
+
 async def _signed_form(request: Request) -> FormData | None:
     """The request's parameters if Twilio signed them, else None (and a log line)."""
     runtime = _runtime(request)
     signature = request.headers.get("X-Twilio-Signature")
-    form = await request.form() if request.method == "POST" else FormData()
+    items = await _parameters(request)
     url = _signed_url(request, runtime.settings.public_url)
-    if not signature or not runtime.validator.validate(url, form, signature):
+    if not signature or not signature_ok(runtime.validator, runtime.token_bytes, url, items, signature):
         LOG.warning(
             "rejected %s %s: %s X-Twilio-Signature",
             request.method,
@@ -85,25 +94,19 @@ async def _signed_form(request: Request) -> FormData | None:
             "invalid" if signature else "missing",
         )
         return None
-    return form
-
-
-@functools.lru_cache(maxsize=512)
-def _parse_cached(text: str) -> Script:
-    return parse_script(text)
+    return FormData(list[tuple[str, str | UploadFile]](items))
 
 
 async def _context(
     request: Request, business: Business, phone: str, locale: str | None = None, version: int | None = None
 ) -> CallContext:
     """Scripts for the call: all published ones, or the exact version a caller heard."""
-    store = _runtime(request).store
-    locales = business.locales if locale is None else (locale,)
-    scripts = {}
-    for loc in locales:
-        stored = await store.script_version(business.name, loc, version if locale else None)
-        scripts[loc] = LoadedScript(_parse_cached(stored.text), stored.version)
-    standing = await store.standing(phone, business.name)
+    runtime = _runtime(request)
+    if locale is not None and version is not None:
+        scripts = {locale: await runtime.catalog.version(business.name, locale, version)}
+    else:
+        scripts = {loc: await runtime.catalog.published(business.name, loc) for loc in business.locales}
+    standing = await runtime.store.standing(phone, business.name)
     return CallContext(
         business=business,
         scripts=scripts,
@@ -117,7 +120,7 @@ async def _caller(request: Request, form: FormData) -> tuple[Business | None, st
     call_sid, to, phone = (str(form.get(k) or "") for k in ("CallSid", "To", "From"))
     if not call_sid or not to:
         return None, phone, _bad_request("CallSid and To are required.")
-    business = await _runtime(request).store.business_for_number(to)
+    business = await _runtime(request).catalog.business_for_number(to)
     if business is None:
         LOG.info("call %s to unknown number %s", call_sid, to)
         return None, phone, _twiml(unknown_number_reply())
@@ -139,7 +142,14 @@ async def voice(request: Request) -> Response:
         assert business is not None
         ctx = await _context(request, business, phone)
         recording_url = _base_url(request, _runtime(request).settings.public_url) + RECORDING_PATH
-        return _twiml(start_call(ctx, recording_url))
+        # The first TwiML depends only on the business, its scripts and the caller's standing.
+        catalog = _runtime(request).catalog
+        key = ("start", await catalog.generation(), business.name, ctx.opted_in, ctx.base_url, recording_url)
+        if key not in catalog.twiml:
+            if len(catalog.twiml) > 1000:
+                catalog.twiml.clear()
+            catalog.twiml[key] = start_call(ctx, recording_url)
+        return _twiml(catalog.twiml[key])
     except (StoreError, ScriptError) as exc:
         LOG.error("voice webhook could not start call %s: %s", form.get("CallSid"), exc)
         return _twiml(system_reply("error"))
@@ -239,7 +249,7 @@ async def call_status(request: Request) -> Response:
     if not call_sid or not status:
         return _bad_request("CallSid and CallStatus are required.")
     try:
-        business = await _runtime(request).store.business_for_number(str(form.get("To") or ""))
+        business = await _runtime(request).catalog.business_for_number(str(form.get("To") or ""))
         await _runtime(request).store.record_call_status(
             CallStatus(
                 call_sid=call_sid,
