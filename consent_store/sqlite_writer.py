@@ -38,6 +38,11 @@ CHECKPOINT_EVERY = 256
 # The head file is rewritten at most this often (seconds), and on close; it may lag
 # the database after a crash, which verify accepts (the chain must only reach it).
 HEAD_FILE_INTERVAL = 0.2
+# The write-ahead log is copied into the database by a background checkpoint this often,
+# off the writer's thread, so a commit never pays for a checkpoint; the writer's own
+# automatic checkpoint stays as a safety net at a much larger size (pages).
+CHECKPOINT_SECONDS = 1.0
+WRITER_AUTOCHECKPOINT_PAGES = 20_000
 SideWrite = tuple[str, tuple[Any, ...]]
 T = TypeVar("T")
 PRAGMAS = (
@@ -91,6 +96,7 @@ class SQLiteWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consent-writer")
         self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
         self._head_file_written = 0.0
@@ -106,6 +112,7 @@ class SQLiteWriter:
         try:
             for pragma in PRAGMAS:
                 self._conn.execute(pragma)
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
             self._load_head_sync()
         except sqlite3.Error:
             self._conn.close()
@@ -151,8 +158,27 @@ class SQLiteWriter:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self._path} for writing: {exc}") from exc
         self._task = asyncio.create_task(self._run(), name="consent-store-writer")
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="consent-store-checkpoint")
+
+    async def _checkpoint_loop(self) -> None:
+        """PASSIVE checkpoints on a connection and thread of their own: never block a commit."""
+        conn = await asyncio.to_thread(sqlite3.connect, self._path, check_same_thread=False)
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_SECONDS)
+                try:
+                    await asyncio.to_thread(lambda: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+                except sqlite3.Error as exc:
+                    LOG.warning("background checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     async def stop(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if self._task is not None:
             await self._queue.put(None)
             with contextlib.suppress(asyncio.CancelledError):
