@@ -21,6 +21,7 @@ from twilio.request_validator import RequestValidator
 
 MAX_REQUESTS_PER_CALL = 60
 NO_INPUT = "-"
+HANG_UP = "hangup"  # a key source may return this: the caller hangs up at that prompt
 
 RecordingTiming = Literal["after", "before", "twice", "none", "absent"]
 
@@ -44,7 +45,7 @@ class CallResult:
     pressed: list[str] = field(default_factory=list)
     recording_callback: str | None = None
     recording_sid: str | None = None
-    ended_by: Literal["hangup", "end-of-document", "request-limit"] = "end-of-document"
+    ended_by: Literal["hangup", "caller-hangup", "end-of-document", "request-limit"] = "end-of-document"
 
     @property
     def transcript(self) -> str:
@@ -209,6 +210,9 @@ class TwilioEmulator:
                         raise EmulatorError(f"unsupported <Gather><{nested.tag}>")
                     self._say(result, nested)
                 key = await next_key(int(verb.get("timeout", "5")))
+                if key == HANG_UP:
+                    result.ended_by = "caller-hangup"
+                    return url, None
                 if key == NO_INPUT:
                     if verb.get("actionOnEmptyResult") != "true":
                         continue  # timeout: fall through to the next verb
