@@ -22,7 +22,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "whole signed calls against a real `ivr serve`: latency per webhook, calls/s, errors, "
         "server CPU and RSS, vs a bare-Starlette floor; wrk on the voice webhook; --soak-rss N",
     ),
-    "postgres": ("bench.postgres", "scale-out: durable decisions/s, 1 vs 3 processes, PostgreSQL beside SQLite"),
+    "postgres": (
+        "bench.postgres",
+        "scale-out: durable decisions/s through the store, 1 vs 3 processes, PostgreSQL beside SQLite",
+    ),
     "soak": (
         "bench.soak",
         "minutes of mixed calls (hang-ups, retries, reordered callbacks) against ivr serve, then no loss",

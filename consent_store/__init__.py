@@ -5,6 +5,8 @@ Never imports `ivr`, Starlette or `voice_scripts`.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from consent_store.chain import GENESIS_HASH, canonical_json, event_hash, text_sha256
 from consent_store.events import (
     ACTIONS,
@@ -21,10 +23,12 @@ from consent_store.events import (
     VerifyResult,
 )
 from consent_store.exceptions import BadDatabaseURL, StoreError, StoreUnavailable
+from consent_store.postgres import PostgresStore
 from consent_store.sqlite import SQLiteStore
 from consent_store.url import parse_database_url
 
-ConsentStore = SQLiteStore
+# Both backends have the same public methods; code above the store names this type.
+ConsentStore: TypeAlias = SQLiteStore | PostgresStore
 
 __all__ = [
     "ACTIONS",
@@ -38,6 +42,7 @@ __all__ = [
     "DecisionRow",
     "ExportFilter",
     "RecordingStatus",
+    "PostgresStore",
     "SQLiteStore",
     "ScriptVersion",
     "Standing",
@@ -56,6 +61,6 @@ def open_store(url: str) -> ConsentStore:
     """A store for IVR_DATABASE_URL, not yet opened (use `async with` or `await .open()`)."""
     parsed = parse_database_url(url)
     if parsed.scheme == "postgresql":
-        raise BadDatabaseURL(url, "the PostgreSQL backend is not available in this version yet")
+        return PostgresStore(parsed.raw)
     assert parsed.path is not None
     return SQLiteStore(parsed.path)

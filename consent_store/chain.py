@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from consent_store.events import VerifyResult
+from consent_store.events import NewEvent, VerifyResult
 
 GENESIS_HASH = "0" * 64
 
@@ -51,6 +51,37 @@ class ChainRow(NamedTuple):
     body: str
     prev_hash: str
     hash: str
+
+
+def chain_event(event: NewEvent, seq: int, prev_hash: str, recorded_at: str, subject: str | None) -> ChainRow:
+    """The row an event becomes at position `seq` after `prev_hash`: its canonical body and hash.
+
+    Both backends' writers (and the benchmark filler) build rows only through this."""
+    body = canonical_json(
+        {
+            "seq": seq,
+            "recorded_at": recorded_at,
+            "kind": event.kind,
+            "key": event.idempotency_key,
+            "call_sid": event.call_sid,
+            "business": event.business,
+            "subject": subject,
+            "data": dict(event.fields),
+        }
+    )
+    return ChainRow(
+        seq,
+        recorded_at,
+        event.kind,
+        event.idempotency_key,
+        event.call_sid,
+        event.business,
+        subject,
+        event.action,
+        body,
+        prev_hash,
+        event_hash(prev_hash, body),
+    )
 
 
 _COLUMN_FIELDS = ("seq", "recorded_at", "kind", "call_sid", "business", "subject")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from consent_store.chain import GENESIS_HASH, canonical_json, event_hash, text_sha256
+from consent_store.chain import GENESIS_HASH, chain_event, text_sha256
 from consent_store.events import NewEvent, StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreError, StoreUnavailable
 
@@ -97,6 +97,7 @@ class SQLiteWriter:
         self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._head_seq = 0
         self._head_hash = GENESIS_HASH
         self._head_file_written = 0.0
@@ -161,23 +162,28 @@ class SQLiteWriter:
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="consent-store-checkpoint")
 
     async def _checkpoint_loop(self) -> None:
-        """PASSIVE checkpoints on a connection and thread of their own: never block a commit."""
+        """PASSIVE checkpoints on a connection and thread of their own: never block a commit.
+
+        Stopped by an event, never cancelled, so the connection is not closed while a
+        checkpoint still runs on it."""
         conn = await asyncio.to_thread(sqlite3.connect, self._path, check_same_thread=False)
         try:
             while True:
-                await asyncio.sleep(CHECKPOINT_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), CHECKPOINT_SECONDS)
+                if self._stopping.is_set():
+                    return
                 try:
                     await asyncio.to_thread(lambda: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
                 except sqlite3.Error as exc:
                     LOG.warning("background checkpoint failed: %s", exc)
         finally:
-            conn.close()
+            await asyncio.to_thread(conn.close)
 
     async def stop(self) -> None:
         if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
+            self._stopping.set()
+            await self._checkpointer
             self._checkpointer = None
         if self._task is not None:
             await self._queue.put(None)
@@ -333,38 +339,12 @@ class SQLiteWriter:
                 continue
             seq, prev_hash, recorded_at = self._head_seq + 1, self._head_hash, utc_now()
             subject = subjects[event.phone] if event.phone else None
-            body = canonical_json(
-                {
-                    "seq": seq,
-                    "recorded_at": recorded_at,
-                    "kind": event.kind,
-                    "key": event.idempotency_key,
-                    "call_sid": event.call_sid,
-                    "business": event.business,
-                    "subject": subject,
-                    "data": dict(event.fields),
-                }
-            )
-            digest = event_hash(prev_hash, body)
-            rows.append(
-                (
-                    seq,
-                    recorded_at,
-                    event.kind,
-                    event.idempotency_key,
-                    event.call_sid,
-                    event.business,
-                    subject,
-                    event.action,
-                    body,
-                    prev_hash,
-                    digest,
-                )
-            )
-            self._head_seq, self._head_hash = seq, digest
-            results.append(StoredEvent(seq, recorded_at, event.kind, body, prev_hash, digest))
+            row = chain_event(event, seq, prev_hash, recorded_at, subject)
+            rows.append(row)
+            self._head_seq, self._head_hash = seq, row.hash
+            results.append(StoredEvent(seq, recorded_at, event.kind, row.body, prev_hash, row.hash))
             existing[event.idempotency_key] = StoredEvent(
-                seq, recorded_at, event.kind, body, prev_hash, digest, duplicate=True
+                seq, recorded_at, event.kind, row.body, prev_hash, row.hash, duplicate=True
             )
             if event.spoken_text is not None:
                 texts[text_sha256(event.spoken_text)] = event.spoken_text

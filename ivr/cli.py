@@ -20,10 +20,12 @@ from consent_store import (
     ConsentStore,
     ExportFilter,
     VerifyResult,
+    open_store,
 )
 from ivr import __version__
 from ivr.businesses import add_business, ensure_demo_business
 from ivr.cli_admin import business_webhook, forget, script, token, user
+from ivr.cli_stats import stats
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
 from ivr.export import EXPORT_FORMATS, ExportFormat, ExportResult, parse_timestamp, write_export
 from ivr.export_check import ExportCheck, check_export
@@ -142,6 +144,16 @@ def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(str(exc).split(" ", 1)[1]) from exc
 
 
+def _share_the_gil_promptly() -> None:
+    """Let the store's reader thread take the GIL within 0.1 ms instead of 5.
+
+    It reads the next chunk of an export (its SQL runs without the GIL) while this
+    thread formats the current one, but needs the GIL for a moment at each hand-over;
+    with the default interval it waits most of the time (1.5x slower on 2 cores).
+    """
+    sys.setswitchinterval(0.0001)
+
+
 @cli.command()
 @click.option(
     "--format",
@@ -188,6 +200,7 @@ def export(
         include_demo=include_demo or business_name is not None,
     )
     path = None if output is None or output == "-" else Path(output)
+    _share_the_gil_promptly()
 
     async def work(store: ConsentStore) -> ExportResult:
         if business_name is not None:
@@ -278,6 +291,8 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
         except ManifestError as exc:
             raise CliFailure(f"cannot prove export {export_file}: {exc}", 1) from exc
 
+    _share_the_gil_promptly()
+
     async def work(store: ConsentStore) -> tuple[VerifyResult, ExportCheck | None]:
         if reanchor:
             return await store.reanchor_head_file(), None
@@ -320,10 +335,37 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
         click.echo("The chain head file now records this head.", err=True)
 
 
+@cli.command("copy")
+@click.option("--from", "source_url", required=True, help="Database to copy from, e.g. sqlite:///ivr.db.")
+@click.option("--to", "target_url", required=True, help="An EMPTY database to copy into, e.g. postgresql://...")
+def copy_command(source_url: str, target_url: str) -> None:
+    """Copy the whole consent log, hashes included, into an empty database, and verify it there."""
+    from consent_store.postgres_copy import CopyReport, copy_log
+
+    async def run() -> CopyReport:
+        async with open_store(source_url) as source, open_store(target_url) as target:
+            return await copy_log(source, target)
+
+    report = with_store_errors(run)
+    click.echo(f"ok: copied {report.events} records, chain intact, head {report.head}")
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the schema of IVR_DATABASE_URL (every process also does this when it starts)."""
+
+    async def work(store: ConsentStore) -> None:
+        return None
+
+    with_store(work)
+    click.echo("ok: schema up to date")
+
+
 cli.add_command(script)
 cli.add_command(user)
 cli.add_command(forget)
 cli.add_command(token)
+cli.add_command(stats)
 business.add_command(business_webhook)
 
 

@@ -1,0 +1,308 @@
+"""Export benchmark: `ivr export` rows/s and peak RSS per format over a million decisions.
+
+Run `python -m bench export --help` for the options; bench/README.md explains the figures.
+Each export runs as its own `ivr export` process, so its peak RSS is that process's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.fill import fill_store
+from bench.workload import BUSINESSES
+from consent_store import RecordingStatus, canonical_json, event_hash
+from consent_store.sqlite_writer import CHECKPOINT_EVERY
+
+TARGET_CSV_ROWS_PER_S = 200_000
+TARGET_PEAK_RSS_MB = 150
+FORMATS = ("csv", "jsonl", "receipts")
+_CHUNK = 20_000
+
+
+class BenchError(Exception):
+    """An export gave a wrong result: the figures would mean nothing."""
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+    size_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench export",
+        description="rows/s and peak RSS of `ivr export` in each format over a filled store, "
+        "with a raw sqlite3 + csv.writer baseline, in one run.",
+    )
+    parser.add_argument(
+        "--decisions", type=_positive, default=1_000_000, help="decisions in the store (default 1000000)"
+    )
+    parser.add_argument(
+        "--no-recordings",
+        action="store_true",
+        help="leave out the recording event of each call (by default every decision has one)",
+    )
+    parser.add_argument(
+        "--formats", default=",".join(FORMATS), help=f"comma-separated (default {','.join(FORMATS)})"
+    )
+    parser.add_argument("--skip-verify", action="store_true", help="do not time `ivr verify --export`")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where the temporary files go (default: system temp)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated calls (default 1)")
+    parser.add_argument("--baseline-child", nargs=2, metavar=("DB", "OUT"), help=argparse.SUPPRESS)
+    return parser.parse_args(list(argv))
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def append_recordings(path: Path, seed: int) -> int:
+    """Append a 'completed' recording event, correctly chained, for every decision in the store."""
+    rng = random.Random(seed ^ 0x2EC)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        head_seq, head_hash = conn.execute(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        calls = [sid for (sid,) in conn.execute("SELECT call_sid FROM events WHERE kind = 'decision'")]
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("BEGIN")
+        events: list[tuple[object, ...]] = []
+        checkpoints: list[tuple[int, str, str]] = []
+        recorded_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        for call_sid in calls:
+            recording_sid = f"RE{rng.getrandbits(128):032x}"
+            event = RecordingStatus(
+                call_sid=call_sid,
+                recording_sid=recording_sid,
+                status="completed",
+                url=f"https://api.twilio.com/2010-04-01/Accounts/AC{'0' * 32}/Recordings/{recording_sid}",
+                duration=rng.randrange(20, 90),
+            ).to_event()
+            head_seq += 1
+            body = canonical_json(
+                {
+                    "seq": head_seq,
+                    "recorded_at": recorded_at,
+                    "kind": event.kind,
+                    "key": event.idempotency_key,
+                    "call_sid": event.call_sid,
+                    "business": None,
+                    "subject": None,
+                    "data": dict(event.fields),
+                }
+            )
+            digest = event_hash(head_hash, body)
+            events.append(
+                (head_seq, recorded_at, event.kind, event.idempotency_key, call_sid, None, None, None)
+                + (body, head_hash, digest)
+            )
+            head_hash = digest
+            if head_seq % CHECKPOINT_EVERY == 0:
+                checkpoints.append((head_seq, digest, recorded_at))
+            if len(events) >= _CHUNK:
+                _insert(conn, events, checkpoints)
+                events, checkpoints = [], []
+        checkpoints.append((head_seq, head_hash, recorded_at))
+        _insert(conn, events, checkpoints)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
+    head_file = path.with_name(path.name + ".chainhead")
+    head_file.write_text(f'{{"seq": {head_seq}, "hash": "{head_hash}"}}')
+    return len(calls)
+
+
+def _insert(
+    conn: sqlite3.Connection, events: list[tuple[object, ...]], checkpoints: list[tuple[int, str, str]]
+) -> None:
+    conn.executemany(
+        "INSERT INTO events (seq, recorded_at, kind, idempotency_key, call_sid, business,"
+        " subject, action, body, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        events,
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO checkpoints (seq, hash, recorded_at) VALUES (?, ?, ?)", checkpoints
+    )
+
+
+def baseline_child(db: str, out: str) -> None:
+    """The floor: raw sqlite3 reading the decisions' columns and csv.writer writing them, no joins."""
+    conn = sqlite3.connect(db)
+    cursor = conn.execute(
+        "SELECT recorded_at, business, action, call_sid, body, hash FROM events"
+        " WHERE kind = 'decision' ORDER BY seq"
+    )
+    with open(out, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        while rows := cursor.fetchmany(2000):
+            writer.writerows(rows)
+    conn.close()
+
+
+def timed_child(args: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run a process to its end; return its wall time and its own peak RSS (MB), raising on failure."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    if process.returncode != 0:
+        raise BenchError(f"{' '.join(args[2:])} exited {process.returncode}: {errors.decode().strip()}")
+    return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
+
+
+def _count_rows(path: Path, fmt: str) -> int:
+    with path.open("rb") as handle:
+        lines = sum(1 for _ in handle)
+    return lines - 1 if fmt == "csv" else lines
+
+
+def run_exports(
+    directory: Path, db: Path, decisions: int, formats: Sequence[str], verify: bool
+) -> dict[str, Run]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {
+        "IVR_DATABASE_URL": f"sqlite:///{db}"
+    }
+    runs: dict[str, Run] = {}
+    out = directory / "baseline.csv"
+    seconds, rss = timed_child(
+        [sys.executable, "-m", "bench.export", "--baseline-child", str(db), str(out)], env
+    )
+    runs["baseline"] = Run(
+        "baseline: sqlite3 SELECT + csv.writer", decisions, seconds, rss, out.stat().st_size / 1e6
+    )
+    out.unlink()
+    for fmt in formats:
+        out = directory / f"export.{fmt}"
+        command = [sys.executable, "-m", "ivr", "export", "--format", fmt, "-q", "-o", str(out)]
+        seconds, rss = timed_child(command, env)
+        rows = _count_rows(out, fmt)
+        if rows != decisions:
+            raise BenchError(f"ivr export --format {fmt} wrote {rows} rows, expected {decisions}")
+        runs[fmt] = Run(f"ivr export --format {fmt}", rows, seconds, rss, out.stat().st_size / 1e6)
+        if verify:
+            seconds, rss = timed_child(
+                [sys.executable, "-m", "ivr", "verify", "-q", "--export", str(out)], env
+            )
+            runs[f"verify-{fmt}"] = Run(f"ivr verify --export (of {fmt})", rows, seconds, rss, 0.0)
+        out.unlink()
+        out.with_name(out.name + ".manifest.json").unlink(missing_ok=True)
+    return runs
+
+
+def print_runs(runs: dict[str, Run]) -> None:
+    print(f"{'command':<40} | {'rows':>10} {'seconds':>8} {'rows/s':>10} | {'peak RSS':>9} | {'file':>8}")
+    print("-" * 97)
+    for run in runs.values():
+        size = f"{run.size_mb:,.0f} MB" if run.size_mb else ""
+        print(
+            f"{run.label:<40} | {run.rows:>10,} {run.seconds:>8.2f} {_n(run.rate):>10} |"
+            f" {run.peak_rss_mb:>6.0f} MB | {size:>8}"
+        )
+    print()
+
+
+def print_targets(runs: dict[str, Run]) -> None:
+    print("targets (wall time of the whole command, start-up included):")
+    csv_run = runs.get("csv")
+    if csv_run is None:
+        print("  (csv not measured)")
+        return
+    rate_ok = csv_run.rate >= TARGET_CSV_ROWS_PER_S
+    verdict = "met" if rate_ok else "NOT met"
+    print(f"  CSV >= {_n(TARGET_CSV_ROWS_PER_S)} rows/s {_n(csv_run.rate):>32}   {verdict}")
+    exports = [r for name, r in runs.items() if name in FORMATS]
+    worst = max(r.peak_rss_mb for r in exports)
+    rss_ok = worst < TARGET_PEAK_RSS_MB
+    verdict = "met" if rss_ok else "NOT met"
+    print(f"  peak RSS < {TARGET_PEAK_RSS_MB} MB, every format {worst:>26.0f} MB   {verdict}")
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if args.baseline_child:
+        baseline_child(*args.baseline_child)
+        return 0
+    formats = [f for f in args.formats.split(",") if f]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        print(f"unknown format(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    if args.dir is not None:
+        args.dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-export-", dir=args.dir) as name:
+        directory = Path(name)
+        cores = os.cpu_count()
+        print("export benchmark")
+        print(f"machine:  {cores} cores, {_cpu_model()}, {platform.platform()}")
+        print(f"software: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+        print(f"files:    under {directory}")
+        print()
+        db = directory / "export.db"
+        filled = fill_store(db, args.decisions + len(BUSINESSES), seed=args.seed)
+        recordings = 0 if args.no_recordings else append_recordings(db, args.seed)
+        size = sum(p.stat().st_size for p in directory.glob(db.name + "*"))
+        print(
+            f"store: {args.decisions:,} decisions, {recordings:,} recordings, {filled.subjects:,} phones,"
+            f" {size / 1e6:,.0f} MB (filled in {time.perf_counter() - started:.1f} s)"
+        )
+        print()
+        try:
+            runs = run_exports(directory, db, args.decisions, formats, not args.skip_verify)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print_runs(runs)
+    print_targets(runs)
+    print(f"\ntotal time: {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,328 @@
+"""The PostgreSQL backend of the consent store (asyncpg pool), for several processes on one database.
+
+Same interface, hash chain, idempotency keys and schema ideas as the SQLite
+store; the registry and audit queries are shared with it (written with `?`
+placeholders, translated once). Writes go through this process's single
+group-committing writer, ordered across processes by the `chain_head` row
+lock. Never updates or deletes a consent event, and never puts the database
+password in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from consent_store.chain import text_sha256
+from consent_store.events import (
+    Business,
+    CallStatus,
+    ConsentDecision,
+    ExportFilter,
+    NewEvent,
+    RecordingStatus,
+    ScriptVersion,
+    Standing,
+    StoredEvent,
+)
+from consent_store.exceptions import (
+    BusinessExists,
+    NumberTaken,
+    ScriptNotFound,
+    StoreUnavailable,
+    UnknownBusiness,
+)
+from consent_store.postgres_reads import PostgresReadsMixin
+from consent_store.postgres_schema import migrate
+from consent_store.postgres_stats import PostgresStatsMixin
+from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
+from consent_store.sqlite_audit import AuditMixin
+from consent_store.sqlite_registry import RegistryMixin
+from consent_store.sqlite_writer import MAX_BATCH, SideWrite, utc_now
+
+LOG = logging.getLogger(__name__)
+
+
+def describe_url(url: str) -> str:
+    """host:port/database of a PostgreSQL URL, without user or password: safe for messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+
+
+class PostgresStore(PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, AuditMixin):
+    """Consent store on a PostgreSQL database that several `ivr serve` processes may share."""
+
+    def __init__(
+        self,
+        url: str,
+        max_batch: int = MAX_BATCH,
+        pool_size: int = 10,
+        command_timeout: float = 15.0,
+    ) -> None:
+        self.url = url
+        self._max_batch = max_batch
+        self._pool_size = pool_size
+        self._command_timeout = command_timeout
+        self._pool_obj: asyncpg.Pool | None = None
+        self._writer: PostgresWriter | None = None
+
+    async def open(self) -> None:
+        where = describe_url(self.url)
+        try:
+            pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self._pool_size,
+                command_timeout=self._command_timeout,
+                timeout=ACQUIRE_TIMEOUT,
+            )
+        except PG_ERRORS + (ValueError,) as exc:  # ValueError: a malformed URL
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
+        assert pool is not None
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+                await _warn_if_head_disagrees(conn)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, PG_ERRORS):
+                raise StoreUnavailable(f"cannot open PostgreSQL database {where}: {exc}") from exc
+            raise
+        self._pool_obj = pool
+        self._writer = PostgresWriter(pool, max_batch=self._max_batch)
+        await self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+        if self._pool_obj is not None:
+            try:
+                await asyncio.wait_for(self._pool_obj.close(), timeout=10)
+            except PG_ERRORS:
+                self._pool_obj.terminate()
+        self._writer = self._pool_obj = None
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- primitives the shared mixins use -------------------------------------
+
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        if self._pool_obj is None:
+            raise StoreUnavailable("the consent store is not open")
+        return self._pool_obj
+
+    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
+        if self._writer is None:
+            raise StoreUnavailable("the consent store is not open")
+        return await self._writer.append(event, side_writes)
+
+    async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
+        """Statements that are not consent events, through the single writer."""
+        if self._writer is None:
+            raise StoreUnavailable("the consent store is not open")
+        await self._writer.side_write_only(writes)
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return await self._pool.fetchrow(pg_sql(sql), *params)
+        except PG_ERRORS as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return list(await self._pool.fetch(pg_sql(sql), *params))
+        except PG_ERRORS as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def _checkpoint(self) -> None:
+        """Reclaim the space of deleted rows (an erased phone) in the subjects table."""
+        try:
+            await self._pool.execute("VACUUM subjects")
+        except PG_ERRORS as exc:
+            LOG.warning("could not vacuum the subjects table after an erasure: %s", exc)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers and takes a durable write now."""
+        await self._fetchone("SELECT 1")
+        if self._writer is None or not self._writer.running:
+            raise StoreUnavailable("the consent store writer is not running")
+        await self._side_writes(
+            [
+                (
+                    "INSERT INTO settings (key, value) VALUES ('health_probe', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (utc_now(),),
+                )
+            ]
+        )
+
+    # -- settings ---------------------------------------------------------
+
+    async def get_setting(self, key: str) -> str | None:
+        row = await self._fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def setting_or_default(self, key: str, default: str) -> str:
+        """Return the stored value, storing `default` first if there is none (first process wins)."""
+        await self._side_writes(
+            [("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, default))]
+        )
+        value = await self.get_setting(key)
+        return default if value is None else value
+
+    # -- businesses and scripts --------------------------------------------
+
+    async def add_business(self, business: Business, scripts: dict[str, str], author: str) -> StoredEvent:
+        """Create a business, its numbers and a published version 1 script per locale."""
+        if await self._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business.name,)):
+            raise BusinessExists(business.name)
+        for number in business.numbers:
+            row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
+            if row:
+                raise NumberTaken(number, row[0])
+        now = utc_now()
+        writes: list[SideWrite] = [
+            (
+                "INSERT INTO businesses (name, message_types, locales, demo, created_at) VALUES (?,?,?,?,?)",
+                (
+                    business.name,
+                    json.dumps(list(business.message_types)),
+                    json.dumps(list(business.locales)),
+                    int(business.demo),
+                    now,
+                ),
+            )
+        ]
+        writes += [
+            ("INSERT INTO numbers (number, business) VALUES (?, ?)", (n, business.name))
+            for n in business.numbers
+        ]
+        script_hashes = {}
+        for locale, text in scripts.items():
+            script_hashes[locale] = text_sha256(text)
+            writes.append(
+                (
+                    "INSERT INTO scripts (business, locale, version, status, text, sha256,"
+                    " created_at, author) VALUES (?, ?, 1, 'published', ?, ?, ?, ?)",
+                    (business.name, locale, text, script_hashes[locale], now, author),
+                )
+            )
+        event = NewEvent(
+            kind="business",
+            idempotency_key=f"business:{business.name}",
+            business=business.name,
+            fields={
+                "change": "created",
+                "numbers": list(business.numbers),
+                "message_types": list(business.message_types),
+                "locales": list(business.locales),
+                "demo": business.demo,
+                "scripts": {loc: {"version": 1, "sha256": h} for loc, h in script_hashes.items()},
+                "author": author,
+            },
+        )
+        return await self._append(event, writes)
+
+    async def get_business(self, name: str) -> Business:
+        row = await self._fetchone(
+            "SELECT name, message_types, locales, demo FROM businesses WHERE name = ?", (name,)
+        )
+        if row is None:
+            raise UnknownBusiness(name)
+        numbers = await self._fetchall(
+            "SELECT number FROM numbers WHERE business = ? ORDER BY number", (name,)
+        )
+        return Business(
+            name=row[0],
+            message_types=tuple(json.loads(row[1])),
+            locales=tuple(json.loads(row[2])),
+            demo=bool(row[3]),
+            numbers=tuple(n[0] for n in numbers),
+        )
+
+    async def business_for_number(self, number: str) -> Business | None:
+        row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
+        return None if row is None else await self.get_business(row[0])
+
+    async def list_businesses(self) -> list[Business]:
+        rows = await self._fetchall("SELECT name FROM businesses ORDER BY name")
+        return [await self.get_business(r[0]) for r in rows]
+
+    async def script_version(self, business: str, locale: str, version: int | None = None) -> ScriptVersion:
+        """The given version, or the published one when version is None."""
+        sql = (
+            "SELECT business, locale, version, status, text, sha256, created_at, author"
+            " FROM scripts WHERE business = ? AND locale = ?"
+        )
+        params: list[Any] = [business, locale]
+        if version is None:
+            sql += " AND status = 'published' ORDER BY version DESC LIMIT 1"
+        else:
+            sql += " AND version = ?"
+            params.append(version)
+        row = await self._fetchone(sql, params)
+        if row is None:
+            raise ScriptNotFound(business, locale, version)
+        return ScriptVersion(*row)
+
+    # -- the consent log ---------------------------------------------------
+
+    async def record_decision(self, decision: ConsentDecision) -> StoredEvent:
+        """Append a caller's decision; a repeat for the same call returns the first."""
+        return await self._append(decision.to_event())
+
+    async def attach_recording(self, recording: RecordingStatus) -> StoredEvent:
+        """Append a recording status; exports join it to the call's decision."""
+        return await self._append(recording.to_event())
+
+    async def record_call_status(self, status: CallStatus) -> StoredEvent:
+        return await self._append(status.to_event())
+
+    async def standing(self, phone: str, business: str) -> Standing | None:
+        """The latest opt-in/opt-out of this phone for this business, from an index."""
+        row = await self._fetchone(
+            "SELECT e.action, e.recorded_at, e.seq, e.hash, e.body FROM subjects s"
+            " JOIN events e ON e.subject = s.subject"
+            " WHERE s.phone = ? AND e.business = ? AND e.kind = 'decision'"
+            " AND e.action IN ('opt_in', 'opt_out') ORDER BY e.seq DESC LIMIT 1",
+            (phone, business),
+        )
+        if row is None:
+            return None
+        data = json.loads(row[4])["data"]
+        return Standing(row[0], row[1], row[2], row[3], tuple(data.get("message_types", ())))
+
+    async def spoken_text(self, sha256: str) -> str | None:
+        row = await self._fetchone("SELECT text FROM spoken_texts WHERE sha256 = ?", (sha256,))
+        return None if row is None else str(row[0])
+
+    async def count_decisions(self, where: ExportFilter) -> int:
+        clause, params = self._decision_filter(where)
+        row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
+        return int(row[0])
+
+    async def event_count(self) -> int:
+        row = await self._fetchone("SELECT COALESCE(MAX(seq), 0) FROM events")
+        return int(row[0])
+
+
+async def _warn_if_head_disagrees(conn: asyncpg.Connection) -> None:
+    """The chain_head row is evidence too: report, never repair, a head the events do not reach."""
+    head = await conn.fetchrow("SELECT seq, hash FROM chain_head WHERE id = 1")
+    last = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+    if head is None:
+        LOG.error("the chain_head row is missing: appends will fail; run 'ivr verify'")
+    elif (int(head[0]), str(head[1])) != ((int(last[0]), str(last[1])) if last else (0, head[1])):
+        LOG.error("the chain head (record %s) is not the last record held; run 'ivr verify'", head[0])

@@ -1,0 +1,259 @@
+"""PostgreSQL reads that differ from SQLite's: streamed export and verification, audits, erasure.
+
+Exports and verification read one snapshot (a REPEATABLE READ, read-only
+transaction) through a server-side cursor, so memory stays flat however long
+the log is. The only write here is the erasure, appended through the writer
+like every other event; nothing here updates or deletes an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
+from consent_store.events import DecisionRow, Erasure, ExportFilter, NewEvent, StoredEvent, VerifyResult
+from consent_store.exceptions import StoreUnavailable
+from consent_store.postgres_writer import PG_ERRORS, pg_sql
+from consent_store.sqlite_audit import IncompleteEvidence
+from consent_store.sqlite_writer import SideWrite
+
+_CHUNK = 5000
+_CHAIN_SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"
+_STATUS = "(r.body::jsonb #>> '{data,status}')"
+
+
+class PostgresReadsMixin:
+    """Mixed into PostgresStore, which provides the pool and the primitives below."""
+
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        raise NotImplementedError
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
+        raise NotImplementedError
+
+    async def _checkpoint(self) -> None:
+        raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection inside one read-only REPEATABLE READ transaction."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
+    @staticmethod
+    def _decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
+        """The WHERE clause (over `events e`, `?` placeholders) selecting an ExportFilter's decisions."""
+        sql, params = ["e.kind = 'decision'"], []
+        for clause, value in (
+            ("e.business = ?", where.business),
+            ("e.action = ?", where.action),
+            ("e.recorded_at >= ?", where.since),
+            ("e.recorded_at < ?", where.until),
+            ("e.call_sid = ?", where.call_sid),
+            ("e.subject = (SELECT subject FROM subjects WHERE phone = ?)", where.phone),
+        ):
+            if value is not None:
+                sql.append(clause)
+                params.append(value)
+        if not where.include_demo:
+            sql.append("e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
+        return " AND ".join(sql), params
+
+    async def export_decisions(
+        self,
+        where: ExportFilter,
+        *,
+        through_seq: int | None = None,
+        on_snapshot: Callable[[int, str | None], None] | None = None,
+    ) -> AsyncGenerator[DecisionRow, None]:
+        """Every decision matching the filter, oldest first, streamed by a server-side cursor.
+
+        One snapshot, up to its head (or record `through_seq`), recordings included;
+        `on_snapshot(seq, hash)` is told which record that is before the first row
+        (the genesis hash for record 0, None if the log holds no such record).
+        """
+        clause, params = self._decision_filter(where)
+        # A recording 'completed' if there is one, else the latest status (e.g. 'absent').
+        sql = pg_sql(
+            "SELECT e.seq, e.hash, s.phone, e.body, (SELECT r.body FROM events r"
+            " WHERE r.call_sid = e.call_sid AND r.kind = 'recording' AND r.seq <= ?"
+            f" ORDER BY {_STATUS} = 'completed' DESC, r.seq DESC"
+            " LIMIT 1) FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
+            f" WHERE {clause} AND e.seq <= ? ORDER BY e.seq"
+        )
+        loads = orjson.loads
+        try:
+            async with self._snapshot() as conn:
+                if through_seq is None:
+                    head = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+                    head_seq, head_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
+                else:
+                    found = await conn.fetchval("SELECT hash FROM events WHERE seq = $1", through_seq)
+                    head_seq, head_hash = through_seq, GENESIS_HASH if through_seq == 0 else found
+                if on_snapshot is not None:
+                    on_snapshot(head_seq, head_hash)
+                async for seq, digest, phone, body, recording in conn.cursor(
+                    sql, head_seq, *params, head_seq, prefetch=2000
+                ):
+                    try:
+                        event = loads(body)
+                        data = event["data"]
+                        heard = loads(recording)["data"] if recording else {}
+                        row = DecisionRow(
+                            seq,
+                            event["recorded_at"],
+                            phone,
+                            event["business"],
+                            data["action"],
+                            tuple(data["message_types"]),
+                            event["call_sid"],
+                            data["digits"],
+                            data["locale"],
+                            data["script_version"],
+                            data["script_sha256"],
+                            heard.get("recording_sid"),
+                            heard.get("url"),
+                            heard.get("duration"),
+                            digest,
+                        )
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise StoreUnavailable(
+                            f"decision record {seq} cannot be read ({exc}): run 'ivr verify'"
+                        ) from exc
+                    yield row
+        except PG_ERRORS as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
+        """All events in sequence order, in batches, from one snapshot."""
+        try:
+            async with self._snapshot() as conn:
+                cursor = await conn.cursor(f"{_CHAIN_SELECT} ORDER BY seq")
+                while batch := await cursor.fetch(_CHUNK):
+                    yield [ChainRow(*row) for row in batch]
+        except PG_ERRORS as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def verify(
+        self, progress: Callable[[int], None] | None = None, *, use_head: bool = True
+    ) -> VerifyResult:
+        """Re-compute the whole chain from one snapshot, through every checkpoint and the chain head.
+
+        `progress(records_checked)` is called from time to time. `use_head=False` trusts the
+        checkpoints alone (for `reanchor_head_file`)."""
+        try:
+            async with self._snapshot() as conn:
+                anchors = {int(s): str(h) for s, h in await conn.fetch("SELECT seq, hash FROM checkpoints")}
+                warnings: list[str] = []
+                head = await conn.fetchrow("SELECT seq, hash FROM chain_head WHERE id = 1")
+                if head is None:
+                    warnings.append("the chain_head row is missing: a deleted tail cannot be detected")
+                elif use_head and int(head[0]) > 0:
+                    anchors[int(head[0])] = str(head[1])
+                verifier = ChainVerifier(anchors, warnings)
+                cursor = await conn.cursor(f"{_CHAIN_SELECT} ORDER BY seq")
+                while batch := await cursor.fetch(_CHUNK):
+                    # Hashing off the event loop: a long verify never stalls a caller's webhook.
+                    sound = await asyncio.to_thread(verifier.feed, [tuple(row) for row in batch])
+                    if progress is not None:
+                        progress(verifier.count)
+                    if not sound:
+                        break
+                return verifier.result()
+        except PG_ERRORS as exc:
+            raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def reanchor_head_file(self) -> VerifyResult:
+        """After a deliberate restore: verify against the checkpoints alone and, if intact, set the
+        `chain_head` row to the chain's last record. Run it with every service stopped.
+
+        PostgreSQL has no head file: the head lives in the database, moved in the same
+        transaction as each append, so a restore brings back a matching head and this is
+        rarely needed; it is kept so `ivr verify --reanchor` means the same on both backends."""
+        result = await self.verify(use_head=False)
+        if result.intact:
+            try:
+                await self._pool.execute(
+                    "UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1", result.count, result.head
+                )
+            except PG_ERRORS as exc:
+                raise StoreUnavailable(f"could not move the chain head: {exc}") from exc
+        return result
+
+    async def incomplete_evidence(
+        self, grace_minutes: int = 15, limit: int = 500
+    ) -> list[IncompleteEvidence]:
+        """Decisions with no completed recording: reported absent or failed, or none after the grace time."""
+        cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=grace_minutes)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+        rows = await self._fetchall(
+            "SELECT e.seq, e.recorded_at, e.call_sid, e.business, e.action,"
+            f" (SELECT string_agg({_STATUS}, ', ' ORDER BY r.seq) FROM events r"
+            "  WHERE r.call_sid = e.call_sid AND r.kind = 'recording') AS statuses"
+            " FROM events e WHERE e.kind = 'decision' AND NOT EXISTS ("
+            "  SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
+            f"  AND {_STATUS} = 'completed')"
+            " AND (e.recorded_at < ? OR EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid"
+            "  AND r.kind = 'recording'))"
+            " ORDER BY e.seq DESC LIMIT ?",
+            (cutoff, limit),
+        )
+        return [
+            IncompleteEvidence(
+                seq,
+                at,
+                call_sid,
+                business,
+                action,
+                f"recording {statuses}" if statuses else f"no recording after {grace_minutes} minutes",
+            )
+            for seq, at, call_sid, business, action, statuses in rows
+        ]
+
+    async def forget_phone(self, phone: str, author: str, reason: str) -> Erasure | None:
+        """Erase a caller's phone number and salt; the chain keeps only the unlinkable commitment.
+
+        The erasure itself is chained. None if the store holds nothing for this phone."""
+        row = await self._fetchone("SELECT subject FROM subjects WHERE phone = ?", (phone,))
+        if row is None:
+            return None
+        subject = str(row[0])
+        counted = await self._fetchone(
+            "SELECT count(*) FROM events WHERE subject = ? AND kind = 'decision'", (subject,)
+        )
+        recordings = await self._fetchall(
+            "SELECT DISTINCT r.body::jsonb #>> '{data,recording_sid}' FROM events r"
+            " WHERE r.kind = 'recording' AND r.call_sid IN"
+            " (SELECT call_sid FROM events WHERE subject = ? AND call_sid IS NOT NULL)",
+            (subject,),
+        )
+        sids = tuple(sorted(str(r[0]) for r in recordings if r[0]))
+        event = NewEvent(
+            kind="erasure",
+            idempotency_key=f"erasure:{subject}",
+            fields={
+                "subject_erased": subject,
+                "decisions": int(counted[0]),
+                "recording_sids": list(sids),
+                "author": author,
+                "reason": reason,
+            },
+        )
+        stored = await self._append(event, [("DELETE FROM subjects WHERE subject = ?", (subject,))])
+        await self._checkpoint()
+        return Erasure(subject, int(counted[0]), sids, stored.hash)

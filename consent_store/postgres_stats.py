@@ -1,0 +1,17 @@
+"""The opt-in quality figures on PostgreSQL: the same SQL, with PostgreSQL's JSON and time syntax."""
+
+from __future__ import annotations
+
+from consent_store.sqlite_stats import StatsMixin
+
+
+class PostgresStatsMixin(StatsMixin):
+    """Mixed into PostgresStore ahead of the shared mixins."""
+
+    @staticmethod
+    def _json_text(column: str, *path: str) -> str:
+        return f"({column}::jsonb #>> '{{{','.join(path)}}}')"
+
+    @staticmethod
+    def _within_days(earlier: str, later: str, days: int) -> str:
+        return f"{later}::timestamptz - {earlier}::timestamptz <= interval '{days} days'"

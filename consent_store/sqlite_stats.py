@@ -1,0 +1,213 @@
+"""Opt-in quality figures of a business, aggregated in SQL per script version and locale.
+
+What the log records is all there is: decisions (action, locale, script version),
+call status callbacks (status, duration) and script / message-type changes. There is
+no per-prompt event, so a call with a status but no decision only says that the caller
+heard something and hung up or pressed nothing. Reads only; the SQL is shared with
+PostgreSQL, which overrides the two dialect hooks `_json_text` and `_within_days`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Call statuses of a call that never connected: the caller heard nothing.
+UNANSWERED_STATUSES = ("no-answer", "busy", "failed", "canceled")
+FOLLOW_UP_DAYS = (7, 30)
+_NO_LOCALE, _NO_VERSION = "", 0  # NULL stand-ins, so groups join with plain "="
+
+
+@dataclass(frozen=True)
+class ScriptFigures:
+    """How callers responded to one script version in one locale, over a date range.
+
+    `locale` and `script_version` are None for calls whose language is unknown: a
+    business with several locales whose caller left before deciding (the language
+    chosen is recorded only with a decision).
+    """
+
+    locale: str | None
+    script_version: int | None
+    calls: int  # distinct CallSids with a decision or a call status
+    unanswered: int  # no decision; status no-answer / busy / failed / canceled
+    undecided: int  # answered, no decision: hung up or no (valid) key
+    opt_in: int
+    declined: int
+    opt_out: int
+    median_duration: float | None  # seconds, of decided calls with a `completed` status
+    followed_7d: int  # opt-ins at least 7 days old
+    opted_out_7d: int  # ... whose next opt-in/opt-out was an opt-out within 7 days
+    followed_30d: int
+    opted_out_30d: int
+
+    @property
+    def answered(self) -> int:
+        return self.calls - self.unanswered
+
+    @property
+    def decided(self) -> int:
+        return self.opt_in + self.declined + self.opt_out
+
+
+@dataclass(frozen=True)
+class MessageTypesChange:
+    """The last message-types change of a business, and who opted in before it."""
+
+    recorded_at: str
+    message_types: tuple[str, ...]
+    opted_in_before: int  # currently opted-in subjects whose opt-in predates the change
+
+
+@dataclass(frozen=True)
+class QualityFigures:
+    business: str
+    since: str | None
+    until: str | None
+    as_of: str
+    scripts: tuple[ScriptFigures, ...]
+    message_types_change: MessageTypesChange | None
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class StatsMixin:
+    """Mixed into both stores, which provide `_fetchall`."""
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _json_text(column: str, *path: str) -> str:
+        """SQL for a field of a JSON body, as text or number."""
+        return f"json_extract({column}, '$.{'.'.join(path)}')"
+
+    @staticmethod
+    def _within_days(earlier: str, later: str, days: int) -> str:
+        """SQL: is the ISO-8601 text `later` at most `days` days after `earlier`?"""
+        return f"julianday({later}) - julianday({earlier}) <= {days}"
+
+    async def opt_in_quality(
+        self,
+        business: str,
+        locales: Sequence[str],
+        since: str | None = None,
+        until: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> QualityFigures:
+        """Calls, decisions, durations and later opt-outs per script version and locale.
+
+        `since` inclusive, `until` exclusive (recorded_at, ISO-8601 UTC). `locales` are the
+        business's: with one, calls without a decision are put under it and the version
+        in force when they started; with several, their language is unknown.
+        """
+        moment = now or dt.datetime.now(dt.UTC)
+        low, high = since or "0000", until or "9999"
+        single = locales[0] if len(locales) == 1 else None
+        cutoffs = [_iso(moment - dt.timedelta(days=d)) for d in FOLLOW_UP_DAYS for _ in range(2)]
+        rows = await self._fetchall(
+            self._figures_sql(), (business, low, high, business, *cutoffs, single, business, single)
+        )
+        scripts = []
+        for locale, version, *counts, median, f7, o7, f30, o30 in rows:
+            calls, unanswered, undecided, opt_in, declined, opt_out = (int(v) for v in counts)
+            scripts.append(
+                ScriptFigures(
+                    str(locale) or None,
+                    int(version) or None,
+                    calls,
+                    unanswered,
+                    undecided,
+                    opt_in,
+                    declined,
+                    opt_out,
+                    None if median is None else float(median),
+                    *(int(v or 0) for v in (f7, o7, f30, o30)),
+                )
+            )
+        scripts.sort(key=lambda s: (s.locale is None, s.locale or "", s.script_version or 0))
+        return QualityFigures(
+            business, since, until, _iso(moment), tuple(scripts), await self._message_types_change(business)
+        )
+
+    def _figures_sql(self) -> str:
+        field, status = self._json_text, self._json_text("body", "data", "status")
+        unanswered = ", ".join(f"'{s}'" for s in UNANSWERED_STATUSES)
+        follow_ups = []
+        for days in FOLLOW_UP_DAYS:
+            within = self._within_days("f.recorded_at", "n.recorded_at", days)
+            follow_ups.append(f"count(*) FILTER (WHERE f.recorded_at <= ?) AS followed_{days}")
+            follow_ups.append(
+                f"count(*) FILTER (WHERE f.recorded_at <= ? AND n.action = 'opt_out' AND {within})"
+                f" AS opted_out_{days}"
+            )
+        return (
+            # One pass over the business's events in the range: decisions and call statuses.
+            "WITH base AS MATERIALIZED (SELECT seq, call_sid, subject, kind, action, recorded_at,"
+            f" CASE WHEN kind = 'decision' THEN {field('body', 'data', 'locale')} END AS locale,"
+            " CASE WHEN kind = 'decision' THEN"
+            f" CAST({field('body', 'data', 'script_version')} AS INTEGER) END AS version,"
+            f" CASE WHEN kind = 'call_status' THEN {status} END AS status,"
+            f" CASE WHEN kind = 'call_status' THEN CAST({field('body', 'data', 'duration')} AS INTEGER)"
+            " END AS duration FROM events WHERE business = ? AND kind IN ('decision', 'call_status')"
+            " AND call_sid IS NOT NULL AND recorded_at >= ? AND recorded_at < ?),"
+            # Each opt-in is ended by the subject's next opt-in or opt-out for the business (if
+            # any), found through the events_standing index; only an opt-out ending it counts.
+            " ins AS (SELECT b.seq, b.subject, b.recorded_at, b.locale, b.version, (SELECT min(o.seq)"
+            " FROM events o WHERE o.subject = b.subject AND o.business = ? AND o.kind = 'decision'"
+            " AND o.action IN ('opt_in', 'opt_out') AND o.seq > b.seq) AS next_seq"
+            " FROM base b WHERE b.action = 'opt_in'),"
+            f" follow AS (SELECT f.locale, f.version, {', '.join(follow_ups)}"
+            " FROM ins f LEFT JOIN events n ON n.seq = f.next_seq GROUP BY f.locale, f.version),"
+            " calls AS (SELECT call_sid, max(action) AS action, max(locale) AS locale,"
+            " max(version) AS version, max(CASE WHEN status = 'completed' THEN duration END) AS duration,"
+            f" max(CASE WHEN status IN ({unanswered}) THEN 1 ELSE 0 END) AS unanswered,"
+            " min(recorded_at) AS first_at FROM base GROUP BY call_sid),"
+            # A call without a decision: the single locale, and the version in force when it began.
+            f" placed AS MATERIALIZED (SELECT action, duration, unanswered,"
+            f" COALESCE(locale, ?, '{_NO_LOCALE}') AS locale,"
+            " COALESCE(version, (SELECT max(s.version) FROM scripts s WHERE s.business = ?"
+            f" AND s.locale = ? AND s.created_at <= calls.first_at), {_NO_VERSION}) AS version FROM calls),"
+            " timed AS (SELECT locale, version, duration,"
+            " row_number() OVER (PARTITION BY locale, version ORDER BY duration) AS rn,"
+            " count(*) OVER (PARTITION BY locale, version) AS n"
+            " FROM placed WHERE action IS NOT NULL AND duration IS NOT NULL),"
+            " medians AS (SELECT locale, version, avg(duration) AS median FROM timed"
+            " WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY locale, version),"
+            " totals AS (SELECT locale, version, count(*) AS calls,"
+            " count(*) FILTER (WHERE action IS NULL AND unanswered = 1) AS unanswered,"
+            " count(*) FILTER (WHERE action IS NULL AND unanswered = 0) AS undecided,"
+            " count(*) FILTER (WHERE action = 'opt_in') AS opt_in,"
+            " count(*) FILTER (WHERE action = 'declined') AS declined,"
+            " count(*) FILTER (WHERE action = 'opt_out') AS opt_out FROM placed GROUP BY locale, version)"
+            " SELECT t.locale, t.version, t.calls, t.unanswered, t.undecided, t.opt_in, t.declined,"
+            " t.opt_out, m.median, f.followed_7, f.opted_out_7, f.followed_30, f.opted_out_30 FROM totals t"
+            " LEFT JOIN medians m ON m.locale = t.locale AND m.version = t.version"
+            " LEFT JOIN follow f ON f.locale = t.locale AND f.version = t.version"
+        )
+
+    async def _message_types_change(self, business: str) -> MessageTypesChange | None:
+        # Audit events have no CallSid: the events_by_call index finds them without a scan.
+        change = self._json_text("body", "data", "change")
+        rows = await self._fetchall(
+            "SELECT seq, recorded_at, body FROM events WHERE call_sid IS NULL AND kind = 'business'"
+            f" AND business = ? AND {change} = 'message_types' ORDER BY seq DESC LIMIT 1",
+            (business,),
+        )
+        if not rows:
+            return None
+        seq, recorded_at, body = rows[0]
+        types = tuple(json.loads(body)["data"]["message_types"])
+        counted = await self._fetchall(
+            "SELECT count(*) FROM (SELECT subject, max(seq) AS last FROM events"
+            " WHERE subject IS NOT NULL AND business = ? AND kind = 'decision'"
+            " AND action IN ('opt_in', 'opt_out') GROUP BY subject) s"
+            " JOIN events e ON e.seq = s.last WHERE e.action = 'opt_in' AND e.seq < ?",
+            (business, seq),
+        )
+        return MessageTypesChange(str(recorded_at), types, int(counted[0][0]))
