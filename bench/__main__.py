@@ -26,6 +26,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.postgres",
         "scale-out: durable decisions/s through the store, 1 vs 3 processes, PostgreSQL beside SQLite",
     ),
+    "stats": (
+        "bench.stats",
+        "opt-in quality figures for one business over 1M decisions, beside plain GROUP BY baselines",
+    ),
     "soak": (
         "bench.soak",
         "minutes of mixed calls (hang-ups, retries, reordered callbacks) against ivr serve, then no loss",

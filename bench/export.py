@@ -1,7 +1,13 @@
 """Export benchmark: `ivr export` rows/s and peak RSS per format over a million decisions.
 
-Run `python -m bench export --help` for the options; bench/README.md explains the figures.
-Each export runs as its own `ivr export` process, so its peak RSS is that process's alone.
+`python -m bench export` fills a store with `bench.fill.fill_store` (1,000,000 decisions,
+then a 'completed' recording event for each call, chained like the writer's), then runs,
+each as its own process: a baseline (plain sqlite3 reading the decisions' columns and
+bodies, csv.writer writing them: no joins, no formatting), `ivr export -o FILE` in each
+format and `ivr verify --export FILE` of each. It prints, per command: wall time (start-up
+included) and rows/s, CPU seconds (user + system; steadier than wall time on a busy
+machine), the process's own peak RSS (VmHWM) and the file size; then the targets.
+`--store DB` exports an existing database instead; `--help` lists the options.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import csv
 import os
 import platform
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -39,13 +46,12 @@ class BenchError(Exception):
 class Run:
     label: str
     rows: int
-    seconds: float
-    peak_rss_mb: float
+    measured: Measured
     size_mb: float
 
     @property
     def rate(self) -> float:
-        return self.rows / self.seconds
+        return self.rows / self.measured.seconds
 
 
 def _positive(text: str) -> int:
@@ -77,6 +83,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--dir", type=Path, default=None, help="where the temporary files go (default: system temp)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated calls (default 1)")
+    parser.add_argument(
+        "--store", type=Path, help="export this existing SQLite database instead of filling a new one"
+    )
     parser.add_argument("--baseline-child", nargs=2, metavar=("DB", "OUT"), help=argparse.SUPPRESS)
     return parser.parse_args(list(argv))
 
@@ -167,6 +176,22 @@ def _insert(
     )
 
 
+def describe_store(db: Path) -> tuple[int, int, int]:
+    """Decisions, recording events and phones in the database (none of them demo)."""
+    conn = sqlite3.connect(db)
+    try:
+        [(decisions, recordings)] = conn.execute(
+            "SELECT sum(kind = 'decision'), sum(kind = 'recording') FROM events"
+        ).fetchall()
+        [(phones,)] = conn.execute("SELECT count(*) FROM subjects").fetchall()
+        [(demo,)] = conn.execute("SELECT count(*) FROM businesses WHERE demo = 1").fetchall()
+    finally:
+        conn.close()
+    if demo:
+        raise SystemExit(f"{db} has demo businesses: their decisions are not exported by default")
+    return int(decisions or 0), int(recordings or 0), int(phones)
+
+
 def baseline_child(db: str, out: str) -> None:
     """The floor: raw sqlite3 reading the decisions' columns and csv.writer writing them, no joins."""
     conn = sqlite3.connect(db)
@@ -181,19 +206,49 @@ def baseline_child(db: str, out: str) -> None:
     conn.close()
 
 
-def timed_child(args: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run a process to its end; return its wall time and its own peak RSS (MB), raising on failure."""
+# Runs `python -m MODULE ARGS` and reports the process's own peak RSS (VmHWM, from /proc)
+# on standard error at exit. (getrusage's ru_maxrss of a child also counts the parent's
+# memory at fork, so it is no use here.)
+_MEASURED = """
+import atexit, runpy, sys
+
+def report():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stderr.write(f"peak-rss-kb {peak}\\n")
+
+atexit.register(report)
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float  # wall time, start-up included
+    cpu_seconds: float  # user + system
+    peak_rss_mb: float
+
+
+def timed_child(module: str, args: Sequence[str], env: dict[str, str]) -> Measured:
+    """Run `python -m module args` to its end, raising on failure."""
     started = time.perf_counter()
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MEASURED, module, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     assert process.stderr is not None
-    errors = process.stderr.read()
+    errors = process.stderr.read().decode()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     process.stderr.close()
-    if process.returncode != 0:
-        raise BenchError(f"{' '.join(args[2:])} exited {process.returncode}: {errors.decode().strip()}")
-    return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
+    peak = re.search(r"peak-rss-kb (\d+)", errors)
+    if process.returncode != 0 or peak is None:
+        raise BenchError(f"{module} {' '.join(args)} exited {process.returncode}: {errors.strip()}")
+    return Measured(seconds, usage.ru_utime + usage.ru_stime, int(peak.group(1)) / 1024)
 
 
 def _count_rows(path: Path, fmt: str) -> int:
@@ -205,44 +260,39 @@ def _count_rows(path: Path, fmt: str) -> int:
 def run_exports(
     directory: Path, db: Path, decisions: int, formats: Sequence[str], verify: bool
 ) -> dict[str, Run]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {
-        "IVR_DATABASE_URL": f"sqlite:///{db}"
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
+    env["IVR_DATABASE_URL"] = f"sqlite:///{db}"
     runs: dict[str, Run] = {}
     out = directory / "baseline.csv"
-    seconds, rss = timed_child(
-        [sys.executable, "-m", "bench.export", "--baseline-child", str(db), str(out)], env
-    )
+    measured = timed_child("bench.export", ["--baseline-child", str(db), str(out)], env)
     runs["baseline"] = Run(
-        "baseline: sqlite3 SELECT + csv.writer", decisions, seconds, rss, out.stat().st_size / 1e6
+        "baseline: sqlite3 SELECT + csv.writer", decisions, measured, out.stat().st_size / 1e6
     )
     out.unlink()
     for fmt in formats:
         out = directory / f"export.{fmt}"
-        command = [sys.executable, "-m", "ivr", "export", "--format", fmt, "-q", "-o", str(out)]
-        seconds, rss = timed_child(command, env)
+        measured = timed_child("ivr", ["export", "--format", fmt, "-q", "-o", str(out)], env)
         rows = _count_rows(out, fmt)
         if rows != decisions:
             raise BenchError(f"ivr export --format {fmt} wrote {rows} rows, expected {decisions}")
-        runs[fmt] = Run(f"ivr export --format {fmt}", rows, seconds, rss, out.stat().st_size / 1e6)
+        runs[fmt] = Run(f"ivr export --format {fmt}", rows, measured, out.stat().st_size / 1e6)
         if verify:
-            seconds, rss = timed_child(
-                [sys.executable, "-m", "ivr", "verify", "-q", "--export", str(out)], env
-            )
-            runs[f"verify-{fmt}"] = Run(f"ivr verify --export (of {fmt})", rows, seconds, rss, 0.0)
+            measured = timed_child("ivr", ["verify", "-q", "--export", str(out)], env)
+            runs[f"verify-{fmt}"] = Run(f"ivr verify --export (of {fmt})", rows, measured, 0.0)
         out.unlink()
         out.with_name(out.name + ".manifest.json").unlink(missing_ok=True)
     return runs
 
 
 def print_runs(runs: dict[str, Run]) -> None:
-    print(f"{'command':<40} | {'rows':>10} {'seconds':>8} {'rows/s':>10} | {'peak RSS':>9} | {'file':>8}")
-    print("-" * 97)
+    columns = f"{'rows':>9} {'wall s':>7} {'rows/s':>9} {'CPU s':>6}"
+    print(f"{'command':<40} | {columns} | {'peak RSS':>8} | {'file':>7}")
+    print("-" * 101)
     for run in runs.values():
         size = f"{run.size_mb:,.0f} MB" if run.size_mb else ""
         print(
-            f"{run.label:<40} | {run.rows:>10,} {run.seconds:>8.2f} {_n(run.rate):>10} |"
-            f" {run.peak_rss_mb:>6.0f} MB | {size:>8}"
+            f"{run.label:<40} | {run.rows:>9,} {run.measured.seconds:>7.2f} {_n(run.rate):>9}"
+            f" {run.measured.cpu_seconds:>6.2f} | {run.measured.peak_rss_mb:>5.0f} MB | {size:>7}"
         )
     print()
 
@@ -257,7 +307,7 @@ def print_targets(runs: dict[str, Run]) -> None:
     verdict = "met" if rate_ok else "NOT met"
     print(f"  CSV >= {_n(TARGET_CSV_ROWS_PER_S)} rows/s {_n(csv_run.rate):>32}   {verdict}")
     exports = [r for name, r in runs.items() if name in FORMATS]
-    worst = max(r.peak_rss_mb for r in exports)
+    worst = max(r.measured.peak_rss_mb for r in exports)
     rss_ok = worst < TARGET_PEAK_RSS_MB
     verdict = "met" if rss_ok else "NOT met"
     print(f"  peak RSS < {TARGET_PEAK_RSS_MB} MB, every format {worst:>26.0f} MB   {verdict}")
@@ -284,17 +334,21 @@ def main(argv: Sequence[str]) -> int:
         print(f"software: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
         print(f"files:    under {directory}")
         print()
-        db = directory / "export.db"
-        filled = fill_store(db, args.decisions + len(BUSINESSES), seed=args.seed)
-        recordings = 0 if args.no_recordings else append_recordings(db, args.seed)
-        size = sum(p.stat().st_size for p in directory.glob(db.name + "*"))
+        if args.store is None:
+            db = directory / "export.db"
+            fill_store(db, args.decisions + len(BUSINESSES), seed=args.seed)
+            if not args.no_recordings:
+                append_recordings(db, args.seed)
+        else:
+            db = args.store
+        decisions, recordings, phones = describe_store(db)
         print(
-            f"store: {args.decisions:,} decisions, {recordings:,} recordings, {filled.subjects:,} phones,"
-            f" {size / 1e6:,.0f} MB (filled in {time.perf_counter() - started:.1f} s)"
+            f"store: {db}: {decisions:,} decisions, {recordings:,} recordings, {phones:,} phones,"
+            f" {db.stat().st_size / 1e6:,.0f} MB (ready in {time.perf_counter() - started:.1f} s)"
         )
         print()
         try:
-            runs = run_exports(directory, db, args.decisions, formats, not args.skip_verify)
+            runs = run_exports(directory, db, decisions, formats, not args.skip_verify)
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -153,9 +153,11 @@ def quality_flags(figures: QualityFigures) -> list[Flag]:
     return flags
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str) -> str:
     if value is None:
         return ""
+    if column == "median_duration_s":
+        return f"{value:g}"
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
@@ -172,7 +174,7 @@ def quality_csv(figures: QualityFigures) -> str:
         name = figures.business
         if name[:1] in ("=", "+", "-", "@", "\t", "\r", "'"):
             name = "'" + name
-        writer.writerow((name, *(_cell(row[c]) for c in COLUMNS)))
+        writer.writerow((name, *(_cell(row[c], c) for c in COLUMNS)))
     return out.getvalue()
 
 

@@ -16,6 +16,7 @@ from ivr.auth import routes as auth_routes
 from ivr.cli import cli
 from ivr.export import COLUMNS
 from ivr.manage import routes as manage_routes
+from ivr.quality import routes as quality_routes
 from ivr.try_phone import routes as try_routes
 from ivr.web import routes as page_routes
 from ivr.webhooks import routes as webhook_routes
@@ -55,6 +56,7 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
                 *manage_routes,
                 *api_routes,
                 *audit_routes,
+                *quality_routes,
             ]
         }
         - {"/static"}

@@ -1,0 +1,265 @@
+"""Opt-in quality figures and flags on generated call histories with known answers.
+
+The store's clock is set per event (the writer stamps `recorded_at` itself), so the
+histories span months; everything else goes through the real store API and the chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from consent_store import Business, CallStatus, ConsentDecision, ConsentStore, open_store, text_sha256
+from consent_store.sqlite_stats import QualityFigures, ScriptFigures
+from ivr.quality_report import quality_csv, quality_flags, quality_json, two_proportion_p
+
+pytest_plugins = ["tests.pg_server"]
+
+SHOP = "Corner Shop"
+DUO = "Duo Travel"
+SPOKEN = "Corner Shop would like to send you offers over WhatsApp. Press 1 to opt in."
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+NOW = T0 + dt.timedelta(days=100)
+KEYS = {"opt_in": "1", "declined": "2", "opt_out": "9"}
+
+
+class Clock:
+    """What `utc_now` answers: a settable time that ticks a microsecond per call."""
+
+    def __init__(self) -> None:
+        self.at = T0
+
+    def __call__(self) -> str:
+        self.at += dt.timedelta(microseconds=1)
+        return self.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def set(self, days: float) -> None:
+        self.at = T0 + dt.timedelta(days=days)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    fake = Clock()
+    for module in (
+        "consent_store.sqlite_writer",
+        "consent_store.sqlite_registry",
+        "consent_store.sqlite",
+        "consent_store.postgres",
+    ):
+        monkeypatch.setattr(f"{module}.utc_now", fake)
+    monkeypatch.setattr("consent_store.postgres_writer.utc_now", fake, raising=False)
+    yield fake
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[ConsentStore]:
+    url = f"sqlite:///{tmp_path / 'q.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    async with open_store(url) as opened:
+        await opened.add_business(
+            Business(SHOP, ("+15550002222",), ("offers",), ("en-US",)), {"en-US": SPOKEN}, "t"
+        )
+        await opened.add_business(
+            Business(DUO, ("+15550003333",), ("trips",), ("en-US", "es-ES")),
+            {"en-US": SPOKEN, "es-ES": SPOKEN},
+            "t",
+        )
+        yield opened
+
+
+class History:
+    """Appends calls: a decision and/or a call status, each with its own CallSid."""
+
+    def __init__(self, store: ConsentStore, clock: Clock) -> None:
+        self.store, self.clock, self.calls = store, clock, 0
+
+    async def call(
+        self,
+        day: float,
+        action: str | None,
+        phone: str | None = None,
+        *,
+        version: int = 1,
+        status: str | None = "completed",
+        duration: int = 30,
+        business: str = SHOP,
+        locale: str = "en-US",
+    ) -> None:
+        self.calls += 1
+        self.clock.set(day)
+        sid = f"CA{self.calls:032d}"
+        if action is not None:
+            await self.store.record_decision(
+                ConsentDecision(
+                    sid,
+                    phone or f"+1415555{self.calls:04d}",
+                    business,
+                    action,  # type: ignore[arg-type]
+                    ("offers",),
+                    KEYS[action],
+                    locale,
+                    version,
+                    text_sha256(SPOKEN),
+                    SPOKEN,
+                )
+            )
+        if status is not None:
+            await self.store.record_call_status(CallStatus(sid, status, duration, business))
+
+
+async def known_history(store: ConsentStore, clock: Clock) -> History:
+    """Version 1 on day 1, version 2 (published day 2) on day 3; later opt-outs from day 4 on."""
+    h = History(store, clock)
+    durations = iter(range(1, 91))  # the 90 decided calls of version 1 last 1..90 s: median 45.5
+    for n in range(60):
+        await h.call(1, "opt_in", f"+1202555{n:04d}", duration=next(durations))
+    for action, count in (("declined", 20), ("opt_out", 10)):
+        for _ in range(count):
+            await h.call(1, action, duration=next(durations))
+    for _ in range(10):
+        await h.call(1, None)  # answered, hung up before a key
+    for _ in range(5):
+        await h.call(1, None, status="no-answer", duration=0)
+    clock.set(2)
+    await store.publish_script(SHOP, "en-US", SPOKEN + " ", "mia")
+    for n in range(40):
+        await h.call(3, "opt_in", f"+1303555{n:04d}", version=2, duration=20)
+    for action, count in (("declined", 20), ("opt_out", 10)):
+        for _ in range(count):
+            await h.call(3, action, version=2, duration=20)
+    for _ in range(30):
+        await h.call(3, None)
+    # Later opt-outs: v1 six after 3 days, three after 20, two after 40; v2 sixteen after 10.
+    for first, count, day in ((0, 6, 4), (6, 3, 21), (9, 2, 41)):
+        for n in range(first, first + count):
+            await h.call(day, "opt_out", f"+1202555{n:04d}", version=2)
+    for n in range(16):
+        await h.call(13, "opt_out", f"+1303555{n:04d}", version=2)
+    return h
+
+
+async def figures(store: ConsentStore, since: float = 0, until: float = 4) -> QualityFigures:
+    iso = "%Y-%m-%dT%H:%M:%S.%fZ"
+    return await store.opt_in_quality(
+        SHOP,
+        ("en-US",),
+        (T0 + dt.timedelta(days=since)).strftime(iso),
+        (T0 + dt.timedelta(days=until)).strftime(iso),
+        now=NOW,
+    )
+
+
+async def test_each_figure_per_script_version_matches_the_generated_history(
+    store: ConsentStore, clock: Clock
+) -> None:
+    await known_history(store, clock)
+    v1, v2 = (await figures(store)).scripts
+    assert v1 == ScriptFigures("en-US", 1, 105, 5, 10, 60, 20, 10, 45.5, 60, 6, 60, 9)
+    assert v2 == ScriptFigures("en-US", 2, 100, 0, 30, 40, 20, 10, 20.0, 40, 0, 40, 16)
+    assert (v1.answered, v1.decided) == (100, 90)
+    assert (await store.verify()).intact
+
+
+async def test_a_worse_version_is_flagged_with_both_counts(store: ConsentStore, clock: Clock) -> None:
+    await known_history(store, clock)
+    flags = quality_flags(await figures(store))
+    by_kind = {f.kind: f for f in flags}
+    assert set(by_kind) == {"undecided_rate", "opted_out_30d_rate"}
+    undecided = by_kind["undecided_rate"]
+    assert (undecided.script_version, undecided.previous_version) == (2, 1)
+    assert (undecided.count, undecided.total, undecided.previous_count, undecided.previous_total) == (
+        30,
+        100,
+        10,
+        100,
+    )
+    assert "30/100 (30.0%) vs version 1 10/100 (10.0%)" in undecided.message
+    regret = by_kind["opted_out_30d_rate"]
+    assert (regret.count, regret.total, regret.previous_count, regret.previous_total) == (16, 40, 9, 60)
+    assert regret.p_value is not None and regret.p_value < 0.05
+
+
+async def test_opt_ins_younger_than_the_window_are_not_counted_yet(store: ConsentStore, clock: Clock) -> None:
+    await known_history(store, clock)
+    iso = "%Y-%m-%dT%H:%M:%S.%fZ"
+    early = await store.opt_in_quality(
+        SHOP, ("en-US",), None, (T0 + dt.timedelta(days=4)).strftime(iso), now=T0 + dt.timedelta(days=20)
+    )
+    v1, v2 = early.scripts
+    # On day 20, version 1's opt-ins (day 1) are 19 days old: old enough for 7 days, not 30.
+    assert (v1.followed_7d, v1.opted_out_7d, v1.followed_30d, v1.opted_out_30d) == (60, 6, 0, 0)
+    assert (v2.followed_7d, v2.followed_30d) == (40, 0)
+
+
+async def test_message_types_changed_after_callers_opted_in_is_flagged(
+    store: ConsentStore, clock: Clock
+) -> None:
+    history = await known_history(store, clock)
+    clock.set(50)
+    await store.set_message_types(SHOP, ["offers", "news"], "mia")
+    # 100 opted in, 11 + 16 opted out since; one of the rest agrees again after the change.
+    await history.call(51, "opt_in", "+12025550020", version=2)
+    found = await figures(store, 0, 100)
+    change = found.message_types_change
+    assert change is not None and change.message_types == ("offers", "news")
+    assert change.opted_in_before == 72
+    flag = next(f for f in quality_flags(found) if f.kind == "message_types_changed")
+    assert flag.count == 72 and "offers; news" in flag.message
+
+
+async def test_an_opt_out_ends_only_the_latest_opt_in(store: ConsentStore, clock: Clock) -> None:
+    h = History(store, clock)
+    await h.call(1, "opt_in", "+14155550001")
+    await h.call(2, "opt_in", "+14155550001")
+    await h.call(5, "opt_out", "+14155550001")
+    [v1] = (await figures(store, 0, 3)).scripts
+    assert (v1.opt_in, v1.followed_7d, v1.opted_out_7d, v1.opted_out_30d) == (2, 2, 1, 1)
+
+
+async def test_a_multilingual_callers_language_is_unknown_without_a_decision(
+    store: ConsentStore, clock: Clock
+) -> None:
+    h = History(store, clock)
+    await h.call(1, "opt_in", business=DUO, locale="es-ES")
+    await h.call(1, None, business=DUO)
+    await h.call(1, None, business=DUO, status="busy")
+    found = await store.opt_in_quality(DUO, ("en-US", "es-ES"), now=NOW)
+    assert [(s.locale, s.script_version, s.calls, s.undecided, s.unanswered) for s in found.scripts] == [
+        ("es-ES", 1, 1, 0, 0),
+        (None, None, 2, 1, 1),
+    ]
+    assert quality_flags(found) == []
+    assert quality_csv(found).splitlines()[2].startswith("Duo Travel,,,2,1,1,")
+    assert quality_json(found)["scripts"][1]["locale"] is None
+
+
+def figs(undecided: int, answered: int, out30: int = 0, followed: int = 0, version: int = 1) -> ScriptFigures:
+    return ScriptFigures(
+        "en-US", version, answered, 0, undecided, answered - undecided, 0, 0, None, 0, 0, followed, out30
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "flagged"),
+    [
+        ((10, 100), (30, 100), True),  # +20 points, p < 0.001
+        ((10, 100), (16, 100), False),  # +6 points, p = 0.2: could be chance
+        ((1000, 10000), (1400, 10000), False),  # highly significant but only +4 points
+        ((30, 100), (10, 100), False),  # better, not worse
+        ((0, 0), (10, 100), False),  # nothing to compare with
+    ],
+)
+def test_flag_rule_needs_five_points_and_p_below_five_percent(
+    before: tuple[int, int], after: tuple[int, int], flagged: bool
+) -> None:
+    found = QualityFigures(SHOP, None, None, "", (figs(*before), figs(*after, version=2)), None)
+    assert bool(quality_flags(found)) is flagged
+
+
+def test_two_proportion_z_test_matches_a_worked_example() -> None:
+    # 30/100 vs 10/100: pooled 0.2, z = 3.536, two-sided p = 0.000407
+    p = two_proportion_p(30, 100, 10, 100)
+    assert p is not None and abs(p - 0.000407) < 0.00001
+    assert two_proportion_p(0, 10, 0, 10) is None
