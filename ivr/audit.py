@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from consent_store import ACTIONS, DecisionRow, ExportFilter, event_hash
 from consent_store.phone import is_e164
 from ivr.auth import SessionUser, requires, template_user
-from ivr.export import parse_timestamp
+from ivr.export import CHUNK_ROWS, EXPORT_FORMATS, parse_timestamp, render_header, render_rows
 from ivr.runtime import Runtime
 from ivr.web import templates
 
@@ -81,6 +84,7 @@ async def search(request: Request, user: SessionUser) -> Response:
             "businesses": await store.list_businesses(),
             "actions": ACTIONS,
             "max_results": MAX_RESULTS,
+            "export_query": urlencode({k: v for k, v in query.items() if v and k != "format"}),
             **template_user(user),
         },
     )
@@ -129,6 +133,48 @@ async def receipt(request: Request, user: SessionUser) -> Response:
     )
 
 
+_MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "jsonl": "application/x-ndjson",
+    "receipts": "application/x-ndjson",
+}
+
+
+@requires("auditor", "manager")
+async def export(request: Request, user: SessionUser) -> Response:
+    """The search's decisions as a file, streamed: the same bytes `ivr export` writes."""
+    fmt = request.query_params.get("format", "csv")
+    if fmt not in EXPORT_FORMATS:
+        return PlainTextResponse(f"Unknown format {fmt!r}: use csv, jsonl or receipts.", status_code=400)
+    where, problems = _filter(dict(request.query_params))
+    if problems:
+        return PlainTextResponse("; ".join(problems), status_code=400)
+    store = _runtime(request).store
+
+    async def body() -> AsyncIterator[bytes]:
+        yield render_header(fmt)
+        chunk: list[DecisionRow] = []
+        async with contextlib.aclosing(store.export_decisions(where)) as rows:
+            async for row in rows:
+                chunk.append(row)
+                if len(chunk) == CHUNK_ROWS:
+                    yield render_rows(chunk, fmt)
+                    chunk.clear()
+        if chunk:
+            yield render_rows(chunk, fmt)
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    extension = "csv" if fmt == "csv" else "jsonl"
+    return StreamingResponse(
+        body(),
+        media_type=_MEDIA[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="consent-{fmt}-{stamp}.{extension}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @requires("auditor", "manager")
 async def incomplete(request: Request, user: SessionUser) -> Response:
     rows = await _runtime(request).store.incomplete_evidence(RECORDING_GRACE_MINUTES)
@@ -143,4 +189,5 @@ routes = [
     Route("/audit", search, methods=["GET"]),
     Route("/audit/receipt", receipt, methods=["GET"]),
     Route("/audit/incomplete", incomplete, methods=["GET"]),
+    Route("/audit/export", export, methods=["GET"]),
 ]

@@ -74,3 +74,32 @@ async def test_audit_pages_need_sign_in(service: Service) -> None:
     for path in ("/audit", "/audit/receipt?call_sid=x", "/audit/incomplete"):
         response = await service.client.get(path)
         assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+async def test_the_search_exports_as_a_streamed_file_identical_to_the_cli(auditor: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"])
+    await auditor.twilio.call(ACME_NUMBER, "+14155550999", ["2"])
+    page = await auditor.client.get("/audit", params={"business": ACME})
+    assert "/audit/export?business=Acme+Parcels&amp;format=csv" in page.text
+    response = await auditor.client.get("/audit/export", params={"business": ACME, "format": "csv"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"].startswith('attachment; filename="consent-csv-')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {
+        "IVR_DATABASE_URL": auditor.db_url
+    }
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "ivr", "export", "--business", ACME],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert response.content == cli.stdout and response.content.count(b"\r\n") == 3
+    receipts = await auditor.client.get("/audit/export", params={"action": "declined", "format": "receipts"})
+    assert receipts.text.count("\n") == 1 and "+14155550999" in receipts.text
+    assert (await auditor.client.get("/audit/export", params={"format": "xml"})).status_code == 400
