@@ -162,6 +162,7 @@ def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) ->
     "-o",
     "--output",
     "output",
+    metavar="FILE",
     help="Write to FILE, and its manifest to FILE.manifest.json, instead of standard output.",
 )
 @click.option("--include-demo", is_flag=True, help="Include demo businesses' records (left out by default).")

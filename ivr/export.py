@@ -54,7 +54,7 @@ FORMULA_STARTS = frozenset("=+-@\t\r")
 _QUOTED_STARTS = FORMULA_STARTS | {"'"}
 _CSV_SPECIAL = re.compile(r'[",\r\n]')
 
-CHUNK_ROWS = 1000
+CHUNK_ROWS = 1000  # rows rendered, hashed and written at a time
 # JSON as json.dumps(value, ensure_ascii=False) writes it: ", " and ": " separators, UTF-8.
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -203,29 +203,25 @@ async def write_export(
     first: str | None = None
     last: str | None = None
 
-    def emit(data: bytes) -> None:
-        nonlocal size
+    def write(data: bytes, chunk: Sequence[DecisionRow] = ()) -> None:
+        nonlocal size, count, first, last
         digest.update(data)
         out.write(data)
         size += len(data)
+        if chunk:
+            count += len(chunk)
+            first, last = first or chunk[0].record_hash, chunk[-1].record_hash
 
-    emit(render_header(fmt))
+    write(render_header(fmt))
     chunk: list[DecisionRow] = []
     async for row in rows:
         chunk.append(row)
         if len(chunk) == CHUNK_ROWS:
-            emit(render_rows(chunk, fmt))
-            first = first or chunk[0].record_hash
-            last = chunk[-1].record_hash
-            count += len(chunk)
-            chunk.clear()
+            write(render_rows(chunk, fmt), chunk)
+            chunk = []
             if progress is not None:
                 progress(count)
-    if chunk:
-        emit(render_rows(chunk, fmt))
-        first = first or chunk[0].record_hash
-        last = chunk[-1].record_hash
-        count += len(chunk)
+    write(render_rows(chunk, fmt), chunk)
     out.flush()
     return ExportResult(count, size, digest.hexdigest(), first, last)
 

@@ -7,7 +7,7 @@ Decisions are committed before their confirmation TwiML is returned.
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -71,12 +71,27 @@ def _base_url(request: Request, public_url: str | None) -> str:
     return public_url or f"{request.url.scheme}://{request.url.netloc}"
 
 
+def parse_urlencoded(body: str) -> list[tuple[str, str]]:
+    """What parse_qsl(body, keep_blank_values=True) returns, without unquoting plain values."""
+    pairs = []
+    for part in body.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        pairs.append((name, value))
+    return pairs
+
+
 async def _parameters(request: Request) -> list[tuple[str, str]]:
     """The posted parameters, in order (Twilio posts urlencoded UTF-8 forms)."""
     if request.method != "POST":
         return []
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
+        return parse_urlencoded((await request.body()).decode("utf-8", errors="replace"))
     return [(k, str(v)) for k, v in (await request.form()).multi_items()]
 
 

@@ -140,3 +140,14 @@ async def test_repeated_keys_are_signed_and_read_like_twilio(service: Service) -
         headers={"content-type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
     )
     assert_safe(response.status_code, response.text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=12)), max_size=6))
+def test_the_fast_form_parser_reads_exactly_what_parse_qsl_reads(pairs: list[tuple[str, str]]) -> None:
+    from urllib.parse import parse_qsl, urlencode
+
+    from ivr.webhooks import parse_urlencoded
+
+    body = urlencode(pairs)
+    assert parse_urlencoded(body) == parse_qsl(body, keep_blank_values=True)
