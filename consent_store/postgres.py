@@ -19,24 +19,17 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from consent_store.chain import text_sha256
 from consent_store.events import (
-    Business,
     CallStatus,
     ConsentDecision,
     ExportFilter,
     NewEvent,
     RecordingStatus,
-    ScriptVersion,
     Standing,
     StoredEvent,
 )
 from consent_store.exceptions import (
-    BusinessExists,
-    NumberTaken,
-    ScriptNotFound,
     StoreUnavailable,
-    UnknownBusiness,
 )
 from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
@@ -169,115 +162,6 @@ class PostgresStore(PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, Audit
         )
 
     # -- settings ---------------------------------------------------------
-
-    async def get_setting(self, key: str) -> str | None:
-        row = await self._fetchone("SELECT value FROM settings WHERE key = ?", (key,))
-        return None if row is None else str(row[0])
-
-    async def setting_or_default(self, key: str, default: str) -> str:
-        """Return the stored value, storing `default` first if there is none (first process wins)."""
-        await self._side_writes(
-            [("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, default))]
-        )
-        value = await self.get_setting(key)
-        return default if value is None else value
-
-    # -- businesses and scripts --------------------------------------------
-
-    async def add_business(self, business: Business, scripts: dict[str, str], author: str) -> StoredEvent:
-        """Create a business, its numbers and a published version 1 script per locale."""
-        if await self._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business.name,)):
-            raise BusinessExists(business.name)
-        for number in business.numbers:
-            row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
-            if row:
-                raise NumberTaken(number, row[0])
-        now = utc_now()
-        writes: list[SideWrite] = [
-            (
-                "INSERT INTO businesses (name, message_types, locales, demo, created_at) VALUES (?,?,?,?,?)",
-                (
-                    business.name,
-                    json.dumps(list(business.message_types)),
-                    json.dumps(list(business.locales)),
-                    int(business.demo),
-                    now,
-                ),
-            )
-        ]
-        writes += [
-            ("INSERT INTO numbers (number, business) VALUES (?, ?)", (n, business.name))
-            for n in business.numbers
-        ]
-        script_hashes = {}
-        for locale, text in scripts.items():
-            script_hashes[locale] = text_sha256(text)
-            writes.append(
-                (
-                    "INSERT INTO scripts (business, locale, version, status, text, sha256,"
-                    " created_at, author) VALUES (?, ?, 1, 'published', ?, ?, ?, ?)",
-                    (business.name, locale, text, script_hashes[locale], now, author),
-                )
-            )
-        event = NewEvent(
-            kind="business",
-            idempotency_key=f"business:{business.name}",
-            business=business.name,
-            fields={
-                "change": "created",
-                "numbers": list(business.numbers),
-                "message_types": list(business.message_types),
-                "locales": list(business.locales),
-                "demo": business.demo,
-                "scripts": {loc: {"version": 1, "sha256": h} for loc, h in script_hashes.items()},
-                "author": author,
-            },
-        )
-        return await self._append(event, writes)
-
-    async def get_business(self, name: str) -> Business:
-        row = await self._fetchone(
-            "SELECT name, message_types, locales, demo FROM businesses WHERE name = ?", (name,)
-        )
-        if row is None:
-            raise UnknownBusiness(name)
-        numbers = await self._fetchall(
-            "SELECT number FROM numbers WHERE business = ? ORDER BY number", (name,)
-        )
-        return Business(
-            name=row[0],
-            message_types=tuple(json.loads(row[1])),
-            locales=tuple(json.loads(row[2])),
-            demo=bool(row[3]),
-            numbers=tuple(n[0] for n in numbers),
-        )
-
-    async def business_for_number(self, number: str) -> Business | None:
-        row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
-        return None if row is None else await self.get_business(row[0])
-
-    async def list_businesses(self) -> list[Business]:
-        rows = await self._fetchall("SELECT name FROM businesses ORDER BY name")
-        return [await self.get_business(r[0]) for r in rows]
-
-    async def script_version(self, business: str, locale: str, version: int | None = None) -> ScriptVersion:
-        """The given version, or the published one when version is None."""
-        sql = (
-            "SELECT business, locale, version, status, text, sha256, created_at, author"
-            " FROM scripts WHERE business = ? AND locale = ?"
-        )
-        params: list[Any] = [business, locale]
-        if version is None:
-            sql += " AND status = 'published' ORDER BY version DESC LIMIT 1"
-        else:
-            sql += " AND version = ?"
-            params.append(version)
-        row = await self._fetchone(sql, params)
-        if row is None:
-            raise ScriptNotFound(business, locale, version)
-        return ScriptVersion(*row)
-
-    # -- the consent log ---------------------------------------------------
 
     async def record_decision(self, decision: ConsentDecision) -> StoredEvent:
         """Append a caller's decision; a repeat for the same call returns the first."""
