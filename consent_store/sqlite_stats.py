@@ -63,6 +63,18 @@ class MessageTypesChange:
 
 
 @dataclass(frozen=True)
+class FrequencyChange:
+    """A published script version that promised another frequency than the version before it."""
+
+    locale: str
+    version: int
+    recorded_at: str
+    previous: str
+    frequency: str
+    opted_in_before: int  # currently opted-in subjects whose opt-in predates the change
+
+
+@dataclass(frozen=True)
 class QualityFigures:
     business: str
     since: str | None
@@ -70,6 +82,8 @@ class QualityFigures:
     as_of: str
     scripts: tuple[ScriptFigures, ...]
     message_types_change: MessageTypesChange | None
+    # Filled by the caller, which can read the scripts' promised frequency (the store cannot).
+    frequency_changes: tuple[FrequencyChange, ...] = ()
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -203,6 +217,10 @@ class StatsMixin:
             return None
         seq, recorded_at, body = rows[0]
         types = tuple(json.loads(body)["data"]["message_types"])
+        return MessageTypesChange(str(recorded_at), types, await self.opted_in_before(business, seq))
+
+    async def opted_in_before(self, business: str, seq: int) -> int:
+        """Subjects currently opted in to the business whose opt-in is older than record `seq`."""
         counted = await self._fetchall(
             "SELECT count(*) FROM (SELECT subject, max(seq) AS last FROM events"
             " WHERE subject IS NOT NULL AND business = ? AND kind = 'decision'"
@@ -210,4 +228,12 @@ class StatsMixin:
             " JOIN events e ON e.seq = s.last WHERE e.action = 'opt_in' AND e.seq < ?",
             (business, seq),
         )
-        return MessageTypesChange(str(recorded_at), types, int(counted[0][0]))
+        return int(counted[0][0])
+
+    async def script_published_at(self, business: str, locale: str, version: int) -> tuple[int, str] | None:
+        """The chain record (seq, time) that published a script version."""
+        rows = await self._fetchall(
+            "SELECT seq, recorded_at FROM events WHERE idempotency_key = ?",
+            (f"script:{business}:{locale}:{version}",),
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None

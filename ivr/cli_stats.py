@@ -10,7 +10,7 @@ from consent_store import ConsentStore
 from consent_store.sqlite_stats import QualityFigures
 from ivr.cli_support import CliFailure, with_store
 from ivr.export import parse_timestamp
-from ivr.quality_report import quality_json, quality_table
+from ivr.quality_report import quality_json, quality_table, with_frequency_changes
 
 
 async def business_quality(
@@ -18,7 +18,8 @@ async def business_quality(
 ) -> QualityFigures:
     """The figures of a business (UnknownBusiness if there is none by that name)."""
     found = await store.get_business(business)
-    return await store.opt_in_quality(found.name, found.locales, since, until)
+    figures = await store.opt_in_quality(found.name, found.locales, since, until)
+    return await with_frequency_changes(store, figures, found.locales)
 
 
 @click.command("stats")

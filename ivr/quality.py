@@ -15,7 +15,7 @@ from consent_store import StoreError
 from consent_store.sqlite_stats import QualityFigures
 from ivr.auth import SessionUser, requires, template_user
 from ivr.export import parse_timestamp
-from ivr.quality_report import figure_row, quality_csv, quality_flags
+from ivr.quality_report import figure_row, quality_csv, quality_flags, with_frequency_changes
 from ivr.quality_svg import rate_bars, stacked_bars
 from ivr.runtime import Runtime
 from ivr.web import templates
@@ -41,7 +41,8 @@ async def _figures(request: Request) -> QualityFigures | Response:
         business = await store.get_business(query.get("business", ""))
     except StoreError:
         return PlainTextResponse(f"No business named {query.get('business', '')!r}.", status_code=404)
-    return await store.opt_in_quality(business.name, business.locales, times["since"], times["until"])
+    figures = await store.opt_in_quality(business.name, business.locales, times["since"], times["until"])
+    return await with_frequency_changes(store, figures, business.locales)
 
 
 def _label(locale: str | None, version: int | None) -> str:

@@ -7,12 +7,15 @@ same numbers. A flag is a rule, not a verdict: every flag carries both counts.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from consent_store.sqlite_stats import QualityFigures, ScriptFigures
+from consent_store import ConsentStore
+from consent_store.sqlite_stats import FrequencyChange, QualityFigures, ScriptFigures
+from voice_scripts import ScriptError, parse_script
 
 # A script version is flagged when its rate is this much worse than the previous version's
 # (in proportion, 0.05 = 5 percentage points) and a two-proportion z-test gives p below P_LIMIT.
@@ -47,7 +50,7 @@ COLUMNS = (
 class Flag:
     """Something a manager should look at, with the counts to judge it."""
 
-    kind: str  # "undecided_rate", "opted_out_30d_rate" or "message_types_changed"
+    kind: str  # "undecided_rate", "opted_out_30d_rate", "message_types_changed" or "frequency_changed"
     message: str
     locale: str | None = None
     script_version: int | None = None
@@ -139,6 +142,19 @@ def quality_flags(figures: QualityFigures) -> list[Flag]:
                             p,
                         )
                     )
+    for moved in figures.frequency_changes:
+        if moved.opted_in_before > 0:
+            flags.append(
+                Flag(
+                    "frequency_changed",
+                    f"{moved.locale} version {moved.version} ({moved.recorded_at[:10]}) promises "
+                    f"{moved.frequency!r} instead of {moved.previous!r}; {moved.opted_in_before} caller(s) "
+                    "currently opted in agreed to the old promise and have not opted in again",
+                    moved.locale,
+                    moved.version,
+                    count=moved.opted_in_before,
+                )
+            )
     change = figures.message_types_change
     if change is not None and change.opted_in_before > 0:
         flags.append(
@@ -234,3 +250,34 @@ def quality_table(figures: QualityFigures) -> str:
     text.append("flags:" if flags else "flags: none")
     text += [f"  - {f.message}" for f in flags]
     return "\n".join(text) + "\n"
+
+
+async def with_frequency_changes(
+    store: ConsentStore, figures: QualityFigures, locales: tuple[str, ...]
+) -> QualityFigures:
+    """Add every published version whose promised frequency differs from the version before it."""
+    changes: list[FrequencyChange] = []
+    for locale in locales:
+        versions = sorted(await store.script_versions(figures.business, locale), key=lambda v: v.version)
+        previous: str | None = None
+        for version in versions:
+            try:
+                frequency = parse_script(version.text).frequency
+            except ScriptError:
+                continue
+            if previous is not None and frequency != previous:
+                published = await store.script_published_at(figures.business, locale, version.version)
+                if published is not None:
+                    seq, at = published
+                    changes.append(
+                        FrequencyChange(
+                            locale,
+                            version.version,
+                            at,
+                            previous,
+                            frequency,
+                            await store.opted_in_before(figures.business, seq),
+                        )
+                    )
+            previous = frequency
+    return dataclasses.replace(figures, frequency_changes=tuple(changes))

@@ -14,7 +14,15 @@ import pytest
 
 from consent_store import Business, CallStatus, ConsentDecision, ConsentStore, open_store, text_sha256
 from consent_store.sqlite_stats import QualityFigures, ScriptFigures
-from ivr.quality_report import quality_csv, quality_flags, quality_json, two_proportion_p
+from ivr.quality_report import (
+    quality_csv,
+    quality_flags,
+    quality_json,
+    two_proportion_p,
+    with_frequency_changes,
+)
+from ivr.scripts_admin import publish_checked
+from tests.conftest import ACME, ACME_NUMBER, Service
 
 pytest_plugins = ["tests.pg_server"]
 
@@ -263,3 +271,22 @@ def test_two_proportion_z_test_matches_a_worked_example() -> None:
     p = two_proportion_p(30, 100, 10, 100)
     assert p is not None and abs(p - 0.000407) < 0.00001
     assert two_proportion_p(0, 10, 0, 10) is None
+
+
+async def test_a_new_promised_frequency_flags_callers_who_agreed_to_the_old_one(service: Service) -> None:
+    for caller in ("+14155550001", "+14155550002", "+14155550003"):
+        await service.twilio.call(ACME_NUMBER, caller, ["1"])
+    await service.twilio.call(ACME_NUMBER, "+14155550003", ["9"])  # opted out again: not counted
+    business = await service.store.get_business(ACME)
+    text = (await service.store.script_version(ACME, "en-US")).text
+    newer = text.replace("no more than four messages a month", "up to two messages a week")
+    await publish_checked(service.store, business, "en-US", newer, "mia")
+    await service.twilio.call(ACME_NUMBER, "+14155550004", ["1"])  # agreed to the new promise
+    figures = await service.store.opt_in_quality(ACME, business.locales, None, None)
+    figures = await with_frequency_changes(service.store, figures, business.locales)
+    [change] = figures.frequency_changes
+    assert (change.locale, change.version, change.opted_in_before) == ("en-US", 2, 2)
+    assert change.previous == "no more than four messages a month"
+    assert change.frequency == "up to two messages a week"
+    [flag] = [f for f in quality_flags(figures) if f.kind == "frequency_changed"]
+    assert flag.count == 2 and "up to two messages a week" in flag.message
