@@ -7,6 +7,7 @@ must echo that token. Unauthenticated requests never see data.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import secrets
@@ -34,9 +35,14 @@ LOGIN_CSRF_COOKIE = "ivr_login_csrf"
 SESSION_SECONDS = 8 * 3600
 
 _hasher = PasswordHasher()
+
+
 # A valid hash of a random password: checking it costs what a real check costs, so the time
 # taken does not reveal whether a user name exists.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+@functools.cache
+def _dummy_hash() -> str:
+    # Made on first need, not at import: it costs 64 MiB and 0.1 s that no CLI command needs.
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def hash_password(password: str) -> str:
@@ -158,7 +164,7 @@ async def login(request: Request) -> Response:
     user = await runtime.store.get_user(name)
     if user is None or user.disabled or not password_matches(user.password_hash, password):
         if user is None:
-            password_matches(_DUMMY_HASH, password)
+            password_matches(_dummy_hash(), password)
         runtime.login_throttle.failed(*keys)
         return await login_page(request, "Wrong user name or password.", 401)
     runtime.login_throttle.succeeded(*keys)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import IO, Any
 
 import click
 
@@ -129,12 +127,6 @@ def business_list() -> None:
             )
 
     with_store(work)
-
-
-def _output(path: str | None) -> AbstractContextManager[IO[Any]]:
-    if path is None or path == "-":
-        return nullcontext(sys.stdout)
-    return open(path, "w", encoding="utf-8", newline="")
 
 
 def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -331,7 +323,9 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
 
 @cli.command("copy")
 @click.option("--from", "source_url", required=True, help="Database to copy from, e.g. sqlite:///ivr.db.")
-@click.option("--to", "target_url", required=True, help="An EMPTY database to copy into, e.g. postgresql://...")
+@click.option(
+    "--to", "target_url", required=True, help="An EMPTY database to copy into, e.g. postgresql://..."
+)
 def copy_command(source_url: str, target_url: str) -> None:
     """Copy the whole consent log, hashes included, into an empty database, and verify it there."""
     from consent_store.postgres_copy import CopyReport, copy_log

@@ -109,6 +109,9 @@ async def _signed_form(request: Request) -> FormData | None:
             "invalid" if signature else "missing",
         )
         return None
+    if request.method == "GET":
+        # A callback configured as GET carries its parameters in the signed URL's query.
+        items = [*items, *request.query_params.multi_items()]
     return FormData(list[tuple[str, str | UploadFile]](items))
 
 
@@ -290,7 +293,8 @@ async def healthz(request: Request) -> Response:
 routes = [
     Route("/twilio/voice", voice, methods=["POST"]),
     Route("/twilio/gather", gather, methods=["POST"]),
-    Route(RECORDING_PATH, recording_status, methods=["POST"]),
-    Route("/twilio/status", call_status, methods=["POST"]),
+    # Status callbacks may be configured as GET in the Twilio console; the rest are POST.
+    Route(RECORDING_PATH, recording_status, methods=["POST", "GET"]),
+    Route("/twilio/status", call_status, methods=["POST", "GET"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]

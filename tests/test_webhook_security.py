@@ -119,3 +119,43 @@ async def test_gather_with_a_state_we_never_issued_is_a_400(service: Service, qu
 async def test_healthz_answers_when_the_store_does(service: Service) -> None:
     response = await service.client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_a_get_status_callback_is_checked_against_its_query_string(service: Service) -> None:
+    from urllib.parse import urlencode
+
+    call = await service.twilio.call(ACME_NUMBER, CALLER, ["1"], status_callback=False)
+    params = service.twilio.call_params(call.call_sid, ACME_NUMBER, CALLER, "completed") | {
+        "CallDuration": "12"
+    }
+    url = f"http://testserver/twilio/status?{urlencode(params)}"
+    before = await event_count(service)
+    forged = url.replace("completed", "busy")
+    refused = await service.client.get(forged, headers={"X-Twilio-Signature": service.twilio.sign(url, {})})
+    assert refused.status_code == 403 and await event_count(service) == before
+    accepted = await service.client.get(url, headers={"X-Twilio-Signature": service.twilio.sign(url, {})})
+    assert accepted.status_code == 204 and await event_count(service) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("signed_for", "public"),
+    [
+        ("https://ivr.example.com:443/twilio/voice", "https://ivr.example.com"),
+        ("https://ivr.example.com/twilio/voice", "https://ivr.example.com:443"),
+        ("https://ivr.example.com:8443/twilio/voice", "https://ivr.example.com:8443"),
+    ],
+)
+async def test_signatures_hold_with_and_without_the_default_port(
+    db_url: str, signed_for: str, public: str
+) -> None:
+    app = create_app(make_settings(db_url, public_url=public))
+    async with app.router.lifespan_context(app):
+        await add_business(app.state.runtime.store, "Acme", [ACME_NUMBER], ["offers"])
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://internal") as client:
+            twilio = TwilioEmulator(client, public, AUTH_TOKEN)
+            params = twilio.call_params("CA" + "9" * 32, ACME_NUMBER, CALLER)
+            response = await client.post(
+                "/twilio/voice", data=params, headers={"X-Twilio-Signature": twilio.sign(signed_for, params)}
+            )
+            assert response.status_code == 200
