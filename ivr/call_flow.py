@@ -286,6 +286,22 @@ def confirmation(ctx: CallContext, locale: str, action: str) -> str:
     return str(response)
 
 
+_REHEARSAL_NOTE = {
+    "en": "This was a rehearsal: nothing was recorded.",
+    "es": "Esto ha sido un ensayo: no se ha registrado nada.",
+}
+
+
+def rehearsal_confirmation(ctx: CallContext, locale: str, action: str) -> str:
+    """What the caller would hear, said to be a rehearsal; nothing is recorded for it."""
+    response = VoiceResponse()
+    script = ctx.scripts[locale].script
+    _say(response, script, _REHEARSAL_NOTE.get(locale.split("-")[0].lower(), _REHEARSAL_NOTE["en"]))
+    _say(response, script, ctx.render(locale, _CONFIRMATION_PROMPT[action]))
+    response.hangup()
+    return str(response)
+
+
 def write_failed(ctx: CallContext, locale: str) -> str:
     """The choice could not be recorded: say so, never a false confirmation."""
     response = VoiceResponse()

@@ -138,11 +138,15 @@ class TwilioEmulator:
         status_callback: bool = True,
         call_sid: str | None = None,
         voice_path: str = "/twilio/voice",
+        extra_params: Mapping[str, str] | None = None,
     ) -> CallResult:
-        """Place one call; each Gather takes the next key ('-' or running out: no input)."""
+        """Place one call; each Gather takes the next key ('-' or running out: no input).
+
+        `extra_params` are added to every request of the call (this service's own simulator
+        uses them to mark a rehearsal)."""
         result = CallResult(call_sid=call_sid or new_sid("CA"))
         next_key = _key_source(keys)
-        params = self.call_params(result.call_sid, to, from_)
+        params = self.call_params(result.call_sid, to, from_) | dict(extra_params or {})
         url = self.url(voice_path)
         response = await self._request(result, url, params)
         while response is not None:

@@ -2,8 +2,10 @@
 
 The server plays Twilio's part with the project's emulator, over an in-process
 transport to this same app, so a browser call takes exactly the path a real
-call takes. Only demo businesses can be called here (until managers can sign
-in); their records are flagged demo and left out of exports.
+call takes. Anyone may call a demo business; its records are flagged demo and
+left out of exports. A signed-in manager may also rehearse calls to real businesses,
+with the published or the draft script: a rehearsal writes nothing at all, so nobody
+can record consent for a number that is not theirs.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from starlette.routing import Route
 
 from consent_store import ExportFilter
 from consent_store.phone import is_e164
+from ivr.auth import csrf_ok, current_user
 from ivr.emulator import NO_INPUT, CallResult, EmulatorError, Spoken, TwilioEmulator
 from ivr.export import row_dict
 from ivr.runtime import Runtime
 from ivr.web import templates
+from ivr.webhooks import REHEARSAL_PARAM
 
 MAX_ACTIVE_CALLS = 50
 # A browser that stops answering is treated as silent after this long.
@@ -49,6 +53,7 @@ class TryCall:
     error: str | None = None
     touched: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
+    rehearsal: str | None = None  # a manager's rehearsal of a real business: nothing is recorded
 
     async def next_key(self, timeout: int) -> str:
         self.timeout, self.state = timeout, "waiting"
@@ -63,7 +68,17 @@ class TryCall:
     async def run(self, twilio: TwilioEmulator) -> None:
         twilio.on_say = self.spoken.append
         try:
-            self.result = await twilio.call(self.to, self.caller, self.next_key)
+            if self.rehearsal is None:
+                self.result = await twilio.call(self.to, self.caller, self.next_key)
+            else:
+                self.result = await twilio.call(
+                    self.to,
+                    self.caller,
+                    self.next_key,
+                    recording="none",
+                    status_callback=False,
+                    extra_params={REHEARSAL_PARAM: self.rehearsal},
+                )
         except (EmulatorError, httpx.HTTPError) as exc:
             self.error = str(exc)
         finally:
@@ -96,11 +111,17 @@ async def _step(request: Request, call_id: str, call: TryCall) -> Response:
     call.touched = time.monotonic()
     spoken = [{"text": s.text, "language": s.language} for s in call.spoken[call.sent :]]
     call.sent = len(call.spoken)
-    body: dict[str, Any] = {"id": call_id, "spoken": spoken, "state": call.state, "timeout": call.timeout}
+    body: dict[str, Any] = {
+        "id": call_id,
+        "spoken": spoken,
+        "state": call.state,
+        "timeout": call.timeout,
+        "rehearsal": call.rehearsal is not None,
+    }
     if call.state == "ended":
         if call.error:
             return _error(f"the call failed: {call.error}", 502)
-        body["receipt"] = await _receipt(request, call)
+        body["receipt"] = None if call.rehearsal else await _receipt(request, call)
     return JSONResponse(body)
 
 
@@ -117,9 +138,15 @@ async def _receipt(request: Request, call: TryCall) -> dict[str, Any] | None:
 
 async def try_page(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    businesses = [b for b in await runtime.store.list_businesses() if b.demo]
+    user = await current_user(request)
+    manager = user is not None and user.role == "manager"
+    businesses = [b for b in await runtime.store.list_businesses() if b.demo or manager]
     caller = f"+1555010{secrets.randbelow(10000):04d}"
-    return templates.TemplateResponse(request, "try.html", {"businesses": businesses, "caller": caller})
+    return templates.TemplateResponse(
+        request,
+        "try.html",
+        {"businesses": businesses, "caller": caller, "manager": manager, "csrf": user.csrf if user else ""},
+    )
 
 
 async def start_call(request: Request) -> Response:
@@ -132,8 +159,18 @@ async def start_call(request: Request) -> Response:
         return _error(f"your number {caller!r} is not in E.164 form, e.g. +15550100123")
     runtime: Runtime = request.app.state.runtime
     business = await runtime.store.business_for_number(to)
-    if business is None or not business.demo:
-        return _error("only demo businesses can be called from the browser phone", 403)
+    if business is None:
+        return _error(f"no business answers {to}", 404)
+    rehearsal = None
+    if not business.demo:
+        # Real businesses: only a manager, only as a rehearsal that records nothing, so nobody can
+        # write consent for a number that is not theirs.
+        user = await current_user(request)
+        if user is None or user.role != "manager":
+            return _error("sign in as a manager to rehearse calls to your businesses", 403)
+        if not csrf_ok(request, user, request.headers.get("X-CSRF-Token")):
+            return _error("missing or wrong CSRF token; reload the page", 403)
+        rehearsal = "draft" if payload.get("draft") else "published"
     calls = _calls(request)
     if sum(1 for c in calls.values() if c.state != "ended") >= MAX_ACTIVE_CALLS:
         return _error("too many browser calls at once; try again in a minute", 429)
@@ -141,7 +178,7 @@ async def start_call(request: Request) -> Response:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app), base_url=base)
     twilio = TwilioEmulator(client, base, runtime.auth_token)
     call_id = secrets.token_urlsafe(16)
-    call = TryCall(to=to, caller=caller)
+    call = TryCall(to=to, caller=caller, rehearsal=rehearsal)
     calls[call_id] = call
 
     async def run() -> None:

@@ -27,8 +27,10 @@ from ivr.call_flow import (
     CallContext,
     GatherState,
     InvalidCallState,
+    LoadedScript,
     confirmation,
     continue_call,
+    rehearsal_confirmation,
     start_call,
     system_reply,
     unknown_number_reply,
@@ -36,7 +38,7 @@ from ivr.call_flow import (
 )
 from ivr.runtime import Runtime
 from ivr.signature import signature_ok
-from voice_scripts import ScriptError
+from voice_scripts import ScriptError, parse_script
 
 LOG = logging.getLogger(__name__)
 
@@ -115,15 +117,43 @@ async def _signed_form(request: Request) -> FormData | None:
     return FormData(list[tuple[str, str | UploadFile]](items))
 
 
+# Set only by this service's own simulator (/try), which signs with the auth token like Twilio:
+# "published" or "draft" (version 0 in the call state). A rehearsal writes nothing.
+REHEARSAL_PARAM = "IvrRehearsal"
+
+
+def _rehearsal(form: FormData) -> str | None:
+    value = str(form.get(REHEARSAL_PARAM) or "")
+    return value if value in ("published", "draft") else None
+
+
+async def _script(
+    request: Request, business: Business, locale: str, version: int | None, rehearsal: str | None
+) -> LoadedScript:
+    runtime = _runtime(request)
+    if rehearsal == "draft" and version in (None, 0):
+        draft = await runtime.store.script_draft(business.name, locale)
+        if draft is not None:
+            return LoadedScript(parse_script(draft.text), 0)
+    if version is not None:
+        return await runtime.catalog.version(business.name, locale, version)
+    return await runtime.catalog.published(business.name, locale)
+
+
 async def _context(
-    request: Request, business: Business, phone: str, locale: str | None = None, version: int | None = None
+    request: Request,
+    business: Business,
+    phone: str,
+    locale: str | None = None,
+    version: int | None = None,
+    rehearsal: str | None = None,
 ) -> CallContext:
-    """Scripts for the call: all published ones, or the exact version a caller heard."""
+    """Scripts for the call: all published ones (or drafts in a rehearsal), or the version a caller heard."""
     runtime = _runtime(request)
     if locale is not None and version is not None:
-        scripts = {locale: await runtime.catalog.version(business.name, locale, version)}
+        scripts = {locale: await _script(request, business, locale, version, rehearsal)}
     else:
-        scripts = {loc: await runtime.catalog.published(business.name, loc) for loc in business.locales}
+        scripts = {loc: await _script(request, business, loc, None, rehearsal) for loc in business.locales}
     standing = await runtime.store.standing(phone, business.name)
     return CallContext(
         business=business,
@@ -158,8 +188,11 @@ async def voice(request: Request) -> Response:
         if early is not None:
             return early
         assert business is not None
-        ctx = await _context(request, business, phone)
+        rehearsal = _rehearsal(form)
+        ctx = await _context(request, business, phone, rehearsal=rehearsal)
         recording_url = _base_url(request, _runtime(request).settings.public_url) + RECORDING_PATH
+        if rehearsal is not None:
+            return _twiml(start_call(ctx, recording_url))
         # The first TwiML depends only on the business, its scripts and the caller's standing.
         catalog = _runtime(request).catalog
         key = ("start", await catalog.generation(), business.name, ctx.opted_in, ctx.base_url, recording_url)
@@ -189,7 +222,10 @@ async def gather(request: Request) -> Response:
         assert business is not None
         if state.locale is not None and state.locale not in business.locales:
             return _bad_request(f"locale {state.locale!r} is not one of this business's locales.")
-        ctx = await _context(request, business, phone, state.locale, state.version)
+        rehearsal = _rehearsal(form)
+        if state.version == 0 and rehearsal != "draft":
+            return _bad_request("version 0 is a draft, heard only in a rehearsal.")
+        ctx = await _context(request, business, phone, state.locale, state.version, rehearsal)
         reply = continue_call(ctx, state, str(form.get("Digits") or "") or None)
     except (StoreError, ScriptError) as exc:
         LOG.error("gather webhook failed for call %s: %s", form.get("CallSid"), exc)
@@ -197,6 +233,8 @@ async def gather(request: Request) -> Response:
     if reply.decide is None:
         return _twiml(reply.twiml)
     decide = reply.decide
+    if rehearsal is not None:
+        return _twiml(rehearsal_confirmation(ctx, decide.locale, decide.action))
     decision = ConsentDecision(
         call_sid=str(form["CallSid"]),
         phone=phone,

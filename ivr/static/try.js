@@ -37,10 +37,12 @@
     keys.forEach((k) => { k.disabled = !enabled; });
   }
 
+  const csrf = document.getElementById("phone").dataset.csrf || "";
+
   async function post(url, body) {
     const response = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(body),
     });
     const data = await response.json();
@@ -88,7 +90,9 @@
     setKeys(false);
     callId = null;
     document.getElementById("call").disabled = false;
-    if (data.receipt) {
+    if (data.rehearsal) {
+      status.textContent = "Rehearsal ended: nothing was recorded.";
+    } else if (data.receipt) {
       status.textContent = `Call ended: ${data.receipt.action} recorded.`;
       showReceipt(data.receipt);
     } else {
@@ -126,9 +130,11 @@
     document.getElementById("call").disabled = true;
     status.textContent = "Calling…";
     try {
+      const draft = document.getElementById("draft");
       const data = await post("/try/api/calls", {
         to: form.elements.to.value,
         from: form.elements.from.value,
+        draft: Boolean(draft && draft.checked),
       });
       callId = data.id;
       show(data);
