@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from consent_store import Business, StoreError
+from consent_store import Business, ScriptVersion, StoreError
 from ivr.auth import SessionUser, requires, template_user
 from ivr.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from ivr.runtime import Runtime
@@ -144,8 +144,7 @@ async def script_action(request: Request, user: SessionUser) -> Response:
     if action != "publish":
         return PlainTextResponse("Unknown action.", status_code=400)
     try:
-        version = await publish_checked(store, business, locale, text, user.name)
-        _runtime(request).catalog.invalidate()
+        version = await _publish(request, business, locale, text, user)
     except ScriptRejected:
         await store.save_draft(business.name, locale, text, user.name)
         return await _editor(
@@ -167,6 +166,15 @@ async def script_action(request: Request, user: SessionUser) -> Response:
     )
 
 
+async def _publish(
+    request: Request, business: Business, locale: str, text: str, user: SessionUser, note: str = "published"
+) -> ScriptVersion:
+    """Lint and publish; this process's calls hear it at once (others within a second)."""
+    version = await publish_checked(_runtime(request).store, business, locale, text, user.name, note)
+    _runtime(request).catalog.invalidate()
+    return version
+
+
 @requires("manager")
 async def rollback(request: Request, user: SessionUser) -> Response:
     form = await request.form()
@@ -178,17 +186,14 @@ async def rollback(request: Request, user: SessionUser) -> Response:
         return PlainTextResponse("version must be a number", status_code=400)
     if business is None or locale not in business.locales:
         return PlainTextResponse("No such script.", status_code=404)
-    old = await _runtime(request).store.script_version(business.name, locale, target)
     try:
-        version = await publish_checked(
-            _runtime(request).store,
-            business,
-            locale,
-            old.text,
-            user.name,
-            note=f"rolled back to version {target}",
+        old = await _runtime(request).store.script_version(business.name, locale, target)
+    except StoreError:
+        return PlainTextResponse(f"No version {target} of this script.", status_code=404)
+    try:
+        version = await _publish(
+            request, business, locale, old.text, user, f"rolled back to version {target}"
         )
-        _runtime(request).catalog.invalidate()
     except ScriptRejected as exc:
         return await _editor(
             request,

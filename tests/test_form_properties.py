@@ -106,3 +106,17 @@ async def test_a_valid_csrf_token_is_still_needed_after_hostile_posts(service: S
     )
     assert response.status_code == 303
     assert (await service.store.get_business(ACME)).message_types == ("delivery updates", "parcel tracking")
+
+
+@SETTINGS
+@given(path=st.sampled_from(FORM_ROUTES[2:]), form=fields)
+async def test_hostile_forms_with_a_valid_csrf_token_still_never_500(
+    service: Service, path: str, form: dict[str, str]
+) -> None:
+    if await service.store.get_user("mia") is None:
+        await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await sign_in(service.client, "mia")
+    token = csrf_of(await service.client.get("/manage"))
+    response = await service.client.post(path, data=form | {"csrf_token": token})
+    assert response.status_code < 500, (path, form, response.text[:200])
+    assert (await service.store.verify()).intact

@@ -160,3 +160,12 @@ async def test_live_lint_api_reports_problems_and_the_rendered_prompts(users: Se
     assert bad.json()["problems"][0].startswith("error: invalid TOML")
     forged = await users.client.post("/manage/api/lint", json={**SCRIPT, "text": text})
     assert forged.status_code == 403
+
+
+async def test_rolling_back_to_a_version_that_does_not_exist_is_a_404(users: Service) -> None:
+    await sign_in(users.client, "mia")
+    page = await users.client.get("/manage/script", params=SCRIPT)
+    response = await users.client.post(
+        "/manage/script/rollback", data={**SCRIPT, "version": "99", "csrf_token": csrf_of(page)}
+    )
+    assert response.status_code == 404
