@@ -241,6 +241,12 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
     try:
         result, record = with_store_errors(lambda: place_call(settings_from_env(), to, from_, pressed, url))
     except (EmulatorError, OSError) as exc:
+        if "HTTP 403" in str(exc):
+            raise CliFailure(
+                "the server refused the signature: run ivr call with the server's TWILIO_AUTH_TOKEN, "
+                "or with its IVR_DATABASE_URL when the server uses the local token",
+                1,
+            ) from exc
         raise CliFailure(f"the call failed: {exc}", 1) from exc
     click.echo(f"Call {result.call_sid} ended ({result.ended_by}). {record}")
 
