@@ -35,6 +35,7 @@ from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
 from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
+from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import AuditMixin
 from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_writer import MAX_BATCH, SideWrite, utc_now
@@ -193,7 +194,7 @@ class PostgresStore(PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, Audit
         return None if row is None else str(row[0])
 
     async def count_decisions(self, where: ExportFilter) -> int:
-        clause, params = self._decision_filter(where)
+        clause, params = decision_filter(where)
         row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
         return int(row[0])
 

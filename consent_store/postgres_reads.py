@@ -18,9 +18,10 @@ import asyncpg
 import orjson
 
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
-from consent_store.events import DecisionRow, Erasure, ExportFilter, NewEvent, StoredEvent, VerifyResult
+from consent_store.events import DecisionRow, ExportFilter, NewEvent, StoredEvent, VerifyResult
 from consent_store.exceptions import StoreUnavailable
 from consent_store.postgres_writer import PG_ERRORS, pg_sql
+from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import IncompleteEvidence
 from consent_store.sqlite_writer import SideWrite
 
@@ -54,25 +55,6 @@ class PostgresReadsMixin:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             yield conn
 
-    @staticmethod
-    def _decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
-        """The WHERE clause (over `events e`, `?` placeholders) selecting an ExportFilter's decisions."""
-        sql, params = ["e.kind = 'decision'"], []
-        for clause, value in (
-            ("e.business = ?", where.business),
-            ("e.action = ?", where.action),
-            ("e.recorded_at >= ?", where.since),
-            ("e.recorded_at < ?", where.until),
-            ("e.call_sid = ?", where.call_sid),
-            ("e.subject = (SELECT subject FROM subjects WHERE phone = ?)", where.phone),
-        ):
-            if value is not None:
-                sql.append(clause)
-                params.append(value)
-        if not where.include_demo:
-            sql.append("e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
-        return " AND ".join(sql), params
-
     async def export_decisions(
         self,
         where: ExportFilter,
@@ -86,7 +68,7 @@ class PostgresReadsMixin:
         `on_snapshot(seq, hash)` is told which record that is before the first row
         (the genesis hash for record 0, None if the log holds no such record).
         """
-        clause, params = self._decision_filter(where)
+        clause, params = decision_filter(where)
         # A recording 'completed' if there is one, else the latest status (e.g. 'absent').
         sql = pg_sql(
             "SELECT e.seq, e.hash, s.phone, e.body, (SELECT r.body FROM events r"
@@ -224,36 +206,3 @@ class PostgresReadsMixin:
             )
             for seq, at, call_sid, business, action, statuses in rows
         ]
-
-    async def forget_phone(self, phone: str, author: str, reason: str) -> Erasure | None:
-        """Erase a caller's phone number and salt; the chain keeps only the unlinkable commitment.
-
-        The erasure itself is chained. None if the store holds nothing for this phone."""
-        row = await self._fetchone("SELECT subject FROM subjects WHERE phone = ?", (phone,))
-        if row is None:
-            return None
-        subject = str(row[0])
-        counted = await self._fetchone(
-            "SELECT count(*) FROM events WHERE subject = ? AND kind = 'decision'", (subject,)
-        )
-        recordings = await self._fetchall(
-            "SELECT DISTINCT r.body::jsonb #>> '{data,recording_sid}' FROM events r"
-            " WHERE r.kind = 'recording' AND r.call_sid IN"
-            " (SELECT call_sid FROM events WHERE subject = ? AND call_sid IS NOT NULL)",
-            (subject,),
-        )
-        sids = tuple(sorted(str(r[0]) for r in recordings if r[0]))
-        event = NewEvent(
-            kind="erasure",
-            idempotency_key=f"erasure:{subject}",
-            fields={
-                "subject_erased": subject,
-                "decisions": int(counted[0]),
-                "recording_sids": list(sids),
-                "author": author,
-                "reason": reason,
-            },
-        )
-        stored = await self._append(event, [("DELETE FROM subjects WHERE subject = ?", (subject,))])
-        await self._checkpoint()
-        return Erasure(subject, int(counted[0]), sids, stored.hash)

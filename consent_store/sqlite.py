@@ -34,6 +34,7 @@ from consent_store.events import (
 from consent_store.exceptions import (
     StoreUnavailable,
 )
+from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import AuditMixin
 from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
@@ -213,27 +214,8 @@ class SQLiteStore(RegistryMixin, AuditMixin, StatsMixin):
         row = await self._fetchone("SELECT text FROM spoken_texts WHERE sha256 = ?", (sha256,))
         return None if row is None else str(row[0])
 
-    @staticmethod
-    def _decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
-        """The WHERE clause (over `events e`) selecting the decisions an ExportFilter names."""
-        sql, params = ["e.kind = 'decision'"], []
-        for clause, value in (
-            ("e.business = ?", where.business),
-            ("e.action = ?", where.action),
-            ("e.recorded_at >= ?", where.since),
-            ("e.recorded_at < ?", where.until),
-            ("e.call_sid = ?", where.call_sid),
-            ("e.subject = (SELECT subject FROM subjects WHERE phone = ?)", where.phone),
-        ):
-            if value is not None:
-                sql.append(clause)
-                params.append(value)
-        if not where.include_demo:
-            sql.append("e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
-        return " AND ".join(sql), params
-
     async def count_decisions(self, where: ExportFilter) -> int:
-        clause, params = self._decision_filter(where)
+        clause, params = decision_filter(where)
         row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
         return int(row[0])
 
@@ -252,7 +234,7 @@ class SQLiteStore(RegistryMixin, AuditMixin, StatsMixin):
         hash)` learns, before the first row, which record that is and its hash (the
         genesis hash for record 0, None if the log holds no such record).
         """
-        clause, params = self._decision_filter(where)
+        clause, params = decision_filter(where)
         chunk_rows = 500
         # A recording 'completed' if there is one, else the latest status (e.g. 'absent'); the
         # status ends the idempotency key, which `verify` holds to the hashed body.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consent_store.chain import text_sha256
 from consent_store.events import (
@@ -66,6 +66,11 @@ class RegistryMixin:
 
     async def _checkpoint(self) -> None:
         raise NotImplementedError
+
+    if TYPE_CHECKING:  # provided by each backend's stats mixin, later in the bases
+
+        @staticmethod
+        def _json_text(column: str, *path: str) -> str: ...
 
     async def _require_business(self, business: str) -> None:
         if not await self._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business,)):
@@ -335,7 +340,7 @@ class RegistryMixin:
             "SELECT count(*) FROM events WHERE subject = ? AND kind = 'decision'", (subject,)
         )
         recordings = await self._fetchall(
-            "SELECT DISTINCT json_extract(r.body, '$.data.recording_sid') FROM events r"
+            f"SELECT DISTINCT {self._json_text('r.body', 'data', 'recording_sid')} FROM events r"
             " WHERE r.kind = 'recording' AND r.call_sid IN"
             " (SELECT call_sid FROM events WHERE subject = ? AND call_sid IS NOT NULL)",
             (subject,),
