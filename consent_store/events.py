@@ -14,7 +14,9 @@ from typing import Any, Literal
 Action = Literal["opt_in", "declined", "opt_out"]
 ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 
-EventKind = Literal["decision", "recording", "call_status", "business", "script", "user", "erasure", "token"]
+EventKind = Literal[
+    "decision", "prompt", "recording", "call_status", "business", "script", "user", "erasure", "token"
+]
 Role = Literal["manager", "auditor"]
 ROLES: tuple[Role, ...] = ("manager", "auditor")
 
@@ -73,8 +75,24 @@ class ConsentDecision:
     script_version: int
     script_sha256: str
     spoken_text: str
+    # How the caller got there: prompts played before the key press (language menus and
+    # repeats included) and seconds since the call was answered. None: not known.
+    prompts_heard: int | None = None
+    seconds_to_decision: float | None = None
 
     def to_event(self) -> NewEvent:
+        fields: dict[str, Any] = {
+            "action": self.action,
+            "message_types": list(self.message_types),
+            "digits": self.digits,
+            "locale": self.locale,
+            "script_version": self.script_version,
+            "script_sha256": self.script_sha256,
+        }
+        if self.prompts_heard is not None:
+            fields["prompts_heard"] = self.prompts_heard
+        if self.seconds_to_decision is not None:
+            fields["seconds_to_decision"] = self.seconds_to_decision
         return NewEvent(
             kind="decision",
             idempotency_key=f"decision:{self.call_sid}",
@@ -83,13 +101,44 @@ class ConsentDecision:
             action=self.action,
             phone=self.phone,
             spoken_text=self.spoken_text,
+            fields=fields,
+        )
+
+
+PromptName = Literal["language_menu", "consent", "subscribed", "goodbye"]
+PromptReason = Literal["language_chosen", "no_input", "invalid", "repeat", "reworded"]
+
+
+@dataclass(frozen=True)
+class PromptPlayed:
+    """A prompt played to a caller in answer to a key press or a silence.
+
+    The first prompt of every answered call is implied by the call itself, so it is not
+    recorded; these records say what came after it: the language chosen, re-prompts,
+    repeats, and the goodbye after the last attempt (`prompt="goodbye"`). Not evidence of
+    consent, but of how the caller got to a decision (or why there was none).
+    """
+
+    call_sid: str
+    business: str
+    prompt: PromptName
+    reason: PromptReason
+    prompts_heard: int  # prompts played so far in this call, this one included (a goodbye adds none)
+    locale: str | None
+    script_version: int | None
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="prompt",
+            idempotency_key=f"prompt:{self.call_sid}:{self.prompts_heard}:{self.prompt}",
+            call_sid=self.call_sid,
+            business=self.business,
             fields={
-                "action": self.action,
-                "message_types": list(self.message_types),
-                "digits": self.digits,
+                "prompt": self.prompt,
+                "reason": self.reason,
+                "prompts_heard": self.prompts_heard,
                 "locale": self.locale,
                 "script_version": self.script_version,
-                "script_sha256": self.script_sha256,
             },
         )
 

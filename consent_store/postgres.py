@@ -19,12 +19,10 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from consent_store.call_log import CallLogMixin
 from consent_store.events import (
-    CallStatus,
-    ConsentDecision,
     ExportFilter,
     NewEvent,
-    RecordingStatus,
     Standing,
     StoredEvent,
 )
@@ -49,7 +47,7 @@ def describe_url(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
 
 
-class PostgresStore(PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, AuditMixin):
+class PostgresStore(CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, AuditMixin):
     """Consent store on a PostgreSQL database that several `ivr serve` processes may share."""
 
     def __init__(
@@ -163,17 +161,6 @@ class PostgresStore(PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, Audit
         )
 
     # -- settings ---------------------------------------------------------
-
-    async def record_decision(self, decision: ConsentDecision) -> StoredEvent:
-        """Append a caller's decision; a repeat for the same call returns the first."""
-        return await self._append(decision.to_event())
-
-    async def attach_recording(self, recording: RecordingStatus) -> StoredEvent:
-        """Append a recording status; exports join it to the call's decision."""
-        return await self._append(recording.to_event())
-
-    async def record_call_status(self, status: CallStatus) -> StoredEvent:
-        return await self._append(status.to_event())
 
     async def standing(self, phone: str, business: str) -> Standing | None:
         """The latest opt-in/opt-out of this phone for this business, from an index."""

@@ -19,14 +19,12 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from consent_store.call_log import CallLogMixin
 from consent_store.chain import GENESIS_HASH, ChainRow
 from consent_store.events import (
-    CallStatus,
-    ConsentDecision,
     DecisionRow,
     ExportFilter,
     NewEvent,
-    RecordingStatus,
     Standing,
     StoredEvent,
     VerifyResult,
@@ -62,7 +60,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 _BUSY = object()
 
 
-class SQLiteStore(RegistryMixin, AuditMixin, StatsMixin):
+class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
     """Consent store on one SQLite file."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
@@ -182,17 +180,6 @@ class SQLiteStore(RegistryMixin, AuditMixin, StatsMixin):
     # -- businesses and scripts --------------------------------------------
 
     # -- the consent log ---------------------------------------------------
-
-    async def record_decision(self, decision: ConsentDecision) -> StoredEvent:
-        """Append a caller's decision; a repeat for the same call returns the first."""
-        return await self._append(decision.to_event())
-
-    async def attach_recording(self, recording: RecordingStatus) -> StoredEvent:
-        """Append a recording status; exports join it to the call's decision."""
-        return await self._append(recording.to_event())
-
-    async def record_call_status(self, status: CallStatus) -> StoredEvent:
-        return await self._append(status.to_event())
 
     async def standing(self, phone: str, business: str) -> Standing | None:
         """The latest opt-in/opt-out of this phone for this business, from an index."""

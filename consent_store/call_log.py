@@ -1,0 +1,42 @@
+"""Appending what happens on a call: decisions, prompts played, recordings, call statuses.
+
+Shared by both backends, which provide `_append` (one writer, idempotent by key).
+Appends only; never updates or deletes an event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from consent_store.events import (
+    CallStatus,
+    ConsentDecision,
+    NewEvent,
+    PromptPlayed,
+    RecordingStatus,
+    StoredEvent,
+)
+from consent_store.sqlite_writer import SideWrite
+
+
+class CallLogMixin:
+    """The call-facing appends of a store."""
+
+    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
+        raise NotImplementedError
+
+    async def record_decision(self, decision: ConsentDecision) -> StoredEvent:
+        """Append a caller's decision; a repeat for the same call returns the first."""
+        return await self._append(decision.to_event())
+
+    async def record_prompt(self, prompt: PromptPlayed) -> StoredEvent:
+        """Append a prompt played after a key press or a silence; a repeat returns the first."""
+        return await self._append(prompt.to_event())
+
+    async def attach_recording(self, recording: RecordingStatus) -> StoredEvent:
+        """Append a recording status; exports join it to the call's decision."""
+        return await self._append(recording.to_event())
+
+    async def record_call_status(self, status: CallStatus) -> StoredEvent:
+        """Append how a call ended (Twilio's status callback)."""
+        return await self._append(status.to_event())
