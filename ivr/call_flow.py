@@ -17,12 +17,16 @@ from urllib.parse import urlencode
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from consent_store import Action, Business, text_sha256
+from consent_store.events import PromptName, PromptReason
 from voice_scripts import RenderContext, Script, render_prompt
 
 Step = Literal["language", "consent", "subscribed"]
 STEPS: tuple[Step, ...] = ("language", "consent", "subscribed")
 MAX_ATTEMPTS = 3
 MAX_REPEATS = 5
+MAX_PROMPTS_HEARD = 1000  # far above what MAX_ATTEMPTS and MAX_REPEATS allow; a bound for the URL
+# The start time in a cached first TwiML: 13 digits like a real one (epoch ms), replaced per call.
+START_PLACEHOLDER = 9_999_999_999_999
 GATHER_TIMEOUT_SECONDS = 7
 
 # Said when there is no business script to say it with.
@@ -79,12 +83,34 @@ class GatherState:
     locale: str | None = None
     version: int | None = None
     prompt_sha: str | None = None
+    heard: int = 1  # prompts played so far, the one this Gather belongs to included
+    started: int | None = None  # when the call was answered, ms since the epoch (server clock)
 
     def to_query(self) -> dict[str, str]:
-        query = {"step": self.step, "n": str(self.attempt), "r": str(self.repeats)}
+        query = {"step": self.step, "n": str(self.attempt), "r": str(self.repeats), "p": str(self.heard)}
+        if self.started is not None:
+            query["t"] = str(self.started)
         if self.locale is not None and self.version is not None and self.prompt_sha is not None:
             query |= {"locale": self.locale, "v": str(self.version), "h": self.prompt_sha}
         return query
+
+    def next(
+        self,
+        *,
+        step: Step | None = None,
+        attempt: int | None = None,
+        repeats: int | None = None,
+        locale: str | None = None,
+    ) -> GatherState:
+        """The state of the next prompt played in this call (one more prompt heard)."""
+        return replace(
+            self,
+            heard=self.heard + 1,
+            step=step or self.step,
+            attempt=self.attempt if attempt is None else attempt,
+            repeats=self.repeats if repeats is None else repeats,
+            locale=locale or self.locale,
+        )
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> GatherState:
@@ -95,10 +121,18 @@ class GatherState:
             attempt = int(query.get("n", "1"))
             repeats = int(query.get("r", "0"))
             version = int(query["v"]) if "v" in query else None
+            heard = int(query.get("p", "1"))
+            started = int(query["t"]) if "t" in query else None
         except ValueError as exc:
-            raise InvalidCallState("attempt, repeats and version must be whole numbers") from exc
+            raise InvalidCallState(
+                "attempt, repeats, prompts, time and version must be whole numbers"
+            ) from exc
         if not 1 <= attempt <= MAX_ATTEMPTS or not 0 <= repeats <= MAX_REPEATS:
             raise InvalidCallState("attempt or repeat count out of range")
+        if not 1 <= heard <= MAX_PROMPTS_HEARD or (
+            started is not None and not 0 < started <= START_PLACEHOLDER
+        ):
+            raise InvalidCallState("prompt count or start time out of range")
         state = cls(
             step=step,
             attempt=attempt,
@@ -106,6 +140,8 @@ class GatherState:
             locale=query.get("locale"),
             version=version,
             prompt_sha=query.get("h"),
+            heard=heard,
+            started=started,
         )
         if step != "language" and (state.locale is None or state.version is None or not state.prompt_sha):
             raise InvalidCallState(f"step {step!r} needs locale, v and h")
@@ -121,12 +157,26 @@ class Decide:
     locale: str
     script_version: int
     spoken_text: str
+    prompts_heard: int
+    started: int | None  # ms since the epoch, when the call was answered
+
+
+@dataclass(frozen=True)
+class Played:
+    """A prompt played after a key press or a silence, for the webhook to record."""
+
+    prompt: PromptName
+    reason: PromptReason
+    prompts_heard: int
+    locale: str | None
+    script_version: int | None
 
 
 @dataclass(frozen=True)
 class Reply:
     twiml: str
     decide: Decide | None = None
+    played: Played | None = None
 
 
 def prompt_fingerprint(text: str) -> str:
@@ -195,8 +245,10 @@ def _prompt(
     preface: str | None,
     step: Step | None = None,
     response: VoiceResponse | None = None,
+    progress: GatherState | None = None,
 ) -> str:
-    step = step or ("subscribed" if ctx.opted_in else "consent")
+    """A consent (or opt-out) prompt; `progress` is the state it is played in (heard, started)."""
+    step = step or _consent_step(ctx)
     loaded = ctx.scripts[locale]
     text = ctx.render(locale, step)
     state = GatherState(
@@ -206,6 +258,8 @@ def _prompt(
         locale=locale,
         version=loaded.version,
         prompt_sha=prompt_fingerprint(text),
+        heard=progress.heard if progress else 1,
+        started=progress.started if progress else None,
     )
     response, gather, url = _gather(ctx, state, response)
     if preface is not None:
@@ -214,8 +268,16 @@ def _prompt(
     return _finish(response, gather, url)
 
 
-def start_call(ctx: CallContext, recording_callback: str) -> str:
-    """The first TwiML of a call: start recording, then the language menu or the prompt."""
+def _consent_step(ctx: CallContext) -> Step:
+    return "subscribed" if ctx.opted_in else "consent"
+
+
+def start_call(ctx: CallContext, recording_callback: str, started: int | None) -> str:
+    """The first TwiML of a call: start recording, then the language menu or the prompt.
+
+    `started` (ms since the epoch) travels in the call state, so the decision can say how
+    long the caller took; START_PLACEHOLDER makes a TwiML to cache and `stamp_start` later.
+    """
     response = VoiceResponse()
     start = response.start()
     start.recording(
@@ -224,9 +286,15 @@ def start_call(ctx: CallContext, recording_callback: str) -> str:
         recording_status_callback_event="completed absent",
         track="both",
     )
+    first = GatherState(step="language", started=started)
     if len(ctx.business.locales) > 1:
-        return _language_menu(ctx, GatherState(step="language"), preface=None, response=response)
-    return _prompt(ctx, ctx.business.locales[0], attempt=1, repeats=0, preface=None, response=response)
+        return _language_menu(ctx, first, preface=None, response=response)
+    return _prompt(ctx, ctx.business.locales[0], 1, 0, None, response=response, progress=first)
+
+
+def stamp_start(twiml: str, started: int) -> str:
+    """A first TwiML made with START_PLACEHOLDER, for a call answered at `started` (epoch ms)."""
+    return twiml.replace(f"t={START_PLACEHOLDER}", f"t={started}")
 
 
 def _goodbye(ctx: CallContext, locale: str, preface: str) -> str:
@@ -238,41 +306,67 @@ def _goodbye(ctx: CallContext, locale: str, preface: str) -> str:
     return str(response)
 
 
-def _retry(ctx: CallContext, state: GatherState, preface: str) -> str:
+def _played(ctx: CallContext, state: GatherState, reason: PromptReason) -> Played:
+    """What playing `state`'s prompt (after `reason`) is recorded as."""
+    if state.step == "language" or state.locale is None:
+        return Played("language_menu", reason, state.heard, None, None)
+    return Played(state.step, reason, state.heard, state.locale, ctx.scripts[state.locale].version)
+
+
+def _retry(ctx: CallContext, state: GatherState, preface: Literal["no_input", "invalid"]) -> Reply:
     """Reprompt after no input or an invalid key, or say goodbye after the last attempt."""
     locale = state.locale or ctx.business.locales[0]
     if state.attempt >= MAX_ATTEMPTS:
-        return _goodbye(ctx, locale, preface)
+        version = ctx.scripts[state.locale].version if state.locale else None
+        return Reply(
+            _goodbye(ctx, locale, preface),
+            played=Played("goodbye", preface, state.heard, state.locale, version),
+        )
+    again = state.next(attempt=state.attempt + 1)
     if state.step == "language":
-        return _language_menu(ctx, replace(state, attempt=state.attempt + 1), preface)
-    return _prompt(ctx, locale, state.attempt + 1, state.repeats, preface, step=state.step)
+        return Reply(_language_menu(ctx, again, preface), played=_played(ctx, again, preface))
+    twiml = _prompt(ctx, locale, again.attempt, state.repeats, preface, step=state.step, progress=again)
+    return Reply(twiml, played=_played(ctx, again, preface))
+
+
+def _again(ctx: CallContext, state: GatherState, reason: PromptReason, repeats: int) -> Reply:
+    """The same prompt once more: repeated on request, or in its new wording."""
+    again = state.next(repeats=repeats)
+    assert state.locale is not None
+    twiml = _prompt(ctx, state.locale, state.attempt, repeats, None, step=state.step, progress=again)
+    return Reply(twiml, played=_played(ctx, again, reason))
 
 
 def continue_call(ctx: CallContext, state: GatherState, digits: str | None) -> Reply:
     """What happens after a Gather: the caller pressed `digits` (None: nothing)."""
-    preface = "no_input" if not digits else "invalid"
+    preface: Literal["no_input", "invalid"] = "no_input" if not digits else "invalid"
     if state.step == "language":
         if digits and digits.isdigit() and 1 <= int(digits) <= len(ctx.business.locales):
             locale = ctx.business.locales[int(digits) - 1]
-            return Reply(_prompt(ctx, locale, attempt=1, repeats=0, preface=None))
-        return Reply(_retry(ctx, state, preface))
+            chosen = state.next(step=_consent_step(ctx), attempt=1, locale=locale)
+            twiml = _prompt(ctx, locale, 1, 0, None, progress=chosen)
+            return Reply(twiml, played=_played(ctx, chosen, "language_chosen"))
+        return _retry(ctx, state, preface)
     assert state.locale is not None and state.version is not None
     loaded = ctx.scripts[state.locale]
     text = ctx.render(state.locale, state.step)
     if prompt_fingerprint(text) != state.prompt_sha:
         # The wording changed since the caller heard it: they must hear the new one first.
-        return Reply(_prompt(ctx, state.locale, state.attempt, state.repeats, None, step=state.step))
+        return _again(ctx, state, "reworded", state.repeats)
     keys = loaded.script.keys
     if digits == keys.repeat and state.repeats < MAX_REPEATS:
-        return Reply(_prompt(ctx, state.locale, state.attempt, state.repeats + 1, None, step=state.step))
+        return _again(ctx, state, "repeat", state.repeats + 1)
     choices: dict[str, Action] = (
         {keys.opt_in: "opt_in", keys.decline: "declined"}
         if state.step == "consent"
         else {keys.opt_out: "opt_out"}
     )
     if digits in choices:
-        return Reply("", Decide(choices[digits], digits, state.locale, loaded.version, text))
-    return Reply(_retry(ctx, state, preface))
+        decide = Decide(
+            choices[digits], digits, state.locale, loaded.version, text, state.heard, state.started
+        )
+        return Reply("", decide)
+    return _retry(ctx, state, preface)
 
 
 _CONFIRMATION_PROMPT: dict[str, str] = {"opt_in": "confirmed", "declined": "declined", "opt_out": "opted_out"}

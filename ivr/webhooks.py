@@ -7,6 +7,7 @@ Decisions are committed before their confirmation TwiML is returned.
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import unquote_plus
 
 from starlette.datastructures import FormData, UploadFile
@@ -18,19 +19,23 @@ from consent_store import (
     Business,
     CallStatus,
     ConsentDecision,
+    PromptPlayed,
     RecordingStatus,
     StoreError,
     text_sha256,
 )
 from consent_store.phone import is_e164, masked
 from ivr.call_flow import (
+    START_PLACEHOLDER,
     CallContext,
     GatherState,
     InvalidCallState,
     LoadedScript,
+    Played,
     confirmation,
     continue_call,
     rehearsal_confirmation,
+    stamp_start,
     start_call,
     system_reply,
     unknown_number_reply,
@@ -191,16 +196,18 @@ async def voice(request: Request) -> Response:
         rehearsal = _rehearsal(form)
         ctx = await _context(request, business, phone, rehearsal=rehearsal)
         recording_url = _base_url(request, _runtime(request).settings.public_url) + RECORDING_PATH
+        started = time.time_ns() // 1_000_000
         if rehearsal is not None:
-            return _twiml(start_call(ctx, recording_url))
-        # The first TwiML depends only on the business, its scripts and the caller's standing.
+            return _twiml(start_call(ctx, recording_url, started))
+        # The first TwiML depends only on the business, its scripts, the caller's standing and
+        # the time the call started (stamped into a cached copy).
         catalog = _runtime(request).catalog
         key = ("start", await catalog.generation(), business.name, ctx.opted_in, ctx.base_url, recording_url)
         if key not in catalog.twiml:
             if len(catalog.twiml) > 1000:
                 catalog.twiml.clear()
-            catalog.twiml[key] = start_call(ctx, recording_url)
-        return _twiml(catalog.twiml[key])
+            catalog.twiml[key] = start_call(ctx, recording_url, START_PLACEHOLDER)
+        return _twiml(stamp_start(catalog.twiml[key], started))
     except (StoreError, ScriptError) as exc:
         LOG.error("voice webhook could not start call %s: %s", form.get("CallSid"), exc)
         return _twiml(system_reply("error"))
@@ -230,11 +237,16 @@ async def gather(request: Request) -> Response:
     except (StoreError, ScriptError) as exc:
         LOG.error("gather webhook failed for call %s: %s", form.get("CallSid"), exc)
         return _twiml(system_reply("error", state.locale or "en-US"))
+    if rehearsal is not None and reply.decide is not None:
+        return _twiml(rehearsal_confirmation(ctx, reply.decide.locale, reply.decide.action))
     if reply.decide is None:
+        if reply.played is not None and rehearsal is None:
+            await _record_played(request, str(form["CallSid"]), business.name, reply.played)
         return _twiml(reply.twiml)
     decide = reply.decide
-    if rehearsal is not None:
-        return _twiml(rehearsal_confirmation(ctx, decide.locale, decide.action))
+    seconds = None
+    if decide.started is not None:
+        seconds = max(0.0, round((time.time_ns() // 1_000_000 - decide.started) / 1000, 1))
     decision = ConsentDecision(
         call_sid=str(form["CallSid"]),
         phone=phone,
@@ -246,6 +258,8 @@ async def gather(request: Request) -> Response:
         script_version=decide.script_version,
         script_sha256=text_sha256(decide.spoken_text),
         spoken_text=decide.spoken_text,
+        prompts_heard=decide.prompts_heard,
+        seconds_to_decision=seconds,
     )
     try:
         stored = await _runtime(request).store.record_decision(decision)
@@ -263,6 +277,23 @@ async def gather(request: Request) -> Response:
     )
     # A retried post confirms what was recorded the first time.
     return _twiml(confirmation(ctx, decide.locale, str(stored.data["action"])))
+
+
+async def _record_played(request: Request, call_sid: str, business: str, played: Played) -> None:
+    """Record a prompt played; the call goes on if it cannot be (it is not consent)."""
+    prompt = PromptPlayed(
+        call_sid,
+        business,
+        played.prompt,
+        played.reason,
+        played.prompts_heard,
+        played.locale,
+        played.script_version,
+    )
+    try:
+        await _runtime(request).store.record_prompt(prompt)
+    except StoreError as exc:
+        LOG.warning("could not record the %s prompt of call %s: %s", played.prompt, call_sid, exc)
 
 
 def _int_or_none(value: object) -> int | None:
