@@ -1,10 +1,10 @@
 """Opt-in quality figures of a business, aggregated in SQL per script version and locale.
 
-What the log records is all there is: decisions (action, locale, script version),
-call status callbacks (status, duration) and script / message-type changes. There is
-no per-prompt event, so a call with a status but no decision only says that the caller
-heard something and hung up or pressed nothing. Reads only; the SQL is shared with
-PostgreSQL, which overrides the two dialect hooks `_json_text` and `_within_days`.
+What the log records is all there is: decisions (action, locale, script version, prompts
+heard, seconds to decide), prompts played after a key press or a silence (language chosen,
+re-prompts, the goodbye after the last attempt), call status callbacks (status, duration)
+and script / message-type changes. Reads only; the SQL is shared with PostgreSQL, which
+overrides the two dialect hooks `_json_text` and `_within_days`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,15 @@ class ScriptFigures:
 
     locale: str | None
     script_version: int | None
-    calls: int  # distinct CallSids with a decision or a call status
+    calls: int  # distinct CallSids with a decision, a prompt record or a call status
     unanswered: int  # no decision; status no-answer / busy / failed / canceled
-    undecided: int  # answered, no decision: hung up or no (valid) key
+    hung_up: int  # answered, no decision, and the caller left before the service said goodbye
+    no_input: int  # answered, no decision: no (valid) key after the last attempt, so goodbye
     opt_in: int
     declined: int
     opt_out: int
+    prompts_heard: int  # prompts played to answered calls (menus, re-prompts, repeats)
+    median_seconds_to_decision: float | None  # from the answer to the key press, decided calls
     median_duration: float | None  # seconds, of decided calls with a `completed` status
     followed_7d: int  # opt-ins at least 7 days old
     opted_out_7d: int  # ... whose next opt-in/opt-out was an opt-out within 7 days
@@ -51,6 +54,15 @@ class ScriptFigures:
     @property
     def decided(self) -> int:
         return self.opt_in + self.declined + self.opt_out
+
+    @property
+    def undecided(self) -> int:
+        """Answered calls without a decision: hung up, or no (valid) key."""
+        return self.hung_up + self.no_input
+
+    @property
+    def prompts_per_call(self) -> float | None:
+        return None if self.answered == 0 else self.prompts_heard / self.answered
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,20 @@ class QualityFigures:
     frequency_changes: tuple[FrequencyChange, ...] = ()
 
 
+def _median(name: str, column: str, where: str) -> str:
+    """SQL for a CTE `name`: the median of `column` over `placed` per locale and version."""
+    ranked = (
+        f"SELECT locale, version, {column} AS x,"
+        f" row_number() OVER (PARTITION BY locale, version ORDER BY {column}) AS rn,"
+        " count(*) OVER (PARTITION BY locale, version) AS n"
+        f" FROM placed WHERE {where} AND {column} IS NOT NULL"
+    )
+    return (
+        f" {name} AS (SELECT locale, version, avg(x) AS median FROM ({ranked}) r"
+        " WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY locale, version)"
+    )
+
+
 def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -114,7 +140,7 @@ class StatsMixin:
         until: str | None = None,
         now: dt.datetime | None = None,
     ) -> QualityFigures:
-        """Calls, decisions, durations and later opt-outs per script version and locale.
+        """Calls, outcomes, prompts heard, times and later opt-outs per script version and locale.
 
         `since` inclusive, `until` exclusive (recorded_at, ISO-8601 UTC). `locales` are the
         business's: with one, calls without a decision are put under it and the version
@@ -128,18 +154,21 @@ class StatsMixin:
             self._figures_sql(), (business, low, high, business, *cutoffs, single, business, single)
         )
         scripts = []
-        for locale, version, *counts, median, f7, o7, f30, o30 in rows:
-            calls, unanswered, undecided, opt_in, declined, opt_out = (int(v) for v in counts)
+        for locale, version, *counts, heard, to_decide, median, f7, o7, f30, o30 in rows:
+            calls, unanswered, hung_up, no_input, opt_in, declined, opt_out = (int(v) for v in counts)
             scripts.append(
                 ScriptFigures(
                     str(locale) or None,
                     int(version) or None,
                     calls,
                     unanswered,
-                    undecided,
+                    hung_up,
+                    no_input,
                     opt_in,
                     declined,
                     opt_out,
+                    int(heard or 0),
+                    None if to_decide is None else round(float(to_decide), 1),
                     None if median is None else float(median),
                     *(int(v or 0) for v in (f7, o7, f30, o30)),
                 )
@@ -160,15 +189,23 @@ class StatsMixin:
                 f"count(*) FILTER (WHERE f.recorded_at <= ? AND n.action = 'opt_out' AND {within})"
                 f" AS opted_out_{days}"
             )
+        in_call = "kind IN ('decision', 'prompt')"
         return (
-            # One pass over the business's events in the range: decisions and call statuses.
+            # One pass over the business's events in the range: decisions, prompts, call statuses.
             "WITH base AS MATERIALIZED (SELECT seq, call_sid, subject, kind, action, recorded_at,"
-            f" CASE WHEN kind = 'decision' THEN {field('body', 'data', 'locale')} END AS locale,"
-            " CASE WHEN kind = 'decision' THEN"
-            f" CAST({field('body', 'data', 'script_version')} AS INTEGER) END AS version,"
+            f" CASE WHEN {in_call} THEN {field('body', 'data', 'locale')} END AS locale,"
+            f" CASE WHEN {in_call} THEN CAST({field('body', 'data', 'script_version')} AS INTEGER) END"
+            " AS version,"
+            f" CASE WHEN {in_call} THEN CAST({field('body', 'data', 'prompts_heard')} AS INTEGER) END"
+            " AS heard,"
+            f" CASE WHEN kind = 'prompt' AND {field('body', 'data', 'prompt')} = 'goodbye' THEN 1 ELSE 0 END"
+            " AS gave_up,"
+            f" CASE WHEN kind = 'decision' THEN CAST({field('body', 'data', 'seconds_to_decision')} AS REAL)"
+            " END AS to_decide,"
             f" CASE WHEN kind = 'call_status' THEN {status} END AS status,"
             f" CASE WHEN kind = 'call_status' THEN CAST({field('body', 'data', 'duration')} AS INTEGER)"
-            " END AS duration FROM events WHERE business = ? AND kind IN ('decision', 'call_status')"
+            " END AS duration FROM events WHERE business = ?"
+            " AND kind IN ('decision', 'prompt', 'call_status')"
             " AND call_sid IS NOT NULL AND recorded_at >= ? AND recorded_at < ?),"
             # Each opt-in is ended by the subject's next opt-in or opt-out for the business (if
             # any), found through the events_standing index; only an opt-out ending it counts.
@@ -179,29 +216,35 @@ class StatsMixin:
             f" follow AS (SELECT f.locale, f.version, {', '.join(follow_ups)}"
             " FROM ins f LEFT JOIN events n ON n.seq = f.next_seq GROUP BY f.locale, f.version),"
             " calls AS (SELECT call_sid, max(action) AS action, max(locale) AS locale,"
-            " max(version) AS version, max(CASE WHEN status = 'completed' THEN duration END) AS duration,"
+            " max(version) AS version, max(heard) AS heard, max(gave_up) AS gave_up,"
+            " max(to_decide) AS to_decide,"
+            " max(CASE WHEN status = 'completed' THEN duration END) AS duration,"
             f" max(CASE WHEN status IN ({unanswered}) THEN 1 ELSE 0 END) AS unanswered,"
             " min(recorded_at) AS first_at FROM base GROUP BY call_sid),"
             # A call without a decision: the single locale, and the version in force when it began.
-            f" placed AS MATERIALIZED (SELECT action, duration, unanswered,"
+            # An answered call with no record of its prompts heard only the first one.
+            " placed AS MATERIALIZED (SELECT action, duration, unanswered, gave_up, to_decide,"
+            " COALESCE(heard, 1 - unanswered) AS heard,"
             f" COALESCE(locale, ?, '{_NO_LOCALE}') AS locale,"
             " COALESCE(version, (SELECT max(s.version) FROM scripts s WHERE s.business = ?"
             f" AND s.locale = ? AND s.created_at <= calls.first_at), {_NO_VERSION}) AS version FROM calls),"
-            " timed AS (SELECT locale, version, duration,"
-            " row_number() OVER (PARTITION BY locale, version ORDER BY duration) AS rn,"
-            " count(*) OVER (PARTITION BY locale, version) AS n"
-            " FROM placed WHERE action IS NOT NULL AND duration IS NOT NULL),"
-            " medians AS (SELECT locale, version, avg(duration) AS median FROM timed"
-            " WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY locale, version),"
+            + _median("durations", "duration", "action IS NOT NULL")
+            + ","
+            + _median("decide_times", "to_decide", "action IS NOT NULL")
+            + ","
             " totals AS (SELECT locale, version, count(*) AS calls,"
             " count(*) FILTER (WHERE action IS NULL AND unanswered = 1) AS unanswered,"
-            " count(*) FILTER (WHERE action IS NULL AND unanswered = 0) AS undecided,"
+            " count(*) FILTER (WHERE action IS NULL AND unanswered = 0 AND gave_up = 0) AS hung_up,"
+            " count(*) FILTER (WHERE action IS NULL AND unanswered = 0 AND gave_up = 1) AS no_input,"
             " count(*) FILTER (WHERE action = 'opt_in') AS opt_in,"
             " count(*) FILTER (WHERE action = 'declined') AS declined,"
-            " count(*) FILTER (WHERE action = 'opt_out') AS opt_out FROM placed GROUP BY locale, version)"
-            " SELECT t.locale, t.version, t.calls, t.unanswered, t.undecided, t.opt_in, t.declined,"
-            " t.opt_out, m.median, f.followed_7, f.opted_out_7, f.followed_30, f.opted_out_30 FROM totals t"
-            " LEFT JOIN medians m ON m.locale = t.locale AND m.version = t.version"
+            " count(*) FILTER (WHERE action = 'opt_out') AS opt_out,"
+            " sum(heard) AS heard FROM placed GROUP BY locale, version)"
+            " SELECT t.locale, t.version, t.calls, t.unanswered, t.hung_up, t.no_input, t.opt_in,"
+            " t.declined, t.opt_out, t.heard, dt.median, dm.median, f.followed_7, f.opted_out_7,"
+            " f.followed_30, f.opted_out_30 FROM totals t"
+            " LEFT JOIN decide_times dt ON dt.locale = t.locale AND dt.version = t.version"
+            " LEFT JOIN durations dm ON dm.locale = t.locale AND dm.version = t.version"
             " LEFT JOIN follow f ON f.locale = t.locale AND f.version = t.version"
         )
 

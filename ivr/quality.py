@@ -59,7 +59,8 @@ def _charts(figures: QualityFigures) -> tuple[str, str]:
                     ("opt_in", s.opt_in),
                     ("declined", s.declined),
                     ("opt_out", s.opt_out),
-                    ("undecided", s.undecided),
+                    ("hung_up", s.hung_up),
+                    ("no_input", s.no_input),
                 ],
             )
             for s in figures.scripts

@@ -31,11 +31,18 @@ COLUMNS = (
     "opt_in",
     "declined",
     "opt_out",
+    "hung_up",
+    "no_input",
     "undecided",
     "opt_in_rate",
     "declined_rate",
     "opt_out_rate",
+    "hung_up_rate",
+    "no_input_rate",
     "undecided_rate",
+    "prompts_heard",
+    "prompts_per_call",
+    "median_s_to_decision",
     "median_duration_s",
     "followed_7d",
     "opted_out_7d",
@@ -50,7 +57,7 @@ COLUMNS = (
 class Flag:
     """Something a manager should look at, with the counts to judge it."""
 
-    kind: str  # "undecided_rate", "opted_out_30d_rate", "message_types_changed" or "frequency_changed"
+    kind: str  # "hung_up_rate", "opted_out_30d_rate", "message_types_changed" or "frequency_changed"
     message: str
     locale: str | None = None
     script_version: int | None = None
@@ -89,11 +96,18 @@ def figure_row(s: ScriptFigures) -> dict[str, Any]:
         "opt_in": s.opt_in,
         "declined": s.declined,
         "opt_out": s.opt_out,
+        "hung_up": s.hung_up,
+        "no_input": s.no_input,
         "undecided": s.undecided,
         "opt_in_rate": rate(s.opt_in, answered),
         "declined_rate": rate(s.declined, answered),
         "opt_out_rate": rate(s.opt_out, answered),
+        "hung_up_rate": rate(s.hung_up, answered),
+        "no_input_rate": rate(s.no_input, answered),
         "undecided_rate": rate(s.undecided, answered),
+        "prompts_heard": s.prompts_heard,
+        "prompts_per_call": s.prompts_per_call,
+        "median_s_to_decision": s.median_seconds_to_decision,
         "median_duration_s": s.median_duration,
         "followed_7d": s.followed_7d,
         "opted_out_7d": s.opted_out_7d,
@@ -106,7 +120,7 @@ def figure_row(s: ScriptFigures) -> dict[str, Any]:
 
 # metric -> (what it is called, count, total)
 _COMPARED = {
-    "undecided_rate": ("undecided-call rate", lambda s: (s.undecided, s.answered)),
+    "hung_up_rate": ("hang-up rate", lambda s: (s.hung_up, s.answered)),
     "opted_out_30d_rate": ("30-day opt-out rate", lambda s: (s.opted_out_30d, s.followed_30d)),
 }
 
@@ -172,7 +186,7 @@ def quality_flags(figures: QualityFigures) -> list[Flag]:
 def _cell(value: Any, column: str) -> str:
     if value is None:
         return ""
-    if column == "median_duration_s":
+    if column in ("median_duration_s", "median_s_to_decision"):
         return f"{value:g}"
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -220,8 +234,8 @@ def _percent(value: float | None) -> str:
 def quality_table(figures: QualityFigures) -> str:
     """A plain-text table for a terminal: counts with their rates."""
     header = (
-        "locale", "version", "calls", "answered", "opt_in", "declined", "opt_out", "undecided",
-        "median s", "out<=7d", "out<=30d",
+        "locale", "version", "calls", "answered", "opt_in", "declined", "opt_out", "hung_up", "no_input",
+        "prompts/call", "s to decide", "out<=7d", "out<=30d",
     )  # fmt: skip
     lines = [header]
     for s in figures.scripts:
@@ -235,8 +249,10 @@ def quality_table(figures: QualityFigures) -> str:
                 f"{s.opt_in} ({_percent(r['opt_in_rate'])})",
                 f"{s.declined} ({_percent(r['declined_rate'])})",
                 f"{s.opt_out} ({_percent(r['opt_out_rate'])})",
-                f"{s.undecided} ({_percent(r['undecided_rate'])})",
-                "-" if s.median_duration is None else f"{s.median_duration:g}",
+                f"{s.hung_up} ({_percent(r['hung_up_rate'])})",
+                f"{s.no_input} ({_percent(r['no_input_rate'])})",
+                "-" if s.prompts_per_call is None else f"{s.prompts_per_call:.2f}",
+                "-" if s.median_seconds_to_decision is None else f"{s.median_seconds_to_decision:g}",
                 f"{s.opted_out_7d}/{s.followed_7d} ({_percent(r['opted_out_7d_rate'])})",
                 f"{s.opted_out_30d}/{s.followed_30d} ({_percent(r['opted_out_30d_rate'])})",
             )

@@ -14,7 +14,8 @@ SEGMENT_COLOURS = {
     "opt_in": "#1b7f3b",
     "declined": "#8a8f98",
     "opt_out": "#c2410c",
-    "undecided": "#d4a017",
+    "hung_up": "#d4a017",
+    "no_input": "#7c3aed",
 }
 _LABEL_WIDTH = 150
 _BAR_WIDTH = 460

@@ -50,6 +50,9 @@ async def test_csv_holds_one_row_per_script_version_with_the_figures(service: Se
     [row] = list(csv.DictReader(io.StringIO(response.text)))
     assert (row["business"], row["locale"], row["script_version"]) == (ACME, "en-US", "1")
     assert (row["calls"], row["opt_in"], row["declined"], row["undecided"]) == ("3", "1", "1", "1")
+    assert (row["hung_up"], row["no_input"]) == ("0", "1")  # the silent caller heard the goodbye
+    assert (row["prompts_heard"], row["prompts_per_call"]) == ("5", "1.6667")  # 1 + 1 + 3 prompts
+    assert 0 <= float(row["median_s_to_decision"]) < 30
     assert row["opt_in_rate"] == "0.3333" and row["median_duration_s"] == "31"
 
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from consent_store import Business, CallStatus, ConsentDecision, ConsentStore, open_store, text_sha256
+from consent_store import (
+    Business,
+    CallStatus,
+    ConsentDecision,
+    ConsentStore,
+    PromptPlayed,
+    open_store,
+    text_sha256,
+)
 from consent_store.sqlite_stats import QualityFigures, ScriptFigures
 from ivr.quality_report import (
     quality_csv,
@@ -78,7 +86,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) ->
 
 
 class History:
-    """Appends calls: a decision and/or a call status, each with its own CallSid."""
+    """Appends calls: prompts, a decision and/or a call status, each with its own CallSid."""
 
     def __init__(self, store: ConsentStore, clock: Clock) -> None:
         self.store, self.clock, self.calls = store, clock, 0
@@ -94,10 +102,22 @@ class History:
         duration: int = 30,
         business: str = SHOP,
         locale: str = "en-US",
+        heard: int | None = None,
+        seconds: float | None = None,
+        gave_up: bool = False,
     ) -> None:
+        """One call; `heard` prompts (re-prompts recorded), `gave_up`: the goodbye after them."""
         self.calls += 1
         self.clock.set(day)
         sid = f"CA{self.calls:032d}"
+        for n in range(2, (heard or 1) + 1):
+            await self.store.record_prompt(
+                PromptPlayed(sid, business, "consent", "no_input", n, locale, version)
+            )
+        if gave_up:
+            await self.store.record_prompt(
+                PromptPlayed(sid, business, "goodbye", "no_input", heard or 1, locale, version)
+            )
         if action is not None:
             await self.store.record_decision(
                 ConsentDecision(
@@ -111,6 +131,8 @@ class History:
                     version,
                     text_sha256(SPOKEN),
                     SPOKEN,
+                    heard,
+                    seconds,
                 )
             )
         if status is not None:
@@ -118,16 +140,24 @@ class History:
 
 
 async def known_history(store: ConsentStore, clock: Clock) -> History:
-    """Version 1 on day 1, version 2 (published day 2) on day 3; later opt-outs from day 4 on."""
+    """Version 1 on day 1, version 2 (published day 2) on day 3; later opt-outs from day 4 on.
+
+    Version 1's decisions say how many prompts were heard and when the key was pressed;
+    version 2's are recorded as before that was tracked (neither is known).
+    """
     h = History(store, clock)
     durations = iter(range(1, 91))  # the 90 decided calls of version 1 last 1..90 s: median 45.5
     for n in range(60):
-        await h.call(1, "opt_in", f"+1202555{n:04d}", duration=next(durations))
-    for action, count in (("declined", 20), ("opt_out", 10)):
+        d = next(durations)
+        await h.call(1, "opt_in", f"+1202555{n:04d}", duration=d, heard=1, seconds=d - 0.5)
+    for action, count, heard in (("declined", 20, 2), ("opt_out", 10, 1)):
         for _ in range(count):
-            await h.call(1, action, duration=next(durations))
-    for _ in range(10):
-        await h.call(1, None)  # answered, hung up before a key
+            d = next(durations)
+            await h.call(1, action, duration=d, heard=heard, seconds=d - 0.5)
+    for _ in range(6):
+        await h.call(1, None)  # answered, hung up during the first prompt
+    for _ in range(4):
+        await h.call(1, None, heard=3, gave_up=True)  # no key after three prompts
     for _ in range(5):
         await h.call(1, None, status="no-answer", duration=0)
     clock.set(2)
@@ -137,8 +167,10 @@ async def known_history(store: ConsentStore, clock: Clock) -> History:
     for action, count in (("declined", 20), ("opt_out", 10)):
         for _ in range(count):
             await h.call(3, action, version=2, duration=20)
-    for _ in range(30):
+    for _ in range(25):
         await h.call(3, None)
+    for _ in range(5):
+        await h.call(3, None, version=2, heard=3, gave_up=True)
     # Later opt-outs: v1 six after 3 days, three after 20, two after 40; v2 sixteen after 10.
     for first, count, day in ((0, 6, 4), (6, 3, 21), (9, 2, 41)):
         for n in range(first, first + count):
@@ -164,9 +196,11 @@ async def test_each_figure_per_script_version_matches_the_generated_history(
 ) -> None:
     await known_history(store, clock)
     v1, v2 = (await figures(store)).scripts
-    assert v1 == ScriptFigures("en-US", 1, 105, 5, 10, 60, 20, 10, 45.5, 60, 6, 60, 9)
-    assert v2 == ScriptFigures("en-US", 2, 100, 0, 30, 40, 20, 10, 20.0, 40, 0, 40, 16)
-    assert (v1.answered, v1.decided) == (100, 90)
+    # prompts heard, v1: 60 x 1 + 20 x 2 + 10 x 1 decided, 6 x 1 hung up, 4 x 3 no input = 128
+    assert v1 == ScriptFigures("en-US", 1, 105, 5, 6, 4, 60, 20, 10, 128, 45.0, 45.5, 60, 6, 60, 9)
+    # v2: 70 decided and 25 hung up heard one prompt each, 5 x 3 no input = 110; no times known
+    assert v2 == ScriptFigures("en-US", 2, 100, 0, 25, 5, 40, 20, 10, 110, None, 20.0, 40, 0, 40, 16)
+    assert (v1.answered, v1.decided, v1.undecided, v1.prompts_per_call) == (100, 90, 10, 1.28)
     assert (await store.verify()).intact
 
 
@@ -174,16 +208,11 @@ async def test_a_worse_version_is_flagged_with_both_counts(store: ConsentStore, 
     await known_history(store, clock)
     flags = quality_flags(await figures(store))
     by_kind = {f.kind: f for f in flags}
-    assert set(by_kind) == {"undecided_rate", "opted_out_30d_rate"}
-    undecided = by_kind["undecided_rate"]
-    assert (undecided.script_version, undecided.previous_version) == (2, 1)
-    assert (undecided.count, undecided.total, undecided.previous_count, undecided.previous_total) == (
-        30,
-        100,
-        10,
-        100,
-    )
-    assert "30/100 (30.0%) vs version 1 10/100 (10.0%)" in undecided.message
+    assert set(by_kind) == {"hung_up_rate", "opted_out_30d_rate"}
+    hung_up = by_kind["hung_up_rate"]
+    assert (hung_up.script_version, hung_up.previous_version) == (2, 1)
+    assert (hung_up.count, hung_up.total, hung_up.previous_count, hung_up.previous_total) == (25, 100, 6, 100)
+    assert "hang-up rate 25/100 (25.0%) vs version 1 6/100 (6.0%)" in hung_up.message
     regret = by_kind["opted_out_30d_rate"]
     assert (regret.count, regret.total, regret.previous_count, regret.previous_total) == (16, 40, 9, 60)
     assert regret.p_value is not None and regret.p_value < 0.05
@@ -233,20 +262,23 @@ async def test_a_multilingual_callers_language_is_unknown_without_a_decision(
     await h.call(1, "opt_in", business=DUO, locale="es-ES")
     await h.call(1, None, business=DUO)
     await h.call(1, None, business=DUO, status="busy")
+    await h.call(1, None, business=DUO, locale="en-US", heard=2)  # chose English, then hung up
     found = await store.opt_in_quality(DUO, ("en-US", "es-ES"), now=NOW)
     assert [(s.locale, s.script_version, s.calls, s.undecided, s.unanswered) for s in found.scripts] == [
+        ("en-US", 1, 1, 1, 0),
         ("es-ES", 1, 1, 0, 0),
         (None, None, 2, 1, 1),
     ]
     assert quality_flags(found) == []
-    assert quality_csv(found).splitlines()[2].startswith("Duo Travel,,,2,1,1,")
-    assert quality_json(found)["scripts"][1]["locale"] is None
+    assert quality_csv(found).splitlines()[3].startswith("Duo Travel,,,2,1,1,")
+    assert quality_json(found)["scripts"][2]["locale"] is None
 
 
-def figs(undecided: int, answered: int, out30: int = 0, followed: int = 0, version: int = 1) -> ScriptFigures:
+def figs(hung_up: int, answered: int, out30: int = 0, followed: int = 0, version: int = 1) -> ScriptFigures:
     return ScriptFigures(
-        "en-US", version, answered, 0, undecided, answered - undecided, 0, 0, None, 0, 0, followed, out30
-    )
+        "en-US", version, answered, 0, hung_up, 0, answered - hung_up, 0, 0, answered, None, None, 0, 0,
+        followed, out30,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
