@@ -161,7 +161,7 @@ async def run(number: int, repeat: int) -> None:
         recording = "http://127.0.0.1:8000/twilio/recording"
         line(
             "start_call (render consent prompt + build + serialise)",
-            timed(lambda: start_call(ctx, recording), number, repeat),
+            timed(lambda: start_call(ctx, recording, None), number, repeat),
         )
         line(
             "confirmation (render + build + serialise)",

@@ -6,11 +6,11 @@ Decisions are committed before their confirmation TwiML is returned.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from urllib.parse import unquote_plus
 
-from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -67,15 +67,31 @@ def _bad_request(message: str) -> Response:
     return PlainTextResponse(f"Bad request: {message}", status_code=400)
 
 
-def _signed_url(request: Request, public_url: str | None) -> str:
-    if public_url is None:
-        return str(request.url)
-    query = f"?{request.url.query}" if request.url.query else ""
-    return f"{public_url}{request.url.path}{query}"
-
-
 def _base_url(request: Request, public_url: str | None) -> str:
-    return public_url or f"{request.url.scheme}://{request.url.netloc}"
+    """Where Twilio reaches this service: IVR_PUBLIC_URL, else the scheme and Host of the request."""
+    if public_url:
+        return public_url
+    scope = request.scope
+    if not scope.get("root_path"):
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+                if host and not any(c in host for c in "/?#@ \\"):
+                    return f"{scope['scheme']}://{host}"
+                break
+    url = request.url  # no usable Host header (or a root path): Starlette's own rules
+    return f"{url.scheme}://{url.netloc}" + (scope.get("root_path") or "")
+
+
+def _signed_url(request: Request, base_url: str) -> str:
+    """The URL Twilio signed: where it sent the request, query string included."""
+    query = request.scope.get("query_string", b"")
+    return base_url + request.scope["path"] + ("?" + query.decode() if query else "")
+
+
+# The same few escaped values come again and again (the called numbers, a caller's number on
+# each webhook of a call): unquote each once.
+_unquote = functools.lru_cache(maxsize=4096)(unquote_plus)
 
 
 def parse_urlencoded(body: str) -> list[tuple[str, str]]:
@@ -86,28 +102,36 @@ def parse_urlencoded(body: str) -> list[tuple[str, str]]:
             continue
         name, _, value = part.partition("=")
         if "%" in name or "+" in name:
-            name = unquote_plus(name)
+            name = _unquote(name)
         if "%" in value or "+" in value:
-            value = unquote_plus(value)
+            value = _unquote(value) if len(value) <= 64 else unquote_plus(value)
         pairs.append((name, value))
     return pairs
 
 
-async def _parameters(request: Request) -> list[tuple[str, str]]:
+async def _parameters(request: Request, content_type: str) -> list[tuple[str, str]]:
     """The posted parameters, in order (Twilio posts urlencoded UTF-8 forms)."""
     if request.method != "POST":
         return []
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+    if content_type.startswith("application/x-www-form-urlencoded"):
         return parse_urlencoded((await request.body()).decode("utf-8", errors="replace"))
     return [(k, str(v)) for k, v in (await request.form()).multi_items()]
 
 
-async def _signed_form(request: Request) -> FormData | None:
+# A webhook's parameters: Twilio sends each name once (a repeated name keeps its last value).
+Form = dict[str, str]
+
+
+async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> Form | None:
     """The request's parameters if Twilio signed them, else None (and a log line)."""
-    runtime = _runtime(request)
-    signature = request.headers.get("X-Twilio-Signature")
-    items = await _parameters(request)
-    url = _signed_url(request, runtime.settings.public_url)
+    signature = content_type = ""
+    for name, value in request.scope["headers"]:
+        if name == b"x-twilio-signature":
+            signature = value.decode("latin-1")
+        elif name == b"content-type":
+            content_type = value.decode("latin-1")
+    items = await _parameters(request, content_type)
+    url = _signed_url(request, base_url)
     if not signature or not signature_ok(runtime.validator, runtime.token_bytes, url, items, signature):
         LOG.warning(
             "rejected %s %s: %s X-Twilio-Signature",
@@ -119,7 +143,7 @@ async def _signed_form(request: Request) -> FormData | None:
     if request.method == "GET":
         # A callback configured as GET carries its parameters in the signed URL's query.
         items = [*items, *request.query_params.multi_items()]
-    return FormData(list[tuple[str, str | UploadFile]](items))
+    return dict(items)
 
 
 # Set only by this service's own simulator (/try), which signs with the auth token like Twilio:
@@ -127,15 +151,14 @@ async def _signed_form(request: Request) -> FormData | None:
 REHEARSAL_PARAM = "IvrRehearsal"
 
 
-def _rehearsal(form: FormData) -> str | None:
+def _rehearsal(form: Form) -> str | None:
     value = str(form.get(REHEARSAL_PARAM) or "")
     return value if value in ("published", "draft") else None
 
 
 async def _script(
-    request: Request, business: Business, locale: str, version: int | None, rehearsal: str | None
+    runtime: Runtime, business: Business, locale: str, version: int | None, rehearsal: str | None
 ) -> LoadedScript:
-    runtime = _runtime(request)
     if rehearsal == "draft" and version in (None, 0):
         draft = await runtime.store.script_draft(business.name, locale)
         if draft is not None:
@@ -146,7 +169,8 @@ async def _script(
 
 
 async def _context(
-    request: Request,
+    runtime: Runtime,
+    base_url: str,
     business: Business,
     phone: str,
     locale: str | None = None,
@@ -154,26 +178,25 @@ async def _context(
     rehearsal: str | None = None,
 ) -> CallContext:
     """Scripts for the call: all published ones (or drafts in a rehearsal), or the version a caller heard."""
-    runtime = _runtime(request)
     if locale is not None and version is not None:
-        scripts = {locale: await _script(request, business, locale, version, rehearsal)}
+        scripts = {locale: await _script(runtime, business, locale, version, rehearsal)}
     else:
-        scripts = {loc: await _script(request, business, loc, None, rehearsal) for loc in business.locales}
+        scripts = {loc: await _script(runtime, business, loc, None, rehearsal) for loc in business.locales}
     standing = await runtime.store.standing(phone, business.name)
     return CallContext(
         business=business,
         scripts=scripts,
         opted_in=standing is not None and standing.action == "opt_in",
-        base_url=_base_url(request, _runtime(request).settings.public_url),
+        base_url=base_url,
     )
 
 
-async def _caller(request: Request, form: FormData) -> tuple[Business | None, str, Response | None]:
+async def _caller(runtime: Runtime, form: Form) -> tuple[Business | None, str, Response | None]:
     """Look up the called business and check the caller; a Response ends the call early."""
-    call_sid, to, phone = (str(form.get(k) or "") for k in ("CallSid", "To", "From"))
+    call_sid, to, phone = (form.get(k) or "" for k in ("CallSid", "To", "From"))
     if not call_sid or not to:
         return None, phone, _bad_request("CallSid and To are required.")
-    business = await _runtime(request).catalog.business_for_number(to)
+    business = await runtime.catalog.business_for_number(to)
     if business is None:
         LOG.info("call %s to unknown number %s", call_sid, to)
         return None, phone, _twiml(unknown_number_reply())
@@ -185,23 +208,25 @@ async def _caller(request: Request, form: FormData) -> tuple[Business | None, st
 
 async def voice(request: Request) -> Response:
     """The number's Voice URL: start recording and ask (or offer the language menu)."""
-    form = await _signed_form(request)
+    runtime = _runtime(request)
+    base_url = _base_url(request, runtime.settings.public_url)
+    form = await _signed_form(request, runtime, base_url)
     if form is None:
         return _forbidden()
     try:
-        business, phone, early = await _caller(request, form)
+        business, phone, early = await _caller(runtime, form)
         if early is not None:
             return early
         assert business is not None
         rehearsal = _rehearsal(form)
-        ctx = await _context(request, business, phone, rehearsal=rehearsal)
-        recording_url = _base_url(request, _runtime(request).settings.public_url) + RECORDING_PATH
+        ctx = await _context(runtime, base_url, business, phone, rehearsal=rehearsal)
+        recording_url = ctx.base_url + RECORDING_PATH
         started = time.time_ns() // 1_000_000
         if rehearsal is not None:
             return _twiml(start_call(ctx, recording_url, started))
         # The first TwiML depends only on the business, its scripts, the caller's standing and
         # the time the call started (stamped into a cached copy).
-        catalog = _runtime(request).catalog
+        catalog = runtime.catalog
         key = ("start", await catalog.generation(), business.name, ctx.opted_in, ctx.base_url, recording_url)
         if key not in catalog.twiml:
             if len(catalog.twiml) > 1000:
@@ -215,7 +240,9 @@ async def voice(request: Request) -> Response:
 
 async def gather(request: Request) -> Response:
     """A Gather action (or the Redirect after it): a key pressed, or none."""
-    form = await _signed_form(request)
+    runtime = _runtime(request)
+    base_url = _base_url(request, runtime.settings.public_url)
+    form = await _signed_form(request, runtime, base_url)
     if form is None:
         return _forbidden()
     try:
@@ -223,7 +250,7 @@ async def gather(request: Request) -> Response:
     except InvalidCallState as exc:
         return _bad_request(str(exc))
     try:
-        business, phone, early = await _caller(request, form)
+        business, phone, early = await _caller(runtime, form)
         if early is not None:
             return early
         assert business is not None
@@ -232,8 +259,8 @@ async def gather(request: Request) -> Response:
         rehearsal = _rehearsal(form)
         if state.version == 0 and rehearsal != "draft":
             return _bad_request("version 0 is a draft, heard only in a rehearsal.")
-        ctx = await _context(request, business, phone, state.locale, state.version, rehearsal)
-        reply = continue_call(ctx, state, str(form.get("Digits") or "") or None)
+        ctx = await _context(runtime, base_url, business, phone, state.locale, state.version, rehearsal)
+        reply = continue_call(ctx, state, form.get("Digits") or None)
     except (StoreError, ScriptError) as exc:
         LOG.error("gather webhook failed for call %s: %s", form.get("CallSid"), exc)
         return _twiml(system_reply("error", state.locale or "en-US"))
@@ -241,14 +268,14 @@ async def gather(request: Request) -> Response:
         return _twiml(rehearsal_confirmation(ctx, reply.decide.locale, reply.decide.action))
     if reply.decide is None:
         if reply.played is not None and rehearsal is None:
-            await _record_played(request, str(form["CallSid"]), business.name, reply.played)
+            await _record_played(runtime, form["CallSid"], business.name, reply.played)
         return _twiml(reply.twiml)
     decide = reply.decide
     seconds = None
     if decide.started is not None:
         seconds = max(0.0, round((time.time_ns() // 1_000_000 - decide.started) / 1000, 1))
     decision = ConsentDecision(
-        call_sid=str(form["CallSid"]),
+        call_sid=form["CallSid"],
         phone=phone,
         business=business.name,
         action=decide.action,
@@ -262,7 +289,7 @@ async def gather(request: Request) -> Response:
         seconds_to_decision=seconds,
     )
     try:
-        stored = await _runtime(request).store.record_decision(decision)
+        stored = await runtime.store.record_decision(decision)
     except StoreError as exc:
         LOG.error(
             "could not record %s for call %s (%s): %s", decide.action, decision.call_sid, masked(phone), exc
@@ -279,7 +306,7 @@ async def gather(request: Request) -> Response:
     return _twiml(confirmation(ctx, decide.locale, str(stored.data["action"])))
 
 
-async def _record_played(request: Request, call_sid: str, business: str, played: Played) -> None:
+async def _record_played(runtime: Runtime, call_sid: str, business: str, played: Played) -> None:
     """Record a prompt played; the call goes on if it cannot be (it is not consent)."""
     prompt = PromptPlayed(
         call_sid,
@@ -291,7 +318,7 @@ async def _record_played(request: Request, call_sid: str, business: str, played:
         played.script_version,
     )
     try:
-        await _runtime(request).store.record_prompt(prompt)
+        await runtime.store.record_prompt(prompt)
     except StoreError as exc:
         LOG.warning("could not record the %s prompt of call %s: %s", played.prompt, call_sid, exc)
 
@@ -305,22 +332,24 @@ def _int_or_none(value: object) -> int | None:
 
 async def recording_status(request: Request) -> Response:
     """Recording status callback: attach the recording to the call's records."""
-    form = await _signed_form(request)
+    runtime = _runtime(request)
+    base_url = _base_url(request, runtime.settings.public_url)
+    form = await _signed_form(request, runtime, base_url)
     if form is None:
         return _forbidden()
-    call_sid, recording_sid = str(form.get("CallSid") or ""), str(form.get("RecordingSid") or "")
-    status = str(form.get("RecordingStatus") or "completed")
+    call_sid, recording_sid = form.get("CallSid") or "", form.get("RecordingSid") or ""
+    status = form.get("RecordingStatus") or "completed"
     if not call_sid or not recording_sid:
         return _bad_request("CallSid and RecordingSid are required.")
     recording = RecordingStatus(
         call_sid=call_sid,
         recording_sid=recording_sid,
         status=status,
-        url=str(form.get("RecordingUrl") or "") or None,
+        url=form.get("RecordingUrl") or None,
         duration=_int_or_none(form.get("RecordingDuration")),
     )
     try:
-        await _runtime(request).store.attach_recording(recording)
+        await runtime.store.attach_recording(recording)
     except StoreError as exc:
         LOG.error("could not attach recording %s of call %s: %s", recording_sid, call_sid, exc)
         return PlainTextResponse("Service unavailable: recording not stored, retry.", status_code=503)
@@ -329,15 +358,17 @@ async def recording_status(request: Request) -> Response:
 
 async def call_status(request: Request) -> Response:
     """Call status callback: how the call ended."""
-    form = await _signed_form(request)
+    runtime = _runtime(request)
+    base_url = _base_url(request, runtime.settings.public_url)
+    form = await _signed_form(request, runtime, base_url)
     if form is None:
         return _forbidden()
-    call_sid, status = str(form.get("CallSid") or ""), str(form.get("CallStatus") or "")
+    call_sid, status = form.get("CallSid") or "", form.get("CallStatus") or ""
     if not call_sid or not status:
         return _bad_request("CallSid and CallStatus are required.")
     try:
-        business = await _runtime(request).catalog.business_for_number(str(form.get("To") or ""))
-        await _runtime(request).store.record_call_status(
+        business = await runtime.catalog.business_for_number(form.get("To") or "")
+        await runtime.store.record_call_status(
             CallStatus(
                 call_sid=call_sid,
                 status=status,
