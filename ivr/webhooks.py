@@ -11,7 +11,7 @@ import logging
 import time
 from urllib.parse import unquote_plus
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -109,12 +109,24 @@ def parse_urlencoded(body: str) -> list[tuple[str, str]]:
     return pairs
 
 
+async def _body(request: Request) -> bytes:
+    """The request body, read straight from the ASGI messages (once: nothing else reads it)."""
+    chunks = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 async def _parameters(request: Request, content_type: str) -> list[tuple[str, str]]:
     """The posted parameters, in order (Twilio posts urlencoded UTF-8 forms)."""
     if request.method != "POST":
         return []
     if content_type.startswith("application/x-www-form-urlencoded"):
-        return parse_urlencoded((await request.body()).decode("utf-8", errors="replace"))
+        return parse_urlencoded((await _body(request)).decode("utf-8", errors="replace"))
     return [(k, str(v)) for k, v in (await request.form()).multi_items()]
 
 
