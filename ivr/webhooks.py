@@ -158,6 +158,13 @@ async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> For
     return dict(items)
 
 
+async def _from_twilio(request: Request) -> tuple[Runtime, str, Form | None]:
+    """The runtime, this service's base URL, and the parameters if Twilio signed the request."""
+    runtime = _runtime(request)
+    base_url = _base_url(request, runtime.settings.public_url)
+    return runtime, base_url, await _signed_form(request, runtime, base_url)
+
+
 # Set only by this service's own simulator (/try), which signs with the auth token like Twilio:
 # "published" or "draft" (version 0 in the call state). A rehearsal writes nothing.
 REHEARSAL_PARAM = "IvrRehearsal"
@@ -220,9 +227,7 @@ async def _caller(runtime: Runtime, form: Form) -> tuple[Business | None, str, R
 
 async def voice(request: Request) -> Response:
     """The number's Voice URL: start recording and ask (or offer the language menu)."""
-    runtime = _runtime(request)
-    base_url = _base_url(request, runtime.settings.public_url)
-    form = await _signed_form(request, runtime, base_url)
+    runtime, base_url, form = await _from_twilio(request)
     if form is None:
         return _forbidden()
     try:
@@ -252,9 +257,7 @@ async def voice(request: Request) -> Response:
 
 async def gather(request: Request) -> Response:
     """A Gather action (or the Redirect after it): a key pressed, or none."""
-    runtime = _runtime(request)
-    base_url = _base_url(request, runtime.settings.public_url)
-    form = await _signed_form(request, runtime, base_url)
+    runtime, base_url, form = await _from_twilio(request)
     if form is None:
         return _forbidden()
     try:
@@ -344,9 +347,7 @@ def _int_or_none(value: object) -> int | None:
 
 async def recording_status(request: Request) -> Response:
     """Recording status callback: attach the recording to the call's records."""
-    runtime = _runtime(request)
-    base_url = _base_url(request, runtime.settings.public_url)
-    form = await _signed_form(request, runtime, base_url)
+    runtime, base_url, form = await _from_twilio(request)
     if form is None:
         return _forbidden()
     call_sid, recording_sid = form.get("CallSid") or "", form.get("RecordingSid") or ""
@@ -370,9 +371,7 @@ async def recording_status(request: Request) -> Response:
 
 async def call_status(request: Request) -> Response:
     """Call status callback: how the call ended."""
-    runtime = _runtime(request)
-    base_url = _base_url(request, runtime.settings.public_url)
-    form = await _signed_form(request, runtime, base_url)
+    runtime, base_url, form = await _from_twilio(request)
     if form is None:
         return _forbidden()
     call_sid, status = form.get("CallSid") or "", form.get("CallStatus") or ""
