@@ -10,6 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+# What the legend and the bar titles call each segment.
+SEGMENT_LABELS = {
+    "opt_in": "opted in",
+    "declined": "declined",
+    "opt_out": "opted out",
+    "hung_up": "hung up",
+    "no_input": "no input",
+}
 SEGMENT_COLOURS = {
     "opt_in": "#1b7f3b",
     "declined": "#8a8f98",
@@ -46,7 +54,7 @@ def stacked_bars(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, int]]
             colour = SEGMENT_COLOURS.get(name, "#4b5563")
             body.append(
                 f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{_ROW - 6}" fill="{colour}">'
-                f"<title>{escape(label)}: {escape(name)} {value} of {total}"
+                f"<title>{escape(label)}: {escape(SEGMENT_LABELS.get(name, name))} {value} of {total}"
                 f" ({value / total:.1%})</title></rect>"
             )
             x += width
@@ -55,7 +63,8 @@ def stacked_bars(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, int]]
     legend_x = 0
     for name, colour in SEGMENT_COLOURS.items():
         body.append(f'<rect x="{legend_x}" y="{y + 4}" width="12" height="12" fill="{colour}"/>')
-        body.append(f'<text x="{legend_x + 16}" y="{y + 15}" font-size="12">{escape(name)}</text>')
+        legend = escape(SEGMENT_LABELS.get(name, name))
+        body.append(f'<text x="{legend_x + 16}" y="{y + 15}" font-size="12">{legend}</text>')
         legend_x += 110
     return _svg(title, y + 24, body)
 
