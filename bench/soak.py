@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import add_business, free_port, sample, serve, server_env
+from bench.load import add_business, server_env
+from bench.load_procs import free_port, sample, serve
 from ivr.emulator import HANG_UP, EmulatorError, TwilioEmulator
 
 NUMBER = "+15550199001"
