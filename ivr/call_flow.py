@@ -10,7 +10,7 @@ confirmation of something that was not written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -54,8 +54,12 @@ class InvalidCallState(ValueError):
 
 @dataclass(frozen=True)
 class LoadedScript:
+    """A parsed script version. What is rendered from it is kept with it: a version never changes."""
+
     script: Script
     version: int
+    # (business, message types, prompt, menu key) -> text; ("twiml", ...) -> a finished TwiML
+    memo: dict[tuple[object, ...], str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,12 @@ class CallContext:
 
     def render(self, locale: str, prompt: str, menu_key: str = "") -> str:
         loaded = self.scripts[locale]
-        context = RenderContext(business=self.business.name, message_types=self.business.message_types)
-        return render_prompt(loaded.script, prompt, context, menu_key=menu_key)
+        key = (self.business.name, self.business.message_types, prompt, menu_key)
+        text = loaded.memo.get(key)
+        if text is None:
+            context = RenderContext(business=self.business.name, message_types=self.business.message_types)
+            text = loaded.memo[key] = render_prompt(loaded.script, prompt, context, menu_key=menu_key)
+        return text
 
 
 @dataclass(frozen=True)
@@ -374,10 +382,15 @@ _CONFIRMATION_PROMPT: dict[str, str] = {"opt_in": "confirmed", "declined": "decl
 
 def confirmation(ctx: CallContext, locale: str, action: str) -> str:
     """Tell the caller what was recorded, then hang up."""
-    response = VoiceResponse()
-    _say(response, ctx.scripts[locale].script, ctx.render(locale, _CONFIRMATION_PROMPT[action]))
-    response.hangup()
-    return str(response)
+    loaded = ctx.scripts[locale]
+    key = ("twiml", "confirmation", ctx.business.name, ctx.business.message_types, action)
+    twiml = loaded.memo.get(key)
+    if twiml is None:
+        response = VoiceResponse()
+        _say(response, loaded.script, ctx.render(locale, _CONFIRMATION_PROMPT[action]))
+        response.hangup()
+        twiml = loaded.memo[key] = str(response)
+    return twiml
 
 
 _REHEARSAL_NOTE = {
