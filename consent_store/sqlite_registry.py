@@ -170,6 +170,17 @@ class RegistryMixin:
         row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
         return None if row is None else await self.get_business(row[0])
 
+    async def registry_changed_at(self) -> int:
+        """The record number of the latest business or script change (0: none yet).
+
+        One indexed read: what a process holding businesses and scripts in memory asks
+        to learn whether another process changed them.
+        """
+        row = await self._fetchone(
+            "SELECT max(seq) FROM events WHERE call_sid IS NULL AND kind IN ('business', 'script')"
+        )
+        return int(row[0] or 0) if row else 0
+
     async def list_businesses(self) -> list[Business]:
         rows = await self._fetchall("SELECT name FROM businesses ORDER BY name")
         return [await self.get_business(r[0]) for r in rows]

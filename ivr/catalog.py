@@ -1,8 +1,9 @@
 """Businesses, numbers and scripts kept in memory for the webhooks, so a call costs one
 store read (the caller's standing) instead of five.
 
-Reloaded at most every RELOAD_SECONDS, and at once after a change made in this
-process; a script published from another process reaches calls within that time.
+Checked every RELOAD_SECONDS (one indexed read of the latest business or script
+change) and reloaded only when something changed, or at once after a change made in
+this process; a script published from another process reaches calls within that time.
 A call always names the script version it heard, and versions never change, so
 those are cached for good.
 """
@@ -24,6 +25,7 @@ RELOAD_SECONDS = 1.0
 class _Snapshot:
     generation: int
     loaded_at: float
+    changed_at: int = 0  # the store's registry_changed_at() when loaded
     by_number: dict[str, Business] = field(default_factory=dict)
     published: dict[tuple[str, str], LoadedScript] = field(default_factory=dict)
 
@@ -49,16 +51,21 @@ class Catalog:
         async with self._lock:
             if self._snapshot is not None and self._snapshot is not snapshot:
                 return self._snapshot
+            changed_at = await self.store.registry_changed_at()
+            if snapshot is not None and changed_at == snapshot.changed_at:
+                snapshot.loaded_at = time.monotonic()
+                return snapshot
             self._generation += 1
-            fresh = _Snapshot(self._generation, time.monotonic())
+            fresh = _Snapshot(self._generation, time.monotonic(), changed_at)
             for business in await self.store.list_businesses():
                 for number in business.numbers:
                     fresh.by_number[number] = business
                 for locale in business.locales:
                     stored = await self.store.script_version(business.name, locale)
-                    fresh.published[(business.name, locale)] = LoadedScript(
-                        parse_script(stored.text), stored.version
-                    )
+                    key = (business.name, locale, stored.version)
+                    if key not in self._versions:
+                        self._versions[key] = LoadedScript(parse_script(stored.text), stored.version)
+                    fresh.published[(business.name, locale)] = self._versions[key]
             self.twiml = {}
             self._snapshot = fresh
             return fresh

@@ -1,0 +1,34 @@
+"""The webhooks' in-memory businesses and scripts follow changes made by another process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from consent_store import open_store
+from ivr.businesses import add_business
+from ivr.catalog import Catalog
+from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
+
+
+async def test_a_script_published_by_another_process_reaches_calls_after_the_reload(service: Service) -> None:
+    first = await service.twilio.call(ACME_NUMBER, CALLER, ["-", "-", "-"], status_callback=False)
+    text = (await service.store.script_version(ACME, "en-US")).text
+    newer = text.replace("We would like", "We, your carrier, would like", 1)
+    assert newer != text
+    async with open_store(service.db_url) as other:  # another `ivr serve` on the same file
+        await other.publish_script(ACME, "en-US", newer, "mia")
+    await asyncio.sleep(1.1)  # RELOAD_SECONDS
+    second = await service.twilio.call(ACME_NUMBER, CALLER, ["-", "-", "-"], status_callback=False)
+    assert "your carrier" not in first.transcript and "your carrier" in second.transcript
+
+
+async def test_the_catalog_reloads_only_when_a_business_or_script_changed(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        catalog = Catalog(store, reload_seconds=0.0)  # checks the store on every look-up
+        empty = await catalog.generation()
+        assert await catalog.generation() == empty and await store.registry_changed_at() == 0
+        await add_business(store, "Sol", ["+34910000333"], ["offers"])
+        changed = await catalog.generation()
+        assert changed > empty and await catalog.business_for_number("+34910000333") is not None
+        assert await catalog.generation() == changed
