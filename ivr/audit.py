@@ -16,6 +16,7 @@ from starlette.routing import Route
 from consent_store import ACTIONS, DecisionRow, ExportFilter, event_hash
 from consent_store.phone import is_e164
 from ivr.auth import SessionUser, requires, template_user
+from ivr.event_text import describe_event
 from ivr.export import CHUNK_ROWS, EXPORT_FORMATS, parse_timestamp, render_header, render_rows
 from ivr.runtime import Runtime
 from ivr.web import templates
@@ -103,10 +104,18 @@ async def receipt(request: Request, user: SessionUser) -> Response:
     decision = decisions[0]
     proof = await store.chain_proof(decision.seq)
     assert proof is not None
-    events = [
-        {"seq": e.seq, "recorded_at": e.recorded_at, "kind": e.kind, "data": json.loads(e.body)["data"]}
-        for e in await store.events_for_call(call_sid)
-    ]
+    events = []
+    for e in await store.events_for_call(call_sid):
+        data = json.loads(e.body)["data"]
+        events.append(
+            {
+                "seq": e.seq,
+                "recorded_at": e.recorded_at,
+                "kind": e.kind,
+                "text": describe_event(e.kind, data),
+                "data": data,
+            }
+        )
     later: list[DecisionRow] = []
     if decision.phone:
         async with contextlib.aclosing(

@@ -44,7 +44,7 @@ async def test_bad_search_input_says_what_is_wrong(
 async def test_receipt_shows_what_was_heard_the_recording_the_proof_and_later_opt_out(
     auditor: Service,
 ) -> None:
-    call = await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"])
+    call = await auditor.twilio.call(ACME_NUMBER, CALLER, ["*", "1"])
     await auditor.twilio.call(ACME_NUMBER, CALLER, ["9"])
     page = await auditor.client.get("/audit/receipt", params={"call_sid": call.call_sid})
     text = html.unescape(page.text)
@@ -58,6 +58,10 @@ async def test_receipt_shows_what_was_heard_the_recording_the_proof_and_later_op
     [decision] = [e for e in await auditor.store.events_for_call(call.call_sid) if e.kind == "decision"]
     assert decision.body in text and event_hash(decision.prev_hash, decision.body) == decision.hash
     assert "call_status" in text and "recording" in text
+    # Each event also in words: the repeat asked for, then the key, then the callbacks.
+    assert "Played the consent prompt again, as the caller asked (en-US script version 1); prompt 2" in text
+    assert "Pressed 1: opted in (en-US script version 1), 2 prompt(s) heard," in text
+    assert f"Recording {call.recording_sid}: completed, 31 s." in text and "Call completed, 31 s." in text
 
 
 async def test_decisions_without_a_recording_are_listed_as_incomplete_evidence(auditor: Service) -> None:
