@@ -2,32 +2,35 @@
 
 Every append from this process goes through one queue to one task, which
 drains what is waiting (up to MAX_BATCH) and writes it in one transaction.
-Several processes share the database: each transaction first locks the single
-`chain_head` row (SELECT ... FOR UPDATE), reads the head from it, inserts the
-group and moves the head in the same transaction, so the chain stays one line
-whoever appends. Each caller awaits its own future, resolved only after COMMIT
-returned. It never updates or deletes an event; a failed group is reported to
-each of its callers as not recorded, and the next group takes a fresh
-connection from the pool.
+Several processes share the database: the group goes to the server in one
+call of `consent_store_append` (postgres_schema version 2), which locks the
+single `chain_head` row, numbers and hashes the events after the head, inserts
+them and moves the head, all in one statement and its commit, so the chain
+stays one line whoever appends and the lock is never held across a round trip
+(only groups carrying other statements, such as a new business, take the lock
+first and run those before the append). Each caller awaits its own future,
+resolved only after COMMIT returned. It never updates or deletes an event; a
+failed group is reported to each of its callers as not recorded, and the next
+group takes a fresh connection from the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
-from consent_store.chain import chain_event, text_sha256
+from consent_store.chain import canonical_json, text_sha256
 from consent_store.events import NewEvent, StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreError, StoreUnavailable
-from consent_store.sqlite_writer import CHECKPOINT_EVERY, MAX_BATCH, SideWrite, subject_commitment, utc_now
+from consent_store.sqlite_writer import CHECKPOINT_EVERY, MAX_BATCH, SideWrite, subject_commitment
 
 LOG = logging.getLogger(__name__)
 
@@ -65,16 +68,25 @@ class _Append:
 
 
 _Outcome = StoredEvent | None | Exception
-_INSERT_GROUP = (
-    "WITH appended AS (INSERT INTO events (seq, recorded_at, kind, idempotency_key, call_sid, business,"
-    " subject, action, body, prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
-    " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])),"
-    " texts AS (INSERT INTO spoken_texts (sha256, text) SELECT * FROM unnest($12::text[], $13::text[])"
-    " ON CONFLICT (sha256) DO NOTHING),"
-    " checkpointed AS (INSERT INTO checkpoints (seq, hash, recorded_at)"
-    " SELECT * FROM unnest($14::bigint[], $15::text[], $16::text[]))"
-    " UPDATE chain_head SET seq = $17, hash = $18 WHERE id = 1"
-)
+_APPEND = "SELECT * FROM consent_store_append(" + ", ".join(f"${n}" for n in range(1, 14)) + ")"
+
+
+def body_prefix(event: NewEvent) -> str:
+    """The event's canonical body up to the keys only the database knows, ending in a comma.
+
+    `consent_store_append` (postgres_schema version 2) adds `"recorded_at":...,"seq":...,
+    "subject":...}`: those three sort after every other key, so prefix and suffix make
+    exactly the body `chain_event` builds (a test holds the two to it)."""
+    head = canonical_json(
+        {
+            "kind": event.kind,
+            "key": event.idempotency_key,
+            "call_sid": event.call_sid,
+            "business": event.business,
+            "data": dict(event.fields),
+        }
+    )
+    return head[:-1] + ","
 
 
 class PostgresWriter:
@@ -140,8 +152,7 @@ class PostgresWriter:
     async def _commit(self, batch: list[_Append]) -> None:
         try:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                async with conn.transaction():
-                    results = await self._write(conn, [(i.event, i.side_writes) for i in batch])
+                results = await _write(conn, [(i.event, i.side_writes) for i in batch])
         except Exception as exc:  # any failure (lost connection, failover): nothing of this group is kept
             LOG.error("consent store write failed for %d events: %s", len(batch), exc)
             error = exc if isinstance(exc, StoreError) else StoreUnavailable(f"could not write: {exc}")
@@ -158,59 +169,118 @@ class PostgresWriter:
             else:
                 item.future.set_result(outcome)
 
-    async def _write(
-        self, conn: asyncpg.Connection, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]
-    ) -> list[_Outcome]:
-        events = [event for event, _ in batch if event is not None]
-        existing: dict[str, StoredEvent] = {}
-        subjects: dict[str, str] = {}
-        head_seq, head_hash = 0, ""
-        if events:
-            # The lock every appender takes, in every process; held to COMMIT.
-            head = await conn.fetchrow("SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE")
-            if head is None:
-                raise StoreUnavailable("the chain_head row is missing: run 'ivr verify'")
-            head_seq, head_hash = int(head[0]), str(head[1])
-            existing = await _existing(conn, list({e.idempotency_key for e in events}))
-            subjects = await _subjects(conn, {e.phone for e in events if e.phone})
-        results: list[_Outcome] = []
-        rows: list[tuple[Any, ...]] = []
-        texts: dict[str, str] = {}
-        for event, side_writes in batch:
-            known = existing.get(event.idempotency_key) if event is not None else None
-            if known is not None:
-                results.append(known)
-                continue
-            failure = await _side_writes(conn, side_writes)
-            if failure is not None or event is None:
-                results.append(failure)
-                continue
-            seq, prev_hash, recorded_at = head_seq + 1, head_hash, utc_now()
-            subject = subjects[event.phone] if event.phone else None
-            row = chain_event(event, seq, prev_hash, recorded_at, subject)
-            rows.append(row)
-            head_seq, head_hash = seq, row.hash
-            results.append(StoredEvent(seq, recorded_at, event.kind, row.body, prev_hash, row.hash))
-            existing[event.idempotency_key] = StoredEvent(
-                seq, recorded_at, event.kind, row.body, prev_hash, row.hash, duplicate=True
-            )
-            if event.spoken_text is not None:
-                texts[text_sha256(event.spoken_text)] = event.spoken_text
-        if rows:
-            checkpoint: tuple[list[Any], ...] = ([], [], [])
-            if (rows[0][0] - 1) // CHECKPOINT_EVERY != rows[-1][0] // CHECKPOINT_EVERY:
-                checkpoint = ([rows[-1][0]], [rows[-1][10]], [rows[-1][1]])
-            # One round trip for the whole group while the chain lock is held.
-            await conn.execute(
-                _INSERT_GROUP,
-                *(list(column) for column in zip(*rows, strict=True)),
-                list(texts),
-                list(texts.values()),
-                *checkpoint,
-                head_seq,
-                head_hash,
-            )
-        return results
+
+async def _write(
+    conn: asyncpg.Connection, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]
+) -> list[_Outcome]:
+    """One group in one transaction; each item's outcome, in the group's order."""
+    if not any(side_writes for _, side_writes in batch):
+        # The usual group, events only: one statement in its own transaction, one round trip.
+        events = [event for event, _ in batch]
+        return _resolve(events, await _append_events(conn, events))
+    async with conn.transaction():
+        return await _write_with_side_writes(conn, batch)
+
+
+async def _write_with_side_writes(
+    conn: asyncpg.Connection, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]
+) -> list[_Outcome]:
+    """A group carrying other statements (a new business, a setting): they run first, under the lock.
+
+    Rare (changes made by people, health probes), so this may hold the lock for a few round
+    trips. An item whose event is already stored runs none of its statements."""
+    keys = [event.idempotency_key for event, _ in batch if event is not None]
+    seen: set[str] = set()
+    if keys:
+        # As the append does, and before the lock (see postgres_schema version 2).
+        await conn.execute(
+            "SELECT consent_store_add_subjects_and_texts($1, $2, $3, $4, $5)",
+            *_subjects_and_texts([event for event, _ in batch]),
+        )
+        # The append lock, taken first: a key found missing here is still missing at the append.
+        await conn.execute("SELECT 1 FROM chain_head WHERE id = 1 FOR UPDATE")
+        seen = set(await _existing_keys(conn, keys))
+    events: list[NewEvent | None] = []
+    failures: list[Exception | None] = []
+    for event, side_writes in batch:
+        if event is not None and event.idempotency_key in seen:
+            events.append(event)  # answered with the stored (or earlier) event, marked duplicate
+            failures.append(None)
+            continue
+        failure = await _side_writes(conn, side_writes)
+        events.append(event if failure is None else None)
+        failures.append(failure)
+        if event is not None and failure is None:
+            seen.add(event.idempotency_key)
+    outcomes = _resolve(events, await _append_events(conn, events))
+    return [
+        outcome if failure is None else failure for outcome, failure in zip(outcomes, failures, strict=True)
+    ]
+
+
+async def _append_events(
+    conn: asyncpg.Connection, events: Sequence[NewEvent | None]
+) -> dict[str, StoredEvent]:
+    """Append the events not stored yet with one call of `consent_store_append`; each key's stored event."""
+    unique: dict[str, NewEvent] = {}
+    for event in events:
+        if event is not None:
+            unique.setdefault(event.idempotency_key, event)
+    if not unique:
+        return {}
+    wanted = list(unique.values())
+    rows = await conn.fetch(
+        _APPEND,
+        list(unique),
+        [event.kind for event in wanted],
+        [event.call_sid for event in wanted],
+        [event.business for event in wanted],
+        [event.action for event in wanted],
+        [body_prefix(event) for event in wanted],
+        [event.phone or None for event in wanted],
+        *_subjects_and_texts(wanted),
+        CHECKPOINT_EVERY,
+    )
+    return {
+        row[0]: StoredEvent(row[1], row[2], row[3], row[4], row[5], row[6], duplicate=row[7]) for row in rows
+    }
+
+
+def _subjects_and_texts(events: Sequence[NewEvent | None]) -> tuple[list[str], ...]:
+    """The arguments of `consent_store_add_subjects_and_texts`: candidate subjects, spoken texts.
+
+    Sorted, so that two appenders inserting the same rows take their locks in one order."""
+    phones = sorted({event.phone for event in events if event is not None and event.phone})
+    salts = [secrets.token_hex(16) for _ in phones]
+    subjects = [subject_commitment(salt, phone) for salt, phone in zip(salts, phones, strict=True)]
+    texts = sorted(
+        {
+            text_sha256(e.spoken_text): e.spoken_text
+            for e in events
+            if e is not None and e.spoken_text is not None
+        }.items()
+    )
+    return phones, subjects, salts, [sha for sha, _ in texts], [text for _, text in texts]
+
+
+def _resolve(events: Sequence[NewEvent | None], stored: dict[str, StoredEvent]) -> list[_Outcome]:
+    """Each item's stored event; a key's later items in the group get it marked duplicate."""
+    outcomes: list[_Outcome] = []
+    answered: set[str] = set()
+    for event in events:
+        if event is None:
+            outcomes.append(None)
+            continue
+        key = event.idempotency_key
+        found = stored.get(key)
+        if found is None:
+            outcomes.append(StoreUnavailable(f"the database returned no record for event {key!r}"))
+        elif key in answered and not found.duplicate:
+            outcomes.append(dataclasses.replace(found, duplicate=True))
+        else:
+            outcomes.append(found)
+        answered.add(key)
+    return outcomes
 
 
 async def _side_writes(conn: asyncpg.Connection, writes: Sequence[SideWrite]) -> Exception | None:
@@ -226,33 +296,8 @@ async def _side_writes(conn: asyncpg.Connection, writes: Sequence[SideWrite]) ->
     return None
 
 
-async def _existing(conn: asyncpg.Connection, keys: list[str]) -> dict[str, StoredEvent]:
+async def _existing_keys(conn: asyncpg.Connection, keys: list[str]) -> list[str]:
     rows = await conn.fetch(
-        "SELECT idempotency_key, seq, recorded_at, kind, body, prev_hash, hash FROM events"
-        " WHERE idempotency_key = ANY($1::text[])",
-        keys,
+        "SELECT idempotency_key FROM events WHERE idempotency_key = ANY($1::text[])", keys
     )
-    return {
-        row[0]: StoredEvent(row[1], row[2], row[3], row[4], row[5], row[6], duplicate=True) for row in rows
-    }
-
-
-async def _subjects(conn: asyncpg.Connection, phones: set[str | None]) -> dict[str, str]:
-    """Salted commitments for these phones, creating the missing ones, in one round trip.
-
-    Only appenders holding the chain lock create subjects, so the insert never waits on another."""
-    wanted = sorted(p for p in phones if p)
-    if not wanted:
-        return {}
-    salts = [secrets.token_hex(16) for _ in wanted]
-    rows = await conn.fetch(
-        "WITH created AS (INSERT INTO subjects (subject, phone, salt)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (phone) DO NOTHING"
-        " RETURNING phone, subject)"
-        " SELECT phone, subject FROM created UNION ALL SELECT phone, subject FROM subjects"
-        " WHERE phone = ANY($2::text[])",
-        [subject_commitment(salt, phone) for salt, phone in zip(salts, wanted, strict=True)],
-        wanted,
-        salts,
-    )
-    return {row[0]: row[1] for row in rows}
+    return [row[0] for row in rows]
