@@ -2,7 +2,10 @@
 
 Every call has its own CallSid; about 30% of calls come from a phone that has
 called before; a business offers 1 to 3 message types in es-ES and/or en-US;
-the spoken text is the ~300-character consent prompt the caller heard.
+the spoken text is the ~300-character consent prompt the caller heard. Like the live
+service, each decision says how many prompts the caller heard (the language menu
+counts; 15% asked to hear it again or stayed silent once) and how many seconds after
+the answer the key was pressed, so no two decisions' data are alike.
 Deterministic for a given seed.
 """
 
@@ -96,6 +99,8 @@ class Call:
     locale: str
     action: Action
     digits: str
+    prompts_heard: int = 1
+    seconds_to_decision: float = 20.0
 
 
 class Workload:
@@ -141,7 +146,9 @@ class Workload:
             self._seen.append((phone, locale))
         index = min(bisect.bisect_right(_THRESHOLDS, rng.random()), len(_ACTIONS) - 1)
         action, digits, _ = _ACTIONS[index]
-        return Call(call_sid, phone, business, locale, action, digits)
+        heard = (2 if len(business.locales) > 1 else 1) + (rng.random() < 0.15) + (rng.random() < 0.05)
+        seconds = round(rng.uniform(8.0, 25.0) * heard, 1)
+        return Call(call_sid, phone, business, locale, action, digits, heard, seconds)
 
     def text(self, business: Business, locale: str) -> tuple[str, str]:
         """The spoken text for this business and locale, and its SHA-256."""
@@ -161,6 +168,8 @@ class Workload:
             script_version=1,
             script_sha256=sha,
             spoken_text=text,
+            prompts_heard=call.prompts_heard,
+            seconds_to_decision=call.seconds_to_decision,
         )
 
     def decisions(self, n: int) -> list[ConsentDecision]:
