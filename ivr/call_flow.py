@@ -217,11 +217,19 @@ def system_reply(key: Literal["withheld", "error"], locale: str = "en-US") -> st
     return str(response)
 
 
+# Stands for the Gather URL in a prompt's TwiML kept for reuse; each reply puts its own URL there.
+_URL_TOKEN = "https://gather.invalid/next"
+
+
+def _gather_url(ctx: CallContext, state: GatherState) -> str:
+    return f"{ctx.base_url}/twilio/gather?{urlencode(state.to_query())}"
+
+
 def _gather(
-    ctx: CallContext, state: GatherState, response: VoiceResponse | None
+    ctx: CallContext, state: GatherState, response: VoiceResponse | None, url: str | None = None
 ) -> tuple[VoiceResponse, Gather, str]:
     response = response if response is not None else VoiceResponse()
-    url = f"{ctx.base_url}/twilio/gather?{urlencode(state.to_query())}"
+    url = url or _gather_url(ctx, state)
     gather = Gather(input="dtmf", num_digits=1, timeout=GATHER_TIMEOUT_SECONDS, action=url, method="POST")
     return response, gather, url
 
@@ -269,10 +277,30 @@ def _prompt(
         heard=progress.heard if progress else 1,
         started=progress.started if progress else None,
     )
-    response, gather, url = _gather(ctx, state, response)
+    if response is None:
+        # The same prompt differs from call to call only in its Gather URL (the call state).
+        key = ("twiml", "prompt", ctx.business.name, ctx.business.message_types, step, preface)
+        template = loaded.memo.get(key)
+        if template is not None:
+            return template.replace(_URL_TOKEN, _gather_url(ctx, state).replace("&", "&amp;"))
+        loaded.memo[key] = _prompt_twiml(ctx, locale, text, preface, state, None, _URL_TOKEN)
+    return _prompt_twiml(ctx, locale, text, preface, state, response)
+
+
+def _prompt_twiml(
+    ctx: CallContext,
+    locale: str,
+    text: str,
+    preface: str | None,
+    state: GatherState,
+    response: VoiceResponse | None,
+    url: str | None = None,
+) -> str:
+    script = ctx.scripts[locale].script
+    response, gather, url = _gather(ctx, state, response, url)
     if preface is not None:
-        _say(gather, loaded.script, ctx.render(locale, preface))
-    _say(gather, loaded.script, text)
+        _say(gather, script, ctx.render(locale, preface))
+    _say(gather, script, text)
     return _finish(response, gather, url)
 
 
