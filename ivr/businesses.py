@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consent_store import Business, ConsentStore
+from consent_store.exceptions import BusinessExists, NumberTaken, UnknownBusiness
 from consent_store.phone import is_e164
 from voice_scripts import default_script_text, errors, lint_script, parse_script
 
@@ -74,15 +75,29 @@ DEMO_MESSAGE_TYPES = ("order updates", "delivery reminders")
 
 
 async def ensure_demo_business(store: ConsentStore) -> Business | None:
-    """On an empty database, create the clearly labelled demo business; return it if created."""
+    """On an empty database, create the clearly labelled demo business; None if there were businesses.
+
+    Several `ivr serve` processes may start at once on one empty PostgreSQL database and all
+    find it empty. One creates the demo business; each of the others either gets that same
+    creation back from the log (its idempotency key) or finds the name or number taken, and
+    starts with the one demo business (None)."""
     if await store.list_businesses():
         return None
-    return await add_business(
-        store,
-        DEMO_NAME,
-        [DEMO_NUMBER],
-        DEMO_MESSAGE_TYPES,
-        ("en-US", "es-ES"),
-        author="ivr serve (first run)",
-        demo=True,
-    )
+    try:
+        return await add_business(
+            store,
+            DEMO_NAME,
+            [DEMO_NUMBER],
+            DEMO_MESSAGE_TYPES,
+            ("en-US", "es-ES"),
+            author="ivr serve (first run)",
+            demo=True,
+        )
+    except (BusinessExists, NumberTaken):
+        try:
+            created_meanwhile = (await store.get_business(DEMO_NAME)).demo
+        except UnknownBusiness:
+            created_meanwhile = False
+        if not created_meanwhile:
+            raise
+        return None

@@ -4,6 +4,7 @@ and a caller whose decision cannot be written (connections killed mid-call) is t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from consent_store import ExportFilter
 from ivr.app import create_app
-from ivr.businesses import add_business
+from ivr.businesses import DEMO_NAME, add_business
 from ivr.emulator import TwilioEmulator, new_sid
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, make_settings
 from tests.live_server import server, wait_until_healthy
@@ -27,6 +28,8 @@ CONFIRMED = "Your choice has been recorded"
 NOT_RECORDED = "we could not record your choice"
 SERVERS = 3
 CALLS = 90
+# `ivr serve` processes started at once on an empty database.
+STARTING = 5
 
 
 def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,3 +129,29 @@ async def test_killed_database_connections_mid_call_the_caller_hears_not_recorde
 
         assert [r.call_sid async for r in store.export_decisions(ExportFilter())] == [recovered.call_sid]
         assert (await store.verify()).intact
+
+
+@pytest.mark.slow
+def test_servers_starting_together_on_an_empty_database_create_one_demo_business(
+    pg_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env |= {"IVR_DATABASE_URL": pg_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "same-on-all"}
+    logs = [tmp_path / f"server{i}.log" for i in range(STARTING)]
+    with contextlib.ExitStack() as running:
+        servers = [running.enter_context(server(env, log)) for log in logs]
+        for (process, base), log in zip(servers, logs, strict=True):
+            wait_until_healthy(base, process, log, seconds=90)
+    rows = asyncio.run(_fetch(pg_url, "SELECT name, demo FROM businesses"))
+    assert [tuple(r) for r in rows] == [(DEMO_NAME, 1)]
+    created = asyncio.run(_fetch(pg_url, "SELECT business FROM events WHERE kind = 'business'"))
+    assert [r[0] for r in created] == [DEMO_NAME]
+    assert all(DEMO_NAME in log.read_text() for log in logs), "a server did not list the demo business"
+
+
+async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
