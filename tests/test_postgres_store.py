@@ -69,6 +69,26 @@ async def test_a_newer_schema_is_refused(pg_url: str) -> None:
             pass
 
 
+async def test_a_version_1_database_with_records_is_upgraded_and_its_chain_continues(pg_url: str) -> None:
+    async with open_store(pg_url) as store:
+        await add_acme(store)
+        before = await store.record_decision(decision(1))
+    # Back to what version 1 left: no append functions, schema version 1.
+    await admin(
+        pg_url,
+        "DROP FUNCTION consent_store_append",
+        "DROP FUNCTION consent_store_add_subjects_and_texts",
+        "DELETE FROM schema_version WHERE version > 1",
+    )
+    async with open_store(pg_url) as store:
+        after = await store.record_decision(decision(2))
+        assert (after.seq, after.prev_hash) == (before.seq + 1, before.hash)
+        result = await store.verify()
+        assert result.intact and result.count == 3
+    rows = await admin(pg_url, "SELECT max(version) FROM schema_version")
+    assert rows[0][0] == SCHEMA_VERSION
+
+
 async def test_writers_of_several_processes_append_one_linear_chain(pg_url: str) -> None:
     """Three stores, each with its own pool and writer, as three processes would have."""
     stores = [PostgresStore(pg_url, max_batch=32) for _ in range(3)]
