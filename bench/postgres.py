@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing
 import os
 import platform
@@ -120,7 +121,9 @@ def main(argv: Sequence[str]) -> int:
 
     machine = platform.processor() or platform.machine()
     print(f"machine: {os.cpu_count()} cores, {machine}, Python {platform.python_version()}")
-    print(f"{args.tasks} tasks per process, {args.seconds:g} s per run, durable commits (fsync on)\n")
+    print(f"{args.tasks} tasks per process, {args.seconds:g} s per run, durable commits (fsync on)")
+    # Other work on the machine shares its cores: say how busy it was, before and after.
+    print(f"load average at start: {_load()}\n")
     local = None if args.url else LocalPostgres(durable=True).start()
     try:
         results: list[tuple[str, int, float]] = []
@@ -139,13 +142,13 @@ def main(argv: Sequence[str]) -> int:
                     url = local.create_database("ivr_bench")
                 else:
                     name = f"ivr_bench_{os.getpid()}_{processes}"
-                    run_sync(lambda n=name: _admin(args.url, f'CREATE DATABASE "{n}"'))
+                    run_sync(functools.partial(_admin, args.url, f'CREATE DATABASE "{name}"'))
                     url = args.url.rsplit("/", 1)[0] + f"/{name}"
                 results.append(
                     ("PostgreSQL (fsync on)", processes, measure(url, processes, args.seconds, args.tasks))
                 )
                 if local is None:
-                    run_sync(lambda n=name: _admin(args.url, f'DROP DATABASE "{n}" WITH (FORCE)'))
+                    run_sync(functools.partial(_admin, args.url, f'DROP DATABASE "{name}" WITH (FORCE)'))
     finally:
         if local is not None:
             local.stop()
@@ -153,7 +156,13 @@ def main(argv: Sequence[str]) -> int:
     print("|---|---|---|")
     for backend, processes, rate in results:
         print(f"| {backend} | {processes} | {rate:,.0f} |")
+    print(f"\nload average at the end: {_load()}")
     return 0
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (runnable processes; this machine has os.cpu_count() cores)."""
+    return " / ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 async def _admin(url: str, statement: str) -> None:
