@@ -148,8 +148,8 @@ CREATE TRIGGER chain_head_no_truncate BEFORE TRUNCATE ON chain_head
 _V2 = """
 -- Before the chain lock, to keep it short. Subjects are keyed by phone and spoken texts
 -- by their hash, so the first to insert one wins; its inserter may make another wait
--- here, but whoever holds the chain lock never waits for these rows (every appender
--- inserts them before locking, phones and hashes sorted): no deadlock.
+-- here, but whoever holds the chain lock does not wait for these rows (every appender
+-- inserts them before locking, phones and hashes sorted), so there is no deadlock.
 CREATE FUNCTION consent_store_add_subjects_and_texts(
     new_phones TEXT[], new_subjects TEXT[], new_salts TEXT[], text_hashes TEXT[], texts TEXT[]
 ) RETURNS void LANGUAGE sql AS $$
@@ -186,13 +186,23 @@ DECLARE
     at_event INTEGER[] := '{}';
 BEGIN
     PERFORM consent_store_add_subjects_and_texts(new_phones, new_subjects, new_salts, text_hashes, texts);
-    -- A subquery per phone: one index probe each, never a scan of every subject.
-    SELECT array_agg((SELECT s.subject FROM subjects s WHERE s.phone = p.phone) ORDER BY p.n)
-        INTO subjects_of FROM unnest(phones) WITH ORDINALITY AS p(phone, n);
     -- The lock every appender takes, in every process; held to COMMIT.
     SELECT h.seq, h.hash INTO head_seq, head_hash FROM chain_head h WHERE h.id = 1 FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'the chain_head row is missing: run ivr verify';
+    END IF;
+    -- Read under the lock, after any erasure appended before us (erasures hold the lock
+    -- too). A subquery per phone: one index probe each, never a scan of every subject.
+    SELECT array_agg((SELECT s.subject FROM subjects s WHERE s.phone = p.phone) ORDER BY p.n)
+        INTO subjects_of FROM unnest(phones) WITH ORDINALITY AS p(phone, n);
+    IF cardinality(array_remove(subjects_of, NULL)) < cardinality(array_remove(phones, NULL)) THEN
+        -- A phone erased between the insert above and the lock gets a new subject. Rare:
+        -- this may wait for a caller of the same phone that waits for our lock, a deadlock
+        -- PostgreSQL breaks by failing one group, whose callers hear "not recorded".
+        INSERT INTO subjects (subject, phone, salt)
+            SELECT * FROM unnest(new_subjects, new_phones, new_salts) ON CONFLICT (phone) DO NOTHING;
+        SELECT array_agg((SELECT s.subject FROM subjects s WHERE s.phone = p.phone) ORDER BY p.n)
+            INTO subjects_of FROM unnest(phones) WITH ORDINALITY AS p(phone, n);
     END IF;
     SELECT COALESCE(array_agg(e.idempotency_key), '{}') INTO known
         FROM events e WHERE e.idempotency_key = ANY(keys);

@@ -158,3 +158,36 @@ async def test_business_changes_appended_beside_decisions_keep_each_outcome(pg_u
         assert [b.name for b in await store.list_businesses()] == ["First"]
         result = await store.verify()
         assert result.intact and result.count == 21
+
+
+async def test_a_phone_erased_while_its_decision_waits_for_the_lock_gets_a_new_subject(pg_url: str) -> None:
+    phone = "+14155550123"
+    async with open_store(pg_url) as store:
+        first = await store.record_decision(phone_decision(1, phone))
+        blocker = await asyncpg.connect(pg_url)
+        try:
+            async with blocker.transaction():
+                await blocker.execute("SELECT 1 FROM chain_head FOR UPDATE")
+                waiting = asyncio.create_task(store.record_decision(phone_decision(2, phone)))
+                await _until_a_writer_waits_for_the_lock(blocker)
+                # The subject row goes while the decision, its subject already looked for, waits.
+                await blocker.execute("DELETE FROM subjects WHERE phone = $1", phone)
+            second = await waiting
+        finally:
+            await blocker.close()
+        standing = await store.standing(phone, "Acme")
+        assert standing is not None and standing.seq == second.seq
+    rows = await stored_rows(pg_url)
+    assert rows[-1]["subject"] is not None and rows[-1]["subject"] != rows[-2]["subject"]
+    assert first.seq == rows[-2]["seq"]
+
+
+async def _until_a_writer_waits_for_the_lock(conn: asyncpg.Connection) -> None:
+    for _ in range(250):
+        if await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the writer never waited for the chain lock")
