@@ -162,7 +162,7 @@ $$;
 CREATE FUNCTION consent_store_append(
     keys TEXT[], kinds TEXT[], call_sids TEXT[], businesses TEXT[], actions TEXT[],
     body_prefixes TEXT[], phones TEXT[], new_phones TEXT[], new_subjects TEXT[], new_salts TEXT[],
-    text_hashes TEXT[], texts TEXT[], checkpoint_every BIGINT
+    text_hashes TEXT[], texts TEXT[], checkpoint_every BIGINT, record_times TEXT[] DEFAULT NULL
 ) RETURNS TABLE (
     idempotency_key TEXT, seq BIGINT, recorded_at TEXT, kind TEXT, body TEXT, prev_hash TEXT,
     hash TEXT, duplicate BOOLEAN
@@ -210,7 +210,10 @@ BEGIN
     FOR i IN 1 .. COALESCE(cardinality(keys), 0) LOOP
         CONTINUE WHEN keys[i] = ANY(known);
         next_seq := next_seq + 1;
-        stamp := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+        -- The server's clock; `record_times` only where a test sets the writer's clock.
+        stamp := COALESCE(
+            record_times[i], to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        );
         line := body_prefixes[i] || '"recorded_at":"' || stamp || '","seq":' || next_seq::text
             || ',"subject":' || COALESCE('"' || subjects_of[i] || '"', 'null') || '}';
         digest := encode(sha256(convert_to(head_hash || line, 'UTF8')), 'hex');

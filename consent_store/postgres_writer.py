@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -68,7 +68,11 @@ class _Append:
 
 
 _Outcome = StoredEvent | None | Exception
-_APPEND = "SELECT * FROM consent_store_append(" + ", ".join(f"${n}" for n in range(1, 14)) + ")"
+_APPEND = "SELECT * FROM consent_store_append(" + ", ".join(f"${n}" for n in range(1, 15)) + ")"
+
+# None in service: `recorded_at` is the database server's clock, read under the chain lock.
+# Tests that build histories spanning months set it (a callable giving the store's time text).
+record_clock: Callable[[], str] | None = None
 
 
 def body_prefix(event: NewEvent) -> str:
@@ -240,6 +244,7 @@ async def _append_events(
         [event.phone or None for event in wanted],
         *_subjects_and_texts(wanted),
         CHECKPOINT_EVERY,
+        None if record_clock is None else [record_clock() for _ in wanted],
     )
     return {
         row[0]: StoredEvent(row[1], row[2], row[3], row[4], row[5], row[6], duplicate=row[7]) for row in rows

@@ -66,7 +66,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
         "consent_store.postgres",
     ):
         monkeypatch.setattr(f"{module}.utc_now", fake)
-    monkeypatch.setattr("consent_store.postgres_writer.utc_now", fake, raising=False)
+    monkeypatch.setattr("consent_store.postgres_writer.record_clock", fake)
     yield fake
 
 
