@@ -250,8 +250,22 @@ END;
 $$;
 """
 
+# Version 3: the opt-out webhooks of SQLite's version 5, which version 1 left out (every
+# `ivr serve` on PostgreSQL logged that the table did not exist and sent no webhook).
+_V3 = """
+CREATE TABLE opt_out_webhooks (
+    business TEXT PRIMARY KEY REFERENCES businesses (name),
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    cursor_seq BIGINT NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_at TEXT NOT NULL
+);
+"""
+
 # Each entry upgrades the schema from version i to i + 1; append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

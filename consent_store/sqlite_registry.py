@@ -469,10 +469,11 @@ class RegistryMixin:
         """Record a delivery: advance past `delivered_seq`, or count a failure."""
         if delivered_seq is not None:
             sql = (
-                "UPDATE opt_out_webhooks SET cursor_seq = MAX(cursor_seq, ?), failures = 0,"
-                " last_error = NULL, updated_at = ? WHERE business = ?"
+                # Never backwards (a late result of an earlier delivery); the same on both backends.
+                "UPDATE opt_out_webhooks SET cursor_seq = CASE WHEN cursor_seq > ? THEN cursor_seq"
+                " ELSE ? END, failures = 0, last_error = NULL, updated_at = ? WHERE business = ?"
             )
-            params: tuple[Any, ...] = (delivered_seq, utc_now(), business)
+            params: tuple[Any, ...] = (delivered_seq, delivered_seq, utc_now(), business)
         else:
             sql = (
                 "UPDATE opt_out_webhooks SET failures = failures + 1, last_error = ?, updated_at = ?"

@@ -249,6 +249,30 @@ async def test_audit_reads_call_events_proofs_and_missing_recordings(store: Cons
     ]
 
 
+async def test_opt_out_webhook_cursor_moves_forward_only(store: ConsentStore) -> None:
+    await store.set_opt_out_webhook(ACME, "https://sender.example/opt-outs", "s3cret", "mia")
+    [hook] = await store.opt_out_webhooks()
+    assert (hook.business, hook.url, hook.secret, hook.failures) == (
+        ACME,
+        "https://sender.example/opt-outs",
+        "s3cret",
+        0,
+    )
+    first = await store.record_decision(decision(1, "opt_out"))
+    await store.record_decision(decision(2, "opt_in"))
+    second = await store.record_decision(decision(3, "opt_out"))
+    notices = await store.opt_outs_after(ACME, hook.cursor_seq)
+    assert [n.seq for n in notices] == [first.seq, second.seq] and notices[0].phone == decision(1).phone
+    await store.opt_out_webhook_result(ACME, None, "HTTP 500")
+    await store.opt_out_webhook_result(ACME, second.seq, None)
+    await store.opt_out_webhook_result(ACME, first.seq, None)  # a late, older result
+    [hook] = await store.opt_out_webhooks()
+    assert (hook.cursor_seq, hook.failures, hook.last_error) == (second.seq, 0, None)
+    assert await store.opt_outs_after(ACME, hook.cursor_seq) == []
+    await store.set_opt_out_webhook(ACME, None, "", "mia")
+    assert await store.opt_out_webhooks() == []
+
+
 async def test_the_database_refuses_update_and_delete_of_events(store: ConsentStore) -> None:
     await store.record_decision(decision(1))
     for statement in (
