@@ -16,7 +16,7 @@ from consent_store.events import (
     RecordingStatus,
     StoredEvent,
 )
-from consent_store.sqlite_writer import SideWrite
+from consent_store.group_commit import SideWrite
 
 
 class CallLogMixin:

@@ -29,6 +29,7 @@ from consent_store.events import (
 from consent_store.exceptions import (
     StoreUnavailable,
 )
+from consent_store.group_commit import SideWrite
 from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
@@ -36,7 +37,7 @@ from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWr
 from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import AuditMixin
 from consent_store.sqlite_registry import RegistryMixin
-from consent_store.sqlite_writer import MAX_BATCH, SideWrite, utc_now
+from consent_store.sqlite_writer import MAX_BATCH, utc_now
 
 LOG = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import orjson
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
 from consent_store.events import DecisionRow, ExportFilter, NewEvent, StoredEvent, VerifyResult
 from consent_store.exceptions import StoreUnavailable
+from consent_store.group_commit import SideWrite
 from consent_store.postgres_writer import PG_ERRORS, pg_sql
 from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import IncompleteEvidence
-from consent_store.sqlite_writer import SideWrite
 
 _CHUNK = 5000
 _CHAIN_SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"

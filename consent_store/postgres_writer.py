@@ -16,21 +16,19 @@ group takes a fresh connection from the pool.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import asyncpg
 
 from consent_store.chain import canonical_json, text_sha256
 from consent_store.events import NewEvent, StoredEvent
-from consent_store.exceptions import ConflictingWrite, StoreError, StoreUnavailable
-from consent_store.sqlite_writer import CHECKPOINT_EVERY, MAX_BATCH, SideWrite, subject_commitment
+from consent_store.exceptions import ConflictingWrite, StoreUnavailable
+from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
+from consent_store.sqlite_writer import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment
 
 LOG = logging.getLogger(__name__)
 
@@ -60,14 +58,6 @@ def pg_sql(sql: str) -> str:
     return "'".join(parts)
 
 
-@dataclass
-class _Append:
-    event: NewEvent | None
-    side_writes: Sequence[SideWrite]
-    future: asyncio.Future[StoredEvent | None] = field(repr=False)
-
-
-_Outcome = StoredEvent | None | Exception
 _APPEND = "SELECT * FROM consent_store_append(" + ", ".join(f"${n}" for n in range(1, 15)) + ")"
 
 # None in service: `recorded_at` is the database server's clock, read under the chain lock.
@@ -93,90 +83,25 @@ def body_prefix(event: NewEvent) -> str:
     return head[:-1] + ","
 
 
-class PostgresWriter:
+class PostgresWriter(GroupCommitQueue):
     """This process's only appender; the database lock orders it with other processes' writers."""
 
     def __init__(self, pool: asyncpg.Pool, max_batch: int = MAX_BATCH) -> None:
+        super().__init__(max_batch)
         self._pool = pool
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self.commits = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="consent-store-writer")
+        self._start_queue()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await self._queue.put(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stop_queue()
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        """Queue an event; return once it is durably committed (or was already)."""
-        stored = await self._enqueue(event, side_writes)
-        assert stored is not None
-        return stored
-
-    async def side_write_only(self, side_writes: Sequence[SideWrite]) -> None:
-        """Run statements that are not consent events (settings, drafts) through the writer."""
-        await self._enqueue(None, side_writes)
-
-    async def _enqueue(self, event: NewEvent | None, side_writes: Sequence[SideWrite]) -> StoredEvent | None:
-        if not self.running:
-            raise StoreUnavailable("the consent store writer is not running")
-        future: asyncio.Future[StoredEvent | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(event, side_writes, future))
-        return await future
-
-    async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
-            await asyncio.sleep(0)  # callers just answered may append again: they join the next group
-
-    async def _commit(self, batch: list[_Append]) -> None:
-        try:
-            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                results = await _write(conn, [(i.event, i.side_writes) for i in batch])
-        except Exception as exc:  # any failure (lost connection, failover): nothing of this group is kept
-            LOG.error("consent store write failed for %d events: %s", len(batch), exc)
-            error = exc if isinstance(exc, StoreError) else StoreUnavailable(f"could not write: {exc}")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
-            return
-        self.commits += 1
-        for item, outcome in zip(batch, results, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+    async def _write_group(self, group: Group) -> list[Outcome]:
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await _write(conn, group)
 
 
-async def _write(
-    conn: asyncpg.Connection, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]
-) -> list[_Outcome]:
+async def _write(conn: asyncpg.Connection, batch: Group) -> list[Outcome]:
     """One group in one transaction; each item's outcome, in the group's order."""
     if not any(side_writes for _, side_writes in batch):
         # The usual group, events only: one statement in its own transaction, one round trip.
@@ -186,9 +111,7 @@ async def _write(
         return await _write_with_side_writes(conn, batch)
 
 
-async def _write_with_side_writes(
-    conn: asyncpg.Connection, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]
-) -> list[_Outcome]:
+async def _write_with_side_writes(conn: asyncpg.Connection, batch: Group) -> list[Outcome]:
     """A group carrying other statements (a new business, a setting): they run first, under the lock.
 
     Rare (changes made by people, health probes), so this may hold the lock for a few round
@@ -268,9 +191,9 @@ def _subjects_and_texts(events: Sequence[NewEvent | None]) -> tuple[list[str], .
     return phones, subjects, salts, [sha for sha, _ in texts], [text for _, text in texts]
 
 
-def _resolve(events: Sequence[NewEvent | None], stored: dict[str, StoredEvent]) -> list[_Outcome]:
+def _resolve(events: Sequence[NewEvent | None], stored: dict[str, StoredEvent]) -> list[Outcome]:
     """Each item's stored event; a key's later items in the group get it marked duplicate."""
-    outcomes: list[_Outcome] = []
+    outcomes: list[Outcome] = []
     answered: set[str] = set()
     for event in events:
         if event is None:

@@ -32,13 +32,14 @@ from consent_store.events import (
 from consent_store.exceptions import (
     StoreUnavailable,
 )
+from consent_store.group_commit import SideWrite
 from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import AuditMixin
 from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_stats import StatsMixin
 from consent_store.sqlite_verify import verify_database
-from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SideWrite, SQLiteWriter, utc_now
+from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SQLiteWriter, utc_now
 
 _CHUNK = 2000
 

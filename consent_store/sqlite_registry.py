@@ -32,7 +32,8 @@ from consent_store.exceptions import (
     StoreError,
     UnknownBusiness,
 )
-from consent_store.sqlite_writer import SideWrite, utc_now
+from consent_store.group_commit import SideWrite
+from consent_store.sqlite_writer import utc_now
 
 _SCRIPT_COLUMNS = "business, locale, version, status, text, sha256, created_at, author"
 

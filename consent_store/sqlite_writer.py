@@ -1,9 +1,8 @@
 """The single writer: one task, one connection, events committed in groups.
 
-Every append to the SQLite log goes through this queue, to one connection
-on one thread. The writer drains
-whatever is waiting (up to MAX_BATCH), writes it in one transaction and
-commits once, so many concurrent calls share one fsync. Each caller awaits
+Every append to the SQLite log goes through this queue (`group_commit`), to one
+connection on one thread. The writer drains whatever is waiting (up to MAX_BATCH),
+writes it in one transaction and commits once, so many concurrent calls share one fsync. Each caller awaits
 its own future, which resolves only after COMMIT returned. It never updates
 or deletes an event.
 """
@@ -22,13 +21,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from consent_store.chain import GENESIS_HASH, chain_event, text_sha256
-from consent_store.events import NewEvent, StoredEvent
-from consent_store.exceptions import ConflictingWrite, StoreError, StoreUnavailable
+from consent_store.events import StoredEvent
+from consent_store.exceptions import ConflictingWrite, StoreUnavailable
+from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
 
 LOG = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ HEAD_FILE_INTERVAL = 0.2
 # automatic checkpoint stays as a safety net at a much larger size (pages).
 CHECKPOINT_SECONDS = 1.0
 WRITER_AUTOCHECKPOINT_PAGES = 20_000
-SideWrite = tuple[str, tuple[Any, ...]]
 T = TypeVar("T")
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -64,17 +62,7 @@ def subject_commitment(salt: str, phone: str) -> str:
     return hashlib.sha256((salt + phone).encode("utf-8")).hexdigest()
 
 
-@dataclass
-class _Append:
-    event: NewEvent | None
-    side_writes: Sequence[SideWrite]
-    future: asyncio.Future[StoredEvent | None] = field(repr=False)
-
-
-_Outcome = StoredEvent | None | Exception
-
-
-class SQLiteWriter:
+class SQLiteWriter(GroupCommitQueue):
     """Owns the only writing connection (on its own thread) and the in-memory chain head.
 
     A batch is written by one call on the writer thread, so a group of events
@@ -88,14 +76,12 @@ class SQLiteWriter:
         max_batch: int = MAX_BATCH,
         adopt_missing_head_file: bool = False,
     ) -> None:
+        super().__init__(max_batch)
         self._path = path
         self._adopt_missing_head_file = adopt_missing_head_file
         self._head_file = head_file
-        self._max_batch = max_batch
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consent-writer")
-        self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._head_seq = 0
@@ -103,7 +89,6 @@ class SQLiteWriter:
         self._head_file_written = 0.0
         self._head_file_seq = 0
         self._head_file_frozen = False
-        self.commits = 0
 
     async def _on_thread(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
@@ -158,7 +143,7 @@ class SQLiteWriter:
             await self._on_thread(self._open_sync)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self._path} for writing: {exc}") from exc
-        self._task = asyncio.create_task(self._run(), name="consent-store-writer")
+        self._start_queue()
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="consent-store-checkpoint")
 
     async def _checkpoint_loop(self) -> None:
@@ -185,80 +170,16 @@ class SQLiteWriter:
             self._stopping.set()
             await self._checkpointer
             self._checkpointer = None
-        if self._task is not None:
-            await self._queue.put(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stop_queue()
         await self._on_thread(self._close_sync)
         self._thread.shutdown(wait=True)
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        """Queue an event; return once it is durably committed (or was already).
-
-        `side_writes` run in the same transaction, all or nothing for this event.
-        """
-        stored = await self._enqueue(event, side_writes)
-        assert stored is not None
-        return stored
-
-    async def side_write_only(self, side_writes: Sequence[SideWrite]) -> None:
-        """Run statements that are not consent events (settings) through the writer."""
-        await self._enqueue(None, side_writes)
 
     async def checkpoint(self) -> None:
         """Checkpoint and truncate the WAL, on the writer thread (between batches)."""
         await self._on_thread(lambda: self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
-    async def _enqueue(self, event: NewEvent | None, side_writes: Sequence[SideWrite]) -> StoredEvent | None:
-        if not self.running:
-            raise StoreUnavailable("the consent store writer is not running")
-        future: asyncio.Future[StoredEvent | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(event, side_writes, future))
-        return await future
-
-    async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
-            # Let the callers just answered run first: those that append again join the next group.
-            await asyncio.sleep(0)
-
-    async def _commit(self, batch: list[_Append]) -> None:
-        try:
-            results = await self._on_thread(self._commit_sync, [(i.event, i.side_writes) for i in batch])
-        except Exception as exc:  # any failure: nothing of this batch is kept
-            LOG.error("consent store write failed for %d events: %s", len(batch), exc)
-            error = exc if isinstance(exc, StoreError) else StoreUnavailable(f"could not write: {exc}")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
-            return
-        self.commits += 1
-        for item, outcome in zip(batch, results, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+    async def _write_group(self, group: Group) -> list[Outcome]:
+        return await self._on_thread(self._commit_sync, group)
 
     # -- everything below runs on the writer thread --------------------------
 
@@ -272,7 +193,7 @@ class SQLiteWriter:
         row = self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self._head_seq, self._head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
-    def _commit_sync(self, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]) -> list[_Outcome]:
+    def _commit_sync(self, batch: Group) -> list[Outcome]:
         head = (self._head_seq, self._head_hash)
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -321,11 +242,11 @@ class SQLiteWriter:
         self._db.execute("RELEASE item")
         return None
 
-    def _write_sync(self, batch: list[tuple[NewEvent | None, Sequence[SideWrite]]]) -> list[_Outcome]:
+    def _write_sync(self, batch: Group) -> list[Outcome]:
         events = [event for event, _ in batch if event is not None]
         existing = self._existing_sync(list({e.idempotency_key for e in events}))
         subjects = self._subjects_sync({e.phone for e in events if e.phone})
-        results: list[_Outcome] = []
+        results: list[Outcome] = []
         rows: list[tuple[Any, ...]] = []
         texts: dict[str, str] = {}
         for event, side_writes in batch:
