@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -23,7 +22,6 @@ from consent_store.exceptions import StoreUnavailable
 from consent_store.group_commit import SideWrite
 from consent_store.postgres_writer import PG_ERRORS, pg_sql
 from consent_store.queries import decision_filter
-from consent_store.sqlite_audit import IncompleteEvidence
 
 _CHUNK = 5000
 _CHAIN_SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"
@@ -175,34 +173,3 @@ class PostgresReadsMixin:
             except PG_ERRORS as exc:
                 raise StoreUnavailable(f"could not move the chain head: {exc}") from exc
         return result
-
-    async def incomplete_evidence(
-        self, grace_minutes: int = 15, limit: int = 500
-    ) -> list[IncompleteEvidence]:
-        """Decisions with no completed recording: reported absent or failed, or none after the grace time."""
-        cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=grace_minutes)).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
-        rows = await self._fetchall(
-            "SELECT e.seq, e.recorded_at, e.call_sid, e.business, e.action,"
-            f" (SELECT string_agg({_STATUS}, ', ' ORDER BY r.seq) FROM events r"
-            "  WHERE r.call_sid = e.call_sid AND r.kind = 'recording') AS statuses"
-            " FROM events e WHERE e.kind = 'decision' AND NOT EXISTS ("
-            "  SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
-            f"  AND {_STATUS} = 'completed')"
-            " AND (e.recorded_at < ? OR EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid"
-            "  AND r.kind = 'recording'))"
-            " ORDER BY e.seq DESC LIMIT ?",
-            (cutoff, limit),
-        )
-        return [
-            IncompleteEvidence(
-                seq,
-                at,
-                call_sid,
-                business,
-                action,
-                f"recording {statuses}" if statuses else f"no recording after {grace_minutes} minutes",
-            )
-            for seq, at, call_sid, business, action, statuses in rows
-        ]

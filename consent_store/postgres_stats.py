@@ -13,5 +13,9 @@ class PostgresStatsMixin(StatsMixin):
         return f"({column}::jsonb #>> '{{{','.join(path)}}}')"
 
     @staticmethod
+    def _joined_text(expression: str, separator: str, order_by: str) -> str:
+        return f"string_agg({expression}, '{separator}' ORDER BY {order_by})"
+
+    @staticmethod
     def _within_days(earlier: str, later: str, days: int) -> str:
         return f"{later}::timestamptz - {earlier}::timestamptz <= interval '{days} days'"

@@ -1,12 +1,13 @@
 """Reads auditors need: every event of a call, a record with its chain neighbours, and
-decisions whose recording evidence is missing. Reads only."""
+decisions whose recording evidence is missing. Reads only; the SQL is shared by both
+backends through their dialect hooks (`_json_text`, `_joined_text`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consent_store.chain import ChainRow
 
@@ -34,7 +35,15 @@ class IncompleteEvidence:
 
 
 class AuditMixin:
-    """Mixed into the SQLite store, which provides the read primitives."""
+    """Mixed into both stores, which provide the read primitives and the dialect hooks."""
+
+    if TYPE_CHECKING:  # provided by each backend's stats mixin
+
+        @staticmethod
+        def _json_text(column: str, *path: str) -> str: ...
+
+        @staticmethod
+        def _joined_text(expression: str, separator: str, order_by: str) -> str: ...
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         raise NotImplementedError
@@ -64,13 +73,14 @@ class AuditMixin:
         cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=grace_minutes)).strftime(
             "%Y-%m-%dT%H:%M:%S.%fZ"
         )
+        status = self._json_text("r.body", "data", "status")
         rows = await self._fetchall(
             "SELECT e.seq, e.recorded_at, e.call_sid, e.business, e.action,"
-            " (SELECT group_concat(json_extract(r.body, '$.data.status'), ', ') FROM events r"
+            f" (SELECT {self._joined_text(status, ', ', 'r.seq')} FROM events r"
             "  WHERE r.call_sid = e.call_sid AND r.kind = 'recording') AS statuses"
             " FROM events e WHERE e.kind = 'decision' AND NOT EXISTS ("
             "  SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
-            "  AND json_extract(r.body, '$.data.status') = 'completed')"
+            f"  AND {status} = 'completed')"
             " AND (e.recorded_at < ? OR EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid"
             "  AND r.kind = 'recording'))"
             " ORDER BY e.seq DESC LIMIT ?",

@@ -132,6 +132,11 @@ class StatsMixin:
         """SQL: is the ISO-8601 text `later` at most `days` days after `earlier`?"""
         return f"julianday({later}) - julianday({earlier}) <= {days}"
 
+    @staticmethod
+    def _joined_text(expression: str, separator: str, order_by: str) -> str:
+        """SQL aggregate: the texts joined by `separator` (SQLite keeps the scan's order)."""
+        return f"group_concat({expression}, '{separator}')"
+
     async def opt_in_quality(
         self,
         business: str,
