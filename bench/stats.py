@@ -1,8 +1,10 @@
 """`python -m bench.stats`: time `opt_in_quality` (the figures behind `ivr stats`) over 1M decisions.
 
 The store is filled with `bench.fill.fill_store` (decisions only, 8 businesses), then
-`--statuses N` call status callbacks and one message-types change are appended through
-the store API, so every part of the query has rows to read. Printed beside it, the
+`--statuses N` call status callbacks, `--prompts N` prompt records (half re-prompts of
+decided calls, half calls that ended with the goodbye after three silent prompts) and one
+message-types change are appended through the store API, so every part of the query has
+rows to read. Printed beside it, the
 baselines: a plain `GROUP BY` count over the same business's decisions, and a
 full read of the same rows' JSON fields (the floor for anything that reads the bodies).
 """
@@ -20,13 +22,14 @@ from pathlib import Path
 
 from bench.fill import fill_store
 from bench.workload import BUSINESSES
-from consent_store import CallStatus, SQLiteStore
+from consent_store import CallStatus, PromptPlayed, SQLiteStore
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.stats", description=__doc__)
     parser.add_argument("--decisions", type=int, default=1_000_000, help="decisions to fill (default 1M)")
     parser.add_argument("--statuses", type=int, default=20_000, help="call statuses appended via the API")
+    parser.add_argument("--prompts", type=int, default=20_000, help="prompt records appended via the API")
     parser.add_argument("--business", default="Bright Bank", help="business whose figures are timed")
     parser.add_argument("--runs", type=int, default=3, help="timed runs (median printed)")
     parser.add_argument("--dir", type=Path, default=None, help="where the database is created")
@@ -59,6 +62,17 @@ async def _append_and_time(path: Path, args: argparse.Namespace) -> tuple[list[f
                     for i, sid in enumerate(sids[start : start + 200])
                 )
             )
+        locale = business.locales[0]
+        reprompted = sids[: args.prompts // 2]
+        prompts = [PromptPlayed(s, business.name, "consent", "no_input", 2, locale, 1) for s in reprompted]
+        for n in range(args.prompts // 4):  # undecided calls: two re-prompts, then the goodbye
+            sid = f"CAbenchundecided{n:016d}"
+            prompts += [
+                PromptPlayed(sid, business.name, "consent", "no_input", 3, locale, 1),
+                PromptPlayed(sid, business.name, "goodbye", "no_input", 3, locale, 1),
+            ]
+        for start in range(0, len(prompts), 200):
+            await asyncio.gather(*(store.record_prompt(p) for p in prompts[start : start + 200]))
         await store.set_message_types(business.name, [*business.message_types, "news"], "bench")
         times, rows = [], 0
         for _ in range(args.runs):
