@@ -35,6 +35,7 @@ from consent_store.exceptions import (
 from consent_store.group_commit import SideWrite
 from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import AuditMixin
+from consent_store.sqlite_export import CsvChunk, RenderCells, RenderRows, export_csv_chunks
 from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_stats import StatsMixin
@@ -345,6 +346,18 @@ class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
                         await pending
             finally:
                 await conn.close()
+
+    def export_csv(
+        self,
+        where: ExportFilter,
+        render_rows: RenderRows,
+        render_cells: RenderCells,
+        *,
+        on_snapshot: Callable[[int, str | None], None] | None = None,
+    ) -> AsyncGenerator[CsvChunk, None]:
+        """The CSV rows of `export_decisions`, built mostly by SQLite on two processes: the
+        bytes `render_rows` would give for them (see consent_store.sqlite_export)."""
+        return export_csv_chunks(self.path, where, render_rows, render_cells, on_snapshot)
 
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
         """All events in sequence order, in batches, from a connection of their own."""

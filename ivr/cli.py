@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -17,6 +18,7 @@ from consent_store import (
     ACTIONS,
     ConsentStore,
     ExportFilter,
+    SQLiteStore,
     VerifyResult,
     open_store,
 )
@@ -25,7 +27,16 @@ from ivr.businesses import add_business, ensure_demo_business
 from ivr.cli_admin import business_webhook, forget, script, token, user
 from ivr.cli_stats import stats
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
-from ivr.export import EXPORT_FORMATS, ExportFormat, ExportResult, parse_timestamp, write_export
+from ivr.export import (
+    EXPORT_FORMATS,
+    ExportFormat,
+    ExportResult,
+    csv_written_cells,
+    parse_timestamp,
+    render_csv_rows,
+    write_csv_chunks,
+    write_export,
+)
 from ivr.export_check import ExportCheck, check_export
 from ivr.manifest import ExportManifest, ManifestError, manifest_path, read_manifest, write_manifest
 from ivr.progress import Progress
@@ -194,14 +205,24 @@ def export(
         # On a terminal the rows themselves would collide with a progress line: only for files.
         progress = Progress("export", await store.count_decisions(where), quiet=quiet or path is None)
         heads: list[tuple[int, str | None]] = []
-        rows = store.export_decisions(where, on_snapshot=lambda seq, digest: heads.append((seq, digest)))
+
+        def on_snapshot(seq: int, digest: str | None) -> None:
+            heads.append((seq, digest))
+
+        async def write(out: BinaryIO) -> ExportResult:
+            if fmt == "csv" and isinstance(store, SQLiteStore):  # SQLite renders CSV lines itself
+                chunks = store.export_csv(where, render_csv_rows, csv_written_cells, on_snapshot=on_snapshot)
+                return await write_csv_chunks(chunks, out, progress.update)
+            rows = store.export_decisions(where, on_snapshot=on_snapshot)
+            return await write_export(rows, out, fmt, progress.update)
+
         if path is None:
-            result = await write_export(rows, sys.stdout.buffer, fmt, progress.update)
+            result = await write(sys.stdout.buffer)
         else:
             manifest = manifest_path(path)
             manifest.unlink(missing_ok=True)  # an old manifest must never describe a new file
             with path.open("wb") as out:
-                result = await write_export(rows, out, fmt, progress.update)
+                result = await write(out)
             [(head_seq, head_hash)] = heads
             assert head_hash is not None  # the head of the snapshot itself always exists
             write_manifest(

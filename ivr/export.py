@@ -8,17 +8,19 @@ formula are neutralised; JSON keeps every value as stored.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from consent_store import DecisionRow
 from consent_store.phone import is_e164
+from consent_store.sqlite_export import CsvChunk
 
 ExportFormat = Literal["csv", "jsonl", "receipts"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl", "receipts")
@@ -132,6 +134,16 @@ def csv_line(row: DecisionRow) -> str:
     return line + "\r\n"
 
 
+def csv_written_cells(row: DecisionRow) -> tuple[str, ...]:
+    """One decision's CSV cells exactly as `csv_line` writes them (neutralised, then quoted)."""
+    return tuple(map(_quoted, csv_cells(row)))
+
+
+def render_csv_rows(rows: Sequence[DecisionRow]) -> bytes:
+    """`render_rows(rows, "csv")`: what the store's CSV fast path falls back to."""
+    return render_rows(rows, "csv")
+
+
 def receipt_id(record_hash: str) -> str:
     """The receipt's id: a name-based UUID of the record, the same on every export."""
     return f"urn:uuid:{uuid.uuid5(_RECEIPT_NAMESPACE, record_hash)}"
@@ -222,6 +234,32 @@ async def write_export(
             if progress is not None:
                 progress(count)
     write(render_rows(chunk, fmt), chunk)
+    out.flush()
+    return ExportResult(count, size, digest.hexdigest(), first, last)
+
+
+async def write_csv_chunks(
+    chunks: AsyncGenerator[CsvChunk, None],
+    out: BinaryIO,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """`write_export` in CSV for rows the store has already rendered (SQLiteStore.export_csv)."""
+    digest = hashlib.sha256()
+    header = render_header("csv")
+    digest.update(header)
+    out.write(header)
+    size, count = len(header), 0
+    first: str | None = None
+    last: str | None = None
+    async with contextlib.aclosing(chunks):  # a failed write stops the store's readers at once
+        async for chunk in chunks:
+            digest.update(chunk.data)  # hashlib lets go of the GIL: the store's reader keeps reading
+            out.write(chunk.data)
+            size += len(chunk.data)
+            count += chunk.rows
+            first, last = first or chunk.first_hash, chunk.last_hash
+            if progress is not None:
+                progress(count)
     out.flush()
     return ExportResult(count, size, digest.hexdigest(), first, last)
 

@@ -1,0 +1,412 @@
+"""CSV exports straight from SQLite: SQL builds the finished lines, two processes read them.
+
+`export_csv_chunks` yields the bytes of the CSV rows of every decision a filter names,
+oldest first, in windows of WINDOW records. This process reads some windows (on its
+aiosqlite thread, while the caller hashes and writes) and a worker process
+(consent_store.sqlite_export_worker) the others, on a read transaction that sees the same
+log. SQLite builds each line itself; the cells many rows share (business, action,
+message types, digits, locale, script) come from a temporary table filled with cells
+rendered by the caller's own CSV rules. A window holding any value that would need
+quoting or neutralising, or a decision whose shared cells are not in the table yet, is
+rendered the slow way, from DecisionRows, by the caller's `render_rows`: the bytes are
+always exactly what `render_rows` gives. Never writes the database (the table of cells
+lives in each connection's temporary schema).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import sqlite3
+import sys
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from consent_store import sqlite_export_worker as worker_protocol
+from consent_store.chain import GENESIS_HASH
+from consent_store.events import DecisionRow, ExportFilter
+from consent_store.exceptions import StoreUnavailable
+from consent_store.queries import decision_filter
+from consent_store.sqlite_writer import PRAGMAS
+
+LOG = logging.getLogger(__name__)
+
+WINDOW = 2000  # records (of any kind) one statement reads
+IN_FLIGHT = 4  # windows queued on the connections at once: memory stays a few windows
+READERS = 2  # processes reading windows: this one and a worker
+_SNAPSHOT_TRIES = 20
+
+# What a spreadsheet would run as a formula, or a leading quote (ivr.export's rule).
+_STARTS = "('=','+','-','@',char(9),char(13),'''')"
+# is_e164: '+', then 7 to 15 ASCII digits, the first not 0 (the digits read back as an integer).
+_E164 = (
+    "(length({0}) BETWEEN 8 AND 16 AND substr({0}, 2, 1) BETWEEN '1' AND '9'"
+    " AND '+' || CAST(substr({0}, 2) AS INTEGER) = {0})"
+)
+
+
+@dataclass(frozen=True)
+class CsvChunk:
+    """The CSV bytes of some decisions, in order, and the first and last one's record hash."""
+
+    data: bytes
+    rows: int
+    first_hash: str | None
+    last_hash: str | None
+
+
+RenderRows = Callable[[Sequence[DecisionRow]], bytes]
+RenderCells = Callable[[DecisionRow], Sequence[str]]
+
+
+# The decision's recording: a 'completed' one if any, else the latest status (which ends
+# the idempotency key; `verify` holds the key to the hashed body). ?1 is the snapshot's head.
+# Two lookups in index order are cheaper than one that sorts by status.
+_RECORDING = "FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording' AND r.seq <= ?1{}"
+_COMPLETED = " AND substr(r.idempotency_key, -10) = ':completed'"
+_LATEST = " ORDER BY r.seq DESC LIMIT 1"
+
+
+def _recording(value: str) -> str:
+    """`value` (over `events r`) of the decision's recording, or NULL if it has none."""
+    completed = f"(SELECT {value} {_RECORDING.format(_COMPLETED + _LATEST)})"
+    return f"coalesce({completed}, (SELECT {value} {_RECORDING.format(_LATEST)}))"
+
+
+# ?2 and ?3 bound the window (seq > ?2 AND seq <= ?3); the filter's own parameters follow.
+_FILTER_FIRST_PARAM = 4
+# What the cells a decision shares with others depend on: its business (a column) and these
+# values of its data, as one JSON array. Not the whole data: a call's seconds_to_decision
+# would make every decision's different.
+_SHARED_KEY = (
+    "json_extract(e.body, '$.data.action', '$.data.message_types', '$.data.digits', '$.data.locale',"
+    " '$.data.script_version', '$.data.script_sha256')"
+)
+
+
+def _numbered(clause: str) -> str:
+    """The filter's `?` placeholders as ?4, ?5, ...: they follow the three numbered ones."""
+    parts = clause.split("?")
+    return "".join(f"{part}?{i}" for i, part in enumerate(parts[:-1], _FILTER_FIRST_PARAM)) + parts[-1]
+
+
+def rows_sql(clause: str) -> str:
+    """One window of decisions, each as the fields `decode_rows` reads, joined by SQLite."""
+    fields = (
+        "e.seq",
+        "e.hash",
+        "json_quote(s.phone)",
+        "e.recorded_at",
+        "json_quote(e.business)",
+        "json_quote(e.call_sid)",
+        "json_extract(e.body, '$.data')",
+        f"ifnull({_recording('r.body')}, '')",
+        _SHARED_KEY,
+    )
+    return (
+        "SELECT count(*), group_concat(line, char(31)) FROM (SELECT e.seq,"
+        f" {' || char(31) || '.join(fields)} AS line"
+        " FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
+        f" WHERE {_numbered(clause)} AND e.seq > ?2 AND e.seq <= ?3 ORDER BY e.seq)"
+    )
+
+
+_FIELDS = 9
+
+
+def decode_rows(count: int, chunk: str | None) -> list[tuple[DecisionRow, str]]:
+    """The rows of one `rows_sql` window, each with its _SHARED_KEY."""
+    if not count or chunk is None:
+        return []
+    loads = orjson.loads
+    values = chunk.split("\x1f")
+    if len(values) != _FIELDS * count:
+        raise StoreUnavailable("a decision record cannot be read: run 'ivr verify'")
+
+    def unquote(quoted: str) -> str:
+        return quoted[1:-1] if "\\" not in quoted else str(loads(quoted))
+
+    rows = []
+    each = iter(values)
+    try:
+        for seq, digest, phone, at, business, call_sid, data_json, heard_body, shared_key in zip(
+            *[each] * _FIELDS, strict=True
+        ):
+            data = loads(data_json)
+            heard = loads(heard_body)["data"] if heard_body else {}
+            row = DecisionRow(
+                int(seq),
+                at,
+                None if phone == "null" else unquote(phone),
+                unquote(business),
+                data["action"],
+                tuple(data["message_types"]),
+                unquote(call_sid),
+                data["digits"],
+                data["locale"],
+                data["script_version"],
+                data["script_sha256"],
+                heard.get("recording_sid"),
+                heard.get("url"),
+                heard.get("duration"),
+                digest,
+            )
+            rows.append((row, shared_key))
+    except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        raise StoreUnavailable(f"a decision record cannot be read ({exc}): run 'ivr verify'") from exc
+    rows.sort(key=lambda pair: pair[0].seq)
+    return rows
+
+
+def lines_sql(clause: str) -> str:
+    """One window of decisions as finished CSV lines, or NULL for a line SQL cannot vouch for.
+
+    The per-row cells are written as stored; a row whose call SID, phone or recording
+    would be neutralised, or whose recording has values of unexpected JSON types, gets
+    NULL (or a NUL character), so the window is rendered the slow way. Values needing
+    quotes are found by the caller counting separators in the bytes.
+    """
+
+    def data(path: str) -> str:
+        return f"json_extract(r.body, '$.data.{path}')"
+
+    # One statement per recording field keeps every json_extract on the one cached parse.
+    # json_extract cuts a string at an escaped NUL (\u0000): such a recording takes the slow way.
+    heard = _recording(
+        "CASE WHEN json_type(r.body, '$.data') = 'object' AND instr(r.body, '\\u0000') = 0"
+        " AND ifnull(json_type(r.body, '$.data.recording_sid'), 'null') IN ('text', 'null')"
+        " AND ifnull(json_type(r.body, '$.data.url'), 'null') IN ('text', 'null')"
+        " AND ifnull(json_type(r.body, '$.data.duration'), 'null') IN ('integer', 'null')"
+        f" AND substr(ifnull({data('recording_sid')}, ''), 1, 1) NOT IN {_STARTS}"
+        f" AND substr(ifnull({data('url')}, ''), 1, 1) NOT IN {_STARTS}"
+        f" THEN ifnull({data('recording_sid')}, '') || ',' || ifnull({data('url')}, '') || ','"
+        f" || ifnull({data('duration')}, '') ELSE char(0) END"
+    )
+    phone_ok = f"(s.phone IS NULL OR substr(s.phone, 1, 1) NOT IN {_STARTS} OR {_E164.format('s.phone')})"
+    line = (
+        f"CASE WHEN substr(e.call_sid, 1, 1) NOT IN {_STARTS} AND {phone_ok} THEN"
+        " e.recorded_at || ',' || ifnull(s.phone, '') || ',' || m.head || ',' || e.call_sid"
+        f" || ',' || m.tail || ',' || ifnull({heard}, ',,') || ',' || e.hash || char(13, 10) END"
+    )
+    return (
+        "SELECT count(*), count(line), total(commas), total(quotes), CAST(group_concat(line, '') AS BLOB)"
+        " FROM (SELECT e.seq AS seq, m.commas AS commas, m.quotes AS quotes,"
+        f" {line} AS line FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
+        " LEFT JOIN temp.export_csv_cells m ON m.business = e.business"
+        f" AND m.data = {_SHARED_KEY}"
+        f" WHERE {_numbered(clause)} AND e.seq > ?2 AND e.seq <= ?3 ORDER BY e.seq)"
+    )
+
+
+_CELLS_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS export_csv_cells (business TEXT NOT NULL, data TEXT NOT NULL,"
+    " head TEXT NOT NULL, tail TEXT NOT NULL, commas INTEGER NOT NULL, quotes INTEGER NOT NULL,"
+    " PRIMARY KEY (business, data))"
+)
+
+_CELLS_INSERT = "INSERT OR IGNORE INTO temp.export_csv_cells VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _shared_cells(row: DecisionRow, shared_key: str, render_cells: RenderCells) -> tuple[Any, ...] | None:
+    """The table row of cells this decision shares with others like it, if SQL may use them."""
+    cells = render_cells(row)
+    head = ",".join(cells[2:5])  # business, action, message types
+    tail = ",".join(cells[6:10])  # digits, locale, script version, script sha256
+    inside = "".join(cells[2:5]) + "".join(cells[6:10])  # the cells without the commas between them
+    if any(c in inside for c in "\r\n\x00"):
+        return None  # the line count would not say where lines end: left to the slow way
+    return (row.business, shared_key, head, tail, inside.count(","), inside.count('"'))
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        for pragma in PRAGMAS:
+            await conn.execute(pragma)
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from exc
+    return conn
+
+
+async def _head(conn: aiosqlite.Connection) -> tuple[int, str]:
+    found = await conn.execute_fetchall("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+    seq, digest = next(iter(found), (0, GENESIS_HASH))
+    return int(seq), str(digest)
+
+
+class _Worker:
+    """The second process (consent_store.sqlite_export_worker) and its end of the pipes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        self.stdin, self.stdout = process.stdin, process.stdout
+
+    @classmethod
+    async def start(cls, path: Path, lines: str, params: Sequence[Any]) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",  # the standard library only: not this package's directory, no PYTHON* settings
+            worker_protocol.__file__,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        worker = cls(process)
+        task = {
+            "path": str(path),
+            "genesis": GENESIS_HASH,
+            "pragmas": [p for p in PRAGMAS if "journal_mode" not in p],
+            "cells_table": _CELLS_TABLE,
+            "cells_insert": _CELLS_INSERT,
+            "sql": lines,
+            "params": list(params),
+            "window": WINDOW,
+        }
+        worker.stdin.write(json.dumps(task).encode() + b"\n")
+        return worker
+
+    async def head(self) -> tuple[int, str]:
+        seq, digest = worker_protocol.HEAD.unpack(await self.stdout.readexactly(worker_protocol.HEAD.size))
+        return int(seq), digest.decode().strip()
+
+    def say(self, line: bytes) -> None:
+        self.stdin.write(line + b"\n")
+
+    async def window(self, start: int) -> tuple[int, bool, bytes]:
+        frame = await self.stdout.readexactly(worker_protocol.FRAME.size)
+        found, count, is_plain, size = worker_protocol.FRAME.unpack(frame)
+        if found != start:
+            raise StoreUnavailable(f"the export's second reader sent window {found}, not {start}")
+        return count, bool(is_plain), await self.stdout.readexactly(size)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
+async def _open_snapshot(
+    conn: aiosqlite.Connection, worker: _Worker | None
+) -> tuple[int, str, _Worker | None]:
+    """A read transaction on `conn`, and the worker's on the same log (or no worker).
+
+    Every change an export can see (a decision, a recording, an erased phone, a business)
+    appends a record in the same transaction, so two transactions that see the same head
+    record see the same rows."""
+    for _ in range(_SNAPSHOT_TRIES):
+        if worker is None:
+            break
+        theirs = await worker.head()
+        await conn.execute("BEGIN")
+        ours = await _head(conn)
+        if ours == theirs:
+            worker.say(b"go")
+            return *ours, worker
+        await conn.execute("COMMIT")
+        worker.say(b"again")
+    if worker is not None:
+        LOG.info("the log grew while the export started: reading CSV on one process")
+        await worker.stop()
+    await conn.execute("BEGIN")
+    return *(await _head(conn)), None
+
+
+async def export_csv_chunks(
+    path: Path,
+    where: ExportFilter,
+    render_rows: RenderRows,
+    render_cells: RenderCells,
+    on_snapshot: Callable[[int, str | None], None] | None = None,
+) -> AsyncGenerator[CsvChunk, None]:
+    """The CSV rows (no header) of every decision matching the filter, oldest first.
+
+    One snapshot for all of it, as `SQLiteStore.export_decisions`; `on_snapshot(seq, hash)`
+    learns its head record before the first chunk."""
+    clause, params = decision_filter(where)
+    lines = lines_sql(clause)
+    rows_query = rows_sql(clause)
+    conn = await _connect(path)
+    worker: _Worker | None = None
+    pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+    try:
+        await conn.execute(_CELLS_TABLE)
+        if READERS > 1:
+            worker = await _Worker.start(path, lines, params)
+        head_seq, head_hash, worker = await _open_snapshot(conn, worker)
+        if on_snapshot is not None:
+            on_snapshot(head_seq, head_hash)
+        cached: set[tuple[str, str]] = set()
+        starts = range(0, head_seq, WINDOW)
+        owned = worker_protocol.worker_owns if worker is not None else lambda number: False
+        ours = (start for number, start in enumerate(starts) if not owned(number))
+
+        def fetch_next() -> None:
+            start = next(ours, None)
+            if start is not None:
+                args = [head_seq, start, min(start + WINDOW, head_seq), *params]
+                pending.append(asyncio.ensure_future(conn.execute_fetchall(lines, args)))
+
+        async def slow_way(start: int) -> CsvChunk:
+            args = [head_seq, start, min(start + WINDOW, head_seq), *params]
+            [(count, chunk)] = await conn.execute_fetchall(rows_query, args)
+            decoded = decode_rows(count, chunk)
+            new = []
+            for row, shared_key in decoded:
+                if (row.business, shared_key) not in cached:
+                    cached.add((row.business, shared_key))
+                    shared = _shared_cells(row, shared_key, render_cells)
+                    if shared is not None:
+                        new.append(shared)
+            if new:
+                await conn.executemany(_CELLS_INSERT, new)
+                if worker is not None:
+                    worker.say(json.dumps(new).encode())
+            rows = [row for row, _ in decoded]
+            return CsvChunk(render_rows(rows), len(rows), rows[0].record_hash, rows[-1].record_hash)
+
+        for _ in range(IN_FLIGHT):
+            fetch_next()
+        for number, start in enumerate(starts):
+            if worker is not None and owned(number):
+                count, is_plain, data = await worker.window(start)
+            else:
+                [found] = await pending.popleft()
+                fetch_next()
+                await asyncio.sleep(0)  # hand the next window to its thread before working on this one
+                count, is_plain, data = worker_protocol.window_result(found)
+            if not count:
+                continue
+            if is_plain:
+                yield CsvChunk(data, count, *_first_and_last_hash(data))
+            else:
+                yield await slow_way(start)
+    except (aiosqlite.Error, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+    except asyncio.IncompleteReadError as exc:
+        raise StoreUnavailable("the export's second reader stopped: run the export again") from exc
+    finally:
+        try:
+            for future in pending:
+                future.cancel()
+            for future in pending:
+                with contextlib.suppress(asyncio.CancelledError, aiosqlite.Error):
+                    await future
+            if worker is not None:
+                await worker.stop()
+        finally:
+            await conn.close()
+
+
+def _first_and_last_hash(data: bytes) -> tuple[str, str]:
+    """The record hashes ending the first and last line of plain CSV rows."""
+    first_line = data[: data.index(b"\r\n")]
+    last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -2]
+    return first_line.rsplit(b",", 1)[1].decode(), last_line.rsplit(b",", 1)[1].decode()
