@@ -43,6 +43,7 @@ WINDOW = 2000  # records (of any kind) one statement reads
 IN_FLIGHT = 4  # windows queued on the connections at once: memory stays a few windows
 READERS = 2  # processes reading windows: this one and a worker
 _SNAPSHOT_TRIES = 20
+_PIPE_BUFFER = 4 << 20  # bytes of the worker's frames read ahead (twice this at most)
 
 # What a spreadsheet would run as a formula, or a leading quote (ivr.export's rule).
 _STARTS = "('=','+','-','@',char(9),char(13),'''')"
@@ -258,6 +259,7 @@ class _Worker:
             worker_protocol.__file__,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=_PIPE_BUFFER,  # read on while this process works on its own windows
         )
         worker = cls(process)
         task = {

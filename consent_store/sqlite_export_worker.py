@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import select
 import sqlite3
 import struct
 import sys
+import threading
 from typing import Any, BinaryIO
 
 # A window's frame: its first record, its rows, whether they are plain, the bytes' length.
@@ -78,6 +80,33 @@ class _Commands:
             found += complete
 
 
+class _FrameWriter:
+    """Frames written by a thread of their own, a few queued: the next window's SQL runs
+    while the exporter is still busy with its own windows and not reading the pipe."""
+
+    def __init__(self, out: BinaryIO, queued: int = 4) -> None:
+        self._out = out
+        self._frames: queue.Queue[bytes | None] = queue.Queue(queued)
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        try:
+            while (frame := self._frames.get()) is not None:
+                self._out.write(frame)
+                self._out.flush()
+        except BrokenPipeError:
+            os._exit(0)  # the exporter stopped reading: it has gone
+
+    def frame(self, start: int, count: int, is_plain: bool, data: bytes) -> None:
+        self._frames.put(FRAME.pack(start, count, is_plain, len(data)) + data)
+
+    def close(self) -> None:
+        self.frame(END, 0, False, b"")
+        self._frames.put(None)
+        self._thread.join()
+
+
 def run(task: dict[str, Any], out: BinaryIO) -> None:
     conn = sqlite3.connect(task["path"], isolation_level=None)
     for pragma in task["pragmas"]:
@@ -95,18 +124,15 @@ def run(task: dict[str, Any], out: BinaryIO) -> None:
             break
         conn.execute("COMMIT")  # "again": the exporter saw another head; take a new snapshot
     head, window, params = seq, task["window"], task["params"]
+    frames = _FrameWriter(out)
     for number, start in enumerate(range(0, head, window)):
         if not worker_owns(number):
             continue
         for line in commands.lines(wait=False):
             conn.executemany(task["cells_insert"], json.loads(line))
         row = conn.execute(task["sql"], [head, start, min(start + window, head), *params]).fetchone()
-        count, is_plain, data = window_result(row)
-        out.write(FRAME.pack(start, count, is_plain, len(data)))
-        out.write(data)
-        out.flush()
-    out.write(FRAME.pack(END, 0, 0, 0))
-    out.flush()
+        frames.frame(start, *window_result(row))
+    frames.close()
     conn.close()
 
 
