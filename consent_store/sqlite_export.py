@@ -180,9 +180,10 @@ def lines_sql(clause: str) -> str:
         return f"json_extract(r.body, '$.data.{path}')"
 
     # One statement per recording field keeps every json_extract on the one cached parse.
-    # json_extract cuts a string at an escaped NUL (\u0000): such a recording takes the slow way.
+    # json_extract cuts a string at an escaped NUL (\u0000): such a recording takes the slow way
+    # (GLOB finds it several times faster than instr).
     heard = _recording(
-        "CASE WHEN json_type(r.body, '$.data') = 'object' AND instr(r.body, '\\u0000') = 0"
+        "CASE WHEN json_type(r.body, '$.data') = 'object' AND r.body NOT GLOB '*\\u0000*'"
         " AND ifnull(json_type(r.body, '$.data.recording_sid'), 'null') IN ('text', 'null')"
         " AND ifnull(json_type(r.body, '$.data.url'), 'null') IN ('text', 'null')"
         " AND ifnull(json_type(r.body, '$.data.duration'), 'null') IN ('integer', 'null')"
