@@ -353,11 +353,14 @@ class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
         render_rows: RenderRows,
         render_cells: RenderCells,
         *,
+        through_seq: int | None = None,
         on_snapshot: Callable[[int, str | None], None] | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows of `export_decisions`, built mostly by SQLite on two processes: the
         bytes `render_rows` would give for them (see consent_store.sqlite_export)."""
-        return export_csv_chunks(self.path, where, render_rows, render_cells, on_snapshot)
+        return export_csv_chunks(
+            self.path, where, render_rows, render_cells, through_seq=through_seq, on_snapshot=on_snapshot
+        )
 
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
         """All events in sequence order, in batches, from a connection of their own."""

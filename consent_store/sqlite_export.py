@@ -43,7 +43,7 @@ WINDOW = 2000  # records (of any kind) one statement reads
 IN_FLIGHT = 4  # windows queued on the connections at once: memory stays a few windows
 READERS = 2  # processes reading windows: this one and a worker
 _SNAPSHOT_TRIES = 20
-_PIPE_BUFFER = 4 << 20  # bytes of the worker's frames read ahead (twice this at most)
+_PIPE_BUFFER = 1 << 20  # bytes of the worker's frames read ahead (twice this at most)
 
 # What a spreadsheet would run as a formula, or a leading quote (ivr.export's rule).
 _STARTS = "('=','+','-','@',char(9),char(13),'''')"
@@ -298,8 +298,9 @@ class _Worker:
 
 async def _open_snapshot(
     conn: aiosqlite.Connection, worker: _Worker | None
-) -> tuple[int, str, _Worker | None]:
-    """A read transaction on `conn`, and the worker's on the same log (or no worker).
+) -> tuple[tuple[int, str], _Worker | None]:
+    """A read transaction on `conn` and its head record; the worker waiting on one that
+    sees the same log (or no worker: then call `_go` with None).
 
     Every change an export can see (a decision, a recording, an erased phone, a business)
     appends a record in the same transaction, so two transactions that see the same head
@@ -311,15 +312,26 @@ async def _open_snapshot(
         await conn.execute("BEGIN")
         ours = await _head(conn)
         if ours == theirs:
-            worker.say(b"go")
-            return *ours, worker
+            return ours, worker
         await conn.execute("COMMIT")
         worker.say(b"again")
     if worker is not None:
         LOG.info("the log grew while the export started: reading CSV on one process")
         await worker.stop()
     await conn.execute("BEGIN")
-    return *(await _head(conn)), None
+    return await _head(conn), None
+
+
+async def _bound(
+    conn: aiosqlite.Connection, head: tuple[int, str], through_seq: int | None
+) -> tuple[int, str | None]:
+    """The last record read and its hash (None if the log holds no such record)."""
+    if through_seq is None:
+        return head
+    if through_seq == 0:
+        return 0, GENESIS_HASH
+    found = await conn.execute_fetchall("SELECT hash FROM events WHERE seq = ?", (through_seq,))
+    return through_seq, next((str(h) for (h,) in found), None)
 
 
 async def export_csv_chunks(
@@ -327,12 +339,15 @@ async def export_csv_chunks(
     where: ExportFilter,
     render_rows: RenderRows,
     render_cells: RenderCells,
+    *,
+    through_seq: int | None = None,
     on_snapshot: Callable[[int, str | None], None] | None = None,
 ) -> AsyncGenerator[CsvChunk, None]:
     """The CSV rows (no header) of every decision matching the filter, oldest first.
 
-    One snapshot for all of it, as `SQLiteStore.export_decisions`; `on_snapshot(seq, hash)`
-    learns its head record before the first chunk."""
+    From one snapshot and only records up to its head (or record `through_seq`), as
+    `SQLiteStore.export_decisions`; `on_snapshot(seq, hash)` learns, before the first
+    chunk, which record that is and its hash."""
     clause, params = decision_filter(where)
     lines = lines_sql(clause)
     rows_query = rows_sql(clause)
@@ -343,22 +358,26 @@ async def export_csv_chunks(
         await conn.execute(_CELLS_TABLE)
         if READERS > 1:
             worker = await _Worker.start(path, lines, params)
-        head_seq, head_hash, worker = await _open_snapshot(conn, worker)
+        head, worker = await _open_snapshot(conn, worker)
+        head_seq, head_hash = await _bound(conn, head, through_seq)
+        last = min(head_seq, head[0])  # the last record read: none exists after the head
+        if worker is not None:
+            worker.say(f"go {last}".encode())
         if on_snapshot is not None:
             on_snapshot(head_seq, head_hash)
         cached: set[tuple[str, str]] = set()
-        starts = range(0, head_seq, WINDOW)
+        starts = range(0, last, WINDOW)
         owned = worker_protocol.worker_owns if worker is not None else lambda number: False
         ours = (start for number, start in enumerate(starts) if not owned(number))
 
         def fetch_next() -> None:
             start = next(ours, None)
             if start is not None:
-                args = [head_seq, start, min(start + WINDOW, head_seq), *params]
+                args = [last, start, min(start + WINDOW, last), *params]
                 pending.append(asyncio.ensure_future(conn.execute_fetchall(lines, args)))
 
         async def slow_way(start: int) -> CsvChunk:
-            args = [head_seq, start, min(start + WINDOW, head_seq), *params]
+            args = [last, start, min(start + WINDOW, last), *params]
             [(count, chunk)] = await conn.execute_fetchall(rows_query, args)
             decoded = decode_rows(count, chunk)
             new = []

@@ -4,10 +4,11 @@ Two threads of one process running SQLite statements slow each other down (1.5x 
 for 1.3x the speed on 2 cores: SQLite's process-wide locks); two processes do not. Run
 as a script (`python .../sqlite_export_worker.py`: the standard library only, so it
 starts in milliseconds), it reads its task as one JSON line on standard input, opens a
-read transaction, reports its head record and waits for "go" (the exporter goes on only
-if both processes see the same head, so the same rows). It then writes one frame per
-window it owns on standard output, and takes rows for its table of shared cells from
-standard input as JSON lines. Never writes the database.
+read transaction, reports its head record and waits for "go SEQ" (the exporter goes on
+only if both processes see the same head, so the same rows; SEQ is the last record
+read). It then writes one frame per window it owns on standard output, and takes rows
+for its table of shared cells from standard input as JSON lines. Never writes the
+database.
 
 Also the window rules both processes share: which windows the worker owns, and whether
 SQL's lines can be used as they are.
@@ -120,10 +121,11 @@ def run(task: dict[str, Any], out: BinaryIO) -> None:
         out.write(HEAD.pack(seq, str(digest).encode().ljust(64)))
         out.flush()
         [command] = commands.lines(wait=True)
-        if command == b"go":
+        if command.startswith(b"go "):
             break
         conn.execute("COMMIT")  # "again": the exporter saw another head; take a new snapshot
-    head, window, params = seq, task["window"], task["params"]
+    head = int(command.split()[1])  # the last record to read: the head, or an older one
+    window, params = task["window"], task["params"]
     frames = _FrameWriter(out)
     for number, start in enumerate(range(0, head, window)):
         if not worker_owns(number):

@@ -224,3 +224,38 @@ async def test_fast_csv_of_an_empty_store_is_empty(tmp_path: Path) -> None:
             chunk async for chunk in store.export_csv(ExportFilter(), render_csv_rows, csv_written_cells)
         ]
     assert chunks == []
+
+
+async def test_fast_csv_through_an_older_record_is_what_export_decisions_reads(
+    tmp_path: Path, small_windows: None
+) -> None:
+    path = tmp_path / "store.db"
+    await fill(path)
+    async with SQLiteStore(path) as store:
+        then = await store.event_count()
+        for i in range(300, 320):  # the log grows after the export was taken
+            sid = f"CAlate{i}"
+            await store.record_decision(decision(i, sid, "Acme", ("offers",), "1", "en-US"))
+            await store.attach_recording(RecordingStatus(sid, f"RE{i}", "completed", f"https://x/{i}", i))
+        await store.forget_phone("+14155550100", "test", "erasure after the export")
+        for through in (then, then + 3, 10**9):
+            heads: list[tuple[int, str | None]] = []
+            chunks = store.export_csv(
+                ExportFilter(),
+                render_csv_rows,
+                csv_written_cells,
+                through_seq=through,
+                on_snapshot=lambda seq, digest, heads=heads: heads.append((seq, digest)),
+            )
+            fast = b"".join([chunk.data async for chunk in chunks])
+            expected_heads: list[tuple[int, str | None]] = []
+            rows = [
+                row
+                async for row in store.export_decisions(
+                    ExportFilter(),
+                    through_seq=through,
+                    on_snapshot=lambda s, d, found=expected_heads: found.append((s, d)),
+                )
+            ]
+            assert fast == render_rows(rows, "csv")
+            assert heads == expected_heads
