@@ -357,7 +357,10 @@ async def export_csv_chunks(
     try:
         await conn.execute(_CELLS_TABLE)
         if READERS > 1:
-            worker = await _Worker.start(path, lines, params)
+            try:
+                worker = await _Worker.start(path, lines, params)
+            except OSError as exc:  # e.g. no processes left: one process reads it all
+                LOG.warning("cannot start the CSV export's second reader (%s): reading on one process", exc)
         head, worker = await _open_snapshot(conn, worker)
         head_seq, head_hash = await _bound(conn, head, through_seq)
         last = min(head_seq, head[0])  # the last record read: none exists after the head
