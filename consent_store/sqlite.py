@@ -35,7 +35,8 @@ from consent_store.exceptions import (
 from consent_store.group_commit import SideWrite
 from consent_store.queries import decision_filter
 from consent_store.sqlite_audit import AuditMixin
-from consent_store.sqlite_export import CsvChunk, RenderCells, RenderRows, export_csv_chunks
+from consent_store.sqlite_export import CsvChunk, RenderRows, export_csv_chunks
+from consent_store.sqlite_export_sql import RenderCells
 from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_stats import StatsMixin
