@@ -44,6 +44,7 @@ from consent_store.sqlite_verify import verify_database
 from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SQLiteWriter, utc_now
 
 _CHUNK = 2000
+_KNOWN_DATA = 4096  # distinct decision data texts an export keeps parsed
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -246,7 +247,8 @@ class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
             "e.recorded_at",
             "json_quote(e.business)",
             "json_quote(e.call_sid)",
-            "json_extract(e.body, '$.data')",
+            # Without what differs from call to call, so that few distinct texts remain.
+            "json_remove(json_extract(e.body, '$.data'), '$.prompts_heard', '$.seconds_to_decision')",
             f"ifnull(coalesce(({completed}), ({recording.format('')})), '')",
         )
         chunk_sql = (
@@ -257,7 +259,7 @@ class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
         )
         loads = orjson.loads
         # A decision's data (action, message types, key, locale, script) by its JSON text:
-        # there are only a few distinct ones, each parsed once.
+        # there are only a few distinct ones, each parsed once (at most _KNOWN_DATA kept).
         known: dict[str, tuple[str, tuple[str, ...], str, str, int, str]] = {}
 
         def unquote(quoted: str) -> str:
@@ -275,6 +277,8 @@ class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
                 ):
                     data = known.get(data_json)
                     if data is None:
+                        if len(known) >= _KNOWN_DATA:
+                            known.clear()
                         parsed = loads(data_json)
                         data = known[data_json] = (
                             parsed["action"],

@@ -56,13 +56,25 @@ def export_peak_rss_kb(db: Path, out: Path, fmt: str) -> int:
     return int(found.group(1))
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
-def test_export_memory_stays_flat_from_20k_to_200k_decisions(tmp_path: Path) -> None:
-    peaks = {}
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Stores of 20,000 and 200,000 decisions (each decision's data differs: timing fields)."""
+    found = {}
     for decisions in (20_000, 200_000):
-        db = tmp_path / f"{decisions}.db"
+        db = tmp_path_factory.mktemp("memory") / f"{decisions}.db"
         fill_store(db, decisions + len(BUSINESSES))
-        out = tmp_path / f"{decisions}.csv"
-        peaks[decisions] = export_peak_rss_kb(db, out, "csv")
-        assert out.read_bytes().count(b"\n") == decisions + 1
+        found[decisions] = db
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_memory_stays_flat_from_20k_to_200k_decisions(
+    stores: dict[int, Path], tmp_path: Path, fmt: str
+) -> None:
+    peaks = {}
+    for decisions, db in stores.items():
+        out = tmp_path / f"{decisions}.{fmt}"
+        peaks[decisions] = export_peak_rss_kb(db, out, fmt)
+        assert out.read_bytes().count(b"\n") == decisions + (fmt == "csv")
     assert peaks[200_000] - peaks[20_000] < ALLOWED_GROWTH_KB, peaks
