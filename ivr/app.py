@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,8 +28,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await store.open()
         try:
             app.state.runtime = await start_runtime(settings, store)
-            async with running_notifier(store, settings.webhook_retry_seconds):
-                yield
+            watcher = asyncio.create_task(app.state.runtime.catalog.watch(), name="catalog-watch")
+            try:
+                async with running_notifier(store, settings.webhook_retry_seconds):
+                    yield
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         finally:
             await store.close()
 

@@ -18,17 +18,32 @@ async def test_a_script_published_by_another_process_reaches_calls_after_the_rel
     assert newer != text
     async with open_store(service.db_url) as other:  # another `ivr serve` on the same file
         await other.publish_script(ACME, "en-US", newer, "mia")
-    await asyncio.sleep(1.1)  # RELOAD_SECONDS
+    await asyncio.sleep(1.5)  # RELOAD_SECONDS, and the check itself
     second = await service.twilio.call(ACME_NUMBER, CALLER, ["-", "-", "-"], status_callback=False)
     assert "your carrier" not in first.transcript and "your carrier" in second.transcript
 
 
 async def test_the_catalog_reloads_only_when_a_business_or_script_changed(tmp_path: Path) -> None:
     async with open_store(f"sqlite:///{tmp_path / 'c.db'}") as store:
-        catalog = Catalog(store, reload_seconds=0.0)  # checks the store on every look-up
+        catalog = Catalog(store, reload_seconds=0.0)  # no watcher: checks the store on every look-up
         empty = await catalog.generation()
         assert await catalog.generation() == empty and await store.registry_changed_at() == 0
         await add_business(store, "Sol", ["+34910000333"], ["offers"])
         changed = await catalog.generation()
         assert changed > empty and await catalog.business_for_number("+34910000333") is not None
         assert await catalog.generation() == changed
+
+
+async def test_with_its_watcher_running_look_ups_never_wait_for_the_store(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        catalog = Catalog(store, reload_seconds=0.05)
+        first = await catalog.generation()  # the first load
+        watcher = asyncio.create_task(catalog.watch())
+        try:
+            await asyncio.sleep(0.12)  # the watcher checked twice: nothing changed
+            await add_business(store, "Sol", ["+34910000333"], ["offers"])
+            await store.close()  # a look-up that read the store now would fail
+            assert await catalog.generation() == first
+            assert await catalog.business_for_number("+34910000333") is None  # until the next check
+        finally:
+            watcher.cancel()
