@@ -302,30 +302,39 @@ class Connection:
         self.writer.close()
 
 
+# uvicorn closes a keep-alive connection idle for 5 s; a client must not reuse one that old
+# (like any HTTP client's pool, e.g. httpx's keepalive_expiry).
+IDLE_SECONDS = 4.0
+
+
 class Pool:
-    """Idle keep-alive connections to one host, opened on demand."""
+    """Idle keep-alive connections to one host, opened on demand, dropped when idle too long."""
 
     def __init__(self, base_url: str) -> None:
         parts = urlsplit(base_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.netloc = parts.netloc
-        self._idle: list[Connection] = []
+        self._idle: list[tuple[Connection, float]] = []
         self.opened = 0
 
     async def acquire(self) -> Connection:
-        if self._idle:
-            return self._idle.pop()
+        now = time.monotonic()
+        while self._idle:
+            connection, since = self._idle.pop()
+            if now - since < IDLE_SECONDS and not connection.reader.at_eof():
+                return connection
+            connection.close()
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self.opened += 1
         return Connection(reader, writer, self.netloc)
 
     def release(self, connection: Connection) -> None:
         if not connection.closed:
-            self._idle.append(connection)
+            self._idle.append((connection, time.monotonic()))
 
     def close(self) -> None:
-        for connection in self._idle:
+        for connection, _ in self._idle:
             connection.close()
         self._idle.clear()
 
