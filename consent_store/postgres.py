@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from consent_store.audit_reads import AuditMixin
 from consent_store.call_log import CallLogMixin
 from consent_store.events import (
     ExportFilter,
@@ -35,8 +36,7 @@ from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
 from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
 from consent_store.queries import decision_filter
-from consent_store.sqlite_audit import AuditMixin
-from consent_store.sqlite_registry import RegistryMixin
+from consent_store.registry import RegistryMixin
 from consent_store.sqlite_writer import MAX_BATCH, utc_now
 
 LOG = logging.getLogger(__name__)

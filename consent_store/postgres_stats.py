@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consent_store.sqlite_stats import StatsMixin
+from consent_store.stats import StatsMixin
 
 
 class PostgresStatsMixin(StatsMixin):

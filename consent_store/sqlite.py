@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from consent_store.audit_reads import AuditMixin
 from consent_store.call_log import CallLogMixin
 from consent_store.chain import GENESIS_HASH, ChainRow
 from consent_store.events import (
@@ -34,14 +35,13 @@ from consent_store.exceptions import (
 )
 from consent_store.group_commit import SideWrite
 from consent_store.queries import decision_filter
-from consent_store.sqlite_audit import AuditMixin
+from consent_store.registry import RegistryMixin
 from consent_store.sqlite_export import CsvChunk, RenderRows, export_csv_chunks
 from consent_store.sqlite_export_sql import RenderCells
-from consent_store.sqlite_registry import RegistryMixin
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
-from consent_store.sqlite_stats import StatsMixin
 from consent_store.sqlite_verify import verify_database
 from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SQLiteWriter, utc_now
+from consent_store.stats import StatsMixin
 
 _CHUNK = 2000
 _KNOWN_DATA = 4096  # distinct decision data texts an export keeps parsed

@@ -7,7 +7,7 @@ import json
 import click
 
 from consent_store import ConsentStore
-from consent_store.sqlite_stats import QualityFigures
+from consent_store.stats import QualityFigures
 from ivr.cli_support import CliFailure, with_store
 from ivr.export import parse_timestamp
 from ivr.quality_report import quality_json, quality_table, with_frequency_changes

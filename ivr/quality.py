@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from consent_store import StoreError
-from consent_store.sqlite_stats import QualityFigures
+from consent_store.stats import QualityFigures
 from ivr.auth import SessionUser, requires, template_user
 from ivr.export import parse_timestamp
 from ivr.quality_report import figure_row, quality_csv, quality_flags, with_frequency_changes

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consent_store import ConsentStore
-from consent_store.sqlite_stats import FrequencyChange, QualityFigures, ScriptFigures
+from consent_store.stats import FrequencyChange, QualityFigures, ScriptFigures
 from voice_scripts import ScriptError, parse_script
 
 # A script version is flagged when its rate is this much worse than the previous version's

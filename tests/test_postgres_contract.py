@@ -28,7 +28,7 @@ from consent_store import (
     text_sha256,
 )
 from consent_store.exceptions import BusinessExists, NumberTaken, ScriptNotFound, UnknownBusiness
-from consent_store.sqlite_registry import TokenExists, UserExists
+from consent_store.registry import TokenExists, UserExists
 
 pytest_plugins = ["tests.pg_server"]
 

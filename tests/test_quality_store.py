@@ -21,7 +21,7 @@ from consent_store import (
     open_store,
     text_sha256,
 )
-from consent_store.sqlite_stats import QualityFigures, ScriptFigures
+from consent_store.stats import QualityFigures, ScriptFigures
 from ivr.quality_report import (
     quality_csv,
     quality_flags,
@@ -61,7 +61,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     fake = Clock()
     for module in (
         "consent_store.sqlite_writer",
-        "consent_store.sqlite_registry",
+        "consent_store.registry",
         "consent_store.sqlite",
         "consent_store.postgres",
     ):

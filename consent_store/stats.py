@@ -3,8 +3,9 @@
 What the log records is all there is: decisions (action, locale, script version, prompts
 heard, seconds to decide), prompts played after a key press or a silence (language chosen,
 re-prompts, the goodbye after the last attempt), call status callbacks (status, duration)
-and script / message-type changes. Reads only; the SQL is shared with PostgreSQL, which
-overrides the two dialect hooks `_json_text` and `_within_days`.
+and script / message-type changes. Reads only. The SQL serves both backends: the dialect
+hooks here (`_json_text`, `_within_days`, `_joined_text`) are SQLite's, and PostgreSQL's
+mixin (postgres_stats) overrides them.
 """
 
 from __future__ import annotations

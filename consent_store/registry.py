@@ -2,7 +2,8 @@
 
 Every change a caller could hear (publishing, rolling back, changing message
 types) and every new user is also appended to the hash chain as an audit event,
-in the same transaction. Drafts are scratch: not heard, not chained.
+in the same transaction. Drafts are scratch: not heard, not chained. Shared by both
+backends (the SQL is portable; JSON through the backend's `_json_text`).
 """
 
 from __future__ import annotations
