@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from consent_store.events import NewEvent, StoredEvent
 from consent_store.exceptions import StoreError, StoreUnavailable
@@ -119,3 +119,37 @@ class GroupCommitQueue:
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
+
+
+class QueuedStore:
+    """What both stores share: appends and side writes through their writer's queue.
+
+    First in each store's bases, so these take the place of the mixins' declarations.
+    """
+
+    _writer: GroupCommitQueue | None
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _open_writer(self) -> GroupCommitQueue:
+        if self._writer is None:
+            raise StoreUnavailable("the consent store is not open")
+        return self._writer
+
+    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
+        return await self._open_writer().append(event, side_writes)
+
+    async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
+        """Statements that are not consent events, through the single writer."""
+        await self._open_writer().side_write_only(writes)

@@ -23,14 +23,12 @@ from consent_store.audit_reads import AuditMixin
 from consent_store.call_log import CallLogMixin
 from consent_store.events import (
     ExportFilter,
-    NewEvent,
     Standing,
-    StoredEvent,
 )
 from consent_store.exceptions import (
     StoreUnavailable,
 )
-from consent_store.group_commit import SideWrite
+from consent_store.group_commit import QueuedStore
 from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
@@ -48,7 +46,9 @@ def describe_url(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
 
 
-class PostgresStore(CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, AuditMixin):
+class PostgresStore(
+    QueuedStore, CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, AuditMixin
+):
     """Consent store on a PostgreSQL database that several `ivr serve` processes may share."""
 
     def __init__(
@@ -101,13 +101,6 @@ class PostgresStore(CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, Regist
                 self._pool_obj.terminate()
         self._writer = self._pool_obj = None
 
-    async def __aenter__(self) -> PostgresStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     # -- primitives the shared mixins use -------------------------------------
 
     @property
@@ -115,17 +108,6 @@ class PostgresStore(CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, Regist
         if self._pool_obj is None:
             raise StoreUnavailable("the consent store is not open")
         return self._pool_obj
-
-    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        if self._writer is None:
-            raise StoreUnavailable("the consent store is not open")
-        return await self._writer.append(event, side_writes)
-
-    async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
-        """Statements that are not consent events, through the single writer."""
-        if self._writer is None:
-            raise StoreUnavailable("the consent store is not open")
-        await self._writer.side_write_only(writes)
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:

@@ -25,15 +25,13 @@ from consent_store.chain import GENESIS_HASH, ChainRow
 from consent_store.events import (
     DecisionRow,
     ExportFilter,
-    NewEvent,
     Standing,
-    StoredEvent,
     VerifyResult,
 )
 from consent_store.exceptions import (
     StoreUnavailable,
 )
-from consent_store.group_commit import SideWrite
+from consent_store.group_commit import QueuedStore
 from consent_store.queries import decision_filter
 from consent_store.registry import RegistryMixin
 from consent_store.sqlite_export import CsvChunk, RenderRows, export_csv_chunks
@@ -64,7 +62,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 _BUSY = object()
 
 
-class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
+class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
     """Consent store on one SQLite file."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
@@ -109,23 +107,11 @@ class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
             await self._read_conn.close()
         self._writer = self._read_conn = None
 
-    async def __aenter__(self) -> SQLiteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     @property
     def _reader(self) -> aiosqlite.Connection:
         if self._read_conn is None:
             raise StoreUnavailable("the consent store is not open")
         return self._read_conn
-
-    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        if self._writer is None:
-            raise StoreUnavailable("the consent store is not open")
-        return await self._writer.append(event, side_writes)
 
     def _quick_read(self, sql: str, params: Sequence[Any]) -> Any:
         """One small indexed read right on the event loop (about 10 µs, cheaper than a thread
@@ -174,12 +160,6 @@ class SQLiteStore(CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
         if self._writer is None:
             raise StoreUnavailable("the consent store is not open")
         await self._writer.checkpoint()
-
-    async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
-        """Statements that are not consent events, through the single writer."""
-        if self._writer is None:
-            raise StoreUnavailable("the consent store is not open")
-        await self._writer.side_write_only(writes)
 
     # -- businesses and scripts --------------------------------------------
 
