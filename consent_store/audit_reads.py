@@ -5,13 +5,32 @@ backends through their dialect hooks (`_json_text`, `_joined_text`)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consent_store.chain import ChainRow
+from consent_store.events import ExportFilter, Standing
+from consent_store.queries import decision_filter
 
 _COLUMNS = ", ".join(ChainRow._fields)
+
+# The latest opt-in or opt-out of a phone for a business: one indexed lookup (events_standing).
+STANDING_SQL = (
+    "SELECT e.action, e.recorded_at, e.seq, e.hash, e.body FROM subjects s"
+    " JOIN events e ON e.subject = s.subject"
+    " WHERE s.phone = ? AND e.business = ? AND e.kind = 'decision'"
+    " AND e.action IN ('opt_in', 'opt_out') ORDER BY e.seq DESC LIMIT 1"
+)
+
+
+def standing_from_row(row: Sequence[Any] | None) -> Standing | None:
+    """A row of STANDING_SQL as a Standing (None: no opt-in or opt-out on record)."""
+    if row is None:
+        return None
+    data = json.loads(row[4])["data"]
+    return Standing(row[0], row[1], row[2], row[3], tuple(data.get("message_types", ())))
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,16 @@ class AuditMixin:
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError
+
+    async def spoken_text(self, sha256: str) -> str | None:
+        """The exact text a caller heard, by its SHA-256 (the decision's script_sha256)."""
+        row = await self._fetchone("SELECT text FROM spoken_texts WHERE sha256 = ?", (sha256,))
+        return None if row is None else str(row[0])
+
+    async def count_decisions(self, where: ExportFilter) -> int:
+        clause, params = decision_filter(where)
+        row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
+        return int(row[0])
 
     async def events_for_call(self, call_sid: str) -> list[ChainRow]:
         """Every event of one call (decision, recordings, call status), in chain order."""

@@ -11,7 +11,6 @@ password in a message.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -19,10 +18,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from consent_store.audit_reads import AuditMixin
+from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
 from consent_store.call_log import CallLogMixin
 from consent_store.events import (
-    ExportFilter,
     Standing,
 )
 from consent_store.exceptions import (
@@ -33,7 +31,6 @@ from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
 from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
-from consent_store.queries import decision_filter
 from consent_store.registry import RegistryMixin
 from consent_store.sqlite_writer import MAX_BATCH, utc_now
 
@@ -147,26 +144,7 @@ class PostgresStore(
 
     async def standing(self, phone: str, business: str) -> Standing | None:
         """The latest opt-in/opt-out of this phone for this business, from an index."""
-        row = await self._fetchone(
-            "SELECT e.action, e.recorded_at, e.seq, e.hash, e.body FROM subjects s"
-            " JOIN events e ON e.subject = s.subject"
-            " WHERE s.phone = ? AND e.business = ? AND e.kind = 'decision'"
-            " AND e.action IN ('opt_in', 'opt_out') ORDER BY e.seq DESC LIMIT 1",
-            (phone, business),
-        )
-        if row is None:
-            return None
-        data = json.loads(row[4])["data"]
-        return Standing(row[0], row[1], row[2], row[3], tuple(data.get("message_types", ())))
-
-    async def spoken_text(self, sha256: str) -> str | None:
-        row = await self._fetchone("SELECT text FROM spoken_texts WHERE sha256 = ?", (sha256,))
-        return None if row is None else str(row[0])
-
-    async def count_decisions(self, where: ExportFilter) -> int:
-        clause, params = decision_filter(where)
-        row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
-        return int(row[0])
+        return standing_from_row(await self._fetchone(STANDING_SQL, (phone, business)))
 
     async def event_count(self) -> int:
         row = await self._fetchone("SELECT COALESCE(MAX(seq), 0) FROM events")

@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from consent_store.audit_reads import AuditMixin
+from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
 from consent_store.call_log import CallLogMixin
 from consent_store.chain import GENESIS_HASH, ChainRow
 from consent_store.events import (
@@ -167,28 +167,10 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
 
     async def standing(self, phone: str, business: str) -> Standing | None:
         """The latest opt-in/opt-out of this phone for this business, from an index."""
-        sql = (
-            "SELECT e.action, e.recorded_at, e.seq, e.hash, e.body FROM subjects s"
-            " JOIN events e ON e.subject = s.subject"
-            " WHERE s.phone = ? AND e.business = ? AND e.kind = 'decision'"
-            " AND e.action IN ('opt_in', 'opt_out') ORDER BY e.seq DESC LIMIT 1"
-        )
-        row = self._quick_read(sql, (phone, business))
+        row = self._quick_read(STANDING_SQL, (phone, business))
         if row is _BUSY:
-            row = await self._fetchone(sql, (phone, business))
-        if row is None:
-            return None
-        data = json.loads(row[4])["data"]
-        return Standing(row[0], row[1], row[2], row[3], tuple(data.get("message_types", ())))
-
-    async def spoken_text(self, sha256: str) -> str | None:
-        row = await self._fetchone("SELECT text FROM spoken_texts WHERE sha256 = ?", (sha256,))
-        return None if row is None else str(row[0])
-
-    async def count_decisions(self, where: ExportFilter) -> int:
-        clause, params = decision_filter(where)
-        row = await self._fetchone(f"SELECT count(*) FROM events e WHERE {clause}", params)
-        return int(row[0])
+            row = await self._fetchone(STANDING_SQL, (phone, business))
+        return standing_from_row(row)
 
     async def export_decisions(
         self,
