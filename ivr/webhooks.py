@@ -195,19 +195,20 @@ async def _context(
     locale: str | None = None,
     version: int | None = None,
     rehearsal: str | None = None,
+    opted_in: bool | None = None,
 ) -> CallContext:
-    """Scripts for the call: all published ones (or drafts in a rehearsal), or the version a caller heard."""
+    """Scripts for the call: all published ones (or drafts in a rehearsal), or the version a caller heard.
+
+    `opted_in` None: read the caller's standing (it decides which prompt they hear).
+    """
     if locale is not None and version is not None:
         scripts = {locale: await _script(runtime, business, locale, version, rehearsal)}
     else:
         scripts = {loc: await _script(runtime, business, loc, None, rehearsal) for loc in business.locales}
-    standing = await runtime.store.standing(phone, business.name)
-    return CallContext(
-        business=business,
-        scripts=scripts,
-        opted_in=standing is not None and standing.action == "opt_in",
-        base_url=base_url,
-    )
+    if opted_in is None:
+        standing = await runtime.store.standing(phone, business.name)
+        opted_in = standing is not None and standing.action == "opt_in"
+    return CallContext(business=business, scripts=scripts, opted_in=opted_in, base_url=base_url)
 
 
 async def _caller(runtime: Runtime, form: Form) -> tuple[Business | None, str, Response | None]:
@@ -261,7 +262,9 @@ async def gather(request: Request) -> Response:
     if form is None:
         return _forbidden()
     try:
-        state = GatherState.from_query(request.query_params)
+        state = GatherState.from_query(
+            dict(parse_urlencoded(request.scope["query_string"].decode("latin-1")))
+        )
     except InvalidCallState as exc:
         return _bad_request(str(exc))
     try:
@@ -274,7 +277,11 @@ async def gather(request: Request) -> Response:
         rehearsal = _rehearsal(form)
         if state.version == 0 and rehearsal != "draft":
             return _bad_request("version 0 is a draft, heard only in a rehearsal.")
-        ctx = await _context(runtime, base_url, business, phone, state.locale, state.version, rehearsal)
+        # After the language menu the standing picks the prompt; later steps carry it in the state.
+        opted_in = None if state.step == "language" else state.step == "subscribed"
+        ctx = await _context(
+            runtime, base_url, business, phone, state.locale, state.version, rehearsal, opted_in
+        )
         reply = continue_call(ctx, state, form.get("Digits") or None)
     except (StoreError, ScriptError) as exc:
         LOG.error("gather webhook failed for call %s: %s", form.get("CallSid"), exc)

@@ -49,3 +49,16 @@ async def test_invalid_language_choice_reprompts_the_menu(service: Service) -> N
     assert call.transcript.count("Para español, pulse 1.") == 2
     [row] = [r async for r in service.store.export_decisions(ExportFilter())]
     assert (row.locale, row.action) == ("es-ES", "declined")
+
+
+async def test_an_opted_in_caller_who_chooses_a_language_hears_how_to_opt_out_and_can(
+    service: Service,
+) -> None:
+    await service.twilio.call(BILINGUAL_NUMBER, CALLER, ["2", "1"])  # English, opt in
+    again = await service.twilio.call(BILINGUAL_NUMBER, CALLER, ["2", "1", "9"])  # 1 is not an option now
+    assert "press 9" in again.spoken[2].text and "To agree" not in again.spoken[2].text
+    rows = [r async for r in service.store.export_decisions(ExportFilter())]
+    assert [(r.locale, r.action, r.digits) for r in rows] == [
+        ("en-US", "opt_in", "1"),
+        ("en-US", "opt_out", "9"),
+    ]
