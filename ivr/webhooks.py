@@ -325,7 +325,8 @@ async def gather(request: Request) -> Response:
         stored.seq,
     )
     # A retried post confirms what was recorded the first time.
-    return _twiml(confirmation(ctx, decide.locale, str(stored.data["action"])))
+    action = str(stored.data["action"]) if stored.duplicate else decide.action
+    return _twiml(confirmation(ctx, decide.locale, action))
 
 
 async def _record_played(runtime: Runtime, call_sid: str, business: str, played: Played) -> None:
