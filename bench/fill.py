@@ -7,8 +7,7 @@ million events. `fill_store` writes the same rows directly with sqlite3:
   migrates it), and the businesses are created through `add_business`, so the
   chain starts with their real "business" events and scripts;
 - each decision comes from `ConsentDecision.to_event()`; its body is
-  `canonical_json` of exactly the mapping the writer hashes, and its hash is
-  `event_hash(previous hash, body)`;
+  built by `chain_event`, exactly as the writer builds it (body and hash);
 - each new phone gets a `subjects` row with a random salt and
   `subject_commitment(salt, phone)`; a repeat caller reuses its subject;
 - the spoken texts go to `spoken_texts`, keyed by their SHA-256;
@@ -36,7 +35,7 @@ from typing import Any
 
 from bench.workload import BUSINESSES, Workload, add_businesses
 from consent_store import Business, SQLiteStore
-from consent_store.chain import canonical_json, event_hash, text_sha256
+from consent_store.chain import chain_event, text_sha256
 from consent_store.sqlite_writer import CHECKPOINT_EVERY, subject_commitment
 
 _INSERT_EVENT = (
@@ -172,35 +171,9 @@ def _append_decisions(
             subject = subjects[event.phone] = subject_commitment(salt, event.phone)
             new_subjects.append((subject, event.phone, salt))
         recorded_at = clock.now()
-        body = canonical_json(
-            {
-                "seq": seq,
-                "recorded_at": recorded_at,
-                "kind": event.kind,
-                "key": event.idempotency_key,
-                "call_sid": event.call_sid,
-                "business": event.business,
-                "subject": subject,
-                "data": dict(event.fields),
-            }
-        )
-        digest = event_hash(head_hash, body)
-        events.append(
-            (
-                seq,
-                recorded_at,
-                event.kind,
-                event.idempotency_key,
-                event.call_sid,
-                event.business,
-                subject,
-                event.action,
-                body,
-                head_hash,
-                digest,
-            )
-        )
-        head_hash = digest
+        row = chain_event(event, seq, head_hash, recorded_at, subject)
+        events.append(tuple(row))
+        head_hash = digest = row.hash
         if event.spoken_text not in texts:
             texts[event.spoken_text] = text_sha256(event.spoken_text)
         # The end of a writer's commit group: checkpoint it if it passed a multiple.
