@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.export_store import append_recordings, describe_store
 from bench.fill import fill_store
+from bench.options import positive_int
 from bench.workload import BUSINESSES
 
 TARGET_CSV_ROWS_PER_S = 200_000
@@ -54,11 +55,6 @@ class Run:
         return self.rows / self.measured.seconds
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -68,7 +64,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "with a raw sqlite3 + csv.writer baseline, in one run.",
     )
     parser.add_argument(
-        "--decisions", type=_positive, default=1_000_000, help="decisions in the store (default 1000000)"
+        "--decisions", type=positive_int, default=1_000_000, help="decisions in the store (default 1000000)"
     )
     parser.add_argument(
         "--no-recordings",

@@ -54,6 +54,7 @@ from bench.load_report import (
     print_wrk,
 )
 from bench.load_wrk import run_wrk
+from bench.options import positive_float, positive_int
 
 BUSINESS = "Bench Bakery"
 NUMBER = "+15550199001"
@@ -61,20 +62,6 @@ MESSAGE_TYPE = "order updates"
 
 
 # -- options -----------------------------------------------------------------------
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -86,15 +73,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--concurrency",
-        type=_positive,
+        type=positive_int,
         default=TARGET_CONCURRENCY,
         help="calls in progress at once (default 50)",
     )
-    mode.add_argument("--rate", type=_positive_float, default=None, help="new calls per second (open loop)")
-    parser.add_argument("--calls", type=_positive, default=None, help="measured calls (default 2000)")
+    mode.add_argument("--rate", type=positive_float, default=None, help="new calls per second (open loop)")
+    parser.add_argument("--calls", type=positive_int, default=None, help="measured calls (default 2000)")
     parser.add_argument(
         "--seconds",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="stop starting calls after this long (default 120)",
     )
@@ -108,25 +95,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="load generator: lean asyncio client (default) or ivr.emulator.TwilioEmulator over httpx",
     )
     parser.add_argument(
-        "--wrk-seconds", type=_positive, default=10, help="duration of each wrk run (default 10)"
+        "--wrk-seconds", type=positive_int, default=10, help="duration of each wrk run (default 10)"
     )
     parser.add_argument(
-        "--wrk-connections", type=_positive, default=TARGET_CONCURRENCY, help="wrk connections (default 50)"
+        "--wrk-connections",
+        type=positive_int,
+        default=TARGET_CONCURRENCY,
+        help="wrk connections (default 50)",
     )
     parser.add_argument("--skip-wrk", action="store_true", help="leave out the wrk runs")
     parser.add_argument("--skip-baseline", action="store_true", help="leave out the bare-Starlette floor")
     parser.add_argument(
         "--soak-rss",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="only the RSS soak: N whole calls, the server's RSS every --rss-every calls",
     )
     parser.add_argument(
-        "--rss-every", type=_positive, default=10_000, help="soak reading interval (default 10000)"
+        "--rss-every", type=positive_int, default=10_000, help="soak reading interval (default 10000)"
     )
     parser.add_argument(
-        "--soak-seconds", type=_positive_float, default=600, help="time limit of the soak (default 600)"
+        "--soak-seconds", type=positive_float, default=600, help="time limit of the soak (default 600)"
     )
     parser.add_argument(
         "--py-spy",
@@ -138,7 +128,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--switch-interval",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="experiment: run `ivr serve` with sys.setswitchinterval(SECONDS) (Python's default 0.005)",

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiosqlite
 
 from bench.fill import fill_store
+from bench.options import positive_int
 from bench.workload import BUSINESSES, Workload, add_businesses
 from consent_store import ConsentDecision, SQLiteStore, canonical_json, event_hash
 
@@ -68,11 +69,6 @@ def _levels(text: str) -> list[int]:
     return levels
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -82,18 +78,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "verify() events/s, and the raw SQLite commit rate of the disk, in one run.",
     )
     parser.add_argument(
-        "--events", type=_positive, default=20_000, help="decisions per concurrency level (default 20000)"
+        "--events", type=positive_int, default=20_000, help="decisions per concurrency level (default 20000)"
     )
     parser.add_argument(
         "--per-event-events",
-        type=_positive,
+        type=positive_int,
         default=3_000,
         metavar="N",
         help="at most this many decisions for the one-commit-per-event runs (default 3000)",
     )
     parser.add_argument(
         "--verify-events",
-        type=_positive,
+        type=positive_int,
         default=1_000_000,
         metavar="N",
         help="events in the store whose verify() is timed (default 1000000)",
