@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.export_store import append_recordings, describe_store
 from bench.fill import fill_store
+from bench.machine import cpu_model
 from bench.options import positive_int
 from bench.workload import BUSINESSES
 
@@ -53,8 +54,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.rows / self.measured.seconds
-
-
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -95,16 +94,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def _n(value: float) -> str:
     return f"{value:,.0f}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def baseline_child(db: str, out: str) -> None:
@@ -245,7 +234,7 @@ def main(argv: Sequence[str]) -> int:
         directory = Path(name)
         cores = os.cpu_count()
         print("export benchmark")
-        print(f"machine:  {cores} cores, {_cpu_model()}, {platform.platform()}")
+        print(f"machine:  {cores} cores, {cpu_model()}, {platform.platform()}")
         print(f"software: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
         print(f"files:    under {directory}")
         print()

@@ -6,7 +6,6 @@ Printing only: never starts a process or changes a figure. The targets (issue 8)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 from bench.load_client import WEBHOOKS
 from bench.load_procs import ClientRun, cpu_percent
 from bench.load_wrk import WrkRun
+from bench.machine import cpu_model
 
 TARGET_P99_MS = 25.0
 TARGET_DECISION_P99_MS = 40.0
@@ -29,14 +29,6 @@ FLAT_RSS_MB = 5.0
 FLAT_RSS_SHARE = 0.05
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def print_machine(args: argparse.Namespace, directory: Path) -> None:
     import starlette
     import uvicorn
@@ -44,7 +36,7 @@ def print_machine(args: argparse.Namespace, directory: Path) -> None:
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     print("load benchmark: whole signed calls against `ivr serve`, and a bare-Starlette floor")
-    print(f"machine:  {cores} cores ({usable} usable), {_cpu_model()}, {platform.platform()}")
+    print(f"machine:  {cores} cores ({usable} usable), {cpu_model()}, {platform.platform()}")
     print(
         f"software: Python {platform.python_version()}, uvicorn {uvicorn.__version__}, "
         f"starlette {starlette.__version__}, wrk {'yes' if shutil.which('wrk') else 'not installed'}"

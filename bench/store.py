@@ -21,6 +21,7 @@ from pathlib import Path
 import aiosqlite
 
 from bench.fill import fill_store
+from bench.machine import cpu_model
 from bench.options import positive_int
 from bench.workload import BUSINESSES, Workload, add_businesses
 from consent_store import ConsentDecision, SQLiteStore, canonical_json, event_hash
@@ -69,8 +70,6 @@ def _levels(text: str) -> list[int]:
     return levels
 
 
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench store",
@@ -112,16 +111,6 @@ def _n(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _default_max_batch() -> int:
     return int(inspect.signature(SQLiteStore).parameters["max_batch"].default)
 
@@ -130,7 +119,7 @@ def print_machine(directory: Path) -> None:
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     print("consent store benchmark")
-    print(f"machine:  {cores} cores ({usable} usable), {_cpu_model()}, {platform.platform()}")
+    print(f"machine:  {cores} cores ({usable} usable), {cpu_model()}, {platform.platform()}")
     print(
         f"software: Python {platform.python_version()} ({platform.python_implementation()}), "
         f"SQLite {sqlite3.sqlite_version}, aiosqlite {aiosqlite.__version__}"
