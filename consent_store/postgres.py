@@ -32,7 +32,7 @@ from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
 from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
 from consent_store.registry import RegistryMixin
-from consent_store.sqlite_writer import MAX_BATCH, utc_now
+from consent_store.sqlite_writer import MAX_BATCH
 
 LOG = logging.getLogger(__name__)
 
@@ -124,21 +124,6 @@ class PostgresStore(
             await self._pool.execute("VACUUM subjects")
         except PG_ERRORS as exc:
             LOG.warning("could not vacuum the subjects table after an erasure: %s", exc)
-
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers and takes a durable write now."""
-        await self._fetchone("SELECT 1")
-        if self._writer is None or not self._writer.running:
-            raise StoreUnavailable("the consent store writer is not running")
-        await self._side_writes(
-            [
-                (
-                    "INSERT INTO settings (key, value) VALUES ('health_probe', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (utc_now(),),
-                )
-            ]
-        )
 
     # -- settings ---------------------------------------------------------
 

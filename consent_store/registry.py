@@ -183,6 +183,22 @@ class RegistryMixin:
         )
         return int(row[0] or 0) if row else 0
 
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers and takes a durable write now.
+
+        The write is a real commit through the writer (a full disk or a read-only file shows
+        here), and the writer's queue refuses it when the writer is not running."""
+        await self._fetchone("SELECT 1")
+        await self._side_writes(
+            [
+                (
+                    "INSERT INTO settings (key, value) VALUES ('health_probe', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (utc_now(),),
+                )
+            ]
+        )
+
     async def list_businesses(self) -> list[Business]:
         rows = await self._fetchall("SELECT name FROM businesses ORDER BY name")
         return [await self.get_business(r[0]) for r in rows]

@@ -38,7 +38,7 @@ from consent_store.sqlite_export import CsvChunk, RenderRows, export_csv_chunks
 from consent_store.sqlite_export_sql import RenderCells
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_verify import verify_database
-from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SQLiteWriter, utc_now
+from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SQLiteWriter
 from consent_store.stats import StatsMixin
 
 _CHUNK = 2000
@@ -136,22 +136,6 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
             return list(await self._reader.execute_fetchall(sql, params))
         except aiosqlite.Error as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
-
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers and takes a durable write now."""
-        await self._fetchone("SELECT 1")
-        if self._writer is None or not self._writer.running:
-            raise StoreUnavailable("the consent store writer is not running")
-        # A real commit through the writer: a full disk or a read-only file shows here.
-        await self._side_writes(
-            [
-                (
-                    "INSERT INTO settings (key, value) VALUES ('health_probe', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (utc_now(),),
-                )
-            ]
-        )
 
     # -- settings ---------------------------------------------------------
 

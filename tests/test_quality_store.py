@@ -59,12 +59,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     fake = Clock()
-    for module in (
-        "consent_store.sqlite_writer",
-        "consent_store.registry",
-        "consent_store.sqlite",
-        "consent_store.postgres",
-    ):
+    for module in ("consent_store.sqlite_writer", "consent_store.registry"):
         monkeypatch.setattr(f"{module}.utc_now", fake)
     monkeypatch.setattr("consent_store.postgres_writer.record_clock", fake)
     yield fake
