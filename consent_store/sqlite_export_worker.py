@@ -62,23 +62,37 @@ def window_result(row: tuple[Any, ...]) -> tuple[int, bool, bytes]:
 
 
 class _Commands:
-    """Standard input, read without blocking between windows."""
+    """Standard input, a line at a time, read without blocking between windows.
+
+    One read may bring several lines (a "go" and the first cells right behind it):
+    what is not asked for yet stays queued."""
 
     def __init__(self) -> None:
         self._fd = sys.stdin.fileno()
         self._pending = b""
+        self._queued: list[bytes] = []
 
-    def lines(self, wait: bool) -> list[bytes]:
-        found: list[bytes] = []
+    def _read(self, wait: bool) -> None:
         while True:
-            ready, _, _ = select.select([self._fd], [], [], None if wait and not found else 0)
+            ready, _, _ = select.select([self._fd], [], [], None if wait and not self._queued else 0)
             if not ready:
-                return found
+                return
             data = os.read(self._fd, 1 << 16)
             if not data:
                 raise SystemExit(0)  # the exporter is gone
             *complete, self._pending = (self._pending + data).split(b"\n")
-            found += complete
+            self._queued += complete
+
+    def next(self) -> bytes:
+        """The next line, waiting for it."""
+        self._read(wait=True)
+        return self._queued.pop(0)
+
+    def ready(self) -> list[bytes]:
+        """Every line that has arrived, without waiting."""
+        self._read(wait=False)
+        found, self._queued = self._queued, []
+        return found
 
 
 class _FrameWriter:
@@ -120,7 +134,7 @@ def run(task: dict[str, Any], out: BinaryIO) -> None:
         seq, digest = found or (0, task["genesis"])
         out.write(HEAD.pack(seq, str(digest).encode().ljust(64)))
         out.flush()
-        [command] = commands.lines(wait=True)
+        command = commands.next()
         if command.startswith(b"go "):
             break
         conn.execute("COMMIT")  # "again": the exporter saw another head; take a new snapshot
@@ -130,7 +144,7 @@ def run(task: dict[str, Any], out: BinaryIO) -> None:
     for number, start in enumerate(range(0, head, window)):
         if not worker_owns(number):
             continue
-        for line in commands.lines(wait=False):
+        for line in commands.ready():
             conn.executemany(task["cells_insert"], json.loads(line))
         row = conn.execute(task["sql"], [head, start, min(start + window, head), *params]).fetchone()
         frames.frame(start, *window_result(row))

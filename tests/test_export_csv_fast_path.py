@@ -9,6 +9,8 @@ NUL, non-E.164 and erased phones, missing and odd recordings, unicode.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +18,14 @@ from pathlib import Path
 import pytest
 
 import consent_store.sqlite_export as sqlite_export
-from consent_store import ConsentDecision, DecisionRow, ExportFilter, RecordingStatus, SQLiteStore
+from consent_store import (
+    ConsentDecision,
+    DecisionRow,
+    ExportFilter,
+    RecordingStatus,
+    SQLiteStore,
+    sqlite_export_worker,
+)
 from ivr.export import csv_written_cells, render_csv_rows, render_rows
 
 AWKWARD = (
@@ -259,3 +268,21 @@ async def test_fast_csv_through_an_older_record_is_what_export_decisions_reads(
             ]
             assert fast == render_rows(rows, "csv")
             assert heads == expected_heads
+
+
+def test_the_worker_keeps_lines_that_arrive_together_with_its_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter may send the first cells right behind "go": one read brings both."""
+    read_end, write_end = os.pipe()
+    try:
+        monkeypatch.setattr(
+            sqlite_export_worker.sys, "stdin", io.TextIOWrapper(io.FileIO(read_end, closefd=False))
+        )
+        commands = sqlite_export_worker._Commands()
+        os.write(write_end, b'go 42\n[["a"]]\n[["b"]')
+        assert commands.next() == b"go 42"
+        os.write(write_end, b"]\n")
+        assert commands.ready() == [b'[["a"]]', b'[["b"]]']
+        assert commands.ready() == []
+    finally:
+        os.close(read_end)
+        os.close(write_end)
