@@ -16,6 +16,7 @@ from ivr.app import create_app
 from ivr.businesses import add_business
 from ivr.emulator import TwilioEmulator
 from ivr.settings import Settings
+from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 ACME = "Acme Parcels"
@@ -82,3 +83,17 @@ def browser() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real `ivr serve` on a fresh SQLite file with one manager, alice (SITE_PASSWORD): its base URL
+    and the environment that reaches it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.db'}"
+    log = tmp_path / "serve.log"
+    with server(env, log) as (process, base):
+        wait_until_healthy(base, process, log)
+        added = ivr(env, "user", "add", "alice", "--role", "manager", stdin=SITE_PASSWORD + "\n")
+        assert added.returncode == 0, added.stderr
+        yield base, env

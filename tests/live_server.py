@@ -12,6 +12,22 @@ from pathlib import Path
 
 import httpx
 
+# The manager every `site` (tests/conftest.py) starts with: alice, with this password.
+SITE_PASSWORD = "correct horse battery staple"
+
+
+def ivr(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `ivr` command in a process of its own with this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "ivr", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -3,45 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import SHOTS
-from tests.live_server import server, wait_until_healthy
+from tests.live_server import SITE_PASSWORD, ivr
 
 pytestmark = pytest.mark.slow
 
 DEMO = "+15550100100"
-PASSWORD = "correct horse battery staple"
 NEW_WORDING = "We would love to keep you posted with"
-
-
-def ivr(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ivr", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=60,
-        check=False,
-    )
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    env["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.db'}"
-    log = tmp_path / "serve.log"
-    with server(env, log) as (process, base):
-        wait_until_healthy(base, process, log)
-        assert ivr(env, "user", "add", "alice", "--role", "manager", stdin=PASSWORD + "\n").returncode == 0
-        yield base, env
 
 
 def test_manager_edits_sees_a_lint_error_fixes_it_and_callers_hear_the_new_wording(
@@ -56,7 +27,7 @@ def test_manager_edits_sees_a_lint_error_fixes_it_and_callers_hear_the_new_wordi
     page.goto(f"{base}/manage")
     assert page.url.startswith(f"{base}/login")
     page.fill("#name", "alice")
-    page.fill("#password", PASSWORD)
+    page.fill("#password", SITE_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base}/manage")
     page.get_by_role("link", name="en-US").click()

@@ -6,9 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,8 +13,7 @@ from click.testing import CliRunner
 from ivr.auth import hash_password
 from ivr.cli import cli
 from tests.conftest import ACME, ACME_NUMBER, SHOTS, Service
-from tests.live_server import server, wait_until_healthy
-from tests.test_manage_browser import ivr
+from tests.live_server import SITE_PASSWORD, ivr
 from tests.test_manage_http import PASSWORD, sign_in
 
 
@@ -97,17 +93,6 @@ async def test_stats_command_prints_a_table_and_json(
     assert unknown.exit_code != 0
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    env["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.db'}"
-    log = tmp_path / "serve.log"
-    with server(env, log) as (process, base):
-        wait_until_healthy(base, process, log)
-        assert ivr(env, "user", "add", "alice", "--role", "manager", stdin=PASSWORD + "\n").returncode == 0
-        yield base, env
-
-
 @pytest.mark.slow
 def test_quality_page_in_a_browser_shows_svg_charts_and_the_table(browser, site) -> None:  # type: ignore[no-untyped-def]
     base, env = site
@@ -116,7 +101,7 @@ def test_quality_page_in_a_browser_shows_svg_charts_and_the_table(browser, site)
     page = browser.new_page(viewport={"width": 1100, "height": 1400})
     page.goto(f"{base}/login?next=/manage")
     page.fill("#name", "alice")
-    page.fill("#password", PASSWORD)
+    page.fill("#password", SITE_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base}/manage")
     page.get_by_role("link", name="Calls, decisions and later opt-outs per script version").click()
