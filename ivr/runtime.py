@@ -26,7 +26,7 @@ class Runtime:
     auth_token: str
     validator: RequestValidator
     local_token: bool = False
-    secret_key: str = ""
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     catalog: Catalog = field(init=False)
 
@@ -54,5 +54,17 @@ async def start_runtime(settings: Settings, store: ConsentStore) -> Runtime:
             "to your account's Auth Token to take real calls."
         )
     return Runtime(
-        settings=settings, store=store, auth_token=token, validator=RequestValidator(token), local_token=local
+        settings=settings,
+        store=store,
+        auth_token=token,
+        validator=RequestValidator(token),
+        local_token=local,
+        secret_key=await secret_key_for(settings, store),
     )
+
+
+async def secret_key_for(settings: Settings, store: ConsentStore) -> str:
+    """IVR_SECRET_KEY, or a random key created once and kept in the database (never empty)."""
+    if settings.secret_key:
+        return settings.secret_key
+    return await store.setting_or_default(SESSION_SECRET_SETTING, secrets.token_urlsafe(32))
