@@ -1,8 +1,17 @@
-"""Server-rendered pages: templates, static files and the home page."""
+"""Server-rendered pages: templates, static files and the home page.
+
+Templates embed JSON only through `html_safe_json` (the `json_for_html` filters) and link
+only to https: URLs (`is https_url`): text from callers, Twilio or managers must never end
+an element, open a comment or become a script.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import jinja2
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -20,6 +29,32 @@ templates = Jinja2Templates(
     )
 )
 templates.env.globals["version"] = __version__
+
+# "<!--", "<script" and "</" inside a <script> element change where the browser ends it; as
+# \u003c escapes they are the same JSON and mean nothing to HTML.
+_HTML_UNSAFE_IN_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "'": "\\u0027"})
+
+
+def html_safe_json(json_text: str) -> Markup:
+    """JSON text made safe inside <script> or an element: `<`, `>`, `&`, `'` as \\u003c and so on.
+
+    Valid JSON stays valid and means the same: those characters only occur inside its strings."""
+    return Markup(json_text.translate(_HTML_UNSAFE_IN_JSON))
+
+
+def json_for_html(value: Any) -> Markup:
+    """A value as JSON safe inside <script> or an element."""
+    return html_safe_json(json.dumps(value))
+
+
+def is_https_url(url: object) -> bool:
+    """Whether a URL may become a link: https only (never javascript:, data: or plain http)."""
+    return isinstance(url, str) and url.startswith("https://")
+
+
+templates.env.filters["json_for_html"] = json_for_html
+templates.env.filters["json_text_for_html"] = html_safe_json  # JSON already serialised
+templates.env.tests["https_url"] = is_https_url
 
 
 def base_url(request: Request) -> str:
