@@ -61,3 +61,13 @@ class AppendOnlyViolation(StoreError):
 
 class ConflictingWrite(StoreError):
     """A write clashed with data written meanwhile (a name or number taken)."""
+
+
+class WithheldCaller(StoreError):
+    """A record was asked for a caller whose number is withheld (a Twilio placeholder)."""
+
+    def __init__(self, phone: str) -> None:
+        self.phone = phone
+        super().__init__(
+            f"{phone!r} is a withheld caller ID, not a caller's number: no consent record is kept for it."
+        )

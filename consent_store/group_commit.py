@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from consent_store.events import NewEvent, StoredEvent
-from consent_store.exceptions import StoreError, StoreUnavailable
+from consent_store.exceptions import StoreError, StoreUnavailable, WithheldCaller
+from consent_store.phone import is_withheld
 
 LOG = logging.getLogger(__name__)
 
@@ -148,6 +149,9 @@ class QueuedStore:
         return self._writer
 
     async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
+        # Every event of both backends passes here: none may bind a record to a withheld caller.
+        if event.phone is not None and is_withheld(event.phone):
+            raise WithheldCaller(event.phone)
         return await self._open_writer().append(event, side_writes)
 
     async def _side_writes(self, writes: Sequence[SideWrite]) -> None:

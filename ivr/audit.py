@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from consent_store import ACTIONS, DecisionRow, ExportFilter, event_hash
-from consent_store.phone import is_e164
+from consent_store.phone import is_e164_format
 from ivr.auth import SessionUser, requires, template_user
 from ivr.event_text import describe_event
 from ivr.export import CHUNK_ROWS, EXPORT_FORMATS, parse_timestamp, render_header, render_rows
@@ -34,7 +34,7 @@ def _filter(query: dict[str, str]) -> tuple[ExportFilter, list[str]]:
     """An ExportFilter from the search form, and what was wrong with it."""
     problems: list[str] = []
     phone = query.get("phone", "").strip() or None
-    if phone is not None and not is_e164(phone):
+    if phone is not None and not is_e164_format(phone):
         problems.append(f"phone {phone!r} is not E.164, e.g. +14155550123")
     action = query.get("action") or None
     if action is not None and action not in ACTIONS:

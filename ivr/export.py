@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from consent_store import DecisionRow
-from consent_store.phone import is_e164
+from consent_store.phone import is_e164_format
 from consent_store.sqlite_export import CsvChunk
 
 ExportFormat = Literal["csv", "jsonl", "receipts"]
@@ -100,7 +100,7 @@ def csv_cells(row: DecisionRow) -> tuple[str, ...]:
     that as a number, never a formula; any other phone value is neutralised like the rest.
     """
     phone = row.phone or ""
-    if phone[:1] in _QUOTED_STARTS and not is_e164(phone):
+    if phone[:1] in _QUOTED_STARTS and not is_e164_format(phone):
         phone = "'" + phone
     return (
         row.recorded_at,
