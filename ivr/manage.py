@@ -26,6 +26,7 @@ from voice_scripts import RenderContext, ScriptError, parse_script, render_all
 
 _ESPEAK_VOICES = {"en": "en-us", "es": "es"}
 MAX_SCRIPT_BYTES = 64_000
+MAX_SPEECH_CHARACTERS = 5_000
 
 
 def _runtime(request: Request) -> Runtime:
@@ -277,26 +278,38 @@ async def lint_api(request: Request, user: SessionUser) -> Response:
 
 @requires("manager", "auditor", api=True)
 async def speech_api(request: Request, user: SessionUser) -> Response:
-    """The text as a WAV spoken by espeak-ng, when it is installed (else 404: use the browser's voice)."""
-    body = await _json(request)
+    """The text as a WAV spoken by espeak-ng, when it is installed (else 404: use the browser's voice).
+
+    The text goes to espeak-ng on standard input, never as an argument: "-f/etc/passwd" is
+    words to say, not an option that reads a file.
+    """
     espeak = shutil.which("espeak-ng")
-    if body is None or espeak is None:
+    if espeak is None:
         return JSONResponse({"error": "espeak-ng is not installed here"}, status_code=404)
-    text, locale = str(body.get("text", ""))[:5000], str(body.get("locale", "en-US"))
+    body = await _json(request)
+    if body is None:
+        return JSONResponse({"error": 'send JSON {"text", "locale"}'}, status_code=400)
+    text, locale = str(body.get("text", "")), str(body.get("locale", "en-US"))
+    if len(text) > MAX_SPEECH_CHARACTERS:
+        limit = MAX_SPEECH_CHARACTERS
+        too_long = f"the text is {len(text):,} characters; the speech preview takes {limit:,} at most"
+        return JSONResponse({"error": too_long}, status_code=413)
     voice = _ESPEAK_VOICES.get(locale.split("-")[0].lower(), "en-us")
     process = await asyncio.create_subprocess_exec(
         espeak,
         "-v",
         voice,
         "--stdout",
-        text,
+        "--stdin",
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        audio, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+        audio, _ = await asyncio.wait_for(process.communicate(text.encode("utf-8")), timeout=20)
     except TimeoutError:
         process.kill()
+        await process.wait()
         return JSONResponse({"error": "speech took too long"}, status_code=504)
     return Response(audio, media_type="audio/wav")
 
