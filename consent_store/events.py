@@ -17,8 +17,10 @@ ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 EventKind = Literal[
     "decision", "prompt", "recording", "call_status", "business", "script", "user", "erasure", "token"
 ]
-Role = Literal["manager", "auditor"]
-ROLES: tuple[Role, ...] = ("manager", "auditor")
+# admin: manages users and businesses, and may do what a manager does; manager: edits what
+# callers hear; auditor: reads the evidence.
+Role = Literal["admin", "manager", "auditor"]
+ROLES: tuple[Role, ...] = ("admin", "manager", "auditor")
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,25 @@ class User:
     role: Role
     password_hash: str
     disabled: bool = False
+    # The businesses this user may see and change; None: every business.
+    businesses: tuple[str, ...] | None = None
+    last_sign_in: str | None = None
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A signed-in browser, kept server-side so that ending it ends every copy of its cookie."""
+
+    user: str
+    created_at: int  # seconds since the epoch
+    last_seen: int
+    ended_at: int | None
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    name: str
+    businesses: tuple[str, ...] | None = None  # None: every business
 
 
 @dataclass(frozen=True)

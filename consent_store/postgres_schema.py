@@ -264,8 +264,26 @@ CREATE TABLE opt_out_webhooks (
 );
 """
 
+# Version 4 (SQLite's version 6): an admin role, users and tokens limited to some businesses,
+# and server-side web sessions.
+_V4 = """
+ALTER TABLE users DROP CONSTRAINT users_role_check;
+ALTER TABLE users ADD CONSTRAINT users_role_check CHECK (role IN ('admin', 'manager', 'auditor'));
+ALTER TABLE users ADD COLUMN businesses TEXT;
+ALTER TABLE users ADD COLUMN last_sign_in TEXT;
+ALTER TABLE api_tokens ADD COLUMN businesses TEXT;
+CREATE TABLE web_sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    ended_at BIGINT
+);
+CREATE INDEX web_sessions_user ON web_sessions (user_name);
+"""
+
 # Each entry upgrades the schema from version i to i + 1; append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

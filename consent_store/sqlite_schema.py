@@ -134,8 +134,35 @@ CREATE TABLE opt_out_webhooks (
 );
 """
 
+# Version 6: an admin role, users and tokens limited to some businesses, and server-side web
+# sessions (so sign-out, a password change or disabling a user ends every copy of a cookie).
+_V6 = """
+CREATE TABLE users_v6 (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'manager', 'auditor')),
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    businesses TEXT,
+    last_sign_in TEXT
+);
+INSERT INTO users_v6 (name, role, password_hash, created_at, disabled)
+    SELECT name, role, password_hash, created_at, disabled FROM users;
+DROP TABLE users;
+ALTER TABLE users_v6 RENAME TO users;
+ALTER TABLE api_tokens ADD COLUMN businesses TEXT;
+CREATE TABLE web_sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    ended_at INTEGER
+);
+CREATE INDEX web_sessions_user ON web_sessions (user_name);
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The chain head file beside the database exists from this schema version on.
 HEAD_FILE_SINCE_VERSION = 2
@@ -150,6 +177,12 @@ async def migrate(conn: aiosqlite.Connection) -> int:
         raise SchemaTooNew(found, SCHEMA_VERSION)
     for version in range(found, SCHEMA_VERSION):
         await conn.execute("BEGIN IMMEDIATE")
+        # Another process may have upgraded while this one waited for the write lock.
+        async with conn.execute("PRAGMA user_version") as cursor:
+            now = await cursor.fetchone()
+        if now is not None and int(now[0]) > version:
+            await conn.execute("ROLLBACK")
+            continue
         try:
             for statement in _statements(MIGRATIONS[version]):
                 await conn.execute(statement)

@@ -1,7 +1,8 @@
 """The consent-check API for sending systems: "may I message this number on WhatsApp?".
 
-Bearer tokens from `ivr token add` (kept as SHA-256 only). Answers from an index,
-never a scan. 401 without a valid token, 400 for a bad phone, 404 for an unknown business.
+Bearer tokens from `ivr token add` (kept as SHA-256 only), each for every business or only those
+given with `--business`. Answers from an index, never a scan. 401 without a valid token, 400 for a
+bad phone, 404 for an unknown business or one the token is not for.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ async def consent_check(request: Request) -> Response:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return _unauthorized("send Authorization: Bearer <token> (create one with 'ivr token add NAME')")
-    if await runtime.store.api_token_name(token_sha256(token.strip())) is None:
+    grant = await runtime.store.api_token(token_sha256(token.strip()))
+    if grant is None:
         return _unauthorized("unknown or revoked token")
     phone, business = request.query_params.get("phone", ""), request.query_params.get("business", "")
     if not is_e164(phone):
@@ -48,6 +50,8 @@ async def consent_check(request: Request) -> Response:
             status_code=400,
         )
     try:
+        if grant.businesses is not None and business not in grant.businesses:
+            raise StoreError(business)  # another business's token learns nothing, not even that it exists
         await runtime.store.get_business(business)
     except StoreError:
         return JSONResponse({"error": f"no business named {business!r}"}, status_code=404)

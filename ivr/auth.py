@@ -1,59 +1,47 @@
-"""Signing in to the web pages: argon2 passwords, signed session cookies, CSRF, login rate limit.
+"""Signing in to the web pages: server-side sessions, signed cookies, CSRF, login rate limit.
 
-Sessions are itsdangerous-signed cookies (HttpOnly, SameSite=Strict, Secure
-behind HTTPS) carrying the user name, role and a CSRF token; every form POST
-must echo that token. Unauthenticated requests never see data.
+A session is a random id kept (as its SHA-256) in the store with its user, its start and when it
+was last used; the cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS) carries that id and a
+CSRF token, signed with the service's secret key. A session ends at sign-out, after
+SESSION_SECONDS, after `Settings.session_idle_seconds` unused, and when its user's password
+changes, the user is disabled or `ivr user sessions end NAME` runs: a copied cookie dies with
+it, on every process. Every form POST must echo the CSRF token. Unauthenticated requests never
+see data.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 from urllib.parse import quote
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from consent_store.events import Role
+from ivr.passwords import BadUserName, hash_password, normal_user_name, password_matches_async
 from ivr.runtime import Runtime
 from ivr.web import templates
+
+__all__ = ["SessionUser", "current_user", "hash_password", "requires", "template_user"]
 
 LOG = logging.getLogger(__name__)
 
 SESSION_COOKIE = "ivr_session"
 LOGIN_CSRF_COOKIE = "ivr_login_csrf"
 SESSION_SECONDS = 8 * 3600
-
-_hasher = PasswordHasher()
-
-
-# A valid hash of a random password: checking it costs what a real check costs, so the time
-# taken does not reveal whether a user name exists.
-@functools.cache
-def _dummy_hash() -> str:
-    # Made on first need, not at import: it costs 64 MiB and 0.1 s that no CLI command needs.
-    return _hasher.hash(secrets.token_hex(16))
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def password_matches(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+# last_seen is written at most this often per session (a page view is not a write each time).
+TOUCH_EVERY_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -61,6 +49,18 @@ class SessionUser:
     name: str
     role: Role
     csrf: str
+    businesses: tuple[str, ...] | None = None  # None: every business
+
+    @property
+    def can_edit(self) -> bool:
+        """Managers and admins change what callers hear."""
+        return self.role in ("admin", "manager")
+
+    def may_see(self, business: str) -> bool:
+        return self.businesses is None or business in self.businesses
+
+    def visible(self, businesses: Iterable[str]) -> list[str]:
+        return [b for b in businesses if self.may_see(b)]
 
 
 def _runtime(request: Request) -> Runtime:
@@ -77,19 +77,51 @@ def _secure(request: Request) -> bool:
     return (public or str(request.url)).startswith("https://")
 
 
-async def current_user(request: Request) -> SessionUser | None:
-    """The signed-in user, re-checked against the store (a disabled user is signed out)."""
+def _session_key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _cookie_session(request: Request) -> tuple[str, str] | None:
+    """(session id, CSRF token) from a cookie signed with this service's key, else None."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
+    if not cookie or len(cookie) > 512:
         return None
     try:
         data = _serializer(request).loads(cookie, max_age=SESSION_SECONDS)
     except BadSignature:
         return None
-    user = await _runtime(request).store.get_user(str(data.get("name")))
-    if user is None or user.disabled or user.role != data.get("role"):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("sid"), str)
+        or not isinstance(data.get("csrf"), str)
+    ):
         return None
-    return SessionUser(user.name, user.role, str(data["csrf"]))
+    return data["sid"], data["csrf"]
+
+
+async def current_user(request: Request) -> SessionUser | None:
+    """The signed-in user: a live session of an enabled user, re-read from the store each time."""
+    found = _cookie_session(request)
+    if found is None:
+        return None
+    session_id, csrf = found
+    runtime = _runtime(request)
+    key = _session_key(session_id)
+    session = await runtime.store.web_session(key)
+    now = int(time.time())
+    if (
+        session is None
+        or session.ended_at is not None
+        or now - session.created_at > SESSION_SECONDS
+        or now - session.last_seen > runtime.settings.session_idle_seconds
+    ):
+        return None
+    user = await runtime.store.get_user(session.user)
+    if user is None or user.disabled:
+        return None
+    if now - session.last_seen >= TOUCH_EVERY_SECONDS:
+        await runtime.store.touch_session(key, now)
+    return SessionUser(user.name, user.role, csrf, user.businesses)
 
 
 def csrf_ok(request: Request, user: SessionUser, submitted: str | None) -> bool:
@@ -111,7 +143,7 @@ def requires(*roles: Role, api: bool = False) -> Callable[[Callable[..., Awaitab
                     return JSONResponse({"error": "sign in first"}, status_code=401)
                 target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
                 return RedirectResponse(f"/login?next={target}", status_code=303)
-            if user.role not in roles:
+            if user.role not in roles and user.role != "admin":  # an admin may do everything
                 return PlainTextResponse("Forbidden: your role cannot do this.", status_code=403)
             if request.method == "POST":
                 submitted = request.headers.get("X-CSRF-Token")
@@ -152,27 +184,37 @@ async def login_page(request: Request, error: str | None = None, status: int = 2
 async def login(request: Request) -> Response:
     runtime = _runtime(request)
     form = await request.form()
-    name, password = str(form.get("name") or ""), str(form.get("password") or "")
+    typed, password = str(form.get("name") or "")[:256], str(form.get("password") or "")
     cookie_token, form_token = request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf_token") or "")
     if not cookie_token or not hmac.compare_digest(cookie_token, form_token):
         return await login_page(request, "Your sign-in form expired; please try again.", 403)
+    try:
+        name = normal_user_name(typed)
+    except BadUserName:
+        name = ""
     client = request.client.host if request.client else "unknown"
-    keys = (f"user:{name}", f"address:{client}")
-    if runtime.login_throttle.locked(*keys):
-        LOG.warning("sign-in refused: too many failures for this user or address")
+    verdict = runtime.login_throttle.check(name or typed, client)
+    if verdict.refused:
+        LOG.warning("sign-in refused: too many failures for this user from this address")
         return await login_page(request, "Too many failed sign-ins. Wait 15 minutes and try again.", 429)
-    user = await runtime.store.get_user(name)
-    if user is None or user.disabled or not password_matches(user.password_hash, password):
-        if user is None:
-            password_matches(_dummy_hash(), password)
-        runtime.login_throttle.failed(*keys)
+    if verdict.delay_seconds:
+        await asyncio.sleep(verdict.delay_seconds)
+    user = await runtime.store.get_user(name) if name else None
+    usable = user is not None and not user.disabled
+    matches = await password_matches_async(
+        user.password_hash if usable and user is not None else None, password, runtime.password_checks
+    )
+    if user is None or not usable or not matches:
+        runtime.login_throttle.failed(name or typed, client)
         return await login_page(request, "Wrong user name or password.", 401)
-    runtime.login_throttle.succeeded(*keys)
-    session = {"name": user.name, "role": user.role, "csrf": secrets.token_urlsafe(24)}
+    runtime.login_throttle.succeeded(name, client)
+    session_id = secrets.token_urlsafe(32)
+    await runtime.store.start_session(_session_key(session_id), user.name, int(time.time()))
+    cookie = _serializer(request).dumps({"sid": session_id, "csrf": secrets.token_urlsafe(24)})
     response = RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        _serializer(request).dumps(session),
+        cookie,
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="strict",
@@ -184,8 +226,11 @@ async def login(request: Request) -> Response:
     return response
 
 
-@requires("manager", "auditor")
+@requires("admin", "manager", "auditor")
 async def logout(request: Request, user: SessionUser) -> Response:
+    found = _cookie_session(request)
+    if found is not None:
+        await _runtime(request).store.end_session(_session_key(found[0]), int(time.time()))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

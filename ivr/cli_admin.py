@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from consent_store import ConsentStore
-from consent_store.events import ROLES
-from ivr.auth import hash_password
+from consent_store.events import ROLES, User
 from ivr.cli_support import CliFailure, with_store
+from ivr.passwords import BadUserName, WeakPassword, check_password_strength, hash_password, normal_user_name
 from ivr.scripts_admin import ScriptRejected, publish_checked
 
 
@@ -61,28 +61,135 @@ def script_publish(business: str, locale: str, file: Path) -> None:
 
 @click.group()
 def user() -> None:
-    """Create people who sign in to /manage (managers) and /audit (auditors)."""
+    """People who sign in: admins, managers (edit scripts) and auditors (read the evidence)."""
 
 
-@user.command("add")
-@click.argument("name")
-@click.option("--role", type=click.Choice(ROLES), required=True, help="manager: edits; auditor: reads.")
-def user_add(name: str, role: str) -> None:
-    """Create a user; the password is read from a prompt (or standard input), never the command line."""
-    if not name.strip() or len(name) > 64:
-        raise CliFailure("the user name must be 1 to 64 characters", 2)
+def _read_password(name: str) -> str:
+    """A new password from a prompt (or standard input), never the command line; checked."""
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     else:
         password = sys.stdin.readline().rstrip("\n")
-    if len(password) < 12:
-        raise CliFailure("the password must be at least 12 characters", 2)
+    try:
+        check_password_strength(password, name)
+    except WeakPassword as exc:
+        raise CliFailure(str(exc), 2) from exc
+    return str(password)
+
+
+def _user_name(raw: str) -> str:
+    try:
+        return normal_user_name(raw)
+    except BadUserName as exc:
+        raise CliFailure(f"{raw[:80]!r}: {exc}", 2) from exc
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="admin: users and businesses; manager: edits scripts; auditor: reads the evidence.",
+)
+@click.option(
+    "--business",
+    "businesses",
+    multiple=True,
+    help="Limit the user to this business (repeatable); without it: every business.",
+)
+def user_add(name: str, role: str, businesses: tuple[str, ...]) -> None:
+    """Create a user; the password is read from a prompt (or standard input), never the command line."""
+    name = _user_name(name)
+    if role == "admin" and businesses:
+        raise CliFailure("an admin manages every business; drop --business or choose another role", 2)
+    password = _read_password(name)
 
     async def work(store: ConsentStore) -> None:
-        await store.add_user(name, role, hash_password(password), author="cli")  # type: ignore[arg-type]
+        await store.add_user(
+            name,
+            role,
+            hash_password(password),
+            author="cli",
+            businesses=list(businesses) or None,  # type: ignore[arg-type]
+        )
 
     with_store(work)
-    click.echo(f"Created {role} {name!r}.")
+    scope = ", ".join(businesses) if businesses else "every business"
+    click.echo(f"Created {role} {name!r} for {scope}.")
+
+
+@user.command("list")
+def user_list() -> None:
+    """List users: role, businesses, disabled, last sign-in."""
+
+    async def work(store: ConsentStore) -> list[User]:
+        return await store.list_users()
+
+    for person in with_store(work):
+        scope = ", ".join(person.businesses) if person.businesses is not None else "every business"
+        state = "disabled" if person.disabled else "active"
+        click.echo(
+            f"{person.name}\t{person.role}\t{state}\t{scope}\tlast sign-in: {person.last_sign_in or 'never'}"
+        )
+
+
+@user.command("passwd")
+@click.argument("name")
+def user_passwd(name: str) -> None:
+    """Set a new password (prompt or standard input); every session of the user ends."""
+    name = _user_name(name)
+    password = _read_password(name)
+
+    async def work(store: ConsentStore) -> None:
+        await store.set_password(name, hash_password(password), author="cli")
+
+    with_store(work)
+    click.echo(f"Password of {name!r} changed; their sessions have ended.")
+
+
+@user.command("disable")
+@click.argument("name")
+def user_disable(name: str) -> None:
+    """Stop a user signing in; every session of the user ends at once."""
+    name = _user_name(name)
+
+    async def work(store: ConsentStore) -> None:
+        await store.set_user_disabled(name, True, author="cli")
+
+    with_store(work)
+    click.echo(f"User {name!r} disabled; their sessions have ended.")
+
+
+@user.command("enable")
+@click.argument("name")
+def user_enable(name: str) -> None:
+    """Let a disabled user sign in again."""
+    name = _user_name(name)
+
+    async def work(store: ConsentStore) -> None:
+        await store.set_user_disabled(name, False, author="cli")
+
+    with_store(work)
+    click.echo(f"User {name!r} enabled.")
+
+
+@user.group("sessions")
+def user_sessions() -> None:
+    """A user's web sessions."""
+
+
+@user_sessions.command("end")
+@click.argument("name")
+def user_sessions_end(name: str) -> None:
+    """End every session of NAME now (a lost laptop, a copied cookie)."""
+    name = _user_name(name)
+
+    async def work(store: ConsentStore) -> None:
+        await store.end_user_sessions(name, author="cli")
+
+    with_store(work)
+    click.echo(f"Every session of {name!r} has ended.")
 
 
 @click.command()
@@ -119,14 +226,22 @@ def token() -> None:
 
 @token.command("add")
 @click.argument("name")
-def token_add(name: str) -> None:
+@click.option(
+    "--business",
+    "businesses",
+    multiple=True,
+    help="The token answers only for this business (repeatable); without it: every business.",
+)
+def token_add(name: str, businesses: tuple[str, ...]) -> None:
     """Create a token NAME; it is shown once and stored only as its SHA-256."""
     from ivr.api import new_token, token_sha256
 
     secret = new_token()
 
     async def work(store: ConsentStore) -> None:
-        await store.add_api_token(name, token_sha256(secret), author="cli")
+        await store.add_api_token(
+            name, token_sha256(secret), author="cli", businesses=list(businesses) or None
+        )
 
     with_store(work)
     click.echo(secret)

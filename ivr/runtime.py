@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from twilio.request_validator import RequestValidator
 
 from consent_store import ConsentStore
 from ivr.catalog import Catalog
+from ivr.passwords import CHECKS_AT_ONCE
 from ivr.settings import Settings
 from ivr.throttle import LoginThrottle
 
@@ -28,6 +33,7 @@ class Runtime:
     local_token: bool = False
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    password_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CHECKS_AT_ONCE))
     catalog: Catalog = field(init=False)
 
     def __post_init__(self) -> None:
@@ -36,6 +42,11 @@ class Runtime:
     @property
     def token_bytes(self) -> bytes:
         return self.auth_token.encode("utf-8")
+
+    @cached_property
+    def gather_state_key(self) -> bytes:
+        """The key of the MAC in Gather states: derived from secret_key, never the key itself."""
+        return hmac.new(self.secret_key.encode("utf-8"), b"gather-state", hashlib.sha256).digest()
 
 
 async def auth_token_for(settings: Settings, store: ConsentStore) -> tuple[str, bool]:

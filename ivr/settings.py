@@ -16,6 +16,7 @@ class Settings:
     public_url: str | None = None
     secret_key: str | None = None
     webhook_retry_seconds: float = 2.0
+    session_idle_seconds: float = 30 * 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -27,8 +28,9 @@ class Settings:
             database_url=(env.get("IVR_DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL,
             twilio_auth_token=(env.get("TWILIO_AUTH_TOKEN") or "").strip() or None,
             public_url=public_url,
-            secret_key=(env.get("IVR_SECRET_KEY") or "").strip() or None,
+            secret_key=_secret_key(env),
             webhook_retry_seconds=_positive_float(env, "IVR_WEBHOOK_RETRY_SECONDS", 2.0),
+            session_idle_seconds=60 * _positive_float(env, "IVR_SESSION_IDLE_MINUTES", 30.0),
         )
 
 
@@ -43,3 +45,13 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ValueError(f"{name} must be more than 0, not {raw!r}")
     return value
+
+
+def _secret_key(env: Mapping[str, str]) -> str | None:
+    key = (env.get("IVR_SECRET_KEY") or "").strip() or None
+    if key is not None and len(key) < 32:
+        raise ValueError(
+            "IVR_SECRET_KEY must be at least 32 characters (e.g. `python -c 'import secrets;"
+            " print(secrets.token_urlsafe(32))'`)"
+        )
+    return key

@@ -194,3 +194,20 @@ def test_cli_on_a_database_that_cannot_be_upgraded_exits_1_with_one_line(tmp_pat
     result = ivr(path, "verify")
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_processes_opening_an_old_database_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    # Each process read the version before taking the write lock, so the second one to get the
+    # lock ran the same migration again ("duplicate column name").
+    path = tmp_path / "ivr.db"
+    make_v1_database(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
+    env["IVR_DATABASE_URL"] = f"sqlite:///{path}"
+    command = [sys.executable, "-m", "ivr", "verify"]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outcomes = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], outcomes
+    assert user_version(path) == SCHEMA_VERSION
