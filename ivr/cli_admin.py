@@ -108,10 +108,10 @@ def user_add(name: str, role: str, businesses: tuple[str, ...]) -> None:
     async def work(store: ConsentStore) -> None:
         await store.add_user(
             name,
-            role,
+            role,  # type: ignore[arg-type]  # click.Choice(ROLES) admits only roles
             hash_password(password),
             author="cli",
-            businesses=list(businesses) or None,  # type: ignore[arg-type]
+            businesses=list(businesses) or None,
         )
 
     with_store(work)
