@@ -100,3 +100,54 @@ def test_user_add_reads_the_password_from_stdin_and_refuses_short_ones(db: Path)
     assert again.returncode == 2 and "already exists" in again.stderr
     short = ivr(db, "user", "add", "leo", "--role", "auditor", stdin="short\n")
     assert short.returncode == 2 and "at least 12 characters" in short.stderr
+
+
+STRONG = "correct horse battery staple"
+
+
+@pytest.mark.parametrize(
+    ("name", "password", "says"),
+    [
+        ("<script>", STRONG, "user name"),
+        ("a b", STRONG, "user name"),
+        ("carol", "aaaaaaaaaaaa", "too easy to guess"),
+        ("carol", "password1234", "too easy to guess"),
+        ("carol", "short", "at least 12"),
+    ],
+)
+def test_user_add_refuses_unsafe_names_and_weak_passwords_in_one_line(
+    db: Path, name: str, password: str, says: str
+) -> None:
+    result = ivr(db, "user", "add", name, "--role", "auditor", stdin=password + "\n")
+    assert result.returncode == 2 and says in result.stderr and result.stderr.count("\n") == 1
+    assert "carol" not in ivr(db, "user", "list").stdout
+
+
+def test_user_names_are_normalised_so_carol_is_one_user(db: Path) -> None:
+    assert ivr(db, "user", "add", "Carol", "--role", "auditor", stdin=STRONG + "\n").returncode == 0
+    again = ivr(db, "user", "add", " carol", "--role", "manager", stdin=STRONG + "\n")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert ivr(db, "user", "list").stdout.startswith("carol\tauditor\tactive\tevery business")
+
+
+def test_user_limited_to_a_business_passwd_disable_enable_and_sessions_end(db: Path) -> None:
+    added = ivr(db, "user", "add", "dora", "--role", "auditor", "--business", "Acme", stdin=STRONG + "\n")
+    assert added.returncode == 0 and "for Acme" in added.stdout
+    unknown = ivr(db, "user", "add", "eve", "--role", "auditor", "--business", "Nope", stdin=STRONG + "\n")
+    assert unknown.returncode != 0 and "Nope" in unknown.stderr
+    assert "dora\tauditor\tactive\tAcme" in ivr(db, "user", "list").stdout
+    assert ivr(db, "user", "passwd", "dora", stdin="another fine passphrase here\n").returncode == 0
+    assert ivr(db, "user", "disable", "dora").returncode == 0
+    assert "dora\tauditor\tdisabled" in ivr(db, "user", "list").stdout
+    assert ivr(db, "user", "enable", "dora").returncode == 0
+    assert ivr(db, "user", "sessions", "end", "dora").returncode == 0
+    missing = ivr(db, "user", "disable", "nobody")
+    assert missing.returncode != 0 and "nobody" in missing.stderr
+    verified = ivr(db, "verify")
+    assert verified.returncode == 0, verified.stderr  # every change was chained
+
+
+def test_token_add_limited_to_a_business(db: Path) -> None:
+    assert ivr(db, "token", "add", "crm", "--business", "Acme").returncode == 0
+    unknown = ivr(db, "token", "add", "crm2", "--business", "Nope")
+    assert unknown.returncode != 0 and "Nope" in unknown.stderr
