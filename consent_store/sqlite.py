@@ -38,7 +38,13 @@ from consent_store.sqlite_export import CsvChunk, RenderRows, export_csv_chunks
 from consent_store.sqlite_export_sql import RenderCells
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_verify import verify_database
-from consent_store.sqlite_writer import MAX_BATCH, PRAGMAS, SQLiteWriter
+from consent_store.sqlite_writer import (
+    MAX_BATCH,
+    PRAGMAS,
+    SQLiteWriter,
+    create_private_file,
+    write_private_text,
+)
 from consent_store.stats import StatsMixin
 
 _CHUNK = 2000
@@ -74,6 +80,11 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
         self._writer: SQLiteWriter | None = None
 
     async def open(self) -> None:
+        try:
+            # Before SQLite creates it 0644: its WAL and SHM files take the database's mode.
+            await asyncio.to_thread(create_private_file, self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         conn = await _connect(self.path)
         try:
             found_version = await migrate(conn)
@@ -350,7 +361,7 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
         result = await asyncio.to_thread(verify_database, self.path, anchors, ())
         if result.intact:
             temporary = self.head_file.with_name(self.head_file.name + ".tmp")
-            temporary.write_text(json.dumps({"seq": result.count, "hash": result.head}))
+            write_private_text(temporary, json.dumps({"seq": result.count, "hash": result.head}))
             temporary.replace(self.head_file)
         return result
 

@@ -53,6 +53,25 @@ PRAGMAS = (
 )
 
 
+# The database, its WAL and SHM (SQLite gives them the database file's mode) and the head
+# file hold phone numbers and evidence: readable by the service's own user only.
+PRIVATE_FILE_MODE = 0o600
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty file readable by its owner only, unless it exists (left as it is)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (an older file's wider mode is narrowed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with open(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        out.write(text)
+
+
 def utc_now() -> str:
     """UTC time with microseconds, ISO-8601 with a Z: sorts as text."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -221,7 +240,7 @@ class SQLiteWriter(GroupCommitQueue):
             return
         temporary = self._head_file.with_name(self._head_file.name + ".tmp")
         try:
-            temporary.write_text(json.dumps({"seq": self._head_seq, "hash": self._head_hash}))
+            write_private_text(temporary, json.dumps({"seq": self._head_seq, "hash": self._head_hash}))
             os.replace(temporary, self._head_file)
             self._head_file_seq = self._head_seq
         except OSError as exc:

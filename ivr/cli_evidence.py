@@ -6,6 +6,7 @@ and proves an export against the store. Errors are one line (see ivr.cli).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +29,8 @@ from ivr.export import (
 from ivr.export_check import ExportCheck, check_export
 from ivr.manifest import ExportManifest, ManifestError, manifest_path, read_manifest, write_manifest
 from ivr.progress import Progress
+
+PRIVATE_FILE_MODE = 0o600
 
 
 def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -113,7 +116,8 @@ def export(
         else:
             manifest = manifest_path(path)
             manifest.unlink(missing_ok=True)  # an old manifest must never describe a new file
-            with path.open("wb") as out:
+            # Phone numbers: readable by the exporting user only (an existing file keeps its mode).
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "wb") as out:
                 result = await write(out)
             [(head_seq, head_hash)] = heads
             assert head_hash is not None  # the head of the snapshot itself always exists
@@ -121,6 +125,7 @@ def export(
                 manifest,
                 ExportManifest.for_export(path, fmt, where, result, (head_seq, head_hash), __version__),
             )
+            manifest.chmod(PRIVATE_FILE_MODE)
         progress.update(result.rows)
         progress.finish()
         return result
@@ -189,9 +194,17 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
     for warning in () if quiet else result.warnings:
         click.echo(f"ivr: warning: {warning}", err=True)
     if not result.intact:
+        if result.first_bad_seq is not None and result.first_bad_seq > result.count:
+            raise CliFailure(
+                f"chain broken at record {result.first_bad_seq}: {result.problem} "
+                f"({result.count} records verified before it)",
+                1,
+            )
+        # The chain verified past the record: what broke is the phone it stands for (subject_check).
+        where = f"record {result.first_bad_seq}" if result.first_bad_seq is not None else "the subjects table"
         raise CliFailure(
-            f"chain broken at record {result.first_bad_seq}: {result.problem} "
-            f"({result.count} records verified before it)",
+            f"caller's phone not bound at {where}: {result.problem} "
+            f"(the chain itself is intact, {result.count} records)",
             1,
         )
     noun = "record" if result.count == 1 else "records"

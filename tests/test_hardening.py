@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import ivr
+from consent_store import open_store
+from ivr import web
 from ivr.auth import hash_password
+from ivr.businesses import add_business
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
+from tests.live_server import ivr
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
-TEMPLATES = Path(ivr.__file__).parent / "templates"
+TEMPLATES = Path(web.__file__).parent / "templates"
 HOSTILE = "<!--<script>alert(1)</script>-->&"
 
 
@@ -89,3 +95,42 @@ def test_only_https_urls_count_as_links(url: str) -> None:
 
     assert not is_https_url(url)
     assert is_https_url("https://api.twilio.com/x")
+
+
+def private_modes(folder: Path) -> dict[str, str]:
+    return {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, whatever the test runner's: files would be created 0644."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+async def test_database_wal_shm_and_head_file_are_created_private(tmp_path: Path, umask_022: None) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    async with open_store(f"sqlite:///{folder / 'ivr.db'}") as store:
+        await add_business(store, ACME, [ACME_NUMBER], ["delivery updates"])
+        assert {"ivr.db", "ivr.db-wal", "ivr.db-shm"} <= set(private_modes(folder))
+        assert set(private_modes(folder).values()) == {"0o600"}
+    assert "ivr.db.chainhead" in private_modes(folder)
+    assert set(private_modes(folder).values()) == {"0o600"}, private_modes(folder)
+
+
+def test_serve_and_export_create_private_files(
+    umask_022: None, site: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, env = site
+    files = private_modes(tmp_path)
+    assert {"ivr.db", "ivr.db-wal", "ivr.db-shm"} <= set(files)
+    assert all(mode == "0o600" for name, mode in files.items() if name.startswith("ivr.db")), files
+    out = tmp_path / "export"
+    out.mkdir()
+    exported = ivr(env, "export", "--include-demo", "-o", str(out / "consent.csv"))
+    assert exported.returncode == 0, exported.stderr
+    assert private_modes(out) == {"consent.csv": "0o600", "consent.csv.manifest.json": "0o600"}
