@@ -5,10 +5,18 @@ process memory), so a call survives a server restart between its Gather and
 the action. A decision is returned as `Decide`; the webhook records it and
 only then asks for the confirmation TwiML, so a caller never hears a
 confirmation of something that was not written.
+
+Twilio's signature cannot tell where one parameter ends and the next begins, so
+the state is never trusted on it alone: its query string ends with our own MAC
+(`m`) binding it to the CallSid and business it was issued for, and it carries
+when the call was answered (`t`); `check_issued` refuses anything else.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -28,6 +36,14 @@ MAX_PROMPTS_HEARD = 1000  # far above what MAX_ATTEMPTS and MAX_REPEATS allow; a
 # The start time in a cached first TwiML: 13 digits like a real one (epoch ms), replaced per call.
 START_PLACEHOLDER = 9_999_999_999_999
 GATHER_TIMEOUT_SECONDS = 7
+# A Gather post is refused once its call was answered longer ago than Twilio's default maximum
+# call length, 4 hours (an account can raise it to 24; this flow's calls last minutes), see
+# https://www.twilio.com/en-us/blog/introducing-configurable-call-limits-for-programmable-voice
+# or further in the future than another server's clock could be.
+MAX_CALL_MS = 4 * 3600 * 1000
+CLOCK_SKEW_MS = 60 * 1000
+# The MAC in a first TwiML made for the cache (or a preview): each call gets its own, see stamp_start.
+UNSEALED = "unsealed"
 
 # Said when there is no business script to say it with.
 _UNKNOWN_NUMBER = "Sorry, this number is not set up to take calls. Goodbye."
@@ -70,6 +86,8 @@ class CallContext:
     scripts: Mapping[str, LoadedScript]
     opted_in: bool
     base_url: str
+    call_sid: str | None = None  # None: Gather URLs carry UNSEALED instead of a MAC
+    state_key: bytes = b""
 
     def render(self, locale: str, prompt: str, menu_key: str = "") -> str:
         loaded = self.scripts[locale]
@@ -221,8 +239,31 @@ def system_reply(key: Literal["withheld", "error"], locale: str = "en-US") -> st
 _URL_TOKEN = "https://gather.invalid/next"
 
 
+def state_mac(key: bytes, call_sid: str, business: str, query: str) -> str:
+    """The MAC that binds a Gather state's query string to one call of one business."""
+    message = f"{call_sid}\n{len(business)}:{business}\n{query}".encode()
+    return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()[:16]).decode()[:22]
+
+
+def check_issued(
+    query: str, state: GatherState, key: bytes, call_sid: str, business: str, now_ms: int
+) -> None:
+    """Raise InvalidCallState unless `query` (the Gather URL's, which `state` was read from) is one we
+    issued for this call of this business, in a call answered at most MAX_CALL_MS before `now_ms`."""
+    sealed, _, mac = query.rpartition("&m=")
+    expected = state_mac(key, call_sid, business, sealed)
+    if not sealed or not hmac.compare_digest(mac.encode("utf-8", "replace"), expected.encode()):
+        raise InvalidCallState("the call state was not issued for this call")
+    if state.started is None or not now_ms - MAX_CALL_MS <= state.started <= now_ms + CLOCK_SKEW_MS:
+        raise InvalidCallState("the call state is too old, or from the future")
+
+
 def _gather_url(ctx: CallContext, state: GatherState) -> str:
-    return f"{ctx.base_url}/twilio/gather?{urlencode(state.to_query())}"
+    query = urlencode(state.to_query())
+    mac = UNSEALED
+    if ctx.call_sid is not None:
+        mac = state_mac(ctx.state_key, ctx.call_sid, ctx.business.name, query)
+    return f"{ctx.base_url}/twilio/gather?{query}&m={mac}"
 
 
 def _gather(
@@ -328,9 +369,13 @@ def start_call(ctx: CallContext, recording_callback: str, started: int | None) -
     return _prompt(ctx, ctx.business.locales[0], 1, 0, None, response=response, progress=first)
 
 
-def stamp_start(twiml: str, started: int) -> str:
-    """A first TwiML made with START_PLACEHOLDER, for a call answered at `started` (epoch ms)."""
-    return twiml.replace(f"t={START_PLACEHOLDER}", f"t={started}")
+def stamp_start(twiml: str, started: int, key: bytes, call_sid: str, business: str) -> str:
+    """A first TwiML made with START_PLACEHOLDER and no CallSid, for a call answered at `started`
+    (epoch ms): its start time, and the MAC of its Gather state for this call."""
+    twiml = twiml.replace(f"t={START_PLACEHOLDER}", f"t={started}")
+    begin = twiml.index("/twilio/gather?") + len("/twilio/gather?")
+    query = twiml[begin : twiml.index(f"&amp;m={UNSEALED}", begin)].replace("&amp;", "&")
+    return twiml.replace(f"m={UNSEALED}", f"m={state_mac(key, call_sid, business, query)}")
 
 
 def _goodbye(ctx: CallContext, locale: str, preface: str) -> str:

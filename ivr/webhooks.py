@@ -1,11 +1,16 @@
 """Twilio webhooks: check the signature, look things up, run the call flow, persist, answer.
 
-A request without a valid X-Twilio-Signature gets 403 and writes nothing.
-Decisions are committed before their confirmation TwiML is returned.
+A request without a valid X-Twilio-Signature gets 403 and writes nothing. A signature
+cannot tell where one parameter ends (`CallSid=<sid>CallStatusin-progress` signs like the
+two parameters), so a signed request is also refused with 400, writing nothing, when a
+SID is not of Twilio's form or a Gather state was not issued for its call and business
+(see call_flow.check_issued). Decisions are committed before their confirmation TwiML
+is returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -32,6 +37,7 @@ from ivr.call_flow import (
     InvalidCallState,
     LoadedScript,
     Played,
+    check_issued,
     confirmation,
     continue_call,
     rehearsal_confirmation,
@@ -42,7 +48,7 @@ from ivr.call_flow import (
     write_failed,
 )
 from ivr.runtime import Runtime
-from ivr.signature import signature_ok
+from ivr.signature import signature_ok, twilio_sid_ok
 from voice_scripts import ScriptError, parse_script
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +71,10 @@ def _forbidden() -> Response:
 
 def _bad_request(message: str) -> Response:
     return PlainTextResponse(f"Bad request: {message}", status_code=400)
+
+
+def _bad_sid(name: str, value: str, prefix: str) -> Response:
+    return _bad_request(f"{name} {value[:40]!r} is not a Twilio SID ({prefix} and 32 lower-case hex digits).")
 
 
 def _base_url(request: Request, public_url: str | None) -> str:
@@ -216,6 +226,8 @@ async def _caller(runtime: Runtime, form: Form) -> tuple[Business | None, str, R
     call_sid, to, phone = (form.get(k) or "" for k in ("CallSid", "To", "From"))
     if not call_sid or not to:
         return None, phone, _bad_request("CallSid and To are required.")
+    if not twilio_sid_ok(call_sid, "CA"):
+        return None, phone, _bad_sid("CallSid", call_sid, "CA")
     business = await runtime.catalog.business_for_number(to)
     if business is None:
         LOG.info("call %s to unknown number %s", call_sid, to)
@@ -240,17 +252,19 @@ async def voice(request: Request) -> Response:
         ctx = await _context(runtime, base_url, business, phone, rehearsal=rehearsal)
         recording_url = ctx.base_url + RECORDING_PATH
         started = time.time_ns() // 1_000_000
+        call_sid, state_key = form["CallSid"], runtime.gather_state_key
         if rehearsal is not None:
-            return _twiml(start_call(ctx, recording_url, started))
-        # The first TwiML depends only on the business, its scripts, the caller's standing and
-        # the time the call started (stamped into a cached copy).
+            sealed = dataclasses.replace(ctx, call_sid=call_sid, state_key=state_key)
+            return _twiml(start_call(sealed, recording_url, started))
+        # The first TwiML depends only on the business, its scripts, the caller's standing, the
+        # time the call started and the call's MAC (the last two stamped into a cached copy).
         catalog = runtime.catalog
         key = ("start", await catalog.generation(), business.name, ctx.opted_in, ctx.base_url, recording_url)
         if key not in catalog.twiml:
             if len(catalog.twiml) > 1000:
                 catalog.twiml.clear()
             catalog.twiml[key] = start_call(ctx, recording_url, START_PLACEHOLDER)
-        return _twiml(stamp_start(catalog.twiml[key], started))
+        return _twiml(stamp_start(catalog.twiml[key], started, state_key, call_sid, business.name))
     except (StoreError, ScriptError) as exc:
         LOG.error("voice webhook could not start call %s: %s", form.get("CallSid"), exc)
         return _twiml(system_reply("error"))
@@ -261,14 +275,16 @@ async def gather(request: Request) -> Response:
     runtime, base_url, form = await _from_twilio(request)
     if form is None:
         return _forbidden()
+    query = request.scope["query_string"].decode("latin-1")
     try:
-        state = GatherState.from_query(
-            dict(parse_urlencoded(request.scope["query_string"].decode("latin-1")))
-        )
+        state = GatherState.from_query(dict(parse_urlencoded(query)))
     except InvalidCallState as exc:
         return _bad_request(str(exc))
+    now_ms = time.time_ns() // 1_000_000
     try:
         business, phone, early = await _caller(runtime, form)
+        if business is not None:
+            check_issued(query, state, runtime.gather_state_key, form["CallSid"], business.name, now_ms)
         if early is not None:
             return early
         assert business is not None
@@ -282,7 +298,11 @@ async def gather(request: Request) -> Response:
         ctx = await _context(
             runtime, base_url, business, phone, state.locale, state.version, rehearsal, opted_in
         )
+        ctx = dataclasses.replace(ctx, call_sid=form["CallSid"], state_key=runtime.gather_state_key)
         reply = continue_call(ctx, state, form.get("Digits") or None)
+    except InvalidCallState as exc:
+        LOG.warning("refused a Gather post for call %s: %s", form.get("CallSid"), exc)
+        return _bad_request(str(exc))
     except (StoreError, ScriptError) as exc:
         LOG.error("gather webhook failed for call %s: %s", form.get("CallSid"), exc)
         return _twiml(system_reply("error", state.locale or "en-US"))
@@ -295,7 +315,7 @@ async def gather(request: Request) -> Response:
     decide = reply.decide
     seconds = None
     if decide.started is not None:
-        seconds = max(0.0, round((time.time_ns() // 1_000_000 - decide.started) / 1000, 1))
+        seconds = max(0.0, round((now_ms - decide.started) / 1000, 1))
     decision = ConsentDecision(
         call_sid=form["CallSid"],
         phone=phone,
@@ -362,6 +382,10 @@ async def recording_status(request: Request) -> Response:
     status = form.get("RecordingStatus") or "completed"
     if not call_sid or not recording_sid:
         return _bad_request("CallSid and RecordingSid are required.")
+    if not twilio_sid_ok(call_sid, "CA"):
+        return _bad_sid("CallSid", call_sid, "CA")
+    if not twilio_sid_ok(recording_sid, "RE"):
+        return _bad_sid("RecordingSid", recording_sid, "RE")
     recording = RecordingStatus(
         call_sid=call_sid,
         recording_sid=recording_sid,
@@ -385,6 +409,8 @@ async def call_status(request: Request) -> Response:
     call_sid, status = form.get("CallSid") or "", form.get("CallStatus") or ""
     if not call_sid or not status:
         return _bad_request("CallSid and CallStatus are required.")
+    if not twilio_sid_ok(call_sid, "CA"):
+        return _bad_sid("CallSid", call_sid, "CA")
     try:
         business = await runtime.catalog.business_for_number(form.get("To") or "")
         await runtime.store.record_call_status(
