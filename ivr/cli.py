@@ -8,6 +8,7 @@ broken), 2 bad input (usage, bad value, unknown business, bad database URL).
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 
 import click
@@ -43,6 +44,7 @@ def serve(host: str, port: int, access_log: bool) -> None:
     import uvicorn
 
     from ivr.app import create_app
+    from ivr.safe_logging import log_config
 
     settings = settings_from_env()
 
@@ -56,7 +58,8 @@ def serve(host: str, port: int, access_log: bool) -> None:
 
     businesses = with_store(check)
     logging.getLogger("consent_store").setLevel(logging.NOTSET)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Request values in the log are escaped and cut (ivr.safe_logging), in ours and uvicorn's lines.
+    logging.config.dictConfig(log_config())
     click.echo(f"ivr {__version__} on {settings.database_url}, listening on http://{host}:{port}", err=True)
     click.echo(f"Voice URL: {settings.public_url or f'http://{host}:{port}'}/twilio/voice", err=True)
     for line in businesses:
@@ -69,6 +72,7 @@ def serve(host: str, port: int, access_log: bool) -> None:
         log_level="info",
         proxy_headers=True,
         access_log=access_log,
+        log_config=log_config(),
     )
 
 

@@ -3,22 +3,30 @@ links, file modes, raw values in the log, /try abuse, slow clients and forwarded
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import logging
 import os
 import re
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from consent_store import open_store
 from ivr import web
 from ivr.auth import hash_password
 from ivr.businesses import add_business
-from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
-from tests.live_server import ivr
+from ivr.emulator import TwilioEmulator, new_sid
+from ivr.safe_logging import MAX_LOGGED_CHARS, SafeLogValues
+from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, Service
+from tests.live_server import free_port, ivr, wait_until_healthy
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
 TEMPLATES = Path(web.__file__).parent / "templates"
@@ -134,3 +142,67 @@ def test_serve_and_export_create_private_files(
     exported = ivr(env, "export", "--include-demo", "-o", str(out / "consent.csv"))
     assert exported.returncode == 0, exported.stderr
     assert private_modes(out) == {"consent.csv": "0o600", "consent.csv.manifest.json": "0o600"}
+
+
+@contextlib.contextmanager
+def signed_server(tmp_path: Path, *args: str, **extra_env: str) -> Iterator[tuple[str, Path]]:
+    """A real `ivr serve` with a Twilio auth token (so tests can sign like Twilio) and its log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env |= {
+        "IVR_DATABASE_URL": f"sqlite:///{tmp_path / 'ivr.db'}",
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        **extra_env,
+    }
+    log, port = tmp_path / "serve.log", free_port()
+    with log.open("ab") as out:
+        command = [sys.executable, "-m", "ivr", "serve", "--port", str(port), *args]
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, log)
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def test_request_values_reach_the_log_escaped_and_cut(tmp_path: Path) -> None:
+    with signed_server(tmp_path) as (base, log):
+        async with httpx.AsyncClient(timeout=30) as client:
+            twilio = TwilioEmulator(client, base, AUTH_TOKEN)
+            to = "+1555\x00\n2026-01-01 INFO forged line " + "9" * 100_000
+            answer = await twilio.post("/twilio/voice", twilio.call_params(new_sid("CA"), to, CALLER))
+            assert answer.status_code == 200
+        deadline = time.monotonic() + 10
+        while "to unknown number" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    raw = log.read_bytes()
+    [line] = [line for line in raw.decode().splitlines() if "to unknown number" in line]
+    assert b"\x00" not in raw and "forged line" not in raw.decode().replace(line, "")
+    assert "+1555\\x00\\n2026-01-01 INFO forged line 999" in line
+    assert len(line) < 600, len(line)
+
+
+@pytest.mark.parametrize(
+    ("value", "logged"),
+    [
+        ("plain +14155550123", "plain +14155550123"),
+        (
+            "nul\x00 cr\r lf\n tab\t del\x7f c1\x85 ls\u2028",
+            "nul\\x00 cr\\r lf\\n tab\\t del\\x7f c1\\x85 ls\\u2028",
+        ),
+        ("é 東京", "é 東京"),
+        (b"bytes\x00", "bytes\\x00"),
+        (42, "42"),
+    ],
+)
+def test_log_values_are_escaped_repr_style(value: object, logged: str) -> None:
+    record = logging.LogRecord("ivr", logging.INFO, __file__, 1, "value %s", (value,), None)
+    assert SafeLogValues().filter(record)
+    assert record.getMessage() == f"value {logged}"
+
+
+def test_long_log_values_are_cut_and_say_by_how_much() -> None:
+    record = logging.LogRecord("ivr", logging.INFO, __file__, 1, "%s|%s", ("x" * 250_000, "short"), None)
+    SafeLogValues().filter(record)
+    SafeLogValues().filter(record)  # a second handler sees the same record: cut once
+    assert record.getMessage() == "x" * MAX_LOGGED_CHARS + "... (249800 more characters)|short"
