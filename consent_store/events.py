@@ -260,6 +260,8 @@ class Standing:
 @dataclass(frozen=True)
 class ExportFilter:
     business: str | None = None
+    # Only these businesses (a signed-in user's or a token's); None: no such limit.
+    businesses: tuple[str, ...] | None = None
     action: Action | None = None
     since: str | None = None
     until: str | None = None

@@ -21,6 +21,12 @@ def decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
         if value is not None:
             sql.append(clause)
             params.append(value)
+    if where.businesses is not None:
+        if where.businesses:
+            sql.append(f"e.business IN ({', '.join('?' * len(where.businesses))})")
+            params.extend(where.businesses)
+        else:
+            sql.append("1 = 0")
     if not where.include_demo:
         sql.append("e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
     return " AND ".join(sql), params

@@ -30,9 +30,12 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _filter(query: dict[str, str]) -> tuple[ExportFilter, list[str]]:
-    """An ExportFilter from the search form, and what was wrong with it."""
+def _filter(query: dict[str, str], user: SessionUser) -> tuple[ExportFilter, list[str]]:
+    """An ExportFilter from the search form, limited to the user's businesses, and what was wrong."""
     problems: list[str] = []
+    business = query.get("business") or None
+    if business is not None and not user.may_see(business):
+        problems.append(f"no business named {business!r}")
     phone = query.get("phone", "").strip() or None
     if phone is not None and not is_e164_format(phone):
         problems.append(f"phone {phone!r} is not E.164, e.g. +14155550123")
@@ -48,7 +51,8 @@ def _filter(query: dict[str, str]) -> tuple[ExportFilter, list[str]]:
             problems.append(str(exc))
             times[name] = None
     where = ExportFilter(
-        business=query.get("business") or None,
+        business=business,
+        businesses=user.businesses,
         action=action,  # type: ignore[arg-type]
         since=times["since"],
         until=times["until"],
@@ -63,7 +67,7 @@ def _filter(query: dict[str, str]) -> tuple[ExportFilter, list[str]]:
 async def search(request: Request, user: SessionUser) -> Response:
     store = _runtime(request).store
     query = dict(request.query_params)
-    where, problems = _filter(query)
+    where, problems = _filter(query, user)
     rows: list[DecisionRow] = []
     total = 0
     if query and not problems:
@@ -82,7 +86,7 @@ async def search(request: Request, user: SessionUser) -> Response:
             "rows": rows,
             "total": total,
             "searched": bool(query),
-            "businesses": await store.list_businesses(),
+            "businesses": [b for b in await store.list_businesses() if user.may_see(b.name)],
             "actions": ACTIONS,
             "max_results": MAX_RESULTS,
             "export_query": urlencode({k: v for k, v in query.items() if v and k != "format"}),
@@ -99,7 +103,7 @@ async def receipt(request: Request, user: SessionUser) -> Response:
         store.export_decisions(ExportFilter(call_sid=call_sid, include_demo=True))
     ) as f:
         decisions = [row async for row in f]
-    if not decisions:
+    if not decisions or not user.may_see(decisions[0].business):
         return PlainTextResponse(f"No decision recorded for call {call_sid!r}.", status_code=404)
     decision = decisions[0]
     proof = await store.chain_proof(decision.seq)
@@ -155,7 +159,9 @@ async def export(request: Request, user: SessionUser) -> Response:
     fmt = request.query_params.get("format", "csv")
     if fmt not in EXPORT_FORMATS:
         return PlainTextResponse(f"Unknown format {fmt!r}: use csv, jsonl or receipts.", status_code=400)
-    where, problems = _filter(dict(request.query_params))
+    where, problems = _filter(dict(request.query_params), user)
+    if where.business is not None and not user.may_see(where.business):
+        return PlainTextResponse(f"No business named {where.business!r}.", status_code=404)
     if problems:
         return PlainTextResponse("; ".join(problems), status_code=400)
     store = _runtime(request).store
@@ -186,7 +192,11 @@ async def export(request: Request, user: SessionUser) -> Response:
 
 @requires("auditor", "manager")
 async def incomplete(request: Request, user: SessionUser) -> Response:
-    rows = await _runtime(request).store.incomplete_evidence(RECORDING_GRACE_MINUTES)
+    rows = [
+        row
+        for row in await _runtime(request).store.incomplete_evidence(RECORDING_GRACE_MINUTES)
+        if user.may_see(row.business)
+    ]
     return templates.TemplateResponse(
         request,
         "audit_incomplete.html",

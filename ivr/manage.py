@@ -51,7 +51,10 @@ def _preview(
         return problems, {}, ""
 
 
-async def _business(request: Request, name: str) -> Business | None:
+async def _business(request: Request, user: SessionUser, name: str) -> Business | None:
+    """The named business if it exists and the user may see it (else None: a 404, the same for both)."""
+    if not user.may_see(name):
+        return None
     try:
         return await _runtime(request).store.get_business(name)
     except StoreError:
@@ -60,7 +63,7 @@ async def _business(request: Request, name: str) -> Business | None:
 
 @requires("manager", "auditor")
 async def index(request: Request, user: SessionUser) -> Response:
-    businesses = await _runtime(request).store.list_businesses()
+    businesses = [b for b in await _runtime(request).store.list_businesses() if user.may_see(b.name)]
     return templates.TemplateResponse(
         request, "manage_index.html", {"businesses": businesses, **template_user(user)}
     )
@@ -117,7 +120,7 @@ def _script_url(business: str, locale: str) -> str:
 @requires("manager", "auditor")
 async def script_page(request: Request, user: SessionUser) -> Response:
     name, locale = request.query_params.get("business", ""), request.query_params.get("locale", "")
-    business = await _business(request, name)
+    business = await _business(request, user, name)
     if business is None or locale not in business.locales:
         return PlainTextResponse(f"No script for business {name!r} in locale {locale!r}.", status_code=404)
     return await _editor(request, user, business, locale)
@@ -128,7 +131,7 @@ async def script_action(request: Request, user: SessionUser) -> Response:
     form = await request.form()
     name, locale = str(form.get("business") or ""), str(form.get("locale") or "")
     text, action = str(form.get("text") or ""), str(form.get("action") or "")
-    business = await _business(request, name)
+    business = await _business(request, user, name)
     if business is None or locale not in business.locales:
         return PlainTextResponse(f"No script for business {name!r} in locale {locale!r}.", status_code=404)
     if len(text.encode()) > MAX_SCRIPT_BYTES:
@@ -180,7 +183,7 @@ async def _publish(
 async def rollback(request: Request, user: SessionUser) -> Response:
     form = await request.form()
     name, locale = str(form.get("business") or ""), str(form.get("locale") or "")
-    business = await _business(request, name)
+    business = await _business(request, user, name)
     try:
         target = int(str(form.get("version") or ""))
     except ValueError:
@@ -219,6 +222,8 @@ async def rollback(request: Request, user: SessionUser) -> Response:
 async def diff_page(request: Request, user: SessionUser) -> Response:
     name, locale = request.query_params.get("business", ""), request.query_params.get("locale", "")
     try:
+        if not user.may_see(name):
+            raise ValueError(name)
         new = int(request.query_params.get("version", ""))
         store = _runtime(request).store
         after = await store.script_version(name, locale, new)
@@ -244,7 +249,7 @@ async def diff_page(request: Request, user: SessionUser) -> Response:
 @requires("manager")
 async def message_types(request: Request, user: SessionUser) -> Response:
     form = await request.form()
-    business = await _business(request, str(form.get("business") or ""))
+    business = await _business(request, user, str(form.get("business") or ""))
     if business is None:
         return PlainTextResponse("No such business.", status_code=404)
     types = [t.strip() for t in str(form.get("message_types") or "").splitlines() if t.strip()]
@@ -268,7 +273,7 @@ async def lint_api(request: Request, user: SessionUser) -> Response:
     body = await _json(request)
     if body is None:
         return JSONResponse({"error": 'send JSON {"business", "locale", "text"}'}, status_code=400)
-    business = await _business(request, str(body.get("business", "")))
+    business = await _business(request, user, str(body.get("business", "")))
     locale, text = str(body.get("locale", "")), str(body.get("text", ""))
     if business is None or locale not in business.locales:
         return JSONResponse({"error": "no such business or locale"}, status_code=404)

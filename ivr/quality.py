@@ -26,7 +26,7 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def _figures(request: Request) -> QualityFigures | Response:
+async def _figures(request: Request, user: SessionUser) -> QualityFigures | Response:
     """The figures the query asks for, or the 400/404 response saying what is wrong."""
     query = request.query_params
     times: dict[str, str | None] = {}
@@ -38,6 +38,8 @@ async def _figures(request: Request) -> QualityFigures | Response:
             return PlainTextResponse(str(exc), status_code=400)
     store = _runtime(request).store
     try:
+        if not user.may_see(query.get("business", "")):
+            raise StoreError("not this user's business")  # answered like one that does not exist
         business = await store.get_business(query.get("business", ""))
     except StoreError:
         return PlainTextResponse(f"No business named {query.get('business', '')!r}.", status_code=404)
@@ -79,7 +81,7 @@ def _charts(figures: QualityFigures) -> tuple[str, str]:
 
 @requires("manager", "auditor")
 async def quality_page(request: Request, user: SessionUser) -> Response:
-    figures = await _figures(request)
+    figures = await _figures(request, user)
     if isinstance(figures, Response):
         return figures
     responses, regrets = _charts(figures)
@@ -103,7 +105,7 @@ async def quality_page(request: Request, user: SessionUser) -> Response:
 
 @requires("manager", "auditor")
 async def quality_csv_download(request: Request, user: SessionUser) -> Response:
-    figures = await _figures(request)
+    figures = await _figures(request, user)
     if isinstance(figures, Response):
         return figures
     return Response(

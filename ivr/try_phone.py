@@ -139,8 +139,12 @@ async def _receipt(request: Request, call: TryCall) -> dict[str, Any] | None:
 async def try_page(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     user = await current_user(request)
-    manager = user is not None and user.role == "manager"
-    businesses = [b for b in await runtime.store.list_businesses() if b.demo or manager]
+    manager = user is not None and user.can_edit
+    businesses = [
+        b
+        for b in await runtime.store.list_businesses()
+        if b.demo or (manager and user is not None and user.may_see(b.name))
+    ]
     caller = f"+1555010{secrets.randbelow(10000):04d}"
     return templates.TemplateResponse(
         request,
@@ -166,7 +170,7 @@ async def start_call(request: Request) -> Response:
         # Real businesses: only a manager, only as a rehearsal that records nothing, so nobody can
         # write consent for a number that is not theirs.
         user = await current_user(request)
-        if user is None or user.role != "manager":
+        if user is None or not user.can_edit or not user.may_see(business.name):
             return _error("sign in as a manager to rehearse calls to your businesses", 403)
         if not csrf_ok(request, user, request.headers.get("X-CSRF-Token")):
             return _error("missing or wrong CSRF token; reload the page", 403)
