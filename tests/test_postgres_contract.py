@@ -27,6 +27,7 @@ from consent_store import (
     open_store,
     text_sha256,
 )
+from consent_store.events import ApiToken
 from consent_store.exceptions import BusinessExists, NumberTaken, ScriptNotFound, UnknownBusiness
 from consent_store.registry import TokenExists, UserExists
 
@@ -216,6 +217,46 @@ async def test_registry_businesses_scripts_users_and_tokens(store: ConsentStore)
     assert await store.setting_or_default("secret", "first") == "first"
     assert await store.setting_or_default("secret", "second") == "first"
     await store.ping()
+    assert (await store.verify()).intact
+
+
+async def test_sessions_limited_users_and_tokens_and_a_business_filter(store: ConsentStore) -> None:
+    await store.add_user("dora", "auditor", "hash-1", "cli", businesses=[ACME])
+    await store.add_user("root", "admin", "hash-2", "cli")
+    dora = await store.get_user("dora")
+    assert dora is not None and dora.businesses == (ACME,) and dora.last_sign_in is None
+    assert [(u.name, u.role, u.businesses) for u in await store.list_users()] == [
+        ("dora", "auditor", (ACME,)),
+        ("root", "admin", None),
+    ]
+    with pytest.raises(UnknownBusiness):
+        await store.add_user("eve", "auditor", "hash-3", "cli", businesses=["Nobody"])
+    await store.start_session("s" * 64, "dora", 1_000)
+    await store.touch_session("s" * 64, 1_100)
+    await store.touch_session("s" * 64, 1_050)  # never backwards
+    session = await store.web_session("s" * 64)
+    assert session is not None and (session.user, session.created_at, session.last_seen) == (
+        "dora",
+        1_000,
+        1_100,
+    )
+    assert (await store.get_user("dora")).last_sign_in is not None  # type: ignore[union-attr]
+    await store.start_session("t" * 64, "dora", 1_000)
+    await store.end_session("t" * 64, 1_200)
+    assert (await store.web_session("t" * 64)).ended_at == 1_200  # type: ignore[union-attr]
+    await store.set_user_disabled("dora", True, "root")
+    assert (await store.web_session("s" * 64)).ended_at is not None  # type: ignore[union-attr]
+    assert (await store.get_user("dora")).disabled  # type: ignore[union-attr]
+    await store.purge_sessions(before=10**12)
+    assert await store.web_session("s" * 64) is None
+    await store.add_api_token("acme-crm", "c" * 64, "root", businesses=[ACME])
+    assert await store.api_token("c" * 64) == ApiToken("acme-crm", (ACME,))
+    await store.record_decision(decision(1))
+    await store.record_decision(decision(2, business=DEMO))
+    for limit, expected in (((ACME,), [ACME]), ((DEMO,), [DEMO]), ((), []), (None, [ACME, DEMO])):
+        where = ExportFilter(businesses=limit, include_demo=True)
+        assert [r.business async for r in store.export_decisions(where)] == expected
+        assert await store.count_decisions(where) == len(expected)
     assert (await store.verify()).intact
 
 
