@@ -14,7 +14,7 @@ when the call was answered (`t`); `check_issued` refuses anything else.
 
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -239,10 +239,17 @@ def system_reply(key: Literal["withheld", "error"], locale: str = "en-US") -> st
 _URL_TOKEN = "https://gather.invalid/next"
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    # Copying an HMAC already keyed skips hashing the key's pads on every state (about half the cost).
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def state_mac(key: bytes, call_sid: str, business: str, query: str) -> str:
-    """The MAC that binds a Gather state's query string to one call of one business."""
-    message = f"{call_sid}\n{len(business)}:{business}\n{query}".encode()
-    return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()[:16]).decode()[:22]
+    """The MAC that binds a Gather state's query string to one call of one business (128 bits, hex)."""
+    mac = _keyed_hmac(key).copy()
+    mac.update(f"{call_sid}\n{len(business)}:{business}\n{query}".encode())
+    return mac.digest()[:16].hex()
 
 
 def check_issued(
