@@ -64,7 +64,10 @@ def serve(host: str, port: int, access_log: bool) -> None:
     click.echo(f"Voice URL: {settings.public_url or f'http://{host}:{port}'}/twilio/voice", err=True)
     for line in businesses:
         click.echo(f"  {line}", err=True)
-    click.echo(f"Try a call: http://{host}:{port}/try in a browser, or 'ivr call --to NUMBER'", err=True)
+    if settings.try_phone:
+        click.echo(f"Try a call: http://{host}:{port}/try in a browser, or 'ivr call --to NUMBER'", err=True)
+    else:
+        click.echo("Try a call: 'ivr call --to NUMBER' (the browser phone is off: IVR_TRY=off)", err=True)
     uvicorn.run(
         create_app(settings),
         host=host,

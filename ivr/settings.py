@@ -16,6 +16,7 @@ class Settings:
     public_url: str | None = None
     secret_key: str | None = None
     webhook_retry_seconds: float = 2.0
+    try_phone: bool = True  # IVR_TRY=off: no browser phone at /try
     session_idle_seconds: float = 30 * 60
 
     @classmethod
@@ -30,6 +31,7 @@ class Settings:
             public_url=public_url,
             secret_key=_secret_key(env),
             webhook_retry_seconds=_positive_float(env, "IVR_WEBHOOK_RETRY_SECONDS", 2.0),
+            try_phone=_on_off(env, "IVR_TRY", True),
             session_idle_seconds=60 * _positive_float(env, "IVR_SESSION_IDLE_MINUTES", 30.0),
         )
 
@@ -55,3 +57,12 @@ def _secret_key(env: Mapping[str, str]) -> str | None:
             " print(secrets.token_urlsafe(32))'`)"
         )
     return key
+
+
+def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off, not {raw!r}")
+    return raw == "on"

@@ -6,19 +6,26 @@ call takes. Anyone may call a demo business; its records are flagged demo and
 left out of exports. A signed-in manager may also rehearse calls to real businesses,
 with the published or the draft script: a rehearsal writes nothing at all, so nobody
 can record consent for a number that is not theirs.
+
+Anonymous calls are limited per client address (CALLS_PER_MINUTE) and share a pool of
+their own (MAX_ANONYMOUS_CALLS), so idle ones never lock managers out of rehearsals
+(MAX_REHEARSALS). IVR_TRY=off turns the page and its API off (404).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from consent_store import ExportFilter
@@ -30,11 +37,21 @@ from ivr.runtime import Runtime
 from ivr.web import templates
 from ivr.webhooks import REHEARSAL_PARAM
 
-MAX_ACTIVE_CALLS = 50
+# Calls in progress at once: anonymous demo calls, and managers' rehearsals (a pool each).
+MAX_ANONYMOUS_CALLS = 40
+MAX_REHEARSALS = 10
+# Anonymous calls each client address may start a minute (each writes about four events).
+CALLS_PER_MINUTE = 10
+# Client addresses the rate remembers; the least recently seen is forgotten first.
+MAX_TRACKED_ADDRESSES = 10_000
+# Ended calls kept for a late key press or retry, at most this many and this long.
+MAX_ENDED_CALLS = 500
+ENDED_KEPT_SECONDS = 600
 # A browser that stops answering is treated as silent after this long.
 ABANDONED_AFTER_SECONDS = 120
 STEP_WAIT_SECONDS = 30
 KEYS = set("0123456789*#") | {NO_INPUT}
+T = TypeVar("T")
 
 
 @dataclass
@@ -86,15 +103,63 @@ class TryCall:
             self.changed.set()
 
 
-def _calls(request: Request) -> dict[str, TryCall]:
+class CallRate:
+    """At most `per_minute` calls per client address in any 60 seconds, remembering at most
+    `max_addresses` addresses (so a flood of addresses cannot grow it without bound)."""
+
+    def __init__(
+        self, per_minute: int = CALLS_PER_MINUTE, max_addresses: int = MAX_TRACKED_ADDRESSES
+    ) -> None:
+        self.per_minute = per_minute
+        self.max_addresses = max_addresses
+        self._starts: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def allow(self, address: str, now: float | None = None) -> bool:
+        """Count a call from `address` and say yes, or say no (and count nothing)."""
+        now = time.monotonic() if now is None else now
+        starts = self._starts.pop(address, None) or deque()
+        while starts and now - starts[0] >= 60:
+            starts.popleft()
+        self._starts[address] = starts  # now the most recently seen
+        while len(self._starts) > self.max_addresses:
+            self._starts.popitem(last=False)
+        if len(starts) >= self.per_minute:
+            return False
+        starts.append(now)
+        return True
+
+    def retry_after(self, address: str, now: float | None = None) -> int:
+        """Seconds until `address` may call again."""
+        now = time.monotonic() if now is None else now
+        starts = self._starts.get(address)
+        return max(1, math.ceil(60 - (now - starts[0]))) if starts else 1
+
+
+def _state(request: Request, name: str, factory: Callable[[], T]) -> T:
     state = request.app.state
-    if not hasattr(state, "try_calls"):
-        state.try_calls = {}
-    calls: dict[str, TryCall] = state.try_calls
+    if not hasattr(state, name):
+        setattr(state, name, factory())
+    value: T = getattr(state, name)
+    return value
+
+
+def _calls(request: Request) -> dict[str, TryCall]:
+    calls: dict[str, TryCall] = _state(request, "try_calls", dict)
     now = time.monotonic()
-    for call_id in [i for i, c in calls.items() if c.state == "ended" and now - c.touched > 600]:
-        del calls[call_id]
+    ended = sorted((c.touched, i) for i, c in calls.items() if c.state == "ended")  # oldest first
+    excess = len(ended) - MAX_ENDED_CALLS
+    for n, (touched, call_id) in enumerate(ended):
+        if n < excess or now - touched > ENDED_KEPT_SECONDS:
+            del calls[call_id]
     return calls
+
+
+def _try_off(request: Request) -> bool:
+    runtime: Runtime = request.app.state.runtime
+    return not runtime.settings.try_phone
 
 
 def _error(message: str, status: int = 400) -> Response:
@@ -137,6 +202,8 @@ async def _receipt(request: Request, call: TryCall) -> dict[str, Any] | None:
 
 
 async def try_page(request: Request) -> Response:
+    if _try_off(request):
+        return PlainTextResponse("Not Found", status_code=404)
     runtime: Runtime = request.app.state.runtime
     user = await current_user(request)
     manager = user is not None and user.can_edit
@@ -154,6 +221,8 @@ async def try_page(request: Request) -> Response:
 
 
 async def start_call(request: Request) -> Response:
+    if _try_off(request):
+        return _error("the browser phone is off on this server (IVR_TRY=off)", 404)
     try:
         payload = await request.json()
         to, caller = str(payload["to"]), str(payload["from"])
@@ -176,8 +245,24 @@ async def start_call(request: Request) -> Response:
             return _error("missing or wrong CSRF token; reload the page", 403)
         rehearsal = "draft" if payload.get("draft") else "published"
     calls = _calls(request)
-    if sum(1 for c in calls.values() if c.state != "ended") >= MAX_ACTIVE_CALLS:
+    pool = MAX_ANONYMOUS_CALLS if rehearsal is None else MAX_REHEARSALS
+    if (
+        sum(1 for c in calls.values() if c.state != "ended" and (c.rehearsal is None) == (rehearsal is None))
+        >= pool
+    ):
         return _error("too many browser calls at once; try again in a minute", 429)
+    if rehearsal is None:
+        address = request.client.host if request.client else "unknown"
+        rate: CallRate = _state(request, "try_call_rate", CallRate)
+        if not rate.allow(address):
+            wait = rate.retry_after(address)
+            refused = _error(
+                f"too many calls from your address: at most {CALLS_PER_MINUTE} calls a minute; "
+                f"try again in {wait} s",
+                429,
+            )
+            refused.headers["Retry-After"] = str(wait)
+            return refused
     base = runtime.settings.public_url or "http://ivr.local"
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app), base_url=base)
     twilio = TwilioEmulator(client, base, runtime.auth_token)
@@ -194,6 +279,8 @@ async def start_call(request: Request) -> Response:
 
 
 async def press_key(request: Request) -> Response:
+    if _try_off(request):
+        return _error("the browser phone is off on this server (IVR_TRY=off)", 404)
     call = _calls(request).get(request.path_params["call_id"])
     if call is None or call.state == "ended":
         return _error("no such call in progress", 404)

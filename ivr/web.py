@@ -73,6 +73,7 @@ async def home(request: Request) -> Response:
             "business_count": len(businesses),
             "base_url": base_url(request),
             "local_token": runtime.local_token,
+            "try_phone": runtime.settings.try_phone,
         },
     )
 

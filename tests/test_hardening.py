@@ -3,7 +3,9 @@ links, file modes, raw values in the log, /try abuse, slow clients and forwarded
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import html
 import json
 import logging
@@ -13,19 +15,24 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
-from consent_store import open_store
+from consent_store import ConsentStore, open_store
 from ivr import web
+from ivr.app import create_app
 from ivr.auth import hash_password
-from ivr.businesses import add_business
+from ivr.businesses import DEMO_MESSAGE_TYPES, DEMO_NAME, DEMO_NUMBER, add_business
 from ivr.emulator import TwilioEmulator, new_sid
 from ivr.safe_logging import MAX_LOGGED_CHARS, SafeLogValues
-from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, Service
+from ivr.settings import Settings
+from ivr.try_phone import CALLS_PER_MINUTE, MAX_ANONYMOUS_CALLS, MAX_REHEARSALS, CallRate
+from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, Service, make_settings
 from tests.live_server import free_port, ivr, wait_until_healthy
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
@@ -206,3 +213,92 @@ def test_long_log_values_are_cut_and_say_by_how_much() -> None:
     SafeLogValues().filter(record)
     SafeLogValues().filter(record)  # a second handler sees the same record: cut once
     assert record.getMessage() == "x" * MAX_LOGGED_CHARS + "... (249800 more characters)|short"
+
+
+@dataclasses.dataclass
+class TryApp:
+    """The real app with a demo business and Acme, and clients from any address."""
+
+    app: Starlette
+    store: ConsentStore
+
+    def client(self, address: str = "203.0.113.7") -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@contextlib.asynccontextmanager
+async def try_app(db_url: str, **settings: Any) -> AsyncIterator[TryApp]:
+    app = create_app(dataclasses.replace(make_settings(db_url), **settings))
+    async with app.router.lifespan_context(app):
+        store = app.state.runtime.store
+        await add_business(store, DEMO_NAME, [DEMO_NUMBER], DEMO_MESSAGE_TYPES, demo=True)
+        await add_business(store, ACME, [ACME_NUMBER], ["delivery updates"])
+        try:
+            yield TryApp(app, store)
+        finally:  # calls left waiting for a key
+            tasks = [c.task for c in getattr(app.state, "try_calls", {}).values() if c.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def start_demo_call(client: httpx.AsyncClient, caller: str = CALLER) -> httpx.Response:
+    return await client.post("/try/api/calls", json={"to": DEMO_NUMBER, "from": caller})
+
+
+async def test_anonymous_try_calls_are_limited_per_client_address(db_url: str) -> None:
+    async with try_app(db_url) as site, site.client("203.0.113.7") as client:
+        started = [await start_demo_call(client) for _ in range(CALLS_PER_MINUTE)]
+        assert [r.status_code for r in started] == [200] * CALLS_PER_MINUTE
+        events = (await site.store.verify()).count
+        refused = await start_demo_call(client)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert f"at most {CALLS_PER_MINUTE} calls a minute" in refused.json()["error"]
+        assert (await site.store.verify()).count == events  # the refused call wrote nothing
+        async with site.client("198.51.100.9") as elsewhere:
+            assert (await start_demo_call(elsewhere)).status_code == 200
+
+
+def test_the_call_rate_remembers_a_bounded_number_of_addresses() -> None:
+    rate = CallRate(per_minute=2, max_addresses=3)
+    assert all(rate.allow(f"10.0.0.{i}", now=0.0) for i in range(1000))
+    assert len(rate) == 3
+    assert rate.allow("10.0.0.999", now=1.0) and not rate.allow("10.0.0.999", now=2.0)
+    assert rate.allow("10.0.0.999", now=62.0)
+
+
+async def test_idle_anonymous_calls_cannot_lock_managers_out_of_rehearsals(db_url: str) -> None:
+    async with try_app(db_url) as site:
+        for i in range(MAX_ANONYMOUS_CALLS):
+            async with site.client(f"10.1.{i // 250}.{i % 250}") as client:
+                assert (await start_demo_call(client, f"+1415555{i:04d}")).status_code == 200
+        async with site.client("10.2.0.1") as client:
+            full = await start_demo_call(client)
+            assert full.status_code == 429 and "too many browser calls" in full.json()["error"]
+        await site.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+        async with site.client("10.3.0.1") as manager:
+            await sign_in(manager, "mia")
+            token = re.search(r'data-csrf="([^"]+)"', (await manager.get("/try")).text)
+            assert token is not None
+            rehearsals = [
+                await manager.post(
+                    "/try/api/calls",
+                    json={"to": ACME_NUMBER, "from": CALLER},
+                    headers={"X-CSRF-Token": token[1]},
+                )
+                for _ in range(MAX_REHEARSALS + 1)
+            ]
+        assert [r.status_code for r in rehearsals] == [200] * MAX_REHEARSALS + [429]
+
+
+async def test_ivr_try_off_turns_the_browser_phone_off(db_url: str) -> None:
+    assert not Settings.from_env({"IVR_TRY": "off"}).try_phone
+    assert Settings.from_env({}).try_phone and Settings.from_env({"IVR_TRY": "on"}).try_phone
+    with pytest.raises(ValueError, match="IVR_TRY"):
+        Settings.from_env({"IVR_TRY": "maybe"})
+    async with try_app(db_url, try_phone=False) as site, site.client() as client:
+        assert (await client.get("/try")).status_code == 404
+        assert (await start_demo_call(client)).status_code == 404
+        assert (await client.post("/try/api/calls/x/keys", json={"key": "1"})).status_code == 404
+        assert 'href="/try"' not in (await client.get("/")).text
