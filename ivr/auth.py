@@ -208,8 +208,9 @@ async def login(request: Request) -> Response:
         runtime.login_throttle.failed(name or typed, client)
         return await login_page(request, "Wrong user name or password.", 401)
     runtime.login_throttle.succeeded(name, client)
-    session_id = secrets.token_urlsafe(32)
-    await runtime.store.start_session(_session_key(session_id), user.name, int(time.time()))
+    session_id, now = secrets.token_urlsafe(32), int(time.time())
+    await runtime.store.purge_sessions(before=now - SESSION_SECONDS)  # none of those can be used again
+    await runtime.store.start_session(_session_key(session_id), user.name, now)
     cookie = _serializer(request).dumps({"sid": session_id, "csrf": secrets.token_urlsafe(24)})
     response = RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
     response.set_cookie(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
 
 import pytest
@@ -185,3 +186,19 @@ async def test_failed_sign_ins_do_not_hold_the_event_loop(users: Service) -> Non
     *codes, waited = await asyncio.gather(*(wrong(i) for i in range(12)), health())
     assert set(codes) <= {401, 429}
     assert waited < 0.5, f"/healthz waited {waited:.2f} s behind argon2"
+
+
+async def test_sessions_older_than_eight_hours_are_purged_at_the_next_sign_in(
+    users: Service,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await sign_in(users.client, "mia")
+    old = _cookie(users)
+    real = time.time
+    monkeypatch.setattr(auth.time, "time", lambda: real() + 8 * 3600 + 120)
+    users.client.cookies.clear()
+    await sign_in(users.client, "aldo")
+    with sqlite3.connect(users.db_url.removeprefix("sqlite:///")) as conn:
+        kept = conn.execute("SELECT user_name FROM web_sessions").fetchall()
+    assert kept == [("aldo",)]
+    assert await _signed_in_copy(users, old) == 303
