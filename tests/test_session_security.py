@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import time
@@ -198,7 +199,7 @@ async def test_sessions_older_than_eight_hours_are_purged_at_the_next_sign_in(
     monkeypatch.setattr(auth.time, "time", lambda: real() + 8 * 3600 + 120)
     users.client.cookies.clear()
     await sign_in(users.client, "aldo")
-    with sqlite3.connect(users.db_url.removeprefix("sqlite:///")) as conn:
+    with contextlib.closing(sqlite3.connect(users.db_url.removeprefix("sqlite:///"))) as conn:
         kept = conn.execute("SELECT user_name FROM web_sessions").fetchall()
     assert kept == [("aldo",)]
     assert await _signed_in_copy(users, old) == 303
