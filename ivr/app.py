@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from consent_store import open_store
-from ivr import api, audit, auth, manage, quality, try_phone, web, webhooks
+from ivr import api, audit, auth, manage, quality, try_phone, users_admin, web, webhooks
 from ivr.optout_webhooks import running_notifier
 from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *try_phone.routes,
         *auth.routes,
         *manage.routes,
+        *users_admin.routes,
         *quality.routes,
         *api.routes,
         *audit.routes,

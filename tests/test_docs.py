@@ -18,6 +18,7 @@ from ivr.export import COLUMNS
 from ivr.manage import routes as manage_routes
 from ivr.quality import routes as quality_routes
 from ivr.try_phone import routes as try_routes
+from ivr.users_admin import routes as users_routes
 from ivr.web import routes as page_routes
 from ivr.webhooks import routes as webhook_routes
 from tests.conftest import ACME_NUMBER, CALLER, Service
@@ -57,6 +58,7 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
                 *api_routes,
                 *audit_routes,
                 *quality_routes,
+                *users_routes,
             ]
         }
         - {"/static"}
