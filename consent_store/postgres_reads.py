@@ -22,6 +22,16 @@ from consent_store.exceptions import StoreUnavailable
 from consent_store.group_commit import SideWrite
 from consent_store.postgres_writer import PG_ERRORS, pg_sql
 from consent_store.queries import decision_filter
+from consent_store.subject_check import (
+    ERASURE_SQL,
+    FIRST_RECORD_SQL,
+    MISSING_SUBJECTS_SQL,
+    SUBJECT_ROWS_SQL,
+    binding_result,
+    edited_subjects,
+    erased,
+    erasure_key,
+)
 
 _CHUNK = 5000
 _CHAIN_SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"
@@ -131,7 +141,8 @@ class PostgresReadsMixin:
     async def verify(
         self, progress: Callable[[int], None] | None = None, *, use_head: bool = True
     ) -> VerifyResult:
-        """Re-compute the whole chain from one snapshot, through every checkpoint and the chain head.
+        """Re-compute the whole chain from one snapshot, through every checkpoint and the chain head;
+        then hold every subject's phone to the commitment the chain holds (`subject_check`).
 
         `progress(records_checked)` is called from time to time. `use_head=False` trusts the
         checkpoints alone (for `reanchor_head_file`)."""
@@ -153,7 +164,7 @@ class PostgresReadsMixin:
                         progress(verifier.count)
                     if not sound:
                         break
-                return verifier.result()
+                return await _verify_subjects(conn, verifier.result())
         except PG_ERRORS as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
 
@@ -173,3 +184,19 @@ class PostgresReadsMixin:
             except PG_ERRORS as exc:
                 raise StoreUnavailable(f"could not move the chain head: {exc}") from exc
         return result
+
+
+async def _verify_subjects(conn: asyncpg.Connection, result: VerifyResult) -> VerifyResult:
+    """An intact chain's result, or the first record whose caller's phone was edited or deleted."""
+    if not result.intact:
+        return result
+    edited: list[str] = []
+    cursor = await conn.cursor(SUBJECT_ROWS_SQL)
+    while batch := await cursor.fetch(_CHUNK):
+        edited += await asyncio.to_thread(edited_subjects, [tuple(row) for row in batch])
+    deleted = []
+    for subject, seq in await conn.fetch(MISSING_SUBJECTS_SQL):
+        if not erased(subject, await conn.fetchrow(pg_sql(ERASURE_SQL), erasure_key(subject))):
+            deleted.append((str(subject), int(seq)))
+    first = [(subject, await conn.fetchval(pg_sql(FIRST_RECORD_SQL), subject)) for subject in edited]
+    return binding_result(result, first, deleted)

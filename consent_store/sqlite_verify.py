@@ -1,7 +1,9 @@
 """Verifying a long SQLite chain on every core: slices checked in parallel, then joined.
 
 Each worker process re-computes one contiguous slice of records; the join
-checks that each slice starts from the hash the previous one ended with.
+checks that each slice starts from the hash the previous one ended with. An
+intact chain is then held to the `subjects` table (`subject_check`): every
+caller's phone must still be the one its records committed to.
 Reads only; never writes.
 """
 
@@ -18,6 +20,16 @@ from pathlib import Path
 
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier, tail_check
 from consent_store.events import VerifyResult
+from consent_store.subject_check import (
+    ERASURE_SQL,
+    FIRST_RECORD_SQL,
+    MISSING_SUBJECTS_SQL,
+    SUBJECT_ROWS_SQL,
+    binding_result,
+    edited_subjects,
+    erased,
+    erasure_key,
+)
 
 # Below this many records one thread is faster than starting processes.
 PARALLEL_FROM = 200_000
@@ -84,14 +96,16 @@ def verify_database(
     workers = workers or min(os.cpu_count() or 1, 4)
     if top < parallel_from or workers < 2:
         result, _, _ = verify_slice(path, 1, None, anchors, GENESIS_HASH, progress)
-        return _with_warnings(tail_check(result, anchors), warnings)
+        return _with_warnings(_bound(tail_check(result, anchors), *subject_bindings(path)), warnings)
     step = top // workers + 1
     bounds = [(1 + i * step, (i + 1) * step if i < workers - 1 else None) for i in range(workers)]
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
     counter = context.Value("q", 0)
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
+        max_workers=workers + 1, mp_context=context, initializer=_init_worker, initargs=(counter,)
     ) as pool:
+        # The phones' bindings are read beside the slices, in a process of their own.
+        bindings = pool.submit(subject_bindings, path)
         futures = [
             pool.submit(verify_slice, path, first, last, anchors, GENESIS_HASH if first == 1 else None)
             for first, last in bounds
@@ -101,7 +115,33 @@ def verify_database(
             if progress is not None:
                 progress(counter.value)
         slices = [f.result() for f in futures]
-    return _with_warnings(tail_check(_join(path, bounds, slices), anchors), warnings)
+        edited, deleted = bindings.result()
+    return _with_warnings(_bound(tail_check(_join(path, bounds, slices), anchors), edited, deleted), warnings)
+
+
+Binding = tuple[str, int | None]
+
+
+def subject_bindings(path: Path) -> tuple[list[Binding], list[tuple[str, int]]]:
+    """Subjects whose phone was edited, and subjects deleted without a chained erasure, each with
+    the first record naming it (see consent_store.subject_check)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        cursor = conn.execute(SUBJECT_ROWS_SQL)
+        edited: list[str] = []
+        while batch := cursor.fetchmany(_CHUNK):
+            edited += edited_subjects(batch)
+        deleted = [
+            (str(subject), int(seq))
+            for subject, seq in conn.execute(MISSING_SUBJECTS_SQL).fetchall()
+            if not erased(subject, conn.execute(ERASURE_SQL, (erasure_key(subject),)).fetchone())
+        ]
+        first = [(subject, conn.execute(FIRST_RECORD_SQL, (subject,)).fetchone()[0]) for subject in edited]
+    return first, deleted
+
+
+def _bound(result: VerifyResult, edited: list[Binding], deleted: list[tuple[str, int]]) -> VerifyResult:
+    """An intact chain's result, or the first record whose caller's phone was edited or deleted."""
+    return binding_result(result, edited, deleted) if result.intact else result
 
 
 def _join(

@@ -39,11 +39,19 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (off by default: it costs latency).")
-def serve(host: str, port: int, access_log: bool) -> None:
+@click.option(
+    "--request-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a client may take to send a request's headers, and again its body (408).",
+)
+def serve(host: str, port: int, access_log: bool, request_timeout: float) -> None:
     """Run the web service (Twilio webhooks, pages, API)."""
     import uvicorn
 
     from ivr.app import create_app
+    from ivr.middleware import BodyDeadline, header_deadline_protocol
     from ivr.safe_logging import log_config
 
     settings = settings_from_env()
@@ -69,11 +77,12 @@ def serve(host: str, port: int, access_log: bool) -> None:
     else:
         click.echo("Try a call: 'ivr call --to NUMBER' (the browser phone is off: IVR_TRY=off)", err=True)
     uvicorn.run(
-        create_app(settings),
+        BodyDeadline(create_app(settings), request_timeout),
         host=host,
         port=port,
         log_level="info",
         proxy_headers=True,
+        http=header_deadline_protocol(request_timeout),
         access_log=access_log,
         log_config=log_config(),
     )

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -302,3 +303,87 @@ async def test_ivr_try_off_turns_the_browser_phone_off(db_url: str) -> None:
         assert (await start_demo_call(client)).status_code == 404
         assert (await client.post("/try/api/calls/x/keys", json={"key": "1"})).status_code == 404
         assert 'href="/try"' not in (await client.get("/")).text
+
+
+def read_until_closed(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    began, received = time.monotonic(), b""
+    sock.settimeout(seconds)
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received, time.monotonic() - began
+
+
+def trickle(sock: socket.socket, data: bytes, every: float, seconds: float) -> None:
+    """Send `data` a byte at a time until it is sent, `seconds` have passed or the server hangs up."""
+    stop = time.monotonic() + seconds
+    for byte in data:
+        if time.monotonic() > stop:
+            return
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:  # closed by the server
+            return
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, Path]]:
+    """A real `ivr serve --request-timeout 2 --access-log`: its host, port and log."""
+    folder = tmp_path_factory.mktemp("strict")
+    with signed_server(folder, "--request-timeout", "2", "--access-log") as (base, log):
+        host, port = base.removeprefix("http://").split(":")
+        yield host, int(port), log
+
+
+def test_a_body_trickled_a_byte_at_a_time_gets_408(strict_server: tuple[str, int, Path]) -> None:
+    host, port, _ = strict_server
+    body = b"CallSid=CA" + b"0" * 200
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(
+            b"POST /twilio/voice HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        trickle(sock, body, every=0.2, seconds=4)
+        answer, took = read_until_closed(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert took < 6
+
+
+@pytest.mark.parametrize(
+    ("start", "dribble"),
+    [
+        (b"", b""),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-A: 1\r\n" * 20),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a" * 100),
+    ],
+    ids=["silent", "a-header-at-a-time", "inside-a-header"],
+)
+def test_headers_that_never_finish_are_cut_off(
+    strict_server: tuple[str, int, Path], start: bytes, dribble: bytes
+) -> None:
+    host, port, _ = strict_server
+    began = time.monotonic()
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(start)
+        trickle(sock, dribble, every=0.2, seconds=6)
+        answer, _ = read_until_closed(sock, 10)
+    assert answer == b"" and time.monotonic() - began < 6
+
+
+def test_oversized_headers_are_refused(strict_server: tuple[str, int, Path]) -> None:
+    host, port, _ = strict_server
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        answer, _ = read_until_closed(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
+def test_requests_at_a_normal_pace_are_untouched(strict_server: tuple[str, int, Path]) -> None:
+    host, port, _ = strict_server
+    with httpx.Client(base_url=f"http://{host}:{port}") as client:
+        assert client.get("/healthz").status_code == 200
+        time.sleep(2.5)  # longer than the deadline, idle between requests on one connection
+        assert client.get("/try").status_code == 200
+
