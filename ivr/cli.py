@@ -40,13 +40,21 @@ def cli() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (off by default: it costs latency).")
 @click.option(
+    "--forwarded-allow-ips",
+    envvar="IVR_FORWARDED_ALLOW_IPS",
+    default="127.0.0.1",
+    show_default=True,
+    help="Comma-separated proxy addresses (or '*') whose X-Forwarded-For and X-Forwarded-Proto "
+    "are trusted; env IVR_FORWARDED_ALLOW_IPS.",
+)
+@click.option(
     "--request-timeout",
     default=10.0,
     show_default=True,
     type=click.FloatRange(min=0.1),
     help="Seconds a client may take to send a request's headers, and again its body (408).",
 )
-def serve(host: str, port: int, access_log: bool, request_timeout: float) -> None:
+def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, request_timeout: float) -> None:
     """Run the web service (Twilio webhooks, pages, API)."""
     import uvicorn
 
@@ -82,6 +90,7 @@ def serve(host: str, port: int, access_log: bool, request_timeout: float) -> Non
         port=port,
         log_level="info",
         proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
         http=header_deadline_protocol(request_timeout),
         access_log=access_log,
         log_config=log_config(),

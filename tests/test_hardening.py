@@ -387,3 +387,31 @@ def test_requests_at_a_normal_pace_are_untouched(strict_server: tuple[str, int, 
         time.sleep(2.5)  # longer than the deadline, idle between requests on one connection
         assert client.get("/try").status_code == 200
 
+
+def logged_client(base: str, log: Path, path: str) -> str:
+    """The client address the access log gives for a request to `path` from 127.0.0.1 that
+    claims, in X-Forwarded-For, to come from 198.51.100.23."""
+    assert httpx.get(f"{base}{path}", headers={"X-Forwarded-For": "198.51.100.23"}).status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = re.search(rf'INFO: +([0-9.]+):\d+ - "GET {re.escape(path)} ', log.read_text())
+        if found:
+            return found[1]
+        time.sleep(0.05)
+    raise AssertionError(f"no access log line for {path}:\n{log.read_text()[-2000:]}")
+
+
+def test_x_forwarded_for_is_trusted_from_127_0_0_1_by_default(strict_server: tuple[str, int, Path]) -> None:
+    host, port, log = strict_server
+    assert logged_client(f"http://{host}:{port}", log, "/healthz?default") == "198.51.100.23"
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_x_forwarded_for_is_ignored_from_addresses_not_allowed(tmp_path: Path, how: str) -> None:
+    args, env = (
+        (["--forwarded-allow-ips", "10.9.9.9"], {})
+        if how == "option"
+        else ([], {"IVR_FORWARDED_ALLOW_IPS": "10.9.9.9"})
+    )
+    with signed_server(tmp_path, "--access-log", *args, **env) as (base, log):
+        assert logged_client(base, log, "/healthz") == "127.0.0.1"
