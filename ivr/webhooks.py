@@ -10,7 +10,6 @@ is returned.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import time
@@ -206,10 +205,12 @@ async def _context(
     version: int | None = None,
     rehearsal: str | None = None,
     opted_in: bool | None = None,
+    call_sid: str | None = None,
 ) -> CallContext:
     """Scripts for the call: all published ones (or drafts in a rehearsal), or the version a caller heard.
 
     `opted_in` None: read the caller's standing (it decides which prompt they hear).
+    `call_sid` None: Gather URLs are left unsealed (a first TwiML to cache and stamp per call).
     """
     if locale is not None and version is not None:
         scripts = {locale: await _script(runtime, business, locale, version, rehearsal)}
@@ -218,7 +219,7 @@ async def _context(
     if opted_in is None:
         standing = await runtime.store.standing(phone, business.name)
         opted_in = standing is not None and standing.action == "opt_in"
-    return CallContext(business=business, scripts=scripts, opted_in=opted_in, base_url=base_url)
+    return CallContext(business, scripts, opted_in, base_url, call_sid, runtime.gather_state_key)
 
 
 async def _caller(runtime: Runtime, form: Form) -> tuple[Business | None, str, Response | None]:
@@ -249,13 +250,14 @@ async def voice(request: Request) -> Response:
             return early
         assert business is not None
         rehearsal = _rehearsal(form)
-        ctx = await _context(runtime, base_url, business, phone, rehearsal=rehearsal)
+        call_sid = form["CallSid"]
+        # A rehearsal's first TwiML is not cached: it is sealed for its call as it is built.
+        sealed_for = call_sid if rehearsal is not None else None
+        ctx = await _context(runtime, base_url, business, phone, rehearsal=rehearsal, call_sid=sealed_for)
         recording_url = ctx.base_url + RECORDING_PATH
         started = time.time_ns() // 1_000_000
-        call_sid, state_key = form["CallSid"], runtime.gather_state_key
         if rehearsal is not None:
-            sealed = dataclasses.replace(ctx, call_sid=call_sid, state_key=state_key)
-            return _twiml(start_call(sealed, recording_url, started))
+            return _twiml(start_call(ctx, recording_url, started))
         # The first TwiML depends only on the business, its scripts, the caller's standing, the
         # time the call started and the call's MAC (the last two stamped into a cached copy).
         catalog = runtime.catalog
@@ -264,7 +266,7 @@ async def voice(request: Request) -> Response:
             if len(catalog.twiml) > 1000:
                 catalog.twiml.clear()
             catalog.twiml[key] = start_call(ctx, recording_url, START_PLACEHOLDER)
-        return _twiml(stamp_start(catalog.twiml[key], started, state_key, call_sid, business.name))
+        return _twiml(stamp_start(catalog.twiml[key], started, ctx.state_key, call_sid, business.name))
     except (StoreError, ScriptError) as exc:
         LOG.error("voice webhook could not start call %s: %s", form.get("CallSid"), exc)
         return _twiml(system_reply("error"))
@@ -296,9 +298,16 @@ async def gather(request: Request) -> Response:
         # After the language menu the standing picks the prompt; later steps carry it in the state.
         opted_in = None if state.step == "language" else state.step == "subscribed"
         ctx = await _context(
-            runtime, base_url, business, phone, state.locale, state.version, rehearsal, opted_in
+            runtime,
+            base_url,
+            business,
+            phone,
+            state.locale,
+            state.version,
+            rehearsal,
+            opted_in,
+            call_sid=form["CallSid"],
         )
-        ctx = dataclasses.replace(ctx, call_sid=form["CallSid"], state_key=runtime.gather_state_key)
         reply = continue_call(ctx, state, form.get("Digits") or None)
     except InvalidCallState as exc:
         LOG.warning("refused a Gather post for call %s: %s", form.get("CallSid"), exc)
