@@ -13,6 +13,15 @@ class BadDatabaseURL(StoreError):
         super().__init__(f"Database URL {url!r} is not usable: {reason}")
 
 
+class DatabaseMissing(StoreError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"There is no database at {path}: run this where it is, or set IVR_DATABASE_URL "
+            "(nothing was created; 'ivr migrate' creates a new, empty one)."
+        )
+
+
 class StoreUnavailable(StoreError):
     """The database could not be reached or written; nothing was recorded."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from consent_store.exceptions import BadDatabaseURL
+from consent_store.exceptions import BadDatabaseURL, DatabaseMissing
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,22 @@ class DatabaseURL:
     scheme: Literal["sqlite", "postgresql"]
     raw: str
     path: Path | None = None
+
+    @property
+    def where(self) -> str:
+        """The database for messages: the SQLite file's absolute path, or PostgreSQL's
+        host:port/database (never the user or password)."""
+        if self.path is not None:
+            return str(self.path.resolve())
+        parts = urlsplit(self.raw)
+        return f"PostgreSQL {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+
+    def require_existing(self) -> DatabaseURL:
+        """Itself, if it names a database that exists; for a SQLite file that does not,
+        DatabaseMissing (commands that only read must never create an empty database)."""
+        if self.path is not None and not self.path.exists():
+            raise DatabaseMissing(self.where)
+        return self
 
 
 def parse_database_url(url: str) -> DatabaseURL:

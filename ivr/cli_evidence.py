@@ -6,8 +6,11 @@ and proves an export against the store. Errors are one line (see ivr.cli).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,7 +18,7 @@ import click
 
 from consent_store import ACTIONS, ConsentStore, ExportFilter, SQLiteStore, VerifyResult
 from ivr import __version__
-from ivr.cli_support import CliFailure, with_store
+from ivr.cli_support import CliFailure, database_read, with_store
 from ivr.export import (
     EXPORT_FORMATS,
     ExportFormat,
@@ -27,10 +30,33 @@ from ivr.export import (
     write_export,
 )
 from ivr.export_check import ExportCheck, check_export
-from ivr.manifest import ExportManifest, ManifestError, manifest_path, read_manifest, write_manifest
+from ivr.manifest import ExportManifest, ManifestError, manifest_path, read_manifest, staged_manifest
 from ivr.progress import Progress
 
 PRIVATE_FILE_MODE = 0o600
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: Path) -> Iterator[tuple[Path, BinaryIO]]:
+    """A new file only the user can read, in `path`'s folder (so a rename onto `path` is atomic);
+    removed on the way out unless it was renamed."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    temporary = Path(name)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        with open(fd, "wb") as out:
+            yield temporary, out
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _timestamp(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -114,26 +140,37 @@ def export(
         if path is None:
             result = await write(sys.stdout.buffer)
         else:
-            manifest = manifest_path(path)
-            manifest.unlink(missing_ok=True)  # an old manifest must never describe a new file
-            # Phone numbers: readable by the exporting user only (an existing file keeps its mode).
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "wb") as out:
+            # Written under a temporary name beside FILE and renamed only once whole, then its
+            # manifest: an export that fails or is interrupted leaves the previous pair as it was.
+            with _temporary_beside(path) as (temporary, out):
                 result = await write(out)
-            [(head_seq, head_hash)] = heads
-            assert head_hash is not None  # the head of the snapshot itself always exists
-            write_manifest(
-                manifest,
-                ExportManifest.for_export(path, fmt, where, result, (head_seq, head_hash), __version__),
-            )
-            manifest.chmod(PRIVATE_FILE_MODE)
+                out.flush()
+                os.fsync(out.fileno())
+                [(head_seq, head_hash)] = heads
+                assert head_hash is not None  # the head of the snapshot itself always exists
+                manifest = manifest_path(path)
+                staged = staged_manifest(
+                    manifest,
+                    ExportManifest.for_export(path, fmt, where, result, (head_seq, head_hash), __version__),
+                    PRIVATE_FILE_MODE,
+                )
+                try:
+                    os.replace(temporary, path)
+                    os.replace(staged, manifest)
+                finally:
+                    staged.unlink(missing_ok=True)
+                _sync_folder(path.parent)
         progress.update(result.rows)
         progress.finish()
         return result
 
+    database = database_read()
+    if not quiet and sys.stderr.isatty():
+        click.echo(f"ivr: exporting from {database}", err=True)
     try:
         result = with_store(work)
     except OSError as exc:
-        raise CliFailure(f"cannot write {exc.filename or output}: {exc.strerror}", 2) from exc
+        raise CliFailure(f"cannot write {output}: {exc.strerror}", 2) from exc
     if path is not None and not quiet:
         click.echo(f"Exported {result.rows} decision{'' if result.rows == 1 else 's'} to {output}.", err=True)
 
@@ -170,6 +207,9 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
         except ManifestError as exc:
             raise CliFailure(f"cannot prove export {export_file}: {exc}", 1) from exc
 
+    database = database_read()
+    if not quiet and sys.stderr.isatty():
+        click.echo(f"ivr: verifying {database}", err=True)
     sys.setswitchinterval(0.0001)  # as in `export`: the store's reader thread takes its turns promptly
 
     async def work(store: ConsentStore) -> tuple[VerifyResult, ExportCheck | None]:

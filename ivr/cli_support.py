@@ -1,4 +1,8 @@
-"""What every `ivr` command shares: settings, opening the store, mapping errors to exit codes."""
+"""What every `ivr` command shares: settings, opening the store, mapping errors to exit codes.
+
+Commands that only read (READ_ONLY_COMMANDS) never create a database: on a SQLite URL
+whose file does not exist they stop with one line naming the path.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import click
+
 from consent_store import ConsentStore, StoreError, StoreUnavailable, open_store
-from consent_store.exceptions import BadDatabaseURL, SchemaTooNew
+from consent_store.exceptions import BadDatabaseURL, DatabaseMissing, SchemaTooNew
+from consent_store.url import parse_database_url
 from ivr.businesses import InvalidBusiness
 from ivr.settings import Settings
 from voice_scripts import ScriptError
 
 T = TypeVar("T")
+
+# By command path below `ivr`. `ivr call` writes a decision, but only into a store that
+# already holds the business called: a missing file is a wrong folder, not a new store.
+READ_ONLY_COMMANDS = frozenset({"verify", "export", "stats", "business list", "call"})
 
 
 class CliFailure(Exception):
@@ -25,6 +36,24 @@ def settings_from_env() -> Settings:
     try:
         return Settings.from_env()
     except ValueError as exc:
+        raise CliFailure(str(exc), 2) from exc
+
+
+def _command_path() -> str:
+    """The running command below `ivr` ('business list'); '' outside a command."""
+    ctx = click.get_current_context(silent=True)
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def database_read() -> str:
+    """The database a read-only command reads (path or host:port/db); CliFailure if there is none."""
+    try:
+        return parse_database_url(settings_from_env().database_url).require_existing().where
+    except (BadDatabaseURL, DatabaseMissing) as exc:
         raise CliFailure(str(exc), 2) from exc
 
 
@@ -41,9 +70,11 @@ def with_store(work: Callable[[ConsentStore], Awaitable[T]]) -> T:
 
 def with_store_errors(run: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine to completion, mapping store and input errors to CliFailure."""
+    if _command_path() in READ_ONLY_COMMANDS:
+        database_read()
     try:
         return asyncio.run(run())  # type: ignore[arg-type]
-    except (BadDatabaseURL, SchemaTooNew) as exc:
+    except (BadDatabaseURL, SchemaTooNew, DatabaseMissing) as exc:
         raise CliFailure(str(exc), 2) from exc
     except StoreUnavailable as exc:
         raise CliFailure(str(exc), 1) from exc

@@ -82,10 +82,21 @@ class ExportManifest:
 
 def write_manifest(path: Path, manifest: ExportManifest) -> None:
     """Write the manifest whole or not at all (a temporary file, then a rename)."""
+    os.replace(staged_manifest(path, manifest), path)
+
+
+def staged_manifest(path: Path, manifest: ExportManifest, mode: int = 0o600) -> Path:
+    """The manifest written whole and synced beside `path` under a temporary name, for the
+    caller to rename onto `path` (an export renames its file, then this, back to back)."""
     temporary = path.with_name(path.name + ".tmp")
     text = json.dumps(dataclasses.asdict(manifest), indent=2, ensure_ascii=False) + "\n"
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, mode)  # an old temporary file keeps its mode otherwise
+        out.write(text)
+        out.flush()
+        os.fsync(fd)
+    return temporary
 
 
 def read_manifest(path: Path) -> ExportManifest:
