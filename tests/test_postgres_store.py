@@ -73,12 +73,15 @@ async def test_a_version_1_database_with_records_is_upgraded_and_its_chain_conti
     async with open_store(pg_url) as store:
         await add_acme(store)
         before = await store.record_decision(decision(1))
-    # Back to what version 1 left: no append functions, no opt-out webhooks, schema version 1.
+    # Back to what version 1 left: no append functions, no opt-out webhooks, no sessions, schema 1.
     await admin(
         pg_url,
         "DROP FUNCTION consent_store_append",
         "DROP FUNCTION consent_store_add_subjects_and_texts",
         "DROP TABLE opt_out_webhooks",
+        "DROP TABLE web_sessions",
+        "ALTER TABLE users DROP COLUMN businesses, DROP COLUMN last_sign_in",
+        "ALTER TABLE api_tokens DROP COLUMN businesses",
         "DELETE FROM schema_version WHERE version > 1",
     )
     async with open_store(pg_url) as store:
