@@ -81,6 +81,14 @@ class ConsentDecision:
     # repeats included) and seconds since the call was answered. None: not known.
     prompts_heard: int | None = None
     seconds_to_decision: float | None = None
+    # Who the network says called, from Twilio's webhook, verbatim (see README, "Export formats"):
+    # the STIR/SHAKEN attestation (StirVerstat), the number dialled (To), the AccountSid,
+    # FromCountry and CallerName. None: Twilio did not send it (old records hold none).
+    stir_verstat: str | None = None
+    called_number: str | None = None
+    account_sid: str | None = None
+    from_country: str | None = None
+    caller_name: str | None = None
 
     def to_event(self) -> NewEvent:
         fields: dict[str, Any] = {
@@ -95,6 +103,15 @@ class ConsentDecision:
             fields["prompts_heard"] = self.prompts_heard
         if self.seconds_to_decision is not None:
             fields["seconds_to_decision"] = self.seconds_to_decision
+        # Only when known: a decision without them keeps the body (and hash) it always had.
+        identity = {
+            "stir_verstat": self.stir_verstat,
+            "called_number": self.called_number,
+            "account_sid": self.account_sid,
+            "from_country": self.from_country,
+            "caller_name": self.caller_name,
+        }
+        fields.update((key, value) for key, value in identity.items() if value is not None)
         return NewEvent(
             kind="decision",
             idempotency_key=f"decision:{self.call_sid}",
@@ -272,7 +289,8 @@ class ExportFilter:
 
 @dataclass(frozen=True)
 class DecisionRow:
-    """One decision with its recording, as exported."""
+    """One decision with its recording, as exported: seq, then consent_store.columns.COLUMNS
+    in their order (checked when that module is imported)."""
 
     seq: int
     recorded_at: str
@@ -289,6 +307,11 @@ class DecisionRow:
     recording_url: str | None
     recording_duration: int | None
     record_hash: str
+    stir_verstat: str | None = None
+    called_number: str | None = None
+    account_sid: str | None = None
+    from_country: str | None = None
+    caller_name: str | None = None
 
 
 @dataclass(frozen=True)

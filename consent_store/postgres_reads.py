@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
+from consent_store.columns import EVENT_COLUMNS, CsvChunk, csv_chunks, decision_row_from_data
 from consent_store.events import DecisionRow, ExportFilter, NewEvent, StoredEvent, VerifyResult
 from consent_store.exceptions import StoreUnavailable
 from consent_store.group_commit import SideWrite
@@ -77,12 +78,13 @@ class PostgresReadsMixin:
         (the genesis hash for record 0, None if the log holds no such record).
         """
         clause, params = decision_filter(where)
+        events = ", ".join(f"e.{c.key}" for c in EVENT_COLUMNS)
         # A recording 'completed' if there is one, else the latest status (e.g. 'absent').
         sql = pg_sql(
-            "SELECT e.seq, e.hash, s.phone, e.body, (SELECT r.body FROM events r"
+            f"SELECT e.seq, s.phone, e.body, (SELECT r.body FROM events r"
             " WHERE r.call_sid = e.call_sid AND r.kind = 'recording' AND r.seq <= ?"
             f" ORDER BY {_STATUS} = 'completed' DESC, r.seq DESC"
-            " LIMIT 1) FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
+            f" LIMIT 1), {events} FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
             f" WHERE {clause} AND e.seq <= ? ORDER BY e.seq"
         )
         loads = orjson.loads
@@ -96,30 +98,13 @@ class PostgresReadsMixin:
                     head_seq, head_hash = through_seq, GENESIS_HASH if through_seq == 0 else found
                 if on_snapshot is not None:
                     on_snapshot(head_seq, head_hash)
-                async for seq, digest, phone, body, recording in conn.cursor(
+                async for seq, phone, body, recording, *event in conn.cursor(
                     sql, head_seq, *params, head_seq, prefetch=2000
                 ):
                     try:
-                        event = loads(body)
-                        data = event["data"]
+                        data = loads(body)["data"]
                         heard = loads(recording)["data"] if recording else {}
-                        row = DecisionRow(
-                            seq,
-                            event["recorded_at"],
-                            phone,
-                            event["business"],
-                            data["action"],
-                            tuple(data["message_types"]),
-                            event["call_sid"],
-                            data["digits"],
-                            data["locale"],
-                            data["script_version"],
-                            data["script_sha256"],
-                            heard.get("recording_sid"),
-                            heard.get("url"),
-                            heard.get("duration"),
-                            digest,
-                        )
+                        row = decision_row_from_data(seq, event, phone, data, heard)
                     except (ValueError, KeyError, TypeError) as exc:
                         raise StoreUnavailable(
                             f"decision record {seq} cannot be read ({exc}): run 'ivr verify'"
@@ -127,6 +112,16 @@ class PostgresReadsMixin:
                     yield row
         except PG_ERRORS as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    def export_csv_chunks(
+        self,
+        where: ExportFilter,
+        *,
+        through_seq: int | None = None,
+        on_snapshot: Callable[[int, str | None], None] | None = None,
+    ) -> AsyncGenerator[CsvChunk, None]:
+        """The CSV rows (no header) of `export_decisions`, rendered in Python."""
+        return csv_chunks(self.export_decisions(where, through_seq=through_seq, on_snapshot=on_snapshot))
 
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
         """All events in sequence order, in batches, from one snapshot."""

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import orjson
 
 from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
 from consent_store.call_log import CallLogMixin
 from consent_store.chain import GENESIS_HASH, ChainRow
+from consent_store.columns import CsvChunk
 from consent_store.events import (
     DecisionRow,
     ExportFilter,
@@ -34,8 +34,8 @@ from consent_store.exceptions import (
 from consent_store.group_commit import QueuedStore
 from consent_store.queries import decision_filter
 from consent_store.registry import RegistryMixin
-from consent_store.sqlite_export import CsvChunk, RenderRows, export_csv_chunks
-from consent_store.sqlite_export_sql import RenderCells
+from consent_store.sqlite_export import export_csv_chunks
+from consent_store.sqlite_export_sql import RowDecoder, rows_sql
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_verify import verify_database
 from consent_store.sqlite_writer import (
@@ -48,7 +48,6 @@ from consent_store.sqlite_writer import (
 from consent_store.stats import StatsMixin
 
 _CHUNK = 2000
-_KNOWN_DATA = 4096  # distinct decision data texts an export keeps parsed
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -184,93 +183,11 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
         """
         clause, params = decision_filter(where)
         chunk_rows = 500
-        # A recording 'completed' if there is one, else the latest status (e.g. 'absent'); the
-        # status ends the idempotency key, which `verify` holds to the hashed body.
-        recording = (
-            "SELECT r.body FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
-            " AND r.seq <= ?{} ORDER BY r.seq DESC LIMIT 1"
-        )
-        completed = recording.format(" AND substr(r.idempotency_key, -10) = ':completed'")
         # Each chunk is one statement whose rows SQLite joins into one string: the
         # connection's thread then runs the lookups without taking the GIL for every row,
         # so it reads the next chunk while the caller formats this one, on another core.
-        # Fields are split on a control character that none can hold: texts are
-        # JSON-quoted, the data and the recording are JSON, the rest are times, numbers
-        # and hex hashes.
-        fields = (
-            "e.seq",
-            "e.hash",
-            "json_quote(s.phone)",
-            "e.recorded_at",
-            "json_quote(e.business)",
-            "json_quote(e.call_sid)",
-            # Without what differs from call to call, so that few distinct texts remain.
-            "json_remove(json_extract(e.body, '$.data'), '$.prompts_heard', '$.seconds_to_decision')",
-            f"ifnull(coalesce(({completed}), ({recording.format('')})), '')",
-        )
-        chunk_sql = (
-            "SELECT count(*), max(seq), group_concat(line, char(31)) FROM (SELECT e.seq,"
-            f" {' || char(31) || '.join(fields)} AS line"
-            " FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
-            f" WHERE {clause} AND e.seq > ? AND e.seq <= ? ORDER BY e.seq LIMIT {chunk_rows})"
-        )
-        loads = orjson.loads
-        # A decision's data (action, message types, key, locale, script) by its JSON text:
-        # there are only a few distinct ones, each parsed once (at most _KNOWN_DATA kept).
-        known: dict[str, tuple[str, tuple[str, ...], str, str, int, str]] = {}
-
-        def unquote(quoted: str) -> str:
-            return quoted[1:-1] if "\\" not in quoted else str(loads(quoted))
-
-        def decode(count: int, chunk: str) -> list[DecisionRow]:
-            values = chunk.split("\x1f")
-            if len(values) != len(fields) * count:
-                raise StoreUnavailable("a decision record cannot be read: run 'ivr verify'")
-            rows = []
-            each = iter(values)
-            try:
-                for seq, digest, phone, at, business, call_sid, data_json, heard_body in zip(
-                    *[each] * len(fields), strict=True
-                ):
-                    data = known.get(data_json)
-                    if data is None:
-                        if len(known) >= _KNOWN_DATA:
-                            known.clear()
-                        parsed = loads(data_json)
-                        data = known[data_json] = (
-                            parsed["action"],
-                            tuple(parsed["message_types"]),
-                            parsed["digits"],
-                            parsed["locale"],
-                            parsed["script_version"],
-                            parsed["script_sha256"],
-                        )
-                    action, message_types, digits, locale, script_version, script_sha256 = data
-                    heard = loads(heard_body)["data"] if heard_body else {}
-                    rows.append(
-                        DecisionRow(
-                            int(seq),
-                            at,
-                            None if phone == "null" else unquote(phone),
-                            unquote(business),
-                            action,
-                            message_types,
-                            unquote(call_sid),
-                            digits,
-                            locale,
-                            script_version,
-                            script_sha256,
-                            heard.get("recording_sid"),
-                            heard.get("url"),
-                            heard.get("duration"),
-                            digest,
-                        )
-                    )
-            except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
-                raise StoreUnavailable(f"a decision record cannot be read ({exc}): run 'ivr verify'") from exc
-            rows.sort(key=lambda row: row.seq)  # group_concat's order is SQLite's choice
-            return rows
-
+        chunk_sql = rows_sql(clause, limit=chunk_rows)
+        decoder = RowDecoder()
         conn = await _connect(self.path)
         pending: asyncio.Future[Any] | None = None
         try:
@@ -286,7 +203,7 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
                 on_snapshot(head_seq, head_hash)
 
             def fetch(after: int) -> asyncio.Future[Any]:
-                chunk_params = [head_seq, head_seq, *params, after, head_seq]
+                chunk_params = [head_seq, after, head_seq, *params]
                 return asyncio.ensure_future(conn.execute_fetchall(chunk_sql, chunk_params))
 
             pending = fetch(0)
@@ -296,7 +213,7 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
                 # one turn of the event loop starts the task, handing the query to the thread.
                 pending = fetch(last_seq) if count == chunk_rows else None
                 await asyncio.sleep(0)
-                for row in decode(count, chunk) if count else ():
+                for row, _ in decoder.decode(count, chunk):
                     yield row
         except aiosqlite.Error as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
@@ -309,20 +226,31 @@ class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMix
             finally:
                 await conn.close()
 
-    def export_csv(
+    def export_csv_chunks(
         self,
         where: ExportFilter,
-        render_rows: RenderRows,
-        render_cells: RenderCells,
         *,
         through_seq: int | None = None,
         on_snapshot: Callable[[int, str | None], None] | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
-        """The CSV rows of `export_decisions`, built mostly by SQLite on two processes: the
-        bytes `render_rows` would give for them (see consent_store.sqlite_export)."""
-        return export_csv_chunks(
-            self.path, where, render_rows, render_cells, through_seq=through_seq, on_snapshot=on_snapshot
-        )
+        """The CSV rows (no header) of `export_decisions`, built mostly by SQLite on two
+        processes: exactly `consent_store.columns.render_csv`'s bytes for those rows (see
+        consent_store.sqlite_export)."""
+        return export_csv_chunks(self.path, where, through_seq=through_seq, on_snapshot=on_snapshot)
+
+    def export_csv(
+        self,
+        where: ExportFilter,
+        render_rows: object = None,
+        render_cells: object = None,
+        *,
+        through_seq: int | None = None,
+        on_snapshot: Callable[[int, str | None], None] | None = None,
+    ) -> AsyncGenerator[CsvChunk, None]:
+        """`export_csv_chunks`, under its old name, until ivr/cli_evidence.py calls that: the
+        renderers it passes are ivr.export's, which now come from consent_store.columns, so
+        they are not called."""
+        return self.export_csv_chunks(where, through_seq=through_seq, on_snapshot=on_snapshot)
 
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
         """All events in sequence order, in batches, from a connection of their own."""

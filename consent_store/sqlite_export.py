@@ -4,13 +4,14 @@
 oldest first, in windows of WINDOW records. This process reads some windows (on its
 aiosqlite thread, while the caller hashes and writes) and a worker process
 (consent_store.sqlite_export_worker) the others, on a read transaction that sees the same
-log. SQLite builds each line itself; the cells many rows share (business, action,
-message types, digits, locale, script) come from a temporary table filled with cells
-rendered by the caller's own CSV rules. A window holding any value that would need
-quoting or neutralising, or a decision whose shared cells are not in the table yet, is
-rendered the slow way, from DecisionRows, by the caller's `render_rows`: the bytes are
-always exactly what `render_rows` gives. Never writes the database (the table of cells
-lives in each connection's temporary schema).
+log. SQLite builds each line itself from SQL generated from consent_store.columns
+(consent_store.sqlite_export_sql); the cells many rows share (business, action, message
+types, digits, locale, script) come from a temporary table filled with cells rendered by
+the columns' own CSV rules. A window holding any value that would need quoting or
+neutralising, or a decision whose shared cells are not in the table yet, is rendered the
+slow way, from DecisionRows, by `consent_store.columns.render_csv`: the bytes are always
+exactly what it gives. Never writes the database (the table of cells lives in each
+connection's temporary schema).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import logging
 import sqlite3
 import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +31,19 @@ import aiosqlite
 
 from consent_store import sqlite_export_worker as worker_protocol
 from consent_store.chain import GENESIS_HASH
-from consent_store.events import DecisionRow, ExportFilter
+from consent_store.columns import RECORD_HASH, CsvChunk, render_csv
+from consent_store.events import ExportFilter
 from consent_store.exceptions import StoreUnavailable
 from consent_store.queries import decision_filter
 from consent_store.sqlite_export_sql import (
     CELLS_INSERT,
     CELLS_TABLE,
-    RenderCells,
-    decode_rows,
+    SEPARATORS,
+    RowDecoder,
     lines_sql,
     rows_sql,
     shared_cells,
+    shared_cells_key,
 )
 from consent_store.sqlite_writer import PRAGMAS
 
@@ -52,19 +54,6 @@ IN_FLIGHT = 4  # windows queued on the connections at once: memory stays a few w
 READERS = 2  # processes reading windows: this one and a worker
 _SNAPSHOT_TRIES = 20
 _PIPE_BUFFER = 1 << 20  # bytes of the worker's frames read ahead (twice this at most)
-
-
-@dataclass(frozen=True)
-class CsvChunk:
-    """The CSV bytes of some decisions, in order, and the first and last one's record hash."""
-
-    data: bytes
-    rows: int
-    first_hash: str | None
-    last_hash: str | None
-
-
-RenderRows = Callable[[Sequence[DecisionRow]], bytes]
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -111,6 +100,7 @@ class _Worker:
             "sql": lines,
             "params": list(params),
             "window": WINDOW,
+            "separators": SEPARATORS,
         }
         worker.stdin.write(json.dumps(task).encode() + b"\n")
         return worker
@@ -176,8 +166,6 @@ async def _bound(
 async def export_csv_chunks(
     path: Path,
     where: ExportFilter,
-    render_rows: RenderRows,
-    render_cells: RenderCells,
     *,
     through_seq: int | None = None,
     on_snapshot: Callable[[int, str | None], None] | None = None,
@@ -207,7 +195,8 @@ async def export_csv_chunks(
             worker.say(f"go {last}".encode())
         if on_snapshot is not None:
             on_snapshot(head_seq, head_hash)
-        cached: set[tuple[str, str]] = set()
+        cached: set[tuple[Any, ...]] = set()
+        decoder = RowDecoder()
         starts = range(0, last, WINDOW)
         owned = worker_protocol.worker_owns if worker is not None else lambda number: False
         ours = (start for number, start in enumerate(starts) if not owned(number))
@@ -220,13 +209,14 @@ async def export_csv_chunks(
 
         async def slow_way(start: int) -> CsvChunk:
             args = [last, start, min(start + WINDOW, last), *params]
-            [(count, chunk)] = await conn.execute_fetchall(rows_query, args)
-            decoded = decode_rows(count, chunk)
+            [(count, _, chunk)] = await conn.execute_fetchall(rows_query, args)
+            decoded = decoder.decode(count, chunk)
             new = []
             for row, shared_key in decoded:
-                if (row.business, shared_key) not in cached:
-                    cached.add((row.business, shared_key))
-                    shared = shared_cells(row, shared_key, render_cells)
+                key = shared_cells_key(row, shared_key)
+                if key not in cached:
+                    cached.add(key)
+                    shared = shared_cells(row, shared_key)
                     if shared is not None:
                         new.append(shared)
             if new:
@@ -234,7 +224,7 @@ async def export_csv_chunks(
                 if worker is not None:
                     worker.say(json.dumps(new).encode())
             rows = [row for row, _ in decoded]
-            return CsvChunk(render_rows(rows), len(rows), rows[0].record_hash, rows[-1].record_hash)
+            return CsvChunk(render_csv(rows), len(rows), rows[0].record_hash, rows[-1].record_hash)
 
         for _ in range(IN_FLIGHT):
             fetch_next()
@@ -245,7 +235,7 @@ async def export_csv_chunks(
                 [found] = await pending.popleft()
                 fetch_next()
                 await asyncio.sleep(0)  # hand the next window to its thread before working on this one
-                count, is_plain, data = worker_protocol.window_result(found)
+                count, is_plain, data = worker_protocol.window_result(found, SEPARATORS)
             if not count:
                 continue
             if is_plain:
@@ -270,7 +260,8 @@ async def export_csv_chunks(
 
 
 def _first_and_last_hash(data: bytes) -> tuple[str, str]:
-    """The record hashes ending the first and last line of plain CSV rows."""
+    """The record hashes in the first and last line of plain CSV rows (whose every comma
+    separates two cells)."""
     first_line = data[: data.index(b"\r\n")]
     last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -2]
-    return first_line.rsplit(b",", 1)[1].decode(), last_line.rsplit(b",", 1)[1].decode()
+    return first_line.split(b",")[RECORD_HASH].decode(), last_line.split(b",")[RECORD_HASH].decode()

@@ -30,7 +30,6 @@ from typing import Any, BinaryIO
 FRAME = struct.Struct("<qqqq")
 HEAD = struct.Struct("<q64s")
 END = -1
-CELLS_PER_LINE = 14  # ivr.export.COLUMNS
 # Of every nine windows the worker reads five: the exporter also hashes and writes them all.
 WORKER_SHARE = (False, True, False, True, False, True, False, True, True)
 
@@ -39,26 +38,28 @@ def worker_owns(window_number: int) -> bool:
     return WORKER_SHARE[window_number % len(WORKER_SHARE)]
 
 
-def plain(data: bytes, rows: int, commas: int, quotes: int) -> bool:
+def plain(data: bytes, rows: int, commas: int, quotes: int, separators: int) -> bool:
     """True if no value SQL wrote as it is holds a comma, quote, CR, LF or NUL.
 
-    Such lines are what `ivr.export.csv_line` writes too: it quotes a cell only for those
-    characters. `commas` and `quotes` are those inside the shared cells (quoted there by
-    the caller's rules). Counting bytes in C is far faster than SQLite checking each cell."""
+    Such lines are what `consent_store.columns.csv_line` writes too: it quotes a cell only
+    for those characters. `commas` and `quotes` are those inside the shared cells (quoted
+    there by the columns' rules); `separators` the commas between a line's cells. Counting
+    bytes in C is far faster than SQLite checking each cell."""
     return (
         b"\x00" not in data
         and (data.count(b'"') == quotes if quotes else b'"' not in data)
         and data.count(b"\n") == rows
         and data.count(b"\r") == rows
-        and data.count(b",") == (CELLS_PER_LINE - 1) * rows + commas
+        and data.count(b",") == separators * rows + commas
     )
 
 
-def window_result(row: tuple[Any, ...]) -> tuple[int, bool, bytes]:
+def window_result(row: tuple[Any, ...], separators: int) -> tuple[int, bool, bytes]:
     """A `lines_sql` result as (rows, plain, bytes)."""
     count, vouched, commas, quotes, data = row
     data = bytes(data or b"")
-    return count, bool(count) and vouched == count and plain(data, count, int(commas), int(quotes)), data
+    is_plain = bool(count) and vouched == count and plain(data, count, int(commas), int(quotes), separators)
+    return count, is_plain, data
 
 
 class _Commands:
@@ -147,7 +148,7 @@ def run(task: dict[str, Any], out: BinaryIO) -> None:
         for line in commands.ready():
             conn.executemany(task["cells_insert"], json.loads(line))
         row = conn.execute(task["sql"], [head, start, min(start + window, head), *params]).fetchone()
-        frames.frame(start, *window_result(row))
+        frames.frame(start, *window_result(row, task["separators"]))
     frames.close()
     conn.close()
 

@@ -2,8 +2,11 @@
 
 Rendering is deterministic (the same decisions always give the same bytes), so an
 export can later be proved against the store by rendering it again. Never holds
-more than a chunk of rows in memory. CSV cells a spreadsheet would run as a
-formula are neutralised; JSON keeps every value as stored.
+more than a chunk of rows in memory. The columns, their order, how each is read and
+the CSV rule each is written by (a cell a spreadsheet would run as a formula is
+neutralised) are declared once, in consent_store.columns: this module takes the CSV
+from there and derives JSON Lines keys and receipts from the same declarations. JSON
+keeps every value as stored.
 """
 
 from __future__ import annotations
@@ -12,35 +15,43 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from consent_store import DecisionRow
-from consent_store.phone import is_e164_format
-from consent_store.sqlite_export import CsvChunk
+from consent_store import columns as spec
+from consent_store.columns import (
+    CSV_HEADER,
+    FORMULA_STARTS,
+    NAMES,
+    CsvChunk,
+    csv_cells,
+    csv_line,
+    csv_written_cells,
+    neutralise,
+    render_csv,
+    restore,
+    row_values,
+)
+
+__all__ = [
+    "COLUMNS",
+    "FORMULA_STARTS",
+    "csv_cells",
+    "csv_line",
+    "csv_written_cells",
+    "neutralise",
+    "restore",
+]
 
 ExportFormat = Literal["csv", "jsonl", "receipts"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl", "receipts")
 
-COLUMNS: tuple[str, ...] = (
-    "recorded_at",
-    "phone",
-    "business",
-    "action",
-    "message_types",
-    "call_sid",
-    "digits",
-    "locale",
-    "script_version",
-    "script_sha256",
-    "recording_sid",
-    "recording_url",
-    "recording_duration",
-    "record_hash",
-)
+# The export's column names, in order: declared with how each is read and written in
+# consent_store.columns.
+COLUMNS: tuple[str, ...] = NAMES
 
 # Consent receipts (modelled on ISO/IEC TS 27560 and the Kantara consent receipt).
 RECEIPT_VERSION = "1"
@@ -48,100 +59,40 @@ RECEIPT_CHANNEL = "WhatsApp"
 RECEIPT_COLLECTION_METHOD = "IVR (phone keypad)"
 CONSENT_STATES = {"opt_in": "given", "declined": "refused", "opt_out": "withdrawn"}
 _RECEIPT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:whatsapp-optin-ivr:consent-receipt")
-
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
-FORMULA_STARTS = frozenset("=+-@\t\r")
-# ...and a leading quote is what neutralising adds, so it is escaped the same way: every
-# CSV cell that starts with a quote had exactly one added, and removing it gives the value.
-_QUOTED_STARTS = FORMULA_STARTS | {"'"}
-_CSV_SPECIAL = re.compile(r'[",\r\n]')
+# A receipt's top-level keys in order: the receipt's own, and the sections columns go in
+# (each column's `receipt` path); a section no column here names follows, in column order.
+_RECEIPT_KEYS = (
+    "receipt_id",
+    "version",
+    "controller",
+    "subject",
+    "purposes",
+    "channel",
+    "collection_method",
+    "action",
+    "consent_state",
+    "recorded_at",
+    "locale",
+    "evidence",
+)
 
 CHUNK_ROWS = 1000  # rows rendered, hashed and written at a time
 # JSON as json.dumps(value, ensure_ascii=False) writes it: ", " and ": " separators, UTF-8.
 _JSON = json.JSONEncoder(ensure_ascii=False)
+_LISTS = tuple(c.name for c in spec.COLUMNS if c.kind == "list")
 
 
 def row_dict(row: DecisionRow) -> dict[str, Any]:
-    """One decision as the export's keys (message_types as a list)."""
-    return {
-        "recorded_at": row.recorded_at,
-        "phone": row.phone,
-        "business": row.business,
-        "action": row.action,
-        "message_types": list(row.message_types),
-        "call_sid": row.call_sid,
-        "digits": row.digits,
-        "locale": row.locale,
-        "script_version": row.script_version,
-        "script_sha256": row.script_sha256,
-        "recording_sid": row.recording_sid,
-        "recording_url": row.recording_url,
-        "recording_duration": row.recording_duration,
-        "record_hash": row.record_hash,
-    }
-
-
-def neutralise(cell: str) -> str:
-    """A CSV cell a spreadsheet shows as text: a quote before a formula start (or a quote)."""
-    return "'" + cell if cell[:1] in _QUOTED_STARTS else cell
-
-
-def restore(cell: str) -> str:
-    """The stored value of a CSV cell written by `neutralise` (the reverse rule)."""
-    return cell[1:] if cell[:1] == "'" else cell
-
-
-def csv_cells(row: DecisionRow) -> tuple[str, ...]:
-    """One decision as the text of its CSV cells, in COLUMNS order, neutralised.
-
-    Every text that comes from outside is neutralised; what the store writes itself (the
-    time, the action, the hashes, numbers) never starts with a formula character. The
-    phone is written as is when it is E.164 (`+` and digits only): a spreadsheet reads
-    that as a number, never a formula; any other phone value is neutralised like the rest.
-    """
-    phone = row.phone or ""
-    if phone[:1] in _QUOTED_STARTS and not is_e164_format(phone):
-        phone = "'" + phone
-    return (
-        row.recorded_at,
-        phone,
-        neutralise(row.business),
-        row.action,
-        neutralise("; ".join(row.message_types)),
-        neutralise(row.call_sid),
-        neutralise(row.digits),
-        neutralise(row.locale),
-        str(row.script_version),
-        row.script_sha256,
-        neutralise(row.recording_sid or ""),
-        neutralise(row.recording_url or ""),
-        "" if row.recording_duration is None else str(row.recording_duration),
-        row.record_hash,
-    )
-
-
-def _quoted(cell: str) -> str:
-    return '"' + cell.replace('"', '""') + '"' if _CSV_SPECIAL.search(cell) else cell
-
-
-def csv_line(row: DecisionRow) -> str:
-    """One decision as a CSV line (RFC 4180: CRLF, a cell quoted if it holds , " CR or LF)."""
-    cells = csv_cells(row)
-    line = ",".join(cells)
-    # Most lines need no quoting at all: one scan of the line says so (csv.writer is 3x slower).
-    if '"' in line or "\r" in line or "\n" in line or line.count(",") != len(COLUMNS) - 1:
-        line = ",".join(map(_quoted, cells))
-    return line + "\r\n"
-
-
-def csv_written_cells(row: DecisionRow) -> tuple[str, ...]:
-    """One decision's CSV cells exactly as `csv_line` writes them (neutralised, then quoted)."""
-    return tuple(map(_quoted, csv_cells(row)))
+    """One decision as the export's keys, in column order (lists as lists)."""
+    values = dict(zip(NAMES, row_values(row), strict=True))
+    for name in _LISTS:
+        values[name] = list(values[name])
+    return values
 
 
 def render_csv_rows(rows: Sequence[DecisionRow]) -> bytes:
-    """`render_rows(rows, "csv")`: what the store's CSV fast path falls back to."""
-    return render_rows(rows, "csv")
+    """`render_rows(rows, "csv")`."""
+    return render_csv(rows)
 
 
 def receipt_id(record_hash: str) -> str:
@@ -150,43 +101,34 @@ def receipt_id(record_hash: str) -> str:
 
 
 def receipt(row: DecisionRow) -> dict[str, Any]:
-    """One decision as a consent receipt (see README, "Export formats")."""
-    return {
+    """One decision as a consent receipt (see README, "Export formats"): each column's value
+    at its `receipt` path, and the receipt's own keys."""
+    sections: dict[str, Any] = {
         "receipt_id": receipt_id(row.record_hash),
         "version": RECEIPT_VERSION,
-        "controller": {"name": row.business},
-        "subject": {"phone": row.phone},
-        "purposes": list(row.message_types),
         "channel": RECEIPT_CHANNEL,
         "collection_method": RECEIPT_COLLECTION_METHOD,
-        "action": row.action,
         "consent_state": CONSENT_STATES.get(row.action, row.action),
-        "recorded_at": row.recorded_at,
-        "locale": row.locale,
-        "evidence": {
-            "call_sid": row.call_sid,
-            "digits": row.digits,
-            "script_version": row.script_version,
-            "script_sha256": row.script_sha256,
-            "recording": {
-                "sid": row.recording_sid,
-                "url": row.recording_url,
-                "duration": row.recording_duration,
-            },
-            "record_hash": row.record_hash,
-        },
     }
+    for column, value in zip(spec.COLUMNS, row_values(row), strict=True):
+        *path, key = column.receipt
+        place = sections
+        for name in path:
+            place = place.setdefault(name, {})
+        place[key] = list(value) if column.kind == "list" else value
+    ordered = {key: sections.pop(key) for key in _RECEIPT_KEYS}
+    return ordered | sections
 
 
 def render_header(fmt: ExportFormat) -> bytes:
     """What an export of this format starts with (the CSV header; nothing for JSON Lines)."""
-    return (",".join(COLUMNS) + "\r\n").encode() if fmt == "csv" else b""
+    return CSV_HEADER if fmt == "csv" else b""
 
 
 def render_rows(rows: Sequence[DecisionRow], fmt: ExportFormat) -> bytes:
     """The exact bytes these rows take in an export of this format."""
     if fmt == "csv":
-        return "".join(map(csv_line, rows)).encode()
+        return render_csv(rows)
     encode = _JSON.encode
     as_object = row_dict if fmt == "jsonl" else receipt
     return "".join([encode(as_object(row)) + "\n" for row in rows]).encode()
@@ -243,7 +185,7 @@ async def write_csv_chunks(
     out: BinaryIO,
     progress: Callable[[int], None] | None = None,
 ) -> ExportResult:
-    """`write_export` in CSV for rows the store has already rendered (SQLiteStore.export_csv)."""
+    """`write_export` in CSV for rows the store has rendered (its `export_csv_chunks`)."""
     digest = hashlib.sha256()
     header = render_header("csv")
     digest.update(header)

@@ -4,9 +4,10 @@ The store renders the same decisions again (the manifest's filters, read through
 record that was the chain head at export time, so later records change nothing) and
 the bytes are compared with the file's, row by row; then the manifest's chain head,
 SHA-256, row count and first/last record hashes are checked. The file and the store
-are both read forward a chunk at a time. A CSV export on SQLite is first compared with
-the lines SQLite builds itself (fast); only if something differs is it read again row
-by row, to say which row and how. Never writes anything.
+are both read forward a chunk at a time. A CSV export is first compared with the lines
+the store builds (`export_csv_chunks`: SQLite writes them itself, fast); only if
+something differs is it read again row by row, to say which row and how. Never writes
+anything.
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from consent_store import ConsentStore, DecisionRow, SQLiteStore
+from consent_store import ConsentStore, DecisionRow
 from ivr.export import (
     CHUNK_ROWS,
     COLUMNS,
     ExportFormat,
     csv_cells,
-    csv_written_cells,
-    render_csv_rows,
     render_header,
     render_rows,
 )
@@ -168,7 +167,7 @@ async def check_export(
     progress: Callable[[int], None] | None = None,
 ) -> ExportCheck:
     """Compare the export at `path` with the store, as its manifest describes it."""
-    if manifest.format == "csv" and isinstance(store, SQLiteStore):
+    if manifest.format == "csv":
         matched = await _csv_matches_whole(store, path, manifest, progress)
         if matched is not None:
             return matched
@@ -176,9 +175,9 @@ async def check_export(
 
 
 async def _csv_matches_whole(
-    store: SQLiteStore, path: Path, manifest: ExportManifest, progress: Callable[[int], None] | None
+    store: ConsentStore, path: Path, manifest: ExportManifest, progress: Callable[[int], None] | None
 ) -> ExportCheck | None:
-    """The check of a CSV export against SQLite's own lines (SQLiteStore.export_csv), chunk
+    """The check of a CSV export against the store's own lines (`export_csv_chunks`), chunk
     by chunk; None at the first difference, which the row-by-row check then names."""
     done = 0
     first: str | None = None
@@ -189,10 +188,8 @@ async def _csv_matches_whole(
         if file.read(len(header)) != header:
             return None
         try:
-            chunks = store.export_csv(
+            chunks = store.export_csv_chunks(
                 manifest.export_filter(),
-                render_csv_rows,
-                csv_written_cells,
                 through_seq=manifest.event_count,
                 on_snapshot=lambda seq, digest: _check_head(manifest, seq, digest),
             )

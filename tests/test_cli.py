@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from consent_store.columns import COLUMNS as EXPORT_COLUMNS
 from ivr import __version__
 from ivr.emulator import CallResult
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, BILINGUAL_NUMBER, CALLER, Service
 
+# The export's columns: a public contract (DESIGN.md), written out here so that a rename or a
+# reordering in consent_store.columns fails a test; new columns only ever come at the end.
 COLUMNS = [
     "recorded_at",
     "phone",
@@ -37,6 +40,11 @@ COLUMNS = [
     "recording_url",
     "recording_duration",
     "record_hash",
+    "stir_verstat",
+    "called_number",
+    "account_sid",
+    "from_country",
+    "caller_name",
 ]
 RECORDED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -253,7 +261,13 @@ def test_verify_after_business_add_counts_1_record(db_url: str) -> None:
 # --- export with decisions (the app stays open; WAL lets the CLI read alongside) ---------------------------
 
 
-async def test_export_csv_has_the_14_columns_and_one_row_per_decision_oldest_first(calls: Calls) -> None:
+def test_the_export_columns_are_the_public_contract_in_order() -> None:
+    assert [c.name for c in EXPORT_COLUMNS] == COLUMNS
+
+
+async def test_export_csv_has_the_contract_columns_and_one_row_per_decision_oldest_first(
+    calls: Calls,
+) -> None:
     result = await ivr_async(calls.service.db_url, "export")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

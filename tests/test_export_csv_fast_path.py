@@ -26,7 +26,7 @@ from consent_store import (
     SQLiteStore,
     sqlite_export_worker,
 )
-from ivr.export import csv_written_cells, render_csv_rows, render_rows
+from ivr.export import render_csv_rows, render_rows
 
 AWKWARD = (
     "=1+1",
@@ -125,9 +125,11 @@ async def both_ways(path: Path, where: ExportFilter) -> tuple[bytes, bytes, int]
         return render_csv_rows(rows)
 
     async with SQLiteStore(path) as store:
-        chunks = store.export_csv(where, counting_render, csv_written_cells)
-        async with contextlib.aclosing(chunks):
-            fast = b"".join([chunk.data async for chunk in chunks])
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sqlite_export, "render_csv", counting_render)
+            chunks = store.export_csv_chunks(where)
+            async with contextlib.aclosing(chunks):
+                fast = b"".join([chunk.data async for chunk in chunks])
         rows = [row async for row in store.export_decisions(where)]
     return fast, render_rows(rows, "csv"), slow_rows
 
@@ -210,11 +212,8 @@ async def test_fast_csv_reports_the_snapshot_and_first_and_last_record(
     async with SQLiteStore(path) as store:
         chunks = [
             chunk
-            async for chunk in store.export_csv(
-                ExportFilter(),
-                render_csv_rows,
-                csv_written_cells,
-                on_snapshot=lambda s, h: heads.append((s, h)),
+            async for chunk in store.export_csv_chunks(
+                ExportFilter(), on_snapshot=lambda s, h: heads.append((s, h))
             )
         ]
         rows = [row async for row in store.export_decisions(ExportFilter())]
@@ -229,9 +228,7 @@ async def test_fast_csv_reports_the_snapshot_and_first_and_last_record(
 
 async def test_fast_csv_of_an_empty_store_is_empty(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "store.db") as store:
-        chunks = [
-            chunk async for chunk in store.export_csv(ExportFilter(), render_csv_rows, csv_written_cells)
-        ]
+        chunks = [chunk async for chunk in store.export_csv_chunks(ExportFilter())]
     assert chunks == []
 
 
@@ -249,10 +246,8 @@ async def test_fast_csv_through_an_older_record_is_what_export_decisions_reads(
         await store.forget_phone("+14155550100", "test", "erasure after the export")
         for through in (then, then + 3, 10**9):
             heads: list[tuple[int, str | None]] = []
-            chunks = store.export_csv(
+            chunks = store.export_csv_chunks(
                 ExportFilter(),
-                render_csv_rows,
-                csv_written_cells,
                 through_seq=through,
                 on_snapshot=lambda seq, digest, heads=heads: heads.append((seq, digest)),
             )

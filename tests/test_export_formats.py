@@ -35,6 +35,8 @@ DEMO = "Demo Shop"
 DEMO_NUMBER = "+15550100177"
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# The caller-identity columns, verbatim from the decision's data (None when absent).
+IDENTITY = ("stir_verstat", "called_number", "account_sid", "from_country", "caller_name")
 
 
 def db_path(service: Service) -> Path:
@@ -77,6 +79,7 @@ def stored_decisions(path: Path) -> list[dict[str, Any]]:
                     "recording_url": heard.get("url"),
                     "recording_duration": heard.get("duration"),
                     "record_hash": digest,
+                    **{key: data.get(key) for key in IDENTITY},
                     "_demo": event["business"] in demo,
                 }
             )
@@ -122,6 +125,7 @@ def expected_receipt(row: dict[str, Any]) -> dict[str, Any]:
             },
             "record_hash": row["record_hash"],
         },
+        "caller_identity": {key: row[key] for key in IDENTITY},
     }
 
 
@@ -228,6 +232,7 @@ async def test_receipts_are_the_same_on_every_export_and_name_the_decision(log: 
         "recorded_at",
         "locale",
         "evidence",
+        "caller_identity",
     ]
     assert receipt["controller"] == {"name": ACME} and receipt["subject"] == {"phone": CALLER}
     assert receipt["purposes"] == ["delivery updates", "appointment reminders"]

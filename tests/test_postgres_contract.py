@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from consent_store import (
     open_store,
     text_sha256,
 )
+from consent_store.columns import csv_cells, render_csv
 from consent_store.events import ApiToken
 from consent_store.exceptions import BusinessExists, NumberTaken, ScriptNotFound, UnknownBusiness
 from consent_store.registry import TokenExists, UserExists
@@ -177,6 +179,28 @@ async def test_export_joins_the_completed_recording_and_reads_one_snapshot(store
         )
     ]
     assert seen == [(3, stored.hash)] and early[0].recording_sid is None
+
+
+async def test_caller_identity_is_read_back_and_old_decisions_keep_their_body(store: ConsentStore) -> None:
+    hostile = "=cmd|' /C calc'!A0\r\nline two, \"quoted\" " + "x" * 10_000
+    identity = {
+        "stir_verstat": "TN-Validation-Passed-A",
+        "called_number": "+15550001111",
+        "account_sid": "AC" + "0" * 32,
+        "from_country": "US",
+        "caller_name": hostile,
+    }
+    plain = await store.record_decision(decision(1))
+    await store.record_decision(dataclasses.replace(decision(2), **identity))
+    assert "stir_verstat" not in plain.body and "caller_name" not in plain.body  # the body it always had
+    old, new = [r async for r in store.export_decisions(ExportFilter())]
+    assert all(getattr(old, key) is None for key in identity)
+    assert {key: getattr(new, key) for key in identity} == identity
+    chunks = store.export_csv_chunks(ExportFilter())
+    written = b"".join([chunk.data async for chunk in chunks])
+    assert written == render_csv([old, new])
+    assert csv_cells(new)[-1] == "'" + hostile
+    assert (await store.verify()).intact
 
 
 async def test_registry_businesses_scripts_users_and_tokens(store: ConsentStore) -> None:
