@@ -18,11 +18,9 @@ from starlette.routing import Route
 
 from consent_store import Business, ScriptVersion, StoreError
 from ivr.auth import SessionUser, requires, template_user
-from ivr.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from ivr.runtime import Runtime
-from ivr.scripts_admin import ScriptRejected, check_script, publish_checked
+from ivr.scripts_admin import ScriptRejected, preview_script, preview_script_off_loop, publish_checked
 from ivr.web import base_url, templates
-from voice_scripts import RenderContext, ScriptError, parse_script, render_all
 
 _ESPEAK_VOICES = {"en": "en-us", "es": "es"}
 MAX_SCRIPT_BYTES = 64_000
@@ -38,17 +36,8 @@ def _preview(
     request: Request, business: Business, locale: str, text: str
 ) -> tuple[list[str], dict[str, str], str]:
     """Problems, rendered prompts and consent TwiML for a script text (never raises)."""
-    check = check_script(business, locale, text)
-    problems = check.problems + [str(f) for f in check.findings if f.severity == "warning"]
-    if check.format_error is not None:
-        return problems, {}, ""
-    try:
-        script = parse_script(text)
-        prompts = render_all(script, RenderContext(business.name, business.message_types))
-        ctx = CallContext(business, {locale: LoadedScript(script, 0)}, False, base_url(request))
-        return problems, prompts, consent_prompt_twiml(ctx, locale)
-    except ScriptError:
-        return problems, {}, ""
+    preview = preview_script(business, locale, text, base_url(request))
+    return preview.problems, preview.prompts, preview.twiml
 
 
 async def _business(request: Request, user: SessionUser, name: str) -> Business | None:
@@ -277,8 +266,9 @@ async def lint_api(request: Request, user: SessionUser) -> Response:
     locale, text = str(body.get("locale", "")), str(body.get("text", ""))
     if business is None or locale not in business.locales:
         return JSONResponse({"error": "no such business or locale"}, status_code=404)
-    problems, preview, twiml = _preview(request, business, locale, text[:MAX_SCRIPT_BYTES])
-    return JSONResponse({"problems": problems, "preview": preview, "twiml": twiml})
+    # In the lint worker, with a deadline: no template can hold the event loop.
+    checked = await preview_script_off_loop(business, locale, text[:MAX_SCRIPT_BYTES], base_url(request))
+    return JSONResponse({"problems": checked.problems, "preview": checked.prompts, "twiml": checked.twiml})
 
 
 @requires("manager", "auditor", api=True)

@@ -1,11 +1,28 @@
-"""Checking and publishing voice scripts: shared by `ivr script publish` and the web editor."""
+"""Checking and publishing voice scripts: shared by `ivr script publish` and the web editor.
+
+Checks that other people's templates can make slow run in the lint worker (ivr/lint_worker.py),
+never on the event loop: a check past its deadline is one lint error, and nothing is published.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from consent_store import Business, ConsentStore, ScriptVersion
-from voice_scripts import Finding, ScriptFormatError, errors, lint_script, parse_script
+from ivr.call_flow import CallContext, LoadedScript, consent_prompt_twiml
+from ivr.lint_worker import WORKER, LintTimeout
+from voice_scripts import (
+    Finding,
+    RenderContext,
+    ScriptError,
+    ScriptFormatError,
+    errors,
+    lint_script,
+    parse_script,
+    render_all,
+)
+from voice_scripts.sandbox import render_budget
 
 
 class ScriptRejected(ValueError):
@@ -40,10 +57,59 @@ def check_script(business: Business, locale: str, text: str) -> ScriptCheck:
     return ScriptCheck(lint_script(script, business.name, business.message_types))
 
 
+def _too_slow(exc: LintTimeout | BrokenProcessPool) -> str:
+    if isinstance(exc, LintTimeout):
+        return (
+            f"this script takes too long to render (stopped after {exc.seconds:g} s); simplify its templates"
+        )
+    return "checking this script stopped the checker (out of memory?); simplify its templates"
+
+
+async def check_script_off_loop(business: Business, locale: str, text: str) -> ScriptCheck:
+    """check_script in the lint worker, with its deadline."""
+    try:
+        return await WORKER.run(check_script, business, locale, text)
+    except (LintTimeout, BrokenProcessPool) as exc:
+        return ScriptCheck([Finding("error", "renders", "all prompts", _too_slow(exc))])
+
+
+@dataclass(frozen=True)
+class ScriptPreview:
+    """What the editor shows for a script text: problems, the rendered prompts, the consent TwiML."""
+
+    problems: list[str]
+    prompts: dict[str, str]
+    twiml: str
+
+
+def preview_script(business: Business, locale: str, text: str, base_url: str) -> ScriptPreview:
+    """Lint, render and build the consent TwiML within one render budget (never raises)."""
+    with render_budget():
+        check = check_script(business, locale, text)
+        problems = check.problems + [str(f) for f in check.findings if f.severity == "warning"]
+        if check.format_error is not None:
+            return ScriptPreview(problems, {}, "")
+        try:
+            script = parse_script(text)
+            prompts = render_all(script, RenderContext(business.name, business.message_types))
+            ctx = CallContext(business, {locale: LoadedScript(script, 0)}, False, base_url)
+            return ScriptPreview(problems, prompts, consent_prompt_twiml(ctx, locale))
+        except ScriptError:
+            return ScriptPreview(problems, {}, "")
+
+
+async def preview_script_off_loop(business: Business, locale: str, text: str, base_url: str) -> ScriptPreview:
+    """preview_script in the lint worker, with its deadline."""
+    try:
+        return await WORKER.run(preview_script, business, locale, text, base_url)
+    except (LintTimeout, BrokenProcessPool) as exc:
+        return ScriptPreview([str(Finding("error", "renders", "all prompts", _too_slow(exc)))], {}, "")
+
+
 async def publish_checked(
     store: ConsentStore, business: Business, locale: str, text: str, author: str, note: str = "published"
 ) -> ScriptVersion:
-    """Lint, then publish as the next version; ScriptRejected lists every problem."""
+    """Lint (in the lint worker), then publish as the next version; ScriptRejected lists every problem."""
     if locale not in business.locales:
         raise ScriptRejected(
             [
@@ -51,7 +117,7 @@ async def publish_checked(
                 f"(its locales: {', '.join(business.locales)})"
             ]
         )
-    check = check_script(business, locale, text)
+    check = await check_script_off_loop(business, locale, text)
     if check.problems:
         raise ScriptRejected(check.problems)
     return await store.publish_script(business.name, locale, text, author, note)

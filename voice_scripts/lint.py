@@ -15,6 +15,7 @@ from typing import Literal
 from voice_scripts.exceptions import ScriptRenderError
 from voice_scripts.model import DTMF_KEYS, KEY_NAMES, PROMPT_NAMES, Script
 from voice_scripts.render import RenderContext, render_prompt, spoken_key
+from voice_scripts.sandbox import render_budget
 
 Severity = Literal["error", "warning"]
 
@@ -85,11 +86,16 @@ def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -
     findings = _key_findings(script)
     context = RenderContext(business=business, message_types=message_types)
     texts: dict[str, str] = {}
-    for prompt in PROMPT_NAMES:
-        try:
-            texts[prompt] = render_prompt(script, prompt, context, menu_key="1")
-        except ScriptRenderError as exc:
-            findings.append(Finding("error", "renders", prompt, exc.reason))
+    # One budget for the whole script: a script the linter passes renders within it at call time,
+    # where each prompt has a budget of its own.
+    with render_budget() as budget:
+        for prompt in PROMPT_NAMES:
+            if budget.exhausted:  # reported on the prompt that spent it; the rest are not rendered
+                break
+            try:
+                texts[prompt] = render_prompt(script, prompt, context, menu_key="1")
+            except ScriptRenderError as exc:
+                findings.append(Finding("error", "renders", prompt, exc.reason))
     lang = _lang(script)
     consent = texts.get("consent")
     if consent is not None:

@@ -2,7 +2,9 @@
 
 Templates run in Jinja2's sandbox with undefined variables as errors, so a
 manager's template can neither reach Python internals nor silently say
-nothing. Output is plain text: the TwiML builder escapes it for XML, so a
+nothing; the sandbox also limits time and size (voice_scripts.sandbox), so a
+template can never hold a call or the server, and a prompt is at most
+MAX_TEXT characters. Output is plain text: the TwiML builder escapes it for XML, so a
 business name like "Smith & <Sons>" can never inject SSML or markup.
 """
 
@@ -14,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from voice_scripts.exceptions import ScriptRenderError
 from voice_scripts.model import PROMPT_NAMES, Script
+from voice_scripts.sandbox import LimitedSandbox, render_budget
 
 _KEY_WORDS = {
     "en": {"*": "star", "#": "pound"},
@@ -55,10 +57,11 @@ def _spoken_key_filter(context: jinja2.runtime.Context, key: str) -> str:
     return spoken_key(str(key), context["locale"])
 
 
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+def _environment() -> LimitedSandbox:
+    env = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
     env.filters["spoken_list"] = _spoken_list_filter
     env.filters["spoken_key"] = _spoken_key_filter
+    env.limit_filters()
     return env
 
 
@@ -82,7 +85,10 @@ def normalise_speech(text: str) -> str:
 
 
 def render_prompt(script: Script, prompt: str, context: RenderContext, menu_key: str = "") -> str:
-    """The exact text spoken for one prompt; ScriptRenderError on any template failure."""
+    """The exact text spoken for one prompt; ScriptRenderError on any template failure or limit.
+
+    It spends the budget of an enclosing render_budget(), else a budget of its own.
+    """
     if prompt not in PROMPT_NAMES:
         raise ScriptRenderError(prompt, "no such prompt")
     variables = {
@@ -94,7 +100,8 @@ def render_prompt(script: Script, prompt: str, context: RenderContext, menu_key:
         "menu_key": menu_key,
     }
     try:
-        text = _compile(script.prompts[prompt]).render(variables)
+        with render_budget():
+            text = _compile(script.prompts[prompt]).render(variables)
     except jinja2.TemplateError as exc:
         raise ScriptRenderError(prompt, str(exc)) from exc
     except Exception as exc:  # a sandboxed template can still raise e.g. ZeroDivisionError
