@@ -15,6 +15,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +26,7 @@ from weakref import WeakKeyDictionary
 LINT_SECONDS = 2.0
 WORKER_MEMORY = 1 << 30  # bytes of address space: a check that wants more fails with MemoryError
 WORKER_START_SECONDS = 60.0
+PARENT_CHECK_SECONDS = 1.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,12 +40,21 @@ class LintTimeout(Exception):
         super().__init__(f"the check took over {seconds:g} s")
 
 
-def _limit_this_worker() -> None:
-    """In the worker, before any check: a lower priority than webhooks, and a memory ceiling."""
+def _prepare_this_worker() -> None:
+    """In the worker, before any check: a lower priority than webhooks, a memory ceiling, and an
+    exit when the server process goes (a worker holds its own queue open, so it would wait forever)."""
     import resource
 
     os.nice(5)
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+    server = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(server,), daemon=True).start()
+
+
+def _exit_when_orphaned(server: int) -> None:
+    while os.getppid() == server:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 class LintWorker:
@@ -83,7 +95,7 @@ class LintWorker:
             pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_limit_this_worker,
+                initializer=_prepare_this_worker,
             )
             try:
                 started = asyncio.wrap_future(pool.submit(os.getpid))

@@ -20,7 +20,7 @@ from consent_store import ConsentStore
 from ivr.lint_worker import LintTimeout, LintWorker
 from ivr.scripts_admin import ScriptRejected, publish_checked
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
-from tests.live_server import SITE_PASSWORD, ivr
+from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
 from tests.test_manage_http import csrf_of, sign_in
 from voice_scripts import (
     DEFAULT_LOCALES,
@@ -281,6 +281,39 @@ async def test_a_render_past_the_deadline_is_stopped_and_the_worker_replaced() -
             os.kill(first, 0)
     finally:
         worker.close()
+
+
+def worker_pids(server: int) -> list[int]:
+    """The lint worker processes of a server process (its spawned children)."""
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.slow
+def test_a_killed_server_leaves_no_lint_worker_behind(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.db'}"
+    assert ivr(env, "user", "add", "alice", "--role", "manager", stdin=SITE_PASSWORD + "\n").returncode == 0
+    added = ivr(env, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates")
+    assert added.returncode == 0, added.stderr
+    log = tmp_path / "serve.log"
+    with server(env, log) as (process, base):
+        wait_until_healthy(base, process, log)
+        with httpx.Client(base_url=base) as client:
+            token = csrf_of(client.get("/login"))
+            form = {"name": "alice", "password": SITE_PASSWORD, "csrf_token": token}
+            assert client.post("/login", data=form).status_code == 303
+            page = client.get("/manage/script", params={"business": ACME, "locale": "en-US"})
+            body = {"business": ACME, "locale": "en-US", "text": default_script_text("en-US")}
+            lint = client.post("/manage/api/lint", json=body, headers={"X-CSRF-Token": csrf_of(page)})
+            assert lint.status_code == 200 and lint.json()["problems"] == []
+        workers = worker_pids(process.pid)
+        assert len(workers) == 1
+        process.kill()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{workers[0]}").exists()
 
 
 LIVE_BOMBS = ["nested range", "string times int", "nested range(100) cubed", "macro recursion"]
