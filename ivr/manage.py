@@ -19,7 +19,7 @@ from starlette.routing import Route
 from consent_store import Business, ScriptVersion, StoreError
 from ivr.auth import SessionUser, requires, template_user
 from ivr.runtime import Runtime
-from ivr.scripts_admin import ScriptRejected, preview_script, preview_script_off_loop, publish_checked
+from ivr.scripts_admin import ScriptRejected, preview_script_off_loop, publish_checked
 from ivr.web import base_url, templates
 
 _ESPEAK_VOICES = {"en": "en-us", "es": "es"}
@@ -32,11 +32,12 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _preview(
+async def _preview(
     request: Request, business: Business, locale: str, text: str
 ) -> tuple[list[str], dict[str, str], str]:
-    """Problems, rendered prompts and consent TwiML for a script text (never raises)."""
-    preview = preview_script(business, locale, text, base_url(request))
+    """Problems, rendered prompts and consent TwiML for a script text, rendered in the lint
+    worker (never on the event loop; never raises)."""
+    preview = await preview_script_off_loop(business, locale, text, base_url(request))
     return preview.problems, preview.prompts, preview.twiml
 
 
@@ -71,7 +72,7 @@ async def _editor(
     published = await store.script_version(business.name, locale)
     draft = await store.script_draft(business.name, locale)
     text = text if text is not None else (draft.text if draft else published.text)
-    problems, preview, twiml = _preview(request, business, locale, text)
+    problems, preview, twiml = await _preview(request, business, locale, text)
     context = {
         "business": business.name,
         "locale": locale,

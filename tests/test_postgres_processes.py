@@ -22,6 +22,8 @@ from ivr.emulator import TwilioEmulator, new_sid
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, make_settings
 from tests.live_server import server, wait_until_healthy
 
+SAME_KEY = "same-on-all-processes-0123456789abcdef"  # IVR_SECRET_KEY: 32+ characters
+
 pytest_plugins = ["tests.pg_server"]
 
 CONFIRMED = "Your choice has been recorded"
@@ -56,7 +58,7 @@ def test_three_servers_on_one_database_record_every_call_once_in_one_chain(
     pg_url: str, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    env |= {"IVR_DATABASE_URL": pg_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "same-on-all-processes-0123456789abcdef"}
+    env |= {"IVR_DATABASE_URL": pg_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": SAME_KEY}
     added = ivr(env, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates")
     assert added.returncode == 0, added.stderr
     logs = [tmp_path / f"server{i}.log" for i in range(SERVERS)]
@@ -136,7 +138,7 @@ def test_servers_starting_together_on_an_empty_database_create_one_demo_business
     pg_url: str, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    env |= {"IVR_DATABASE_URL": pg_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": "same-on-all-processes-0123456789abcdef"}
+    env |= {"IVR_DATABASE_URL": pg_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": SAME_KEY}
     logs = [tmp_path / f"server{i}.log" for i in range(STARTING)]
     with contextlib.ExitStack() as running:
         servers = [running.enter_context(server(env, log)) for log in logs]
