@@ -10,12 +10,12 @@ async def test_language_menu_offers_each_locale_in_its_own_language(service: Ser
     call = await service.twilio.call(BILINGUAL_NUMBER, CALLER, ["-", "-", "-"])
     menu = call.spoken[:2]
     assert (menu[0].text, menu[0].language, menu[0].voice) == (
-        "Para español, pulse 1.",
+        "Esta llamada se graba. Para español, pulse 1.",
         "es-ES",
         "Polly.Lucia",
     )
     assert (menu[1].text, menu[1].language, menu[1].voice) == (
-        "For English, press 2.",
+        "This call is recorded. For English, press 2.",
         "en-US",
         "Polly.Joanna",
     )

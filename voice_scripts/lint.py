@@ -3,7 +3,11 @@
 It encodes shared/policy/whatsapp-opt-in-policy.txt: the consent prompt must
 name the business and WhatsApp (required), and should name each message type,
 the frequency, and how to opt out; every key it accepts must be spoken.
-Errors block publishing; warnings do not.
+And what Twilio can play: a key Twilio can deliver, a prompt within one <Say>'s
+limit, a voice that speaks the script's locale, and the notice that the call
+is recorded before any key is asked for (the call is recorded from its start).
+Errors block publishing; warnings do not. What varies by language is data
+(voice_scripts/data/); a locale without it is an error, never checked in English.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from typing import Literal
 
 from voice_scripts.exceptions import ScriptRenderError
 from voice_scripts.model import DTMF_KEYS, KEY_NAMES, PROMPT_NAMES, Script
+from voice_scripts.notice import notice_at, notice_words
 from voice_scripts.render import RenderContext, render_prompt, spoken_key
 from voice_scripts.sandbox import render_budget
+from voice_scripts.voices import say_limit, voice_catalog
 
 Severity = Literal["error", "warning"]
 
@@ -28,8 +34,18 @@ _OPT_OUT_WORDS = {
     "es": r"(dejar de recibir|darse de baja|dar(se)? de baja|cancelar)",
 }
 
+# <Gather> ends the input at finishOnKey, "#" by default, and a "#" pressed before any digit never
+# reaches the action URL: "finishOnKey only works when a sequence of digits precedes it. It can't be
+# used as a mechanism to stop a <Gather> without prior digit input"
+# (https://www.twilio.com/docs/voice/twiml/gather, attribute finishOnKey). Our Gathers keep the
+# default, so "#" can be no choice.
+KEY_HASH_MESSAGE = "# ends the keypad entry on Twilio and cannot be a choice; use 0-9 or *"
+CHOICE_KEYS = DTMF_KEYS - {"#"}
+# The prompts that ask for a key: the notice that the call is recorded must come before the keys.
+KEY_PROMPTS: tuple[str, ...] = ("language_menu", "consent", "subscribed")
+
 RULES: dict[str, str] = {
-    "keys-dtmf": "each key is one DTMF key: 0-9, * or #",
+    "keys-dtmf": "each key is one DTMF key Twilio delivers: 0-9 or * (# ends the keypad entry)",
     "keys-distinct": "opt_in, decline, opt_out and repeat are four different keys",
     "renders": "every prompt renders without a template error",
     "business-name": "the consent prompt says the business name",
@@ -38,6 +54,12 @@ RULES: dict[str, str] = {
     "frequency": "the consent prompt states the expected frequency",
     "opt-out": "the consent and subscribed prompts say how to opt out, with the opt-out key",
     "keys-spoken": "the consent prompt speaks every key it accepts",
+    "recording-notice": "the language menu, consent and subscribed prompts say that the call is "
+    "recorded before any key (the locale's words in voice_scripts/data/recording_notice.toml)",
+    "say-limit": "every prompt fits in one Twilio <Say> once rendered: 3,000 characters with Polly "
+    "voices (Google 5,000, basic 4,096)",
+    "voice-locale": "the voice is one Twilio offers and it speaks the script's locale "
+    "(voice_scripts/data/voices.toml)",
     "length": "no prompt takes longer than about 45 seconds to say (warning)",
 }
 
@@ -50,7 +72,8 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.severity}: [{self.rule}] prompt '{self.prompt}': {self.message}"
+        where = f"prompt '{self.prompt}'" if self.prompt in PROMPT_NAMES else self.prompt
+        return f"{self.severity}: [{self.rule}] {where}: {self.message}"
 
 
 def _lang(script: Script) -> str:
@@ -61,20 +84,29 @@ def _says(text: str, phrase: str) -> bool:
     return phrase.casefold() in text.casefold()
 
 
-def _says_key(text: str, key: str, locale: str) -> bool:
+def _key_said_at(text: str, key: str, locale: str) -> int | None:
+    """Where `key` is first said in `text` ('star' for *, a digit not inside a number), or None."""
     word = spoken_key(key, locale)
     if word != key:
-        return re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE) is not None
-    return re.search(rf"(?<![0-9]){re.escape(key)}(?![0-9])", text) is not None
+        found = re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE)
+    else:
+        found = re.search(rf"(?<![0-9]){re.escape(key)}(?![0-9])", text)
+    return found.start() if found else None
+
+
+def _says_key(text: str, key: str, locale: str) -> bool:
+    return _key_said_at(text, key, locale) is not None
 
 
 def _key_findings(script: Script) -> list[Finding]:
     findings = []
     keys = script.keys.as_dict()
     for name in KEY_NAMES:
-        if len(keys[name]) != 1 or keys[name] not in DTMF_KEYS:
+        if keys[name] == "#":
+            findings.append(Finding("error", "keys-dtmf", "keys", f"key {name} is '#': {KEY_HASH_MESSAGE}"))
+        elif len(keys[name]) != 1 or keys[name] not in CHOICE_KEYS:
             findings.append(
-                Finding("error", "keys-dtmf", "keys", f"key {name} is {keys[name]!r}; use one of 0-9, * or #")
+                Finding("error", "keys-dtmf", "keys", f"key {name} is {keys[name]!r}; use one of 0-9 or *")
             )
     if len(set(keys.values())) != len(keys):
         findings.append(Finding("error", "keys-distinct", "keys", f"keys must differ, got {keys}"))
@@ -117,6 +149,9 @@ def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -
                     f"must say how to stop the messages and the opt-out key '{key}'",
                 )
             )
+    findings += _notice_findings(script, texts, (business, *_spoken_types(script, message_types)))
+    findings += _say_limit_findings(script, texts)
+    findings += _voice_findings(script)
     rate = _WORDS_PER_SECOND.get(lang, 2.5)
     for prompt, text in texts.items():
         seconds = len(text.split()) / rate
@@ -130,6 +165,98 @@ def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -
                 )
             )
     return findings
+
+
+def _spoken_types(script: Script, message_types: tuple[str, ...]) -> list[str]:
+    return [script.message_type_names.get(t, t) for t in message_types]
+
+
+def _blank(text: str, phrases: tuple[str, ...]) -> str:
+    """`text` with each phrase blanked out, same length: a '1' in a business name is no key."""
+    for phrase in phrases:
+        if phrase:
+            text = re.sub(re.escape(phrase), lambda m: " " * len(m.group()), text, flags=re.IGNORECASE)
+    return text
+
+
+def _notice_findings(script: Script, texts: dict[str, str], names: tuple[str, ...]) -> list[Finding]:
+    """Each prompt that asks for a key says that the call is recorded, before its first key."""
+    words = notice_words(script.locale)
+    if words is None:
+        return [
+            Finding(
+                "error",
+                "recording-notice",
+                "locale",
+                f"there are no words for 'this call is recorded' in {script.locale!r}, so no prompt can "
+                "be checked for the notice: add them to voice_scripts/data/recording_notice.toml",
+            )
+        ]
+    findings = []
+    for prompt in KEY_PROMPTS:
+        text = texts.get(prompt)
+        if text is None:
+            continue
+        keys = ("1",) if prompt == "language_menu" else tuple(script.keys.as_dict().values())
+        plain = _blank(text, (*names, script.frequency))
+        said = [at for key in keys if (at := _key_said_at(plain, key, script.locale)) is not None]
+        first_key = min(said, default=len(text))
+        notice = notice_at(text, words)
+        if notice is None:
+            problem = "must say that the call is recorded before it asks for a key"
+        elif notice > first_key:
+            problem = "says that the call is recorded only after a key: say it first"
+        else:
+            continue
+        findings.append(Finding("error", "recording-notice", prompt, f"{problem}, e.g. {words.example!r}"))
+    return findings
+
+
+def _say_limit_findings(script: Script, texts: dict[str, str]) -> list[Finding]:
+    """Each prompt fits in one <Say>. Twilio counts "UTF-8 single byte characters", so we count
+    UTF-8 bytes: an accented letter counts twice, and a prompt that passes here fits there."""
+    limit = say_limit(script.voice)
+    findings = []
+    for prompt, text in texts.items():
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            findings.append(
+                Finding(
+                    "error",
+                    "say-limit",
+                    prompt,
+                    f"is {len(text):,} characters ({size:,} bytes of UTF-8) once rendered; one Twilio <Say> "
+                    f"with voice {script.voice!r} holds at most {limit:,}: shorten it",
+                )
+            )
+    return findings
+
+
+def _voice_list(locale: str) -> str:
+    voices = voice_catalog().voices_for(locale)
+    shown = [v for v in voices if v.startswith("Polly.")][:8] or list(voices[:8])
+    more = len(voices) - len(shown)
+    listed = ", ".join(shown)
+    return listed + (f" (or one of {more} more in voice_scripts/data/voices.toml)" if more else "")
+
+
+def _voice_findings(script: Script) -> list[Finding]:
+    """The voice is one Twilio offers, and it speaks the script's locale."""
+    catalog = voice_catalog()
+    locale, voice = script.locale, script.voice
+    speaks = catalog.locales_of(voice)
+    if speaks is not None and locale in speaks:
+        return []
+    if not catalog.voices_for(locale):
+        message = (
+            f"no Twilio voice speaks {locale!r} (voice_scripts/data/voices.toml): use a locale "
+            "Twilio can speak, e.g. en-US or es-ES"
+        )
+    elif speaks is None:
+        message = f"{voice!r} is not a voice Twilio offers; for {locale} use {_voice_list(locale)}"
+    else:
+        message = f"{voice!r} speaks {', '.join(speaks)}, not {locale}; use {_voice_list(locale)}"
+    return [Finding("error", "voice-locale", "voice", message)]
 
 
 def _consent_findings(
