@@ -180,6 +180,25 @@ def test_default_scripts_say_the_call_is_recorded_before_any_key(locale: str) ->
             assert words.example in text, text
 
 
+@pytest.mark.parametrize(
+    ("locale", "voice"),
+    [
+        ("en-US", "Polly.Joanna-Neural"),
+        ("en-US", "Google.en-US-Neural2-C"),
+        ("en-US", "man"),  # basic voices: man and woman speak en, en-gb, es, fr, de
+        ("es-ES", "woman"),
+        ("es-ES", "alice"),  # alice: 26 locales (Twilio's <Say> page)
+        ("es-MX", "Polly.Mia-Neural"),
+        ("es-US", "Polly.Lupe"),
+    ],
+)
+def test_a_voice_that_speaks_the_locale_passes(locale: str, voice: str) -> None:
+    text = default_script_text(locale[:2] + ("-US" if locale.startswith("en") else "-ES"))
+    text = re.sub(r'^locale = ".*"$', f'locale = "{locale}"', text, count=1, flags=re.M)
+    text = re.sub(r'^voice = ".*"$', f'voice = "{voice}"', text, count=1, flags=re.M)
+    assert _lint(text) == []
+
+
 def test_the_say_limit_depends_on_the_kind_of_voice() -> None:
     # Twilio 13521: Polly 3,000, Google 5,000, basic 4,096; a voice we do not know gets the smallest.
     assert [say_limit(v) for v in ("Polly.Joanna", "Google.en-US-Standard-C", "alice", "Nobody")] == [
