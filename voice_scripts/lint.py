@@ -6,8 +6,9 @@ the frequency, and how to opt out; every key it accepts must be spoken.
 And what Twilio can play: a key Twilio can deliver, a prompt within one <Say>'s
 limit, a voice that speaks the script's locale, and the notice that the call
 is recorded before any key is asked for (the call is recorded from its start).
-Errors block publishing; warnings do not. What varies by language is data
-(voice_scripts/data/); a locale without it is an error, never checked in English.
+Errors block publishing; warnings do not. The notice's words and the voices
+are data (voice_scripts/data/): a locale without notice words is an error,
+never checked with English ones.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ _OPT_OUT_WORDS = {
     "es": r"(dejar de recibir|darse de baja|dar(se)? de baja|cancelar)",
 }
 
-# <Gather> ends the input at finishOnKey, "#" by default, and a "#" pressed before any digit never
-# reaches the action URL: "finishOnKey only works when a sequence of digits precedes it. It can't be
-# used as a mechanism to stop a <Gather> without prior digit input"
-# (https://www.twilio.com/docs/voice/twiml/gather, attribute finishOnKey). Our Gathers keep the
-# default, so "#" can be no choice.
+# <Gather> ends the input at finishOnKey, "#" by default (https://www.twilio.com/docs/voice/twiml/gather,
+# attributes table: "finishOnKey | 0-9, #, * and '' (the empty string) | #"), and the key is not
+# part of Digits; the page notes that finishOnKey only works after a sequence of digits and cannot
+# stop a <Gather> without prior digit input (es-MX page: "finishOnKey solo funciona cuando una
+# secuencia de dígitos la precede"). So a "#" pressed alone never reaches us as a choice. Our
+# Gathers keep the default (ivr/call_flow.py), so "#" can be no key.
 KEY_HASH_MESSAGE = "# ends the keypad entry on Twilio and cannot be a choice; use 0-9 or *"
 CHOICE_KEYS = DTMF_KEYS - {"#"}
 # The prompts that ask for a key: the notice that the call is recorded must come before the keys.
