@@ -4,6 +4,7 @@ written), through the real app and the real espeak-ng."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,8 @@ from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
 ESPEAK = shutil.which("espeak-ng")
+if ESPEAK is None and os.environ.get("CI"):
+    pytest.fail("CI must run the speech preview tests: install Debian's espeak-ng (see .ci/run)", pytrace=False)
 pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install it)")
 
 # 200 different words: spoken, they last over a minute, far longer than any option-like text.
