@@ -18,7 +18,7 @@ from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
 ESPEAK = shutil.which("espeak-ng")
 if ESPEAK is None and os.environ.get("CI"):
-    pytest.fail("CI must run the speech preview tests: install Debian's espeak-ng (see .ci/run)", pytrace=False)
+    pytest.fail("CI must run the speech preview tests: install espeak-ng (see .ci/run)", pytrace=False)
 pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install it)")
 
 # 200 different words: spoken, they last over a minute, far longer than any option-like text.
