@@ -30,7 +30,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.runtime = await start_runtime(settings, store)
             watcher = asyncio.create_task(app.state.runtime.catalog.watch(), name="catalog-watch")
             try:
-                async with running_notifier(store, settings.webhook_retry_seconds):
+                async with running_notifier(
+                    store, settings.webhook_retry_seconds, app.state.runtime.secret_key
+                ):
                     yield
             finally:
                 watcher.cancel()

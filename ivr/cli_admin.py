@@ -9,8 +9,10 @@ import click
 
 from consent_store import ConsentStore
 from consent_store.events import ROLES, User
-from ivr.cli_support import CliFailure, with_store
+from ivr.cli_support import CliFailure, settings_from_env, with_store
+from ivr.optout_webhooks import DERIVED_PREFIX, derived_secret
 from ivr.passwords import BadUserName, WeakPassword, check_password_strength, hash_password, normal_user_name
+from ivr.runtime import secret_key_for
 from ivr.scripts_admin import ScriptRejected, publish_checked
 
 
@@ -273,12 +275,13 @@ def business_webhook(name: str, url: str | None, remove: bool) -> None:
         raise CliFailure("give either --url URL or --remove", 2)
     if url is not None and not url.startswith(("https://", "http://")):
         raise CliFailure(f"--url {url!r} must start with https:// (or http:// for a local test)", 2)
-    secret = secrets.token_urlsafe(32)
+    nonce = secrets.token_urlsafe(16)
 
-    async def work(store: ConsentStore) -> None:
-        await store.set_opt_out_webhook(name, url, secret, author="cli")
+    async def work(store: ConsentStore) -> str:
+        await store.set_opt_out_webhook(name, url, DERIVED_PREFIX + nonce, author="cli")
+        return derived_secret(await secret_key_for(settings_from_env(), store), name, nonce)
 
-    with_store(work)
+    secret = with_store(work)
     if remove:
         click.echo(f"Opt-outs of {name!r} are no longer sent.")
     else:

@@ -30,6 +30,24 @@ MAX_BACKOFF_SECONDS = 3600.0
 SIGNATURE_HEADER = "X-IVR-Signature"
 
 
+# A webhook secret made by `ivr business webhook` is not kept: the store holds this prefix and a
+# random nonce, and the secret is HMAC-SHA256(IVR_SECRET_KEY, business + nonce). With the key in
+# the environment, a copy of the database alone does not give away the secrets.
+DERIVED_PREFIX = "derived:"
+
+
+def derived_secret(secret_key: str, business: str, nonce: str) -> str:
+    message = f"opt-out-webhook\n{business}\n{nonce}".encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signing_secret(stored: str, secret_key: str, business: str) -> str:
+    """The secret to sign with: derived from what is stored, or (older rows) stored as it is."""
+    if stored.startswith(DERIVED_PREFIX):
+        return derived_secret(secret_key, business, stored.removeprefix(DERIVED_PREFIX))
+    return stored
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     """`t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>`: receivers recompute and compare."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -55,9 +73,14 @@ class OptOutNotifier:
     """Runs beside the server; one pass every POLL_SECONDS."""
 
     def __init__(
-        self, store: ConsentStore, client: httpx.AsyncClient, retry_base_seconds: float = 2.0
+        self,
+        store: ConsentStore,
+        client: httpx.AsyncClient,
+        retry_base_seconds: float = 2.0,
+        secret_key: str = "",
     ) -> None:
         self.store = store
+        self.secret_key = secret_key
         self.client = client
         self.retry_base_seconds = retry_base_seconds
         self._not_before: dict[str, float] = {}
@@ -94,7 +117,9 @@ class OptOutNotifier:
         body = payload(hook, notice)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(hook.secret, int(time.time()), body),
+            SIGNATURE_HEADER: sign(
+                signing_secret(hook.secret, self.secret_key, hook.business), int(time.time()), body
+            ),
         }
         try:
             response = await self.client.post(hook.url, content=body, headers=headers, timeout=10)
@@ -106,11 +131,13 @@ class OptOutNotifier:
 
 
 @contextlib.asynccontextmanager
-async def running_notifier(store: ConsentStore, retry_base_seconds: float) -> AsyncIterator[None]:
+async def running_notifier(
+    store: ConsentStore, retry_base_seconds: float, secret_key: str
+) -> AsyncIterator[None]:
     """Run the notifier for the life of the app."""
     async with httpx.AsyncClient() as client:
         task = asyncio.create_task(
-            OptOutNotifier(store, client, retry_base_seconds).run(), name="opt-out-webhooks"
+            OptOutNotifier(store, client, retry_base_seconds, secret_key).run(), name="opt-out-webhooks"
         )
         try:
             yield

@@ -6,9 +6,13 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +25,7 @@ from ivr.settings import Settings
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER
 
 SECRET = "webhook-secret-for-tests"
+KEY = "an-ivr-secret-key-for-these-tests-0123456789"
 
 
 class Receiver:
@@ -95,3 +100,44 @@ async def test_opt_outs_are_posted_signed_retried_and_sent_once_in_order(
         stamp, mac = dict(part.split("=", 1) for part in headers["X-IVR-Signature"].split(",")).values()
         expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(mac, expected)
+
+
+async def test_the_cli_webhook_secret_is_not_kept_in_the_database_and_signs_deliveries(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "ivr.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env |= {"IVR_DATABASE_URL": f"sqlite:///{db}", "IVR_SECRET_KEY": KEY}
+    run = [sys.executable, "-m", "ivr"]
+    added = subprocess.run(
+        [*run, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    made = subprocess.run(
+        [*run, "business", "webhook", "--name", ACME, "--url", receiver.url],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert len(secret) >= 32 and secret.encode() not in b"".join(
+        p.read_bytes() for p in tmp_path.iterdir() if p.is_file()
+    )  # neither the database nor its WAL holds it
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        twilio_auth_token=AUTH_TOKEN,
+        secret_key=KEY,
+        webhook_retry_seconds=0.05,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            twilio = TwilioEmulator(client, "http://testserver", AUTH_TOKEN)
+            await twilio.call(ACME_NUMBER, CALLER, ["1"])
+            await twilio.call(ACME_NUMBER, CALLER, ["9"])
+            await wait_for(lambda: len(receiver.delivered()) == 1)
+    _, headers, body = receiver.received[-1]
+    stamp, mac = dict(part.split("=", 1) for part in headers["X-IVR-Signature"].split(",")).values()
+    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(mac, expected)
