@@ -10,6 +10,7 @@ from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
 MANAGER_ONLY_POSTS = {"/manage/script", "/manage/script/rollback", "/manage/message-types"}
+ADMIN_ONLY = {"/manage/users", "/manage/users/change"}
 
 
 @pytest.mark.parametrize(
@@ -61,13 +62,14 @@ def app_routes(service: Service) -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("role", ["anonymous", "auditor", "manager"])
+@pytest.mark.parametrize("role", ["anonymous", "auditor", "manager", "admin"])
 async def test_roles_are_enforced_on_every_manage_route(service: Service, role: str) -> None:
     await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
     await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("root", "admin", hash_password(PASSWORD), author="test")
     token = ""
     if role != "anonymous":
-        await sign_in(service.client, "mia" if role == "manager" else "aldo")
+        await sign_in(service.client, {"manager": "mia", "auditor": "aldo", "admin": "root"}[role])
         token = csrf_of(await service.client.get("/manage"))
     routes = app_routes(service)
     assert len(routes) >= 8
@@ -99,7 +101,9 @@ async def test_roles_are_enforced_on_every_manage_route(service: Service, role: 
             assert ACME not in response.text, where
         elif role == "auditor" and method == "POST" and path in MANAGER_ONLY_POSTS:
             assert response.status_code == 403, where
+        elif path in ADMIN_ONLY and role != "admin":
+            assert response.status_code == 403, where
         else:
             assert response.status_code not in (401, 403), where
     versions = await service.store.script_versions(ACME, "en-US")
-    assert len(versions) == (2 if role == "manager" else 1)  # only the manager's rollback published
+    assert len(versions) == (2 if role in ("manager", "admin") else 1)  # only their rollback published
