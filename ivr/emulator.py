@@ -1,8 +1,8 @@
 """A Twilio emulator: places calls against this service the way Twilio does.
 
-It signs every request with the auth token like Twilio (X-Twilio-Signature),
-follows the TwiML it gets back (Say, Gather, Redirect, Hangup, Pause,
-Start/Recording), presses the keys it is given, and sends the recording and
+It signs every request like Twilio (X-Twilio-Signature, with the Auth Token or a
+Webhook Rule's shared key), follows the TwiML it gets back (Say, Gather,
+Redirect, Hangup, Pause, Start/Recording), presses the keys it is given, and sends the recording and
 call status callbacks. The tests and `ivr call` both use it; it stands in
 for Twilio's servers only and never touches the store.
 """
@@ -64,28 +64,50 @@ class TwilioEmulator:
     """Twilio's side of calls to one service."""
 
     def __init__(
-        self, client: httpx.AsyncClient, base_url: str, auth_token: str, account_sid: str | None = None
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        auth_token: str,
+        account_sid: str | None = None,
+        *,
+        shared_key: str | None = None,
+        algorithm: str = "HMAC_SHA256",
     ) -> None:
+        """`auth_token` is the secret requests are signed with: the Auth Token of `account_sid`
+        (a random AccountSid when None), or, with `shared_key` (a Webhook Rule's SharedKey id),
+        that key's secret, with `algorithm` and the X-Twilio-Webhooks-Signature-Settings header
+        naming both, as Twilio does (https://www.twilio.com/docs/usage/webhooks/webhook-shared-keys)."""
         self.client = client
         self.base_url = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
         self.account_sid = account_sid or new_sid("AC")
+        self.shared_key = shared_key
+        self.algorithm = algorithm if shared_key is not None else "HMAC_SHA1"
         self.on_say: Callable[[Spoken], None] | None = None
 
     def url(self, path: str) -> str:
         return urljoin(self.base_url + "/", path.lstrip("/"))
 
     def sign(self, url: str, params: Mapping[str, str]) -> str:
-        return self.validator.compute_signature(url, dict(params))
+        return str(self.validator.compute_signature(url, dict(params), self.algorithm))
+
+    def signature_headers(
+        self, url: str, params: Mapping[str, str], signature: str | None = None
+    ) -> dict[str, str]:
+        """The headers Twilio signs a request with."""
+        headers = {"X-Twilio-Signature": signature or self.sign(url, params)}
+        if self.shared_key is not None:
+            headers["X-Twilio-Webhooks-Signature-Settings"] = (
+                f"key={self.shared_key},algorithm={self.algorithm}"
+            )
+        return headers
 
     async def post(
         self, url: str, params: Mapping[str, str], *, signed: bool = True, signature: str | None = None
     ) -> httpx.Response:
         """POST form parameters the way Twilio does, signed unless told otherwise."""
         url = self.url(url) if url.startswith("/") else url
-        headers = {}
-        if signed:
-            headers["X-Twilio-Signature"] = signature or self.sign(url, params)
+        headers = self.signature_headers(url, params, signature) if signed else {}
         return await self.client.post(url, data=dict(params), headers=headers)
 
     def call_params(self, call_sid: str, to: str, from_: str, status: str = "in-progress") -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""What a running app holds: settings, the open store, the webhook signature validator."""
+"""What a running app holds: settings, the open store, the secrets that may sign webhooks."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from consent_store import ConsentStore
 from ivr.catalog import Catalog
 from ivr.passwords import CHECKS_AT_ONCE
 from ivr.settings import Settings
+from ivr.signature import WebhookSecrets
 from ivr.throttle import LoginThrottle
 
 LOG = logging.getLogger(__name__)
@@ -35,9 +36,13 @@ class Runtime:
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     password_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CHECKS_AT_ONCE))
     catalog: Catalog = field(init=False)
+    webhook_secrets: WebhookSecrets = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "catalog", Catalog(self.store))
+        object.__setattr__(
+            self, "webhook_secrets", webhook_secrets_for(self.settings, self.auth_token, self.local_token)
+        )
 
     @property
     def token_bytes(self) -> bytes:
@@ -47,6 +52,18 @@ class Runtime:
     def gather_state_key(self) -> bytes:
         """The key of the MAC in Gather states: derived from secret_key, never the key itself."""
         return hmac.new(self.secret_key.encode("utf-8"), b"gather-state", hashlib.sha256).digest()
+
+
+def webhook_secrets_for(settings: Settings, token: str, local: bool) -> WebhookSecrets:
+    """The secrets that may sign webhooks, per account (see ivr.signature)."""
+    return WebhookSecrets.from_tokens(
+        token,
+        local=local,
+        account_sid=settings.twilio_account_sid,
+        secondary=settings.twilio_auth_token_secondary,
+        subaccount_tokens=settings.twilio_subaccount_tokens,
+        shared_keys=settings.twilio_shared_keys,
+    )
 
 
 async def auth_token_for(settings: Settings, store: ConsentStore) -> tuple[str, bool]:
@@ -64,7 +81,7 @@ async def start_runtime(settings: Settings, store: ConsentStore) -> Runtime:
             "database, so requests from real Twilio will be refused (403). Set TWILIO_AUTH_TOKEN "
             "to your account's Auth Token to take real calls."
         )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         store=store,
         auth_token=token,
@@ -72,6 +89,16 @@ async def start_runtime(settings: Settings, store: ConsentStore) -> Runtime:
         local_token=local,
         secret_key=await secret_key_for(settings, store),
     )
+    secrets_ = runtime.webhook_secrets
+    if secrets_.account_sid or secrets_.subaccounts or secrets_.shared_keys:
+        LOG.info(
+            "webhooks taken for AccountSid %s (%s); subaccounts: %s; shared keys: %s",
+            secrets_.account_sid or "any",
+            ", ".join(s.name for s in secrets_.main),
+            ", ".join(secrets_.subaccounts) or "none",
+            ", ".join(secrets_.shared_keys) or "none",
+        )
+    return runtime
 
 
 async def secret_key_for(settings: Settings, store: ConsentStore) -> str:

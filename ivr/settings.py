@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///ivr.db"
+DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,14 @@ class Settings:
     webhook_retry_seconds: float = 2.0
     try_phone: bool = True  # IVR_TRY=off: no browser phone at /try
     session_idle_seconds: float = 30 * 60
+    # The Twilio account (see README "Going live"): whose webhooks are taken, whose REST API is called.
+    twilio_account_sid: str | None = None
+    twilio_auth_token_secondary: str | None = None
+    twilio_subaccount_tokens: tuple[tuple[str, str], ...] = ()  # (AccountSid, token)
+    twilio_shared_keys: tuple[tuple[str, str], ...] = ()  # (key id, secret)
+    twilio_api_key: str | None = None
+    twilio_api_secret: str | None = None
+    twilio_api_url: str = DEFAULT_TWILIO_API_URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -33,6 +44,7 @@ class Settings:
             webhook_retry_seconds=_positive_float(env, "IVR_WEBHOOK_RETRY_SECONDS", 2.0),
             try_phone=_on_off(env, "IVR_TRY", True),
             session_idle_seconds=60 * _positive_float(env, "IVR_SESSION_IDLE_MINUTES", 30.0),
+            **_twilio_account(env),
         )
 
 
@@ -66,3 +78,58 @@ def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw not in ("on", "off"):
         raise ValueError(f"{name} must be on or off, not {raw!r}")
     return raw == "on"
+
+
+_SID = re.compile("[0-9a-f]{32}")
+
+
+def _sid(name: str, raw: str, prefix: str) -> str:
+    if len(raw) != 34 or not raw.startswith(prefix) or _SID.fullmatch(raw, 2) is None:
+        shown = raw[:6] + "..." if len(raw) > 6 else raw
+        raise ValueError(f"{name}: {shown!r} is not a Twilio SID ({prefix} and 32 lower-case hex digits)")
+    return raw
+
+
+def _pairs(env: Mapping[str, str], name: str, what: str) -> list[tuple[str, str]]:
+    """`ID=secret,ID=secret` as pairs; an error names the variable and the entry, never a secret."""
+    pairs: list[tuple[str, str]] = []
+    for n, entry in enumerate((env.get(name) or "").split(","), start=1):
+        if not entry.strip():
+            continue
+        ident, separator, secret = (part.strip() for part in entry.partition("="))
+        if not separator or not ident or not secret or any(c.isspace() for c in ident + secret):
+            raise ValueError(f"{name}: entry {n} ({ident[:40]!r}) is not {what}=secret")
+        if ident in dict(pairs):
+            raise ValueError(f"{name}: {ident[:40]!r} is listed twice")
+        pairs.append((ident, secret))
+    return pairs
+
+
+def _twilio_account(env: Mapping[str, str]) -> dict[str, Any]:
+    """TWILIO_ACCOUNT_SID and the secrets beside it, checked now: a bad value stops the start."""
+    account_sid = (env.get("TWILIO_ACCOUNT_SID") or "").strip() or None
+    if account_sid is not None:
+        _sid("TWILIO_ACCOUNT_SID", account_sid, "AC")
+    subaccounts = _pairs(env, "TWILIO_SUBACCOUNT_TOKENS", "AC...")
+    for sid, _ in subaccounts:
+        _sid("TWILIO_SUBACCOUNT_TOKENS", sid, "AC")
+        if sid == account_sid:
+            raise ValueError(f"TWILIO_SUBACCOUNT_TOKENS: {sid} is TWILIO_ACCOUNT_SID, the main account")
+    api_key = (env.get("TWILIO_API_KEY") or "").strip() or None
+    api_secret = (env.get("TWILIO_API_SECRET") or "").strip() or None
+    if api_key is not None:
+        _sid("TWILIO_API_KEY", api_key, "SK")
+    if (api_key is None) != (api_secret is None):
+        raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET go together: set both or neither")
+    api_url = (env.get("IVR_TWILIO_API_URL") or "").strip().rstrip("/") or DEFAULT_TWILIO_API_URL
+    if not api_url.startswith(("http://", "https://")):
+        raise ValueError(f"IVR_TWILIO_API_URL {api_url!r} must start with http:// or https://")
+    return {
+        "twilio_account_sid": account_sid,
+        "twilio_auth_token_secondary": (env.get("TWILIO_AUTH_TOKEN_SECONDARY") or "").strip() or None,
+        "twilio_subaccount_tokens": tuple(subaccounts),
+        "twilio_shared_keys": tuple(_pairs(env, "TWILIO_SHARED_KEYS", "KEY_ID")),
+        "twilio_api_key": api_key,
+        "twilio_api_secret": api_secret,
+        "twilio_api_url": api_url,
+    }

@@ -88,7 +88,7 @@ async def place_call(
             client = httpx.AsyncClient(base_url=url, timeout=20)
             base = url
         await stack.enter_async_context(client)
-        twilio = TwilioEmulator(client, base, token)
+        twilio = TwilioEmulator(client, base, token, settings.twilio_account_sid)
         twilio.on_say = _print_spoken
         source: Sequence[str] | Callable[[int], Awaitable[str]]
         if keys is not None:

@@ -265,7 +265,7 @@ async def start_call(request: Request) -> Response:
             return refused
     base = runtime.settings.public_url or "http://ivr.local"
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app), base_url=base)
-    twilio = TwilioEmulator(client, base, runtime.auth_token)
+    twilio = TwilioEmulator(client, base, runtime.auth_token, runtime.settings.twilio_account_sid)
     call_id = secrets.token_urlsafe(16)
     call = TryCall(to=to, caller=caller, rehearsal=rehearsal)
     calls[call_id] = call

@@ -47,7 +47,7 @@ from ivr.call_flow import (
     write_failed,
 )
 from ivr.runtime import Runtime
-from ivr.signature import signature_ok, twilio_sid_ok
+from ivr.signature import twilio_sid_ok
 from voice_scripts import ScriptError, parse_script
 
 LOG = logging.getLogger(__name__)
@@ -144,27 +144,72 @@ Form = dict[str, str]
 
 
 async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> Form | None:
-    """The request's parameters if Twilio signed them, else None (and a log line)."""
-    signature = content_type = ""
+    """The request's parameters if Twilio signed them, else None (and one log line saying why)."""
+    signature = content_type = settings_header = ""
     for name, value in request.scope["headers"]:
         if name == b"x-twilio-signature":
             signature = value.decode("latin-1")
         elif name == b"content-type":
             content_type = value.decode("latin-1")
+        elif name == b"x-twilio-webhooks-signature-settings":
+            settings_header = value.decode("latin-1")
     items = await _parameters(request, content_type)
-    url = _signed_url(request, base_url)
-    if not signature or not signature_ok(runtime.validator, runtime.token_bytes, url, items, signature):
-        LOG.warning(
-            "rejected %s %s: %s X-Twilio-Signature",
-            request.method,
-            request.url.path,
-            "invalid" if signature else "missing",
-        )
-        return None
     if request.method == "GET":
         # A callback configured as GET carries its parameters in the signed URL's query.
-        items = [*items, *request.query_params.multi_items()]
-    return dict(items)
+        query_items = request.query_params.multi_items()
+    else:
+        query_items = []
+    account_sid = next((v for k, v in items if k == "AccountSid"), "") or next(
+        (v for k, v in query_items if k == "AccountSid"), ""
+    )
+    url = _signed_url(request, base_url)
+    verdict = runtime.webhook_secrets.check(
+        url,
+        items,
+        signature,
+        account_sid,
+        settings_header,
+        functools.partial(_other_urls, request, base_url, runtime.settings.public_url),
+    )
+    if not verdict.ok:
+        query = request.scope.get("query_string", b"")
+        LOG.warning(
+            "refused %s %s: %s; checked %s for AccountSid %s with %s; likely fix: %s",
+            request.method,
+            request.url.path,
+            verdict.problem,
+            # The query may carry a caller's number (a GET callback): the log names the URL only.
+            base_url + request.scope["path"] + ("?..." if query else ""),
+            verdict.account_sid or "(none)",
+            f"{', '.join(verdict.tried)} ({verdict.algorithm})" if verdict.tried else "no secret",
+            verdict.fix,
+        )
+        return None
+    return dict([*items, *query_items])
+
+
+def _other_urls(request: Request, base_url: str, public_url: str | None) -> list[tuple[str, str]]:
+    """URLs a refused request may have been signed for instead, and what each one means."""
+    host_url = _base_url(request, None)
+    scheme, _, rest = host_url.partition("://")
+    flipped = ("https" if scheme == "http" else "http") + "://" + rest
+    others = []
+    if public_url and host_url != base_url:
+        others.append(
+            (
+                _signed_url(request, host_url),
+                f"IVR_PUBLIC_URL ({public_url}) differs from the host Twilio called ({host_url}): "
+                "set IVR_PUBLIC_URL to the URL in the number's Voice configuration",
+            )
+        )
+    others.append(
+        (
+            _signed_url(request, flipped),
+            f"Twilio called {flipped} but this server saw {scheme}: the proxy in front is not in "
+            f"--forwarded-allow-ips (its X-Forwarded-Proto is ignored), or set IVR_PUBLIC_URL={flipped}",
+        )
+    )
+    return others
 
 
 async def _from_twilio(request: Request) -> tuple[Runtime, str, Form | None]:
