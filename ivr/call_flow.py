@@ -6,6 +6,10 @@ the action. A decision is returned as `Decide`; the webhook records it and
 only then asks for the confirmation TwiML, so a caller never hears a
 confirmation of something that was not written.
 
+Twilio stops a <Gather>'s nested audio at the first digit, so the consent and subscribed
+prompts say their disclosure outside the Gather, where nothing cuts it, and only their key
+instructions inside (ivr.disclosure); a decision records both, as played before its key.
+
 Twilio's signature cannot tell where one parameter ends and the next begins, so
 the state is never trusted on it alone: its query string ends with our own MAC
 (`m`) binding it to the CallSid and business it was issued for, and it carries
@@ -26,6 +30,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from consent_store import Action, Business, text_sha256
 from consent_store.events import PromptName, PromptReason
+from ivr.disclosure import Hearing, split_prompt
 from voice_scripts import RenderContext, Script, render_prompt
 
 Step = Literal["language", "consent", "subscribed"]
@@ -97,6 +102,17 @@ class CallContext:
             context = RenderContext(business=self.business.name, message_types=self.business.message_types)
             text = loaded.memo[key] = render_prompt(loaded.script, prompt, context, menu_key=menu_key)
         return text
+
+    def hearing(self, locale: str, step: Step) -> Hearing:
+        """The `step` prompt (consent or subscribed) as disclosure and key instructions."""
+        loaded = self.scripts[locale]
+        key = ("hearing", self.business.name, self.business.message_types, step)
+        record = loaded.memo.get(key)
+        if record is None:
+            text = self.render(locale, step)
+            hearing = split_prompt(text, loaded.script, self.business.name, self.business.message_types, step)
+            record = loaded.memo[key] = hearing.record
+        return Hearing.from_record(record)
 
 
 @dataclass(frozen=True)
@@ -182,7 +198,7 @@ class Decide:
     digits: str
     locale: str
     script_version: int
-    spoken_text: str
+    spoken_text: str  # the disclosure heard whole, a line break, the key instructions (ivr.disclosure)
     prompts_heard: int
     started: int | None  # ms since the epoch, when the call was answered
 
@@ -331,14 +347,13 @@ def _prompt(
         template = loaded.memo.get(key)
         if template is not None:
             return template.replace(_URL_TOKEN, _gather_url(ctx, state).replace("&", "&amp;"))
-        loaded.memo[key] = _prompt_twiml(ctx, locale, text, preface, state, None, _URL_TOKEN)
-    return _prompt_twiml(ctx, locale, text, preface, state, response)
+        loaded.memo[key] = _prompt_twiml(ctx, locale, preface, state, None, _URL_TOKEN)
+    return _prompt_twiml(ctx, locale, preface, state, response)
 
 
 def _prompt_twiml(
     ctx: CallContext,
     locale: str,
-    text: str,
     preface: str | None,
     state: GatherState,
     response: VoiceResponse | None,
@@ -346,9 +361,18 @@ def _prompt_twiml(
 ) -> str:
     script = ctx.scripts[locale].script
     response, gather, url = _gather(ctx, state, response, url)
+    # Outside the Gather a <Say> is heard whole: Twilio stops only a Gather's nested audio at a
+    # digit (https://www.twilio.com/docs/api/twiml/gather, "After the first digit is received the
+    # audio will stop playing"), and a key pressed before a Gather begins is not gathered by it
+    # (https://support.twilio.com/hc/en-us/articles/223180068-Troubleshooting-issues-with-Gather,
+    # "Sometimes users begin to press keys before the <Gather> has actually begun"). So the
+    # disclosure is always heard to its end before any key can count.
     if preface is not None:
-        _say(gather, script, ctx.render(locale, preface))
-    _say(gather, script, text)
+        _say(response, script, ctx.render(locale, preface))
+    hearing = ctx.hearing(locale, state.step)
+    _say(response, script, hearing.disclosure)
+    if hearing.instructions:
+        _say(gather, script, hearing.instructions)
     return _finish(response, gather, url)
 
 
@@ -450,8 +474,9 @@ def continue_call(ctx: CallContext, state: GatherState, digits: str | None) -> R
         else {keys.opt_out: "opt_out"}
     )
     if digits in choices:
+        heard = ctx.hearing(state.locale, state.step).record
         decide = Decide(
-            choices[digits], digits, state.locale, loaded.version, text, state.heard, state.started
+            choices[digits], digits, state.locale, loaded.version, heard, state.heard, state.started
         )
         return Reply("", decide)
     return _retry(ctx, state, preface)

@@ -4,8 +4,11 @@ A request without a valid X-Twilio-Signature gets 403 and writes nothing. A sign
 cannot tell where one parameter ends (`CallSid=<sid>CallStatusin-progress` signs like the
 two parameters), so a signed request is also refused with 400, writing nothing, when a
 SID is not of Twilio's form or a Gather state was not issued for its call and business
-(see call_flow.check_issued). Decisions are committed before their confirmation TwiML
-is returned.
+(see call_flow.check_issued). A callback's CallStatus or RecordingStatus outside Twilio's
+fixed lists is refused the same way (a re-cut body could otherwise store e.g.
+`completedCalled+1555...` as a status). Decisions are committed before their confirmation
+TwiML is returned, with what Twilio said about the caller (StirVerstat, To, AccountSid,
+FromCountry, CallerName) verbatim.
 """
 
 from __future__ import annotations
@@ -54,6 +57,17 @@ LOG = logging.getLogger(__name__)
 
 RECORDING_PATH = "/twilio/recording"
 
+# Twilio's call statuses, a fixed list: "queued, ringing, in-progress, completed, busy, failed,
+# no-answer, canceled" (https://www.twilio.com/docs/voice/api/call-resource#call-status-values;
+# the CallStatus of https://www.twilio.com/docs/usage/webhooks/voice-webhooks).
+CALL_STATUSES = frozenset(
+    ("queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled")
+)
+# A recording status callback's RecordingStatus: "In-progress, Completed, Absent, Failed"
+# (https://support.twilio.com/hc/en-us/articles/360014251313-Getting-Started-with-Recording-Status-Callbacks);
+# absent and failed come with an ErrorCode (16101 too short, 16102 silent).
+RECORDING_STATUSES = frozenset(("in-progress", "completed", "absent", "failed"))
+
 
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
@@ -74,6 +88,10 @@ def _bad_request(message: str) -> Response:
 
 def _bad_sid(name: str, value: str, prefix: str) -> Response:
     return _bad_request(f"{name} {value[:40]!r} is not a Twilio SID ({prefix} and 32 lower-case hex digits).")
+
+
+def _not_one_of(name: str, value: str, allowed: frozenset[str]) -> Response:
+    return _bad_request(f"{name} {value[:40]!r} is not one of Twilio's: {', '.join(sorted(allowed))}.")
 
 
 def _base_url(request: Request, public_url: str | None) -> str:
@@ -383,6 +401,14 @@ async def gather(request: Request) -> Response:
         spoken_text=decide.spoken_text,
         prompts_heard=decide.prompts_heard,
         seconds_to_decision=seconds,
+        # Verbatim, None when Twilio did not send it: StirVerstat only comes with a SHAKEN
+        # PASSporT (https://www.twilio.com/changelog/twilio-performs-shakenstir-verification-on-incoming-calls-to-your-phone-numbers),
+        # CallerName only with caller name lookup, FromCountry only when Twilio can place the number.
+        stir_verstat=form.get("StirVerstat"),
+        called_number=form.get("To"),
+        account_sid=form.get("AccountSid"),
+        from_country=form.get("FromCountry"),
+        caller_name=form.get("CallerName"),
     )
     try:
         stored = await runtime.store.record_decision(decision)
@@ -433,13 +459,15 @@ async def recording_status(request: Request) -> Response:
     if form is None:
         return _forbidden()
     call_sid, recording_sid = form.get("CallSid") or "", form.get("RecordingSid") or ""
-    status = form.get("RecordingStatus") or "completed"
-    if not call_sid or not recording_sid:
-        return _bad_request("CallSid and RecordingSid are required.")
+    status = form.get("RecordingStatus") or ""
+    if not call_sid or not recording_sid or not status:
+        return _bad_request("CallSid, RecordingSid and RecordingStatus are required.")
     if not twilio_sid_ok(call_sid, "CA"):
         return _bad_sid("CallSid", call_sid, "CA")
     if not twilio_sid_ok(recording_sid, "RE"):
         return _bad_sid("RecordingSid", recording_sid, "RE")
+    if status not in RECORDING_STATUSES:
+        return _not_one_of("RecordingStatus", status, RECORDING_STATUSES)
     recording = RecordingStatus(
         call_sid=call_sid,
         recording_sid=recording_sid,
@@ -447,6 +475,14 @@ async def recording_status(request: Request) -> Response:
         url=form.get("RecordingUrl") or None,
         duration=_int_or_none(form.get("RecordingDuration")),
     )
+    if status in ("absent", "failed"):
+        LOG.warning(
+            "recording %s of call %s is %s (ErrorCode %s): that call's evidence has no audio",
+            recording_sid,
+            call_sid,
+            status,
+            (form.get("ErrorCode") or "none")[:16],
+        )
     try:
         await runtime.store.attach_recording(recording)
     except StoreError as exc:
@@ -465,6 +501,8 @@ async def call_status(request: Request) -> Response:
         return _bad_request("CallSid and CallStatus are required.")
     if not twilio_sid_ok(call_sid, "CA"):
         return _bad_sid("CallSid", call_sid, "CA")
+    if status not in CALL_STATUSES:
+        return _not_one_of("CallStatus", status, CALL_STATUSES)
     try:
         business = await runtime.catalog.business_for_number(form.get("To") or "")
         await runtime.store.record_call_status(

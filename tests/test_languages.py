@@ -33,7 +33,10 @@ async def test_spanish_caller_opts_in_in_spanish(service: Service) -> None:
     assert "Hemos registrado su elección" in call.transcript
     [row] = [r async for r in service.store.export_decisions(ExportFilter())]
     assert (row.business, row.locale, row.action) == (BILINGUAL, "es-ES", "opt_in")
-    assert await service.store.spoken_text(row.script_sha256) == consent.text
+    # The record: the disclosure heard whole, a line break, the key instructions played after it.
+    instructions = call.spoken[3]
+    assert "pulse 1" in instructions.text and "pulse 1" not in consent.text
+    assert await service.store.spoken_text(row.script_sha256) == f"{consent.text}\n{instructions.text}"
 
 
 async def test_english_caller_of_a_bilingual_business_declines_in_english(service: Service) -> None:
@@ -56,7 +59,8 @@ async def test_an_opted_in_caller_who_chooses_a_language_hears_how_to_opt_out_an
 ) -> None:
     await service.twilio.call(BILINGUAL_NUMBER, CALLER, ["2", "1"])  # English, opt in
     again = await service.twilio.call(BILINGUAL_NUMBER, CALLER, ["2", "1", "9"])  # 1 is not an option now
-    assert "press 9" in again.spoken[2].text and "To agree" not in again.spoken[2].text
+    prompt = f"{again.spoken[2].text} {again.spoken[3].text}"  # disclosure, then the key instructions
+    assert "press 9" in again.spoken[3].text and "To agree" not in prompt
     rows = [r async for r in service.store.export_decisions(ExportFilter())]
     assert [(r.locale, r.action, r.digits) for r in rows] == [
         ("en-US", "opt_in", "1"),
