@@ -2,7 +2,8 @@
 
 Every command reads IVR_DATABASE_URL. Errors are one line on stderr.
 Exit codes: 0 success, 1 the operation failed (store unavailable, chain
-broken), 2 bad input (usage, bad value, unknown business, bad database URL).
+broken, `ivr serve`'s port already in use, a server or Twilio that does not
+answer), 2 bad input (usage, bad value, unknown business, bad database URL).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ivr.cli_admin import business_webhook, forget, script, token, user
 from ivr.cli_evidence import export, verify
 from ivr.cli_stats import stats
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
+from ivr.cli_twilio import twilio
 from voice_scripts import DEFAULT_LOCALES
 
 
@@ -63,6 +65,7 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
     from ivr.safe_logging import log_config
 
     settings = settings_from_env()
+    _check_port_free(host, port)
 
     async def check(store: ConsentStore) -> list[str]:
         await ensure_demo_business(store)
@@ -95,6 +98,29 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
         access_log=access_log,
         log_config=log_config(),
     )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line, before anything starts, when the address cannot be listened on."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliFailure(
+                f"port {port} on {host} is already in use (another `ivr serve`?): stop that process, "
+                "or choose another port with --port",
+                1,
+            ) from exc
+        raise CliFailure(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port/--host)", 1
+        ) from exc
 
 
 @cli.group()
@@ -160,6 +186,8 @@ def business_list() -> None:
 )
 def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
     """Place a simulated call, signed like Twilio, and show what was recorded."""
+    import httpx
+
     from ivr.emulator import EmulatorError
     from ivr.simulated_call import parse_keys, place_call
 
@@ -167,6 +195,12 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
     logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
     try:
         result, record = with_store_errors(lambda: place_call(settings_from_env(), to, from_, pressed, url))
+    except httpx.TransportError as exc:
+        raise CliFailure(
+            f"nothing answers at {url} ({type(exc).__name__}): is `ivr serve` running there? "
+            "(or leave out --url to call in-process)",
+            1,
+        ) from exc
     except (EmulatorError, OSError) as exc:
         if "HTTP 403" in str(exc):
             raise CliFailure(
@@ -213,6 +247,7 @@ cli.add_command(user)
 cli.add_command(forget)
 cli.add_command(token)
 cli.add_command(stats)
+cli.add_command(twilio)
 business.add_command(business_webhook)
 
 
