@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from consent_store.access import AccessMixin
 from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
 from consent_store.call_log import CallLogMixin
 from consent_store.events import (
@@ -31,7 +32,6 @@ from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
 from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
-from consent_store.registry import RegistryMixin
 from consent_store.sqlite_writer import MAX_BATCH
 
 LOG = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def describe_url(url: str) -> str:
 
 
 class PostgresStore(
-    QueuedStore, CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, RegistryMixin, AuditMixin
+    QueuedStore, CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, AccessMixin, AuditMixin
 ):
     """Consent store on a PostgreSQL database that several `ivr serve` processes may share."""
 

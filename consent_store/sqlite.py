@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 
+from consent_store.access import AccessMixin
 from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
 from consent_store.call_log import CallLogMixin
 from consent_store.chain import GENESIS_HASH, ChainRow
@@ -33,7 +34,6 @@ from consent_store.exceptions import (
 )
 from consent_store.group_commit import QueuedStore
 from consent_store.queries import decision_filter
-from consent_store.registry import RegistryMixin
 from consent_store.sqlite_export import export_csv_chunks
 from consent_store.sqlite_export_sql import RowDecoder, rows_sql
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
@@ -67,7 +67,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 _BUSY = object()
 
 
-class SQLiteStore(QueuedStore, CallLogMixin, RegistryMixin, AuditMixin, StatsMixin):
+class SQLiteStore(QueuedStore, CallLogMixin, AccessMixin, AuditMixin, StatsMixin):
     """Consent store on one SQLite file."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:
