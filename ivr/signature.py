@@ -137,6 +137,17 @@ class WebhookSecrets:
         self.shared_keys = dict(shared_keys or {})
         self.primary_is_local = primary_is_local
         self._validators: dict[bytes, RequestValidator] = {}
+        # The fast path's lookups, built once: each AccountSid's tokens (None: any AccountSid
+        # not listed), and the verdict returned when one of them signed the request.
+        self._tokens: dict[str | None, tuple[Secret, ...]] = {
+            sid: (s,) for sid, s in self.subaccounts.items()
+        }
+        self._tokens[account_sid] = self.main
+        self._accepted = {
+            (sid, secret.key): Verdict(True, sid or "", tuple(s.name for s in tokens), HMAC_SHA1, secret.name)
+            for sid, tokens in self._tokens.items()
+            for secret in tokens
+        }
 
     @classmethod
     def from_tokens(
@@ -184,6 +195,12 @@ class WebhookSecrets:
         alternatives: AlternativeUrls | None = None,
     ) -> Verdict:
         """Check one request's X-Twilio-Signature against the secrets configured for it."""
+        if signature and not settings_header:
+            # The common case: a token over the exact URL, one HMAC-SHA1 per token at most.
+            group = account_sid if account_sid in self._tokens else None
+            for secret in self._tokens.get(group, ()):
+                if hmac.compare_digest(expected_signature(secret.key, url, items), signature):
+                    return self._accepted[group, secret.key]
         algorithm = HMAC_SHA1
         if settings_header:
             key_id, algorithm = signature_settings(settings_header)
