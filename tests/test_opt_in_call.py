@@ -41,10 +41,23 @@ async def test_three_silences_say_goodbye_and_record_nothing(service: Service) -
 
 
 async def test_invalid_keys_reprompt_then_a_valid_key_counts(service: Service) -> None:
-    call = await service.twilio.call(ACME_NUMBER, CALLER, ["7", "#", "1"])
+    call = await service.twilio.call(ACME_NUMBER, CALLER, ["7", "0", "1"])
     assert call.transcript.count("Sorry, that key is not one of the options.") == 2
     [row] = await decisions(service)
     assert row.action == "opt_in"
+
+
+async def test_hash_alone_ends_the_gather_with_no_key_as_on_twilio(service: Service) -> None:
+    # '#' is the Gather's finishOnKey: pressed before any digit, Twilio posts nothing and goes on
+    # to the next verb (https://www.twilio.com/docs/api/twiml/gather), so the caller hears the
+    # no-input reprompt, never an "invalid key" one.
+    call = await service.twilio.call(ACME_NUMBER, CALLER, ["#", "1"])
+    assert (
+        "Sorry, we did not hear a key." in call.transcript and "not one of the options" not in call.transcript
+    )
+    assert call.pressed == ["#", "1"]
+    [row] = await decisions(service)
+    assert (row.action, row.digits) == ("opt_in", "1")
 
 
 async def test_three_invalid_keys_hang_up_without_a_record(service: Service) -> None:
