@@ -134,7 +134,10 @@ class GatherState:
             query["t"] = str(self.started)
         if self.locale is not None and self.version is not None and self.prompt_sha is not None:
             query |= {"locale": self.locale, "v": str(self.version), "h": self.prompt_sha}
-        return query
+        # In name order, with the MAC (MAC_PARAM) last: Twilio has been reported to sort an
+        # action URL's query before requesting it while signing it as given (twilio-php #790,
+        # twilio-node #1079); a URL already in order reads the same either way.
+        return dict(sorted(query.items()))
 
     def next(
         self,
@@ -261,6 +264,10 @@ def _keyed_hmac(key: bytes) -> hmac.HMAC:
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
+# The Gather state's MAC: named to sort after every other parameter of the state.
+MAC_PARAM = "z"
+
+
 def state_mac(key: bytes, call_sid: str, business: str, query: str) -> str:
     """The MAC that binds a Gather state's query string to one call of one business (128 bits, hex)."""
     mac = _keyed_hmac(key).copy()
@@ -273,7 +280,7 @@ def check_issued(
 ) -> None:
     """Raise InvalidCallState unless `query` (the Gather URL's, which `state` was read from) is one we
     issued for this call of this business, in a call answered at most MAX_CALL_MS before `now_ms`."""
-    sealed, _, mac = query.rpartition("&m=")
+    sealed, _, mac = query.rpartition(f"&{MAC_PARAM}=")
     expected = state_mac(key, call_sid, business, sealed)
     if not sealed or not hmac.compare_digest(mac.encode("utf-8", "replace"), expected.encode()):
         raise InvalidCallState("the call state was not issued for this call")
@@ -286,7 +293,7 @@ def _gather_url(ctx: CallContext, state: GatherState) -> str:
     mac = UNSEALED
     if ctx.call_sid is not None:
         mac = state_mac(ctx.state_key, ctx.call_sid, ctx.business.name, query)
-    return f"{ctx.base_url}/twilio/gather?{query}&m={mac}"
+    return f"{ctx.base_url}/twilio/gather?{query}&{MAC_PARAM}={mac}"
 
 
 def _gather(
@@ -405,8 +412,9 @@ def stamp_start(twiml: str, started: int, key: bytes, call_sid: str, business: s
     (epoch ms): its start time, and the MAC of its Gather state for this call."""
     twiml = twiml.replace(f"t={START_PLACEHOLDER}", f"t={started}")
     begin = twiml.index("/twilio/gather?") + len("/twilio/gather?")
-    query = twiml[begin : twiml.index(f"&amp;m={UNSEALED}", begin)].replace("&amp;", "&")
-    return twiml.replace(f"m={UNSEALED}", f"m={state_mac(key, call_sid, business, query)}")
+    query = twiml[begin : twiml.index(f"&amp;{MAC_PARAM}={UNSEALED}", begin)].replace("&amp;", "&")
+    mac = state_mac(key, call_sid, business, query)
+    return twiml.replace(f"{MAC_PARAM}={UNSEALED}", f"{MAC_PARAM}={mac}")
 
 
 def _goodbye(ctx: CallContext, locale: str, preface: str) -> str:
