@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ivr.phone_input import check_region
+
 DEFAULT_DATABASE_URL = "sqlite:///ivr.db"
 DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
 
@@ -29,6 +31,7 @@ class Settings:
     twilio_api_key: str | None = None
     twilio_api_secret: str | None = None
     twilio_api_url: str = DEFAULT_TWILIO_API_URL
+    default_region: str | None = None  # IVR_DEFAULT_REGION: country of typed numbers without +
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,8 +47,17 @@ class Settings:
             webhook_retry_seconds=_positive_float(env, "IVR_WEBHOOK_RETRY_SECONDS", 2.0),
             try_phone=_on_off(env, "IVR_TRY", True),
             session_idle_seconds=60 * _positive_float(env, "IVR_SESSION_IDLE_MINUTES", 30.0),
+            default_region=_default_region(env),
             **_twilio_account(env),
         )
+
+
+def _default_region(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("IVR_DEFAULT_REGION") or "").strip()
+    try:
+        return check_region(raw) if raw else None
+    except ValueError as exc:
+        raise ValueError(f"IVR_DEFAULT_REGION: {exc}") from None
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
