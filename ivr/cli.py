@@ -20,7 +20,7 @@ from consent_store import (
 )
 from ivr import __version__
 from ivr.businesses import add_business, ensure_demo_business
-from ivr.cli_admin import business_webhook, forget, script, token, user
+from ivr.cli_admin import business_webhook, forget, region_option, script, token, typed_phone, user
 from ivr.cli_evidence import export, verify
 from ivr.cli_stats import stats
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
@@ -83,6 +83,12 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
     click.echo(f"Voice URL: {settings.public_url or f'http://{host}:{port}'}/twilio/voice", err=True)
     for line in businesses:
         click.echo(f"  {line}", err=True)
+    if settings.public_url is None and not _is_loopback(host):
+        click.echo(
+            "warning: IVR_PUBLIC_URL is not set: behind a proxy or tunnel Twilio's signatures will not "
+            "validate (403); set it to the URL Twilio calls",
+            err=True,
+        )
     if settings.try_phone:
         click.echo(f"Try a call: http://{host}:{port}/try in a browser, or 'ivr call --to NUMBER'", err=True)
     else:
@@ -98,6 +104,18 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
         access_log=access_log,
         log_config=log_config(),
     )
+
+
+def _is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.1, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may be reached from outside
+        return False
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -130,7 +148,14 @@ def business() -> None:
 
 @business.command("add")
 @click.option("--name", required=True, help="The business name callers hear.")
-@click.option("--number", "numbers", multiple=True, required=True, help="Twilio number in E.164; repeatable.")
+@click.option(
+    "--number",
+    "numbers",
+    multiple=True,
+    required=True,
+    help="Twilio number, e.g. +14155550123 or '+1 (415) 555-0123'; repeatable.",
+)
+@region_option
 @click.option(
     "--message-type",
     "message_types",
@@ -146,9 +171,14 @@ def business() -> None:
     help="Caller language; repeat for a language menu (first = key 1). Default en-US.",
 )
 def business_add(
-    name: str, numbers: tuple[str, ...], message_types: tuple[str, ...], locales: tuple[str, ...]
+    name: str,
+    numbers: tuple[str, ...],
+    region: str | None,
+    message_types: tuple[str, ...],
+    locales: tuple[str, ...],
 ) -> None:
     """Create a business with the default scripts for its locales, published."""
+    numbers = tuple(typed_phone("--number", number, region) for number in numbers)
 
     async def work(store: ConsentStore) -> None:
         created = await add_business(store, name, numbers, message_types, locales or ("en-US",))

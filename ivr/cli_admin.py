@@ -1,4 +1,8 @@
-"""`ivr script ...` and `ivr user ...`: what managers and operators do from a terminal."""
+"""`ivr script ...` and `ivr user ...`: what managers and operators do from a terminal.
+
+Also the reading of phone numbers typed in options (`typed_phone`, `region_option`) that
+`ivr business add`, `ivr forget` and `ivr twilio connect` share.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,34 @@ from consent_store.events import ROLES, User
 from ivr.cli_support import CliFailure, settings_from_env, with_store
 from ivr.optout_webhooks import DERIVED_PREFIX, derived_secret
 from ivr.passwords import BadUserName, WeakPassword, check_password_strength, hash_password, normal_user_name
+from ivr.phone_input import NotAPhoneNumber, check_region, normalise_typed_phone
 from ivr.runtime import secret_key_for
 from ivr.scripts_admin import ScriptRejected, publish_checked
+
+
+def _region(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else check_region(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+region_option = click.option(
+    "--region",
+    callback=_region,
+    help="Country (ISO 3166, e.g. US) of a number typed without +; default IVR_DEFAULT_REGION.",
+)
+
+
+def typed_phone(option: str, text: str, region: str | None) -> str:
+    """A number typed in `option`, as E.164; CliFailure (exit 2) naming the option if it is none.
+
+    `region` is the command's --region, else IVR_DEFAULT_REGION.
+    """
+    try:
+        return normalise_typed_phone(text, region or settings_from_env().default_region)
+    except NotAPhoneNumber as exc:
+        raise CliFailure(f"{option} {exc}", 2) from None
 
 
 @click.group()
@@ -195,14 +225,12 @@ def user_sessions_end(name: str) -> None:
 
 
 @click.command()
-@click.option("--phone", required=True, help="The caller's number, E.164.")
+@click.option("--phone", required=True, help="The caller's number, e.g. +14155550123 or '+1 (415) 555-0123'.")
+@region_option
 @click.option("--reason", default="erasure request", show_default=True, help="Why, kept in the audit event.")
-def forget(phone: str, reason: str) -> None:
+def forget(phone: str, region: str | None, reason: str) -> None:
     """Erase a caller's phone number from every read and export; the hash chain still verifies."""
-    from consent_store.phone import is_e164
-
-    if not is_e164(phone):
-        raise CliFailure(f"{phone!r} is not an E.164 number (e.g. +14155550123)", 2)
+    phone = typed_phone("--phone", phone, region)
 
     async def work(store: ConsentStore) -> None:
         erased = await store.forget_phone(phone, author="cli", reason=reason)

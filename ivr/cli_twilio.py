@@ -25,7 +25,7 @@ import click
 import httpx
 
 from consent_store import ConsentStore
-from consent_store.phone import is_e164
+from ivr.cli_admin import region_option, typed_phone
 from ivr.cli_support import CliFailure, database_read, settings_from_env, with_store
 from ivr.settings import DEFAULT_TWILIO_API_URL, Settings
 
@@ -160,13 +160,17 @@ def twilio() -> None:
 
 
 @twilio.command()
-@click.option("--number", "numbers", multiple=True, help="A business's number (E.164); repeatable.")
+@click.option(
+    "--number", "numbers", multiple=True, help="A business's number, e.g. +14155550123; repeatable."
+)
+@region_option
 @click.option("--all", "all_numbers", is_flag=True, help="Every business's number.")
 @click.option("--allow-http", is_flag=True, help="Accept an http:// IVR_PUBLIC_URL (a local tunnel, a test).")
-def connect(numbers: Sequence[str], all_numbers: bool, allow_http: bool) -> None:
+def connect(numbers: Sequence[str], region: str | None, all_numbers: bool, allow_http: bool) -> None:
     """Set each number's Voice URL and status callback to IVR_PUBLIC_URL, through Twilio's REST API."""
     if bool(numbers) == all_numbers:
         raise click.UsageError("give --number E164 (repeatable) or --all")
+    numbers = [typed_phone("--number", number, region) for number in numbers]
     settings = settings_from_env()
     problem = public_url_problem(settings, allow_http)
     if problem:
@@ -175,8 +179,6 @@ def connect(numbers: Sequence[str], all_numbers: bool, allow_http: bool) -> None
     client = rest_client(settings)
     ours = business_numbers()
     for number in numbers:
-        if not is_e164(number):
-            raise CliFailure(f"--number {number!r} is not an E.164 number (+ and 8 to 15 digits)", 2)
         if number not in ours:
             raise CliFailure(
                 f"{number} is no business's number here: add it with `ivr business add` first", 2

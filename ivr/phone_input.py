@@ -51,9 +51,9 @@ def normalise_typed_phone(text: str, region: str | None) -> str:
     """
     typed = text.strip()
     without_country = (
-        "write it with its country code, e.g. +14155550123, or set IVR_DEFAULT_REGION"
+        "write it with its country code (E.164), e.g. +14155550123, or set IVR_DEFAULT_REGION"
         if region is None
-        else f"write it with its country code, e.g. +14155550123, or as a number of {region}"
+        else f"write it with its country code (E.164), e.g. +14155550123, or as a number of {region}"
     )
     if len(typed) > MAX_TYPED_LENGTH:
         raise NotAPhoneNumber(text, f"it is longer than {MAX_TYPED_LENGTH} characters")

@@ -29,10 +29,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from consent_store import ExportFilter
-from consent_store.phone import is_e164
 from ivr.auth import csrf_ok, current_user
 from ivr.emulator import NO_INPUT, CallResult, EmulatorError, Spoken, TwilioEmulator
 from ivr.export import row_dict
+from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
 from ivr.runtime import Runtime
 from ivr.web import templates
 from ivr.webhooks import REHEARSAL_PARAM
@@ -228,9 +228,16 @@ async def start_call(request: Request) -> Response:
         to, caller = str(payload["to"]), str(payload["from"])
     except (ValueError, KeyError, TypeError):
         return _error('send JSON {"to": "+1...", "from": "+1..."}')
-    if not is_e164(caller):
-        return _error(f"your number {caller!r} is not in E.164 form, e.g. +15550100123")
     runtime: Runtime = request.app.state.runtime
+    # Typed by a person ('+1 555 010 0123'): normalised as the CLI's options are (ivr.phone_input).
+    try:
+        caller = normalise_typed_phone(caller, runtime.settings.default_region)
+    except NotAPhoneNumber as exc:
+        return _error(f"your number {exc}")
+    try:
+        to = normalise_typed_phone(to, runtime.settings.default_region)
+    except NotAPhoneNumber as exc:
+        return _error(f"the number to call {exc}")
     business = await runtime.store.business_for_number(to)
     if business is None:
         return _error(f"no business answers {to}", 404)
