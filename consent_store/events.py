@@ -89,6 +89,9 @@ class ConsentDecision:
     account_sid: str | None = None
     from_country: str | None = None
     caller_name: str | None = None
+    # Placed by this service's own emulator (`ivr call --record`), not by a caller on Twilio:
+    # kept as evidence of what was done, left out of the quality figures.
+    simulated: bool = False
 
     def to_event(self) -> NewEvent:
         fields: dict[str, Any] = {
@@ -112,6 +115,8 @@ class ConsentDecision:
             "caller_name": self.caller_name,
         }
         fields.update((key, value) for key, value in identity.items() if value is not None)
+        if self.simulated:
+            fields["simulated"] = True
         return NewEvent(
             kind="decision",
             idempotency_key=f"decision:{self.call_sid}",
@@ -285,6 +290,12 @@ class ExportFilter:
     call_sid: str | None = None
     phone: str | None = None
     include_demo: bool = False
+    # Decisions of simulated calls (`"simulated": true` in their data): None both, False none, True only.
+    simulated: bool | None = None
+    # Only decisions whose caller ID is not attested A (StirVerstat absent or another value).
+    unattested: bool = False
+    # Only decisions after this record (keyset paging: the last seq of the page before).
+    after_seq: int | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,15 @@ from typing import Any
 
 from consent_store.events import ExportFilter
 
+# A decision's body is its canonical JSON (consent_store.chain: sorted keys, no spaces), the
+# bytes its hash covers. A JSON string cannot hold an unescaped quote, so these texts occur in
+# a body only as the key and value themselves, never inside a caller's or Twilio's text.
+# "Does the body contain it" is written `replace(body, text, '') <> body`: the same, and
+# case-sensitive, on SQLite and PostgreSQL (LIKE ignores case on SQLite, `_` is a wildcard).
+SIMULATED_TEXT = '"simulated":true'
+ATTESTED_A_TEXT = '"stir_verstat":"TN-Validation-Passed-A"'
+CONTAINS = "replace(e.body, ?, '') <> e.body"
+
 
 def decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
     """The WHERE clause (over `events e`) selecting the decisions an ExportFilter names."""
@@ -17,6 +26,7 @@ def decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
         ("e.recorded_at < ?", where.until),
         ("e.call_sid = ?", where.call_sid),
         ("e.subject = (SELECT subject FROM subjects WHERE phone = ?)", where.phone),
+        ("e.seq > ?", where.after_seq),
     ):
         if value is not None:
             sql.append(clause)
@@ -29,4 +39,10 @@ def decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
             sql.append("1 = 0")
     if not where.include_demo:
         sql.append("e.business NOT IN (SELECT name FROM businesses WHERE demo = 1)")
+    if where.simulated is not None:
+        sql.append(CONTAINS if where.simulated else f"NOT {CONTAINS}")
+        params.append(SIMULATED_TEXT)
+    if where.unattested:
+        sql.append(f"NOT {CONTAINS}")
+        params.append(ATTESTED_A_TEXT)
     return " AND ".join(sql), params

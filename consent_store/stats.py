@@ -3,9 +3,10 @@
 What the log records is all there is: decisions (action, locale, script version, prompts
 heard, seconds to decide), prompts played after a key press or a silence (language chosen,
 re-prompts, the goodbye after the last attempt), call status callbacks (status, duration)
-and script / message-type changes. Reads only. The SQL serves both backends: the dialect
-hooks here (`_json_text`, `_within_days`, `_joined_text`) are SQLite's, and PostgreSQL's
-mixin (postgres_stats) overrides them.
+and script / message-type changes; simulated calls (`ivr call --record`) are left out.
+Reads only. The SQL serves both backends: the dialect hooks here (`_json_text`,
+`_within_days`, `_joined_text`) are SQLite's, and PostgreSQL's mixin (postgres_stats)
+overrides them.
 """
 
 from __future__ import annotations
@@ -196,6 +197,11 @@ class StatsMixin:
                 f" AS opted_out_{days}"
             )
         in_call = "kind IN ('decision', 'prompt')"
+        # Simulated calls (`ivr call --record`) are evidence, not callers: none of their events count.
+        real_call = (
+            " AND NOT EXISTS (SELECT 1 FROM events s WHERE s.call_sid = events.call_sid"
+            f" AND s.kind = 'decision' AND {field('s.body', 'data', 'simulated')} IS NOT NULL)"
+        )
         return (
             # One pass over the business's events in the range: decisions, prompts, call statuses.
             "WITH base AS MATERIALIZED (SELECT seq, call_sid, subject, kind, action, recorded_at,"
@@ -212,12 +218,14 @@ class StatsMixin:
             f" CASE WHEN kind = 'call_status' THEN CAST({field('body', 'data', 'duration')} AS INTEGER)"
             " END AS duration FROM events WHERE business = ?"
             " AND kind IN ('decision', 'prompt', 'call_status')"
-            " AND call_sid IS NOT NULL AND recorded_at >= ? AND recorded_at < ?),"
+            " AND call_sid IS NOT NULL AND recorded_at >= ? AND recorded_at < ?"
+            f"{real_call}),"
             # Each opt-in is ended by the subject's next opt-in or opt-out for the business (if
             # any), found through the events_standing index; only an opt-out ending it counts.
             " ins AS (SELECT b.seq, b.subject, b.recorded_at, b.locale, b.version, (SELECT min(o.seq)"
             " FROM events o WHERE o.subject = b.subject AND o.business = ? AND o.kind = 'decision'"
-            " AND o.action IN ('opt_in', 'opt_out') AND o.seq > b.seq) AS next_seq"
+            " AND o.action IN ('opt_in', 'opt_out') AND o.seq > b.seq"
+            f" AND {field('o.body', 'data', 'simulated')} IS NULL) AS next_seq"
             " FROM base b WHERE b.action = 'opt_in'),"
             f" follow AS (SELECT f.locale, f.version, {', '.join(follow_ups)}"
             " FROM ins f LEFT JOIN events n ON n.seq = f.next_seq GROUP BY f.locale, f.version),"

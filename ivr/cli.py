@@ -214,7 +214,13 @@ def business_list() -> None:
 @click.option(
     "--url", help="A running server (e.g. http://127.0.0.1:8000); default: in-process on IVR_DATABASE_URL."
 )
-def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Record the call's consent, flagged simulated. Without it a call to a real "
+    "business is a rehearsal that records nothing (a demo business's calls always record).",
+)
+def call(to: str, from_: str, keys: str | None, url: str | None, record: bool) -> None:
     """Place a simulated call, signed like Twilio, and show what was recorded."""
     import httpx
 
@@ -224,7 +230,9 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
     pressed = parse_keys(keys) if keys is not None else None
     logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
     try:
-        result, record = with_store_errors(lambda: place_call(settings_from_env(), to, from_, pressed, url))
+        result, outcome = with_store_errors(
+            lambda: place_call(settings_from_env(), to, from_, pressed, url, record)
+        )
     except httpx.TransportError as exc:
         raise CliFailure(
             f"nothing answers at {url} ({type(exc).__name__}): is `ivr serve` running there? "
@@ -239,7 +247,7 @@ def call(to: str, from_: str, keys: str | None, url: str | None) -> None:
                 1,
             ) from exc
         raise CliFailure(f"the call failed: {exc}", 1) from exc
-    click.echo(f"Call {result.call_sid} ended ({result.ended_by}). {record}")
+    click.echo(f"Call {result.call_sid} ended ({result.ended_by}). {outcome}")
 
 
 @cli.command("copy")

@@ -1,4 +1,10 @@
-"""`ivr call`: place a simulated call through the Twilio emulator, in-process or against a URL."""
+"""`ivr call`: place a simulated call through the Twilio emulator, in-process or against a URL.
+
+A call to a real business is a rehearsal that records nothing, as at /try; with `record`
+it records, and its decision is flagged simulated (a mark bound to the call by the auth
+token, see ivr.webhooks.simulated_mark), so it is never mistaken for a caller's. Calls to
+a demo business record as they always have (flagged demo by their business).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,10 @@ import click
 import httpx
 
 from consent_store import ConsentStore, ExportFilter, open_store
-from ivr.emulator import NO_INPUT, CallResult, Spoken, TwilioEmulator
+from ivr.emulator import NO_INPUT, CallResult, Spoken, TwilioEmulator, new_sid
 from ivr.runtime import auth_token_for
 from ivr.settings import Settings
+from ivr.webhooks import REHEARSAL_PARAM, simulated_mark
 
 VALID_KEYS = set("0123456789*#")
 
@@ -59,18 +66,27 @@ def _print_spoken(spoken: Spoken) -> None:
     click.echo(f"[{spoken.language or '?'}] {spoken.text}")
 
 
-async def _describe_record(store: ConsentStore, call: CallResult) -> str:
+REHEARSAL_NOTE = "This was a rehearsal: nothing was recorded (--record records it, flagged simulated)."
+
+
+async def _describe_record(store: ConsentStore, call: CallResult, simulated: bool) -> str:
     where = ExportFilter(call_sid=call.call_sid, include_demo=True)
     for row in [r async for r in store.export_decisions(where)]:
         return (
             f"Recorded {row.action} for {row.phone} with {row.business} at {row.recorded_at} "
-            f"(script v{row.script_version} {row.locale}, record hash {row.record_hash[:16]}...)."
+            f"(script v{row.script_version} {row.locale}, record hash {row.record_hash[:16]}...)"
+            + (", flagged simulated." if simulated else ".")
         )
     return "No consent record was written for this call."
 
 
 async def place_call(
-    settings: Settings, to: str, from_: str, keys: Sequence[str] | None, url: str | None
+    settings: Settings,
+    to: str,
+    from_: str,
+    keys: Sequence[str] | None,
+    url: str | None,
+    record: bool = False,
 ) -> tuple[CallResult, str]:
     """Run one call; return it and a sentence saying what the store holds for it."""
     async with AsyncExitStack() as stack:
@@ -82,8 +98,9 @@ async def place_call(
 
             app = create_app(settings)
             await stack.enter_async_context(app.router.lifespan_context(app))
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ivr.local")
-            base = "http://ivr.local"
+            # The app checks signatures over IVR_PUBLIC_URL when it is set: sign what it checks.
+            base = settings.public_url or "http://ivr.local"
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
         else:
             client = httpx.AsyncClient(base_url=url, timeout=20)
             base = url
@@ -98,5 +115,17 @@ async def place_call(
             async def source(timeout: int) -> str:
                 return await asyncio.to_thread(_read_key_with_countdown, timeout)
 
-        call = await twilio.call(to, from_, source)
-        return call, await _describe_record(store, call)
+        business = await store.business_for_number(to)
+        if record:
+            call_sid = new_sid("CA")
+            mark = {REHEARSAL_PARAM: simulated_mark(token, call_sid)}
+            call = await twilio.call(to, from_, source, call_sid=call_sid, extra_params=mark)
+        elif business is not None and not business.demo:
+            rehearsal = {REHEARSAL_PARAM: "published"}
+            call = await twilio.call(
+                to, from_, source, recording="none", status_callback=False, extra_params=rehearsal
+            )
+            return call, REHEARSAL_NOTE
+        else:
+            call = await twilio.call(to, from_, source)
+        return call, await _describe_record(store, call, record)

@@ -14,6 +14,8 @@ FromCountry, CallerName) verbatim.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
 import time
 from urllib.parse import unquote_plus
@@ -237,14 +239,35 @@ async def _from_twilio(request: Request) -> tuple[Runtime, str, Form | None]:
     return runtime, base_url, await _signed_form(request, runtime, base_url)
 
 
-# Set only by this service's own simulator (/try), which signs with the auth token like Twilio:
-# "published" or "draft" (version 0 in the call state). A rehearsal writes nothing.
+# Set only by this service's own simulator (/try, `ivr call`), which signs with the auth token like
+# Twilio: "published" or "draft" (version 0 in the call state), a rehearsal that writes nothing;
+# or simulated_mark(), a call that records, its decision flagged `"simulated": true`.
 REHEARSAL_PARAM = "IvrRehearsal"
 
 
 def _rehearsal(form: Form) -> str | None:
     value = str(form.get(REHEARSAL_PARAM) or "")
     return value if value in ("published", "draft") else None
+
+
+def simulated_mark(auth_token: str, call_sid: str) -> str:
+    """REHEARSAL_PARAM's value for a simulated call that records (`ivr call --record`).
+
+    Bound to its CallSid by the auth token, so a signed request cannot be re-cut (see the
+    module docstring) into one marking a real call simulated: the mark is checked, not trusted.
+    """
+    mac = hmac.new(auth_token.encode("utf-8"), f"simulated {call_sid}".encode(), hashlib.sha256)
+    return "simulated." + mac.hexdigest()[:32]
+
+
+def _simulated(runtime: Runtime, form: Form) -> bool:
+    value = form.get(REHEARSAL_PARAM) or ""
+    if not value.startswith("simulated."):
+        return False
+    if hmac.compare_digest(value, simulated_mark(runtime.auth_token, form.get("CallSid") or "")):
+        return True
+    LOG.warning("call %s carries a simulated mark that does not hold: recorded as real", form.get("CallSid"))
+    return False
 
 
 async def _script(
@@ -409,6 +432,7 @@ async def gather(request: Request) -> Response:
         account_sid=form.get("AccountSid"),
         from_country=form.get("FromCountry"),
         caller_name=form.get("CallerName"),
+        simulated=_simulated(runtime, form),
     )
     try:
         stored = await runtime.store.record_decision(decision)

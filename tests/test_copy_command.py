@@ -21,7 +21,8 @@ def test_copy_reproduces_the_log_and_refuses_a_non_empty_target(tmp_path: Path) 
     assert ivr(source, "business", "add", "--name", "Acme", "--number", "+15550001111",
                "--message-type", "offers").returncode == 0
     for caller, keys in (("+14155550001", "1"), ("+14155550002", "2")):
-        assert ivr(source, "call", "--to", "+15550001111", "--from", caller, "--keys", keys).returncode == 0
+        assert ivr(source, "call", "--to", "+15550001111", "--from", caller, "--keys", keys,
+                   "--record").returncode == 0
     copied = ivr(None, "copy", "--from", f"sqlite:///{source}", "--to", f"sqlite:///{target}")
     assert copied.returncode == 0, copied.stderr
     head = ivr(source, "verify").stdout.split("head ")[1]

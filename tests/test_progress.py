@@ -56,7 +56,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         )
     for caller, keys in (("+15550100001", "1"), ("+15550100002", "2")):
         subprocess.run(
-            [sys.executable, "-m", "ivr", "call", "--to", "+15550000000", "--from", caller, "--keys", keys],
+            [sys.executable, "-m", "ivr", "call", "--to", "+15550000000", "--from", caller, "--keys", keys,
+             "--record"],
             env=env,
             check=True,
             capture_output=True,
