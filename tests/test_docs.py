@@ -73,9 +73,18 @@ def test_every_export_column_is_in_the_readme(column: str) -> None:
     assert f"`{column}`" in README
 
 
-@pytest.mark.parametrize(
-    "variable", ["IVR_DATABASE_URL", "TWILIO_AUTH_TOKEN", "IVR_PUBLIC_URL", "IVR_SECRET_KEY"]
+# Every variable the settings read (their names as string literals in ivr/settings.py).
+SETTINGS_VARIABLES = sorted(
+    set(re.findall(r'"((?:IVR|TWILIO)_[A-Z_]+)"', (ROOT / "ivr" / "settings.py").read_text(encoding="utf-8")))
 )
+
+
+def test_the_settings_read_the_contract_variables() -> None:
+    contract = {"IVR_DATABASE_URL", "TWILIO_AUTH_TOKEN", "IVR_PUBLIC_URL", "IVR_SECRET_KEY"}
+    assert contract <= set(SETTINGS_VARIABLES)
+
+
+@pytest.mark.parametrize("variable", SETTINGS_VARIABLES)
 def test_every_environment_variable_is_in_the_readme(variable: str) -> None:
     assert f"`{variable}`" in README
 
