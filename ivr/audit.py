@@ -1,27 +1,47 @@
 """Auditor pages at /audit: find decisions, prove one (receipt with chain proof), and list
-decisions whose evidence is incomplete. Read-only; auditors and managers."""
+decisions whose evidence is incomplete. Read-only; auditors and managers.
+
+Results are paged by record seq (keyset: a page is the decisions after the last seq of the
+one before), so no row is shown twice or skipped however the log grows. Demo and simulated
+decisions are badged and left out unless asked for ("include"), as `ivr export` leaves demo
+ones out. A download pinned to a record (`through`) can be proven: /audit/export.manifest
+answers the manifest `ivr export -o` writes, computed over the same bytes.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from consent_store import ACTIONS, DecisionRow, ExportFilter, event_hash
+from consent_store import ACTIONS, ConsentStore, DecisionRow, ExportFilter, event_hash
 from consent_store.phone import is_e164_format
+from ivr import __version__
 from ivr.auth import SessionUser, requires, template_user
 from ivr.event_text import describe_event
-from ivr.export import CHUNK_ROWS, EXPORT_FORMATS, parse_timestamp, render_header, render_rows
+from ivr.export import (
+    CHUNK_ROWS,
+    EXPORT_FORMATS,
+    ExportFormat,
+    parse_timestamp,
+    render_header,
+    render_rows,
+    write_export,
+)
+from ivr.manifest import MANIFEST_SUFFIX, ExportManifest
 from ivr.runtime import Runtime
 from ivr.web import templates
 
-MAX_RESULTS = 200
+PAGE_SIZE = 200
 RECORDING_GRACE_MINUTES = 15
 
 
@@ -50,6 +70,8 @@ def _filter(query: dict[str, str], user: SessionUser) -> tuple[ExportFilter, lis
         except ValueError as exc:
             problems.append(str(exc))
             times[name] = None
+    # As `ivr export`: a business named is shown whether demo or not.
+    include = query.get("include") == "1"
     where = ExportFilter(
         business=business,
         businesses=user.businesses,
@@ -58,9 +80,36 @@ def _filter(query: dict[str, str], user: SessionUser) -> tuple[ExportFilter, lis
         until=times["until"],
         call_sid=query.get("call_sid", "").strip() or None,
         phone=phone if not problems else None,
-        include_demo=True,
+        include_demo=include or business is not None,
+        simulated=None if include else False,
+        unattested=query.get("unattested") == "1",
     )
     return where, problems
+
+
+def _seq(query: dict[str, str], name: str, problems: list[str]) -> int | None:
+    """A record number from the query (`after`, `through`), or None; a bad one is a problem."""
+    value = query.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        problems.append(f"{name} {value[:20]!r} is not a record number")
+        return None
+    return int(value)
+
+
+async def _simulated_seqs(store: ConsentStore, where: ExportFilter, rows: list[DecisionRow]) -> set[int]:
+    """Which of a page's rows are simulated decisions (their flag is in the hashed data only)."""
+    if not rows or where.simulated is False:
+        return set()
+    last, found = rows[-1].seq, set()
+    only = dataclasses.replace(where, simulated=True, after_seq=rows[0].seq - 1)
+    async with contextlib.aclosing(store.export_decisions(only)) as flagged:
+        async for row in flagged:
+            if row.seq > last:
+                break
+            found.add(row.seq)
+    return found
 
 
 @requires("auditor", "manager")
@@ -68,15 +117,26 @@ async def search(request: Request, user: SessionUser) -> Response:
     store = _runtime(request).store
     query = dict(request.query_params)
     where, problems = _filter(query, user)
+    after = _seq(query, "after", problems)
     rows: list[DecisionRow] = []
-    total = 0
-    if query and not problems:
+    total = before = head = 0
+    more = False
+    simulated: set[int] = set()
+    searched = any(k != "after" for k in query)
+    if searched and not problems:
+        head = await store.event_count()  # downloads are pinned here, so their manifest holds
         total = await store.count_decisions(where)
-        async with contextlib.aclosing(store.export_decisions(where)) as found:
+        page = dataclasses.replace(where, after_seq=after)
+        if after is not None:
+            before = total - await store.count_decisions(page)
+        async with contextlib.aclosing(store.export_decisions(page)) as found:
             async for row in found:
-                rows.append(row)
-                if len(rows) >= MAX_RESULTS:
+                if len(rows) == PAGE_SIZE:
+                    more = True
                     break
+                rows.append(row)
+        simulated = await _simulated_seqs(store, page, rows)
+    kept = {k: v for k, v in query.items() if v and k not in ("format", "after", "through")}
     return templates.TemplateResponse(
         request,
         "audit_search.html",
@@ -85,11 +145,17 @@ async def search(request: Request, user: SessionUser) -> Response:
             "problems": problems,
             "rows": rows,
             "total": total,
-            "searched": bool(query),
+            "first": before + 1,
+            "searched": searched,
             "businesses": [b for b in await store.list_businesses() if user.may_see(b.name)],
+            "demo": {b.name for b in await store.list_businesses() if b.demo},
+            "simulated": simulated,
             "actions": ACTIONS,
-            "max_results": MAX_RESULTS,
-            "export_query": urlencode({k: v for k, v in query.items() if v and k != "format"}),
+            "page_size": PAGE_SIZE,
+            "next_query": urlencode(kept | {"after": str(rows[-1].seq)}) if more else None,
+            "export_query": urlencode(kept),
+            "pinned_query": urlencode(kept | {"through": str(head)}),
+            "through": head,
             **template_user(user),
         },
     )
@@ -141,6 +207,8 @@ async def receipt(request: Request, user: SessionUser) -> Response:
             "spoken": await store.spoken_text(decision.script_sha256),
             "later": later,
             "standing": standing,
+            "demo": (await store.get_business(decision.business)).demo,
+            "simulated": any(e["kind"] == "decision" and e["data"].get("simulated") is True for e in events),
             **template_user(user),
         },
     )
@@ -153,23 +221,45 @@ _MEDIA = {
 }
 
 
-@requires("auditor", "manager")
-async def export(request: Request, user: SessionUser) -> Response:
-    """The search's decisions as a file, streamed: the same bytes `ivr export` writes."""
-    fmt = request.query_params.get("format", "csv")
+# A download's format, filter and the record it is pinned to (None: the head when read).
+Download = tuple[ExportFormat, ExportFilter, int | None]
+
+
+def _download(request: Request, user: SessionUser) -> Download | Response:
+    """A download's format, filter and pinned record (`through`), or the response refusing it."""
+    query = dict(request.query_params)
+    fmt = query.get("format", "csv")
     if fmt not in EXPORT_FORMATS:
         return PlainTextResponse(f"Unknown format {fmt!r}: use csv, jsonl or receipts.", status_code=400)
-    where, problems = _filter(dict(request.query_params), user)
+    where, problems = _filter(query, user)
+    through = _seq(query, "through", problems)
     if where.business is not None and not user.may_see(where.business):
         return PlainTextResponse(f"No business named {where.business!r}.", status_code=404)
     if problems:
         return PlainTextResponse("; ".join(problems), status_code=400)
+    return fmt, where, through
+
+
+def _file_name(fmt: str, through: int | None) -> str:
+    extension = "csv" if fmt == "csv" else "jsonl"
+    if through is not None:  # the same name for the same bytes: the manifest names it
+        return f"consent-{fmt}-through-{through}.{extension}"
+    return f"consent-{fmt}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.{extension}"
+
+
+@requires("auditor", "manager")
+async def export(request: Request, user: SessionUser) -> Response:
+    """The search's decisions as a file, streamed: the same bytes `ivr export` writes."""
+    download = _download(request, user)
+    if isinstance(download, Response):
+        return download
+    fmt, where, through = download
     store = _runtime(request).store
 
     async def body() -> AsyncIterator[bytes]:
         yield render_header(fmt)
         chunk: list[DecisionRow] = []
-        async with contextlib.aclosing(store.export_decisions(where)) as rows:
+        async with contextlib.aclosing(store.export_decisions(where, through_seq=through)) as rows:
             async for row in rows:
                 chunk.append(row)
                 if len(chunk) == CHUNK_ROWS:
@@ -178,13 +268,53 @@ async def export(request: Request, user: SessionUser) -> Response:
         if chunk:
             yield render_rows(chunk, fmt)
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    extension = "csv" if fmt == "csv" else "jsonl"
     return StreamingResponse(
         body(),
         media_type=_MEDIA[fmt],
         headers={
-            "Content-Disposition": f'attachment; filename="consent-{fmt}-{stamp}.{extension}"',
+            "Content-Disposition": f'attachment; filename="{_file_name(fmt, through)}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+class _Digest:
+    """A sink that keeps only the SHA-256 and size of what is written (write_export's `out`)."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+@requires("auditor", "manager")
+async def export_manifest(request: Request, user: SessionUser) -> Response:
+    """The manifest of the download with the same query, pinned to record `through`: the JSON
+    `ivr export -o FILE` writes beside FILE, computed over the same bytes, for `ivr verify --export`."""
+    download = _download(request, user)
+    if isinstance(download, Response):
+        return download
+    fmt, where, through = download
+    if through is None:
+        return PlainTextResponse("A manifest needs the record the download is pinned to: through=N.", 400)
+    store = _runtime(request).store
+    heads: list[tuple[int, str | None]] = []
+    rows = store.export_decisions(where, through_seq=through, on_snapshot=lambda n, h: heads.append((n, h)))
+    result = await write_export(rows, _Digest(), fmt)  # type: ignore[arg-type]
+    [(seq, head)] = heads
+    if head is None:
+        return PlainTextResponse(f"There is no record {through} in the log.", status_code=404)
+    name = _file_name(fmt, through)
+    manifest = ExportManifest.for_export(Path(name), fmt, where, result, (seq, head), __version__)
+    return JSONResponse(
+        dataclasses.asdict(manifest),
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}{MANIFEST_SUFFIX}"',
             "Cache-Control": "no-store",
         },
     )
@@ -209,4 +339,5 @@ routes = [
     Route("/audit/receipt", receipt, methods=["GET"]),
     Route("/audit/incomplete", incomplete, methods=["GET"]),
     Route("/audit/export", export, methods=["GET"]),
+    Route("/audit/export.manifest", export_manifest, methods=["GET"]),
 ]
