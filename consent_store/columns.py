@@ -110,18 +110,30 @@ if [c.source for c in COLUMNS if c.source == "subject"] != ["subject"]:
 
 # -- reading a decision -------------------------------------------------------------------
 
-_PLAN = tuple(
-    (0, EVENT_COLUMNS.index(c))
-    if c.source == "event"
-    else (1, 0)
-    if c.source == "subject"
-    else (2, SHARED_DATA.index(c))
-    if c in SHARED_DATA
-    else (3, PER_CALL_DATA.index(c))
-    if c.source == "decision"
-    else (4, RECORDING_COLUMNS.index(c))
-    for c in COLUMNS
-)
+
+def _generated(name: str, parameters: str, expression: str, namespace: dict[str, Any]) -> Any:
+    """A function `name(parameters)` returning `expression`, compiled once from COLUMNS (as
+    dataclasses compiles __init__): the slow ways build and render rows a window at a time,
+    and a call per column made them several times slower than one expression."""
+    if not all(c.name.isidentifier() and c.key.isidentifier() for c in COLUMNS):
+        raise ValueError("column names and keys must be Python identifiers")
+    exec(f"def {name}({parameters}):\n    return {expression}\n", namespace)  # built from COLUMNS alone
+    return namespace[name]
+
+
+def _part(column: Column) -> str:
+    """Where `decision_row` finds the column's value among its parameters."""
+    if column.source == "event":
+        return f"event[{EVENT_COLUMNS.index(column)}]"
+    if column.source == "subject":
+        return "phone"
+    if column.source == "recording":
+        return f"heard.get({column.key!r})"
+    return (
+        f"shared[{SHARED_DATA.index(column)}]"
+        if column.shared
+        else f"per_call[{PER_CALL_DATA.index(column)}]"
+    )
 
 
 def data_values(columns: Sequence[Column], values: Sequence[Any]) -> tuple[Any, ...]:
@@ -139,19 +151,16 @@ def data_values(columns: Sequence[Column], values: Sequence[Any]) -> tuple[Any, 
     return tuple(found)
 
 
-def decision_row(
-    seq: int,
-    event: Sequence[Any],
-    phone: str | None,
-    shared: Sequence[Any],
-    per_call: Sequence[Any],
-    heard: Mapping[str, Any],
-) -> DecisionRow:
-    """A DecisionRow from its parts: EVENT_COLUMNS' values, the phone, SHARED_DATA's and
-    PER_CALL_DATA's values (from `data_values`) and the recording's data ({} if none)."""
-    recording = [heard.get(c.key) for c in RECORDING_COLUMNS]
-    sources: tuple[Sequence[Any], ...] = (event, (phone,), shared, per_call, recording)
-    return DecisionRow(seq, *[sources[source][at] for source, at in _PLAN])
+decision_row: Callable[
+    [int, Sequence[Any], str | None, Sequence[Any], Sequence[Any], Mapping[str, Any]], DecisionRow
+] = _generated(
+    "decision_row",
+    "seq, event, phone, shared, per_call, heard",
+    f"DecisionRow(seq, {', '.join(map(_part, COLUMNS))})",
+    {"DecisionRow": DecisionRow},
+)
+decision_row.__doc__ = """A DecisionRow from its parts: EVENT_COLUMNS' values, the phone, SHARED_DATA's
+and PER_CALL_DATA's values (from `data_values`) and the recording's data ({} if none)."""
 
 
 def decision_row_from_data(
@@ -196,28 +205,29 @@ def _phone_cell(text: str) -> str:
     return "'" + text if text[:1] in NEUTRALISED_STARTS and not is_e164_format(text) else text
 
 
-def _text(kind: Kind) -> Callable[[Any], str]:
-    if kind == "list":
-        return "; ".join
-    if kind == "integer":
-        return lambda value: "" if value is None else str(value)
-    return lambda value: "" if value is None else value
-
-
-def _cell_writer(column: Column) -> Callable[[Any], str]:
-    text = _text(column.kind)
+def _cell(column: Column) -> str:
+    """The expression of the column's CSV cell, over `row` (see `csv_cells`)."""
+    value = f"row.{column.name}"
+    if column.kind == "list":
+        text = f"'; '.join({value})"
+    elif column.kind == "integer":
+        text = f"('' if {value} is None else str({value}))"
+    else:
+        text = f"({value} or '')"
     if column.csv == "as_is":
         return text
-    rule = neutralise if column.csv == "neutralise" else _phone_cell
-    return lambda value: rule(text(value))
+    if column.kind == "integer":
+        raise ValueError(f"column {column.name}: numbers are written as they are")
+    return f"{'neutralise' if column.csv == 'neutralise' else '_phone_cell'}({text})"
 
 
-_WRITERS = tuple(_cell_writer(c) for c in COLUMNS)
-
-
-def csv_cells(row: DecisionRow) -> tuple[str, ...]:
-    """One decision as the text of its CSV cells, in COLUMNS order, by each column's rule."""
-    return tuple([write(value) for write, value in zip(_WRITERS, _VALUES(row), strict=True)])
+csv_cells: Callable[[DecisionRow], tuple[str, ...]] = _generated(
+    "csv_cells",
+    "row",
+    f"({', '.join(map(_cell, COLUMNS))},)",
+    {"neutralise": neutralise, "_phone_cell": _phone_cell},
+)
+csv_cells.__doc__ = "One decision as the text of its CSV cells, in COLUMNS order, by each column's rule."
 
 
 def quoted(cell: str) -> str:

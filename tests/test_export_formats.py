@@ -37,6 +37,7 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # The caller-identity columns, verbatim from the decision's data (None when absent).
 IDENTITY = ("stir_verstat", "called_number", "account_sid", "from_country", "caller_name")
+PHONE_COLUMNS = ("phone", "called_number")  # E.164 is written as is (README, "CSV and spreadsheets")
 
 
 def db_path(service: Service) -> Path:
@@ -96,7 +97,7 @@ def expected_csv_cells(row: dict[str, Any]) -> list[str]:
     for column in COLUMNS:
         value = row[column]
         text = "" if value is None else "; ".join(value) if isinstance(value, list) else str(value)
-        keep_phone = column == "phone" and E164.fullmatch(text)
+        keep_phone = column in PHONE_COLUMNS and E164.fullmatch(text)
         cells.append("'" + text if text[:1] in (*FORMULA_STARTS, "'") and not keep_phone else text)
     return cells
 
@@ -282,8 +283,9 @@ async def test_csv_neutralises_business_names_and_message_types_starting_like_a_
     assert cells["business"] == "'" + name
     assert cells["message_types"] == "'" + "; ".join(types)
     assert row == expected_csv_cells(stored[0])
-    for column, cell in cells.items():  # nothing a spreadsheet would run, the E.164 phone aside
-        assert cell[:1] not in FORMULA_STARTS or (column == "phone" and E164.fullmatch(cell)), (column, cell)
+    for column, cell in cells.items():  # nothing a spreadsheet would run, E.164 phones aside
+        e164 = column in PHONE_COLUMNS and E164.fullmatch(cell)
+        assert cell[:1] not in FORMULA_STARTS or e164, (column, cell)
     assert [restore(c) for c in row][2:5] == [name, "opt_in", "; ".join(types)]
 
 
