@@ -38,6 +38,7 @@ from ivr.export import (
     write_export,
 )
 from ivr.manifest import MANIFEST_SUFFIX, ExportManifest
+from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
 from ivr.runtime import Runtime
 from ivr.web import templates
 
@@ -50,15 +51,23 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _filter(query: dict[str, str], user: SessionUser) -> tuple[ExportFilter, list[str]]:
-    """An ExportFilter from the search form, limited to the user's businesses, and what was wrong."""
+def _filter(
+    query: dict[str, str], user: SessionUser, region: str | None = None
+) -> tuple[ExportFilter, list[str]]:
+    """An ExportFilter from the search form, limited to the user's businesses, and what was wrong.
+
+    A phone may be typed as a person writes it (`+1 415 555-0123`, or with IVR_DEFAULT_REGION
+    `(415) 555-0123`); a stored value in E.164 form is searched as it is."""
     problems: list[str] = []
     business = query.get("business") or None
     if business is not None and not user.may_see(business):
         problems.append(f"no business named {business!r}")
     phone = query.get("phone", "").strip() or None
     if phone is not None and not is_e164_format(phone):
-        problems.append(f"phone {phone!r} is not E.164, e.g. +14155550123")
+        try:
+            phone = normalise_typed_phone(phone, region)
+        except NotAPhoneNumber as exc:
+            problems.append(f"phone {exc}")
     action = query.get("action") or None
     if action is not None and action not in ACTIONS:
         problems.append(f"unknown action {action!r}")
@@ -116,7 +125,7 @@ async def _simulated_seqs(store: ConsentStore, where: ExportFilter, rows: list[D
 async def search(request: Request, user: SessionUser) -> Response:
     store = _runtime(request).store
     query = dict(request.query_params)
-    where, problems = _filter(query, user)
+    where, problems = _filter(query, user, _runtime(request).settings.default_region)
     after = _seq(query, "after", problems)
     rows: list[DecisionRow] = []
     total = before = head = 0
@@ -231,7 +240,7 @@ def _download(request: Request, user: SessionUser) -> Download | Response:
     fmt = query.get("format", "csv")
     if fmt not in EXPORT_FORMATS:
         return PlainTextResponse(f"Unknown format {fmt!r}: use csv, jsonl or receipts.", status_code=400)
-    where, problems = _filter(query, user)
+    where, problems = _filter(query, user, _runtime(request).settings.default_region)
     through = _seq(query, "through", problems)
     if where.business is not None and not user.may_see(where.business):
         return PlainTextResponse(f"No business named {where.business!r}.", status_code=404)

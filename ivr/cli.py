@@ -204,7 +204,7 @@ def business_list() -> None:
 
 
 @cli.command()
-@click.option("--to", "to", required=True, help="The business's number to call (E.164).")
+@click.option("--to", "to", required=True, help="The business's number to call (spaces and dashes are fine).")
 @click.option("--from", "from_", default="+15005550006", show_default=True, help="The caller's number.")
 @click.option(
     "--keys",
@@ -227,6 +227,7 @@ def call(to: str, from_: str, keys: str | None, url: str | None, record: bool) -
     from ivr.emulator import EmulatorError
     from ivr.simulated_call import parse_keys, place_call
 
+    to, from_ = typed_phone("--to", to, None), typed_phone("--from", from_, None)
     pressed = parse_keys(keys) if keys is not None else None
     logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
     try:

@@ -32,7 +32,8 @@ async def test_search_by_phone_finds_every_decision_of_that_number(auditor: Serv
 
 
 @pytest.mark.parametrize(
-    ("query", "message"), [({"phone": "555"}, "not E.164"), ({"since": "yesterday"}, "not an ISO-8601")]
+    ("query", "message"),
+    [({"phone": "555"}, "not a phone number"), ({"since": "yesterday"}, "not an ISO-8601")],
 )
 async def test_bad_search_input_says_what_is_wrong(
     auditor: Service, query: dict[str, str], message: str
@@ -107,3 +108,10 @@ async def test_the_search_exports_as_a_streamed_file_identical_to_the_cli(audito
     receipts = await auditor.client.get("/audit/export", params={"action": "declined", "format": "receipts"})
     assert receipts.text.count("\n") == 1 and "+14155550999" in receipts.text
     assert (await auditor.client.get("/audit/export", params={"format": "xml"})).status_code == 400
+
+
+@pytest.mark.parametrize("typed", ["+1 415 555 0123", "+1 (415) 555-0123", "+1-415-555-0123"])
+async def test_a_phone_typed_with_spaces_or_dashes_finds_the_caller(auditor: Service, typed: str) -> None:
+    await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"])
+    page = await auditor.client.get("/audit", params={"phone": typed})
+    assert "1 decision found" in page.text and CALLER in page.text
