@@ -26,6 +26,9 @@ from voice_scripts import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOC_FILES = sorted((ROOT / "docs").glob("*.md"))
+# The README is for a newcomer's first minutes; the reference lives in docs/. Both count.
+DOCS = "\n".join([README, *(path.read_text(encoding="utf-8") for path in DOC_FILES)])
 
 
 def command_paths(group: click.Group, prefix: str = "ivr") -> list[str]:
@@ -41,7 +44,7 @@ def command_paths(group: click.Group, prefix: str = "ivr") -> list[str]:
 
 @pytest.mark.parametrize("path", command_paths(cli))
 def test_every_cli_command_is_in_the_readme(path: str) -> None:
-    assert f"`{path}" in README
+    assert f"`{path}" in DOCS
 
 
 @pytest.mark.parametrize(
@@ -65,12 +68,12 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
     ),
 )
 def test_every_route_is_in_the_readme(path: str) -> None:
-    assert f" {path}`" in README
+    assert f" {path}`" in DOCS
 
 
 @pytest.mark.parametrize("column", COLUMNS)
 def test_every_export_column_is_in_the_readme(column: str) -> None:
-    assert f"`{column}`" in README
+    assert f"`{column}`" in DOCS
 
 
 # Every variable the settings read (their names as string literals in ivr/settings.py).
@@ -97,12 +100,12 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_every_lint_rule_is_in_the_readme(rule: str) -> None:
-    assert f"| `{rule}` |" in README
+    assert f"| `{rule}` |" in DOCS
 
 
 async def test_the_readme_audit_script_verifies_a_real_chain(service: Service, tmp_path: Path) -> None:
     await service.twilio.call(ACME_NUMBER, CALLER, ["1"])
-    script = re.search(r"```python\n(.*?)```", README, re.S)
+    script = re.search(r"```python\n(.*?)```", DOCS, re.S)
     assert script is not None
     db_path = service.db_url.removeprefix("sqlite:///")
     code = script.group(1).replace('"ivr.db"', repr(db_path))
@@ -110,3 +113,16 @@ async def test_the_readme_audit_script_verifies_a_real_chain(service: Service, t
     assert result.returncode == 0, result.stderr
     head = (await service.store.verify()).head
     assert result.stdout.strip() == f"intact, head {head}"
+
+
+def test_the_readme_is_short_and_links_every_doc() -> None:
+    assert len(README.splitlines()) <= 300
+    for path in DOC_FILES:
+        assert f"(docs/{path.name})" in README, path.name
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_every_doc_links_back_and_its_links_resolve(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)#]+\.md)\)", text):
+        assert (path.parent / target).exists(), target
