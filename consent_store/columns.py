@@ -90,6 +90,8 @@ COLUMNS: tuple[Column, ...] = (
     _from_twilio("account_sid"),
     _from_twilio("from_country"),
     _from_twilio("caller_name"),
+    # 1 for a decision recorded by a simulated call (`ivr call --record`), empty for a real one.
+    Column("simulated", "decision", "simulated", "as_is", "integer", receipt=("evidence", "simulated")),
 )
 
 NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
@@ -147,6 +149,8 @@ def data_values(columns: Sequence[Column], values: Sequence[Any]) -> tuple[Any, 
                 raise ValueError(f"its data has no {column.key!r}")
         elif column.kind == "list":
             value = tuple(value)
+        elif column.kind == "integer" and isinstance(value, bool):
+            value = int(value)  # a JSON true (the `simulated` flag) reads as 1, as SQLite reads it
         found.append(value)
     return tuple(found)
 

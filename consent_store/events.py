@@ -323,6 +323,7 @@ class DecisionRow:
     account_sid: str | None = None
     from_country: str | None = None
     caller_name: str | None = None
+    simulated: int | None = None
 
 
 @dataclass(frozen=True)

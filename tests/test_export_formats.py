@@ -81,6 +81,7 @@ def stored_decisions(path: Path) -> list[dict[str, Any]]:
                     "recording_duration": heard.get("duration"),
                     "record_hash": digest,
                     **{key: data.get(key) for key in IDENTITY},
+                    "simulated": 1 if data.get("simulated") is True else None,
                     "_demo": event["business"] in demo,
                 }
             )
@@ -125,6 +126,7 @@ def expected_receipt(row: dict[str, Any]) -> dict[str, Any]:
                 "duration": row["recording_duration"],
             },
             "record_hash": row["record_hash"],
+            "simulated": row["simulated"],
         },
         "caller_identity": {key: row[key] for key in IDENTITY},
     }
