@@ -61,7 +61,7 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
     import uvicorn
 
     from ivr.app import create_app
-    from ivr.middleware import BodyDeadline, header_deadline_protocol
+    from ivr.middleware import header_deadline_protocol
     from ivr.safe_logging import log_config
 
     settings = settings_from_env()
@@ -94,7 +94,7 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
     else:
         click.echo("Try a call: 'ivr call --to NUMBER' (the browser phone is off: IVR_TRY=off)", err=True)
     uvicorn.run(
-        BodyDeadline(create_app(settings), request_timeout),
+        create_app(settings),
         host=host,
         port=port,
         log_level="info",
