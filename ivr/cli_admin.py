@@ -7,6 +7,7 @@ Also the reading of phone numbers typed in options (`typed_phone`, `region_optio
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
@@ -180,30 +181,35 @@ def user_passwd(name: str) -> None:
     click.echo(f"Password of {name!r} changed; their sessions have ended.")
 
 
+def _change_user(raw: str, change: Callable[[ConsentStore, str], Awaitable[None]], done: str) -> None:
+    """Apply one chained change to the user named `raw` and say `done` ({name}: the user)."""
+    name = _user_name(raw)
+
+    async def work(store: ConsentStore) -> None:
+        await change(store, name)
+
+    with_store(work)
+    click.echo(done.format(name=repr(name)))
+
+
 @user.command("disable")
 @click.argument("name")
 def user_disable(name: str) -> None:
     """Stop a user signing in; every session of the user ends at once."""
-    name = _user_name(name)
-
-    async def work(store: ConsentStore) -> None:
-        await store.set_user_disabled(name, True, author="cli")
-
-    with_store(work)
-    click.echo(f"User {name!r} disabled; their sessions have ended.")
+    _change_user(
+        name,
+        lambda store, who: store.set_user_disabled(who, True, author="cli"),
+        "User {name} disabled; their sessions have ended.",
+    )
 
 
 @user.command("enable")
 @click.argument("name")
 def user_enable(name: str) -> None:
     """Let a disabled user sign in again."""
-    name = _user_name(name)
-
-    async def work(store: ConsentStore) -> None:
-        await store.set_user_disabled(name, False, author="cli")
-
-    with_store(work)
-    click.echo(f"User {name!r} enabled.")
+    _change_user(
+        name, lambda store, who: store.set_user_disabled(who, False, author="cli"), "User {name} enabled."
+    )
 
 
 @user.group("sessions")
@@ -215,13 +221,11 @@ def user_sessions() -> None:
 @click.argument("name")
 def user_sessions_end(name: str) -> None:
     """End every session of NAME now (a lost laptop, a copied cookie)."""
-    name = _user_name(name)
-
-    async def work(store: ConsentStore) -> None:
-        await store.end_user_sessions(name, author="cli")
-
-    with_store(work)
-    click.echo(f"Every session of {name!r} has ended.")
+    _change_user(
+        name,
+        lambda store, who: store.end_user_sessions(who, author="cli"),
+        "Every session of {name} has ended.",
+    )
 
 
 @click.command()
