@@ -238,20 +238,6 @@ class SQLiteStore(QueuedStore, CallLogMixin, AccessMixin, AuditMixin, StatsMixin
         consent_store.sqlite_export)."""
         return export_csv_chunks(self.path, where, through_seq=through_seq, on_snapshot=on_snapshot)
 
-    def export_csv(
-        self,
-        where: ExportFilter,
-        render_rows: object = None,
-        render_cells: object = None,
-        *,
-        through_seq: int | None = None,
-        on_snapshot: Callable[[int, str | None], None] | None = None,
-    ) -> AsyncGenerator[CsvChunk, None]:
-        """`export_csv_chunks`, under its old name, until ivr/cli_evidence.py calls that: the
-        renderers it passes are ivr.export's, which now come from consent_store.columns, so
-        they are not called."""
-        return self.export_csv_chunks(where, through_seq=through_seq, on_snapshot=on_snapshot)
-
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
         """All events in sequence order, in batches, from a connection of their own."""
         conn = await _connect(self.path)

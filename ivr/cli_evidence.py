@@ -16,16 +16,14 @@ from typing import BinaryIO
 
 import click
 
-from consent_store import ACTIONS, ConsentStore, ExportFilter, SQLiteStore, VerifyResult
+from consent_store import ACTIONS, ConsentStore, ExportFilter, VerifyResult
 from ivr import __version__
 from ivr.cli_support import CliFailure, database_read, with_store
 from ivr.export import (
     EXPORT_FORMATS,
     ExportFormat,
     ExportResult,
-    csv_written_cells,
     parse_timestamp,
-    render_csv_rows,
     write_csv_chunks,
     write_export,
 )
@@ -131,8 +129,8 @@ def export(
             heads.append((seq, digest))
 
         async def write(out: BinaryIO) -> ExportResult:
-            if fmt == "csv" and isinstance(store, SQLiteStore):  # SQLite renders CSV lines itself
-                chunks = store.export_csv(where, render_csv_rows, csv_written_cells, on_snapshot=on_snapshot)
+            if fmt == "csv":  # each store builds its CSV lines its own way (SQLite mostly in SQL)
+                chunks = store.export_csv_chunks(where, on_snapshot=on_snapshot)
                 return await write_csv_chunks(chunks, out, progress.update)
             rows = store.export_decisions(where, on_snapshot=on_snapshot)
             return await write_export(rows, out, fmt, progress.update)
