@@ -282,8 +282,40 @@ CREATE TABLE web_sessions (
 CREATE INDEX web_sessions_user ON web_sessions (user_name);
 """
 
+# Version 5 (SQLite's version 7): message status callbacks, outside the hash chain: every
+# status once, and each message's first report. Rows are never updated.
+_V5 = """
+CREATE TABLE message_statuses (
+    message_sid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code INTEGER,
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account_sid TEXT,
+    business TEXT,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (message_sid, status)
+);
+CREATE TABLE messages (
+    message_sid TEXT PRIMARY KEY,
+    business TEXT,
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    first_status TEXT NOT NULL,
+    first_at TEXT NOT NULL
+);
+CREATE INDEX messages_by_business ON messages (business, first_at);
+CREATE INDEX messages_by_recipient ON messages (to_number, business, first_at);
+CREATE TRIGGER message_statuses_no_update BEFORE UPDATE ON message_statuses
+    FOR EACH ROW EXECUTE FUNCTION consent_store_refuse_change();
+CREATE TRIGGER messages_no_update BEFORE UPDATE ON messages
+    FOR EACH ROW EXECUTE FUNCTION consent_store_refuse_change();
+"""
+
 # Each entry upgrades the schema from version i to i + 1; append, never edit.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

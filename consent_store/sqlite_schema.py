@@ -161,8 +161,41 @@ CREATE TABLE web_sessions (
 CREATE INDEX web_sessions_user ON web_sessions (user_name);
 """
 
+# Version 7: message status callbacks (POST /twilio/message-status), outside the hash chain:
+# every status as Twilio reported it, once, and each message's first report (what the
+# compliance check and the delivery figures read). Rows are never updated.
+_V7 = """
+CREATE TABLE message_statuses (
+    message_sid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code INTEGER,
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account_sid TEXT,
+    business TEXT,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (message_sid, status)
+);
+CREATE TRIGGER message_statuses_no_update BEFORE UPDATE ON message_statuses
+BEGIN SELECT RAISE(ABORT, 'message statuses are append-only: UPDATE refused'); END;
+CREATE TABLE messages (
+    message_sid TEXT PRIMARY KEY,
+    business TEXT,
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    first_status TEXT NOT NULL,
+    first_at TEXT NOT NULL
+);
+CREATE INDEX messages_by_business ON messages (business, first_at);
+CREATE INDEX messages_by_recipient ON messages (to_number, business, first_at);
+CREATE TRIGGER messages_no_update BEFORE UPDATE ON messages
+BEGIN SELECT RAISE(ABORT, 'message first reports are append-only: UPDATE refused'); END;
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The chain head file beside the database exists from this schema version on.
 HEAD_FILE_SINCE_VERSION = 2
