@@ -16,6 +16,7 @@ returning a Response, and add it to ROUTES with its path below `/2010-04-01/Acco
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -28,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -65,6 +67,10 @@ class TwilioRestEmulator:
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
     numbers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by PN sid, Twilio's JSON
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path), for tests
+    # Recordings (Twilio's JSON, by RecordingSid) for the Recordings list and DELETE, and faults
+    # those two answer with, one per request, first in first out: "500" or "timeout".
+    recordings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recordings_faults: list[str] = field(default_factory=list)
 
     def add_account(self, sid: str | None = None, auth_token: str | None = None) -> Account:
         account = Account(sid or new_sid("AC"), auth_token or secrets.token_hex(16))
@@ -289,4 +295,125 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/{AccountSid}/IncomingPhoneNumbers.json", list_numbers),
     ("GET", NUMBER, fetch_number),
     ("POST", NUMBER, update_number),
+]
+
+
+# -- Recordings list by CallSid, and DELETE (ivr recordings sync, retention) --------------------
+# The resource and page shapes are twilio-python's RecordingInstance and Page (api/v2010/account/
+# recording): `duration` is a string ("-1" until the recording is completed), `error_code` is set
+# only for an absent recording, `uri` is relative to the API and ends in .json; a list page names
+# its items "recordings" beside first_page_uri, next_page_uri (with a PageToken), page, page_size,
+# previous_page_uri, start, end and uri. DELETE answers 204 with no body, 404 (20404) when gone.
+LIST_TIMEOUT_SECONDS = 30.0  # a "timeout" fault hangs this long: longer than any client waits
+
+
+def add_recording(
+    api: TwilioRestEmulator,
+    account_sid: str,
+    call_sid: str,
+    *,
+    sid: str | None = None,
+    status: str = "completed",
+    duration: int = 12,
+    error_code: int | None = None,
+) -> dict[str, Any]:
+    """A Recording of a call as Twilio lists it (for tests): completed, or absent with an error code."""
+    sid = sid or new_sid("RE")
+    now = formatdate(usegmt=True)
+    uri = f"{ACCOUNTS}/{account_sid}/Recordings/{sid}.json"
+    recording: dict[str, Any] = {
+        "account_sid": account_sid,
+        "api_version": API_VERSION,
+        "call_sid": call_sid,
+        "conference_sid": None,
+        "date_created": now,
+        "date_updated": now,
+        "start_time": now,
+        "duration": str(duration) if status == "completed" else ("0" if status == "absent" else "-1"),
+        "sid": sid,
+        "price": "-0.0025" if status == "completed" else None,
+        "price_unit": "USD",
+        "status": status,
+        "channels": 2,
+        "source": "StartCallRecordingTwiML",
+        "error_code": error_code if status == "absent" else None,
+        "uri": uri,
+        "encryption_details": None,
+        "subresource_uris": {
+            "add_on_results": uri.replace(".json", "/AddOnResults.json"),
+            "transcriptions": uri.replace(".json", "/Transcriptions.json"),
+        },
+        "media_url": f"https://api.twilio.com{uri[: -len('.json')]}",
+    }
+    api.recordings[sid] = recording
+    return recording
+
+
+async def _recordings_fault(api: TwilioRestEmulator) -> Response | None:
+    if not api.recordings_faults:
+        return None
+    fault = api.recordings_faults.pop(0)
+    if fault == "timeout":
+        await asyncio.sleep(LIST_TIMEOUT_SECONDS)
+    return twilio_error(500, 20500, "Internal Server Error")
+
+
+async def list_recordings(api: TwilioRestEmulator, request: Request, account: Account) -> Response:
+    fault = await _recordings_fault(api)
+    if fault is not None:
+        return fault
+    query = request.query_params
+    try:
+        page_size = int(query.get("PageSize") or 50)
+        page = int(query.get("Page") or 0)
+    except ValueError:
+        return twilio_error(400, 20001, "Invalid paging parameter")
+    if not 1 <= page_size <= 1000 or page < 0:
+        return twilio_error(400, 20001, "Invalid paging parameter")
+    call_sid = query.get("CallSid")
+    found = sorted(
+        (
+            r
+            for r in api.recordings.values()
+            if r["account_sid"] == account.sid and (call_sid is None or r["call_sid"] == call_sid)
+        ),
+        key=lambda r: r["sid"],
+    )
+    items = found[page * page_size : (page + 1) * page_size]
+    base = {k: v for k, v in (("CallSid", call_sid), ("PageSize", str(page_size))) if v is not None}
+
+    def page_uri(n: int, token: str | None) -> str:
+        extra = {"Page": str(n)} | ({"PageToken": token} if token else {})
+        return f"{request.url.path}?{urlencode(base | extra)}"
+
+    more = len(found) > (page + 1) * page_size
+    return JSONResponse(
+        {
+            "end": page * page_size + max(len(items) - 1, 0),
+            "first_page_uri": page_uri(0, None),
+            "next_page_uri": page_uri(page + 1, "PA" + items[-1]["sid"]) if more else None,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": page_uri(page - 1, "PB" + items[0]["sid"]) if page > 0 and items else None,
+            "recordings": items,
+            "start": page * page_size,
+            "uri": page_uri(page, query.get("PageToken")),
+        }
+    )
+
+
+async def delete_recording(api: TwilioRestEmulator, request: Request, account: Account) -> Response:
+    fault = await _recordings_fault(api)
+    if fault is not None:
+        return fault
+    recording = api.recordings.get(request.path_params["Sid"])
+    if recording is None or recording["account_sid"] != account.sid:
+        return _not_found(request)
+    del api.recordings[recording["sid"]]
+    return Response(status_code=204)
+
+
+ROUTES += [
+    ("GET", "/{AccountSid}/Recordings.json", list_recordings),
+    ("DELETE", "/{AccountSid}/Recordings/{Sid}.json", delete_recording),
 ]
