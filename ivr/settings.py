@@ -32,6 +32,11 @@ class Settings:
     twilio_api_secret: str | None = None
     twilio_api_url: str = DEFAULT_TWILIO_API_URL
     default_region: str | None = None  # IVR_DEFAULT_REGION: country of typed numbers without +
+    # IVR_RECORDINGS_SYNC_SECONDS: how often `ivr serve` asks Twilio for recordings whose callback
+    # never came (0: never); IVR_RECORDINGS_DELETE_AT_TWILIO=1: delete each recording at Twilio
+    # once it is archived (docs/recordings-retention.md).
+    recordings_sync_seconds: float = 300.0
+    recordings_delete_at_twilio: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +53,8 @@ class Settings:
             try_phone=_on_off(env, "IVR_TRY", True),
             session_idle_seconds=60 * _positive_float(env, "IVR_SESSION_IDLE_MINUTES", 30.0),
             default_region=_default_region(env),
+            recordings_sync_seconds=_sync_seconds(env),
+            recordings_delete_at_twilio=_zero_one(env, "IVR_RECORDINGS_DELETE_AT_TWILIO"),
             **_twilio_account(env),
         )
 
@@ -145,3 +152,24 @@ def _twilio_account(env: Mapping[str, str]) -> dict[str, Any]:
         "twilio_api_secret": api_secret,
         "twilio_api_url": api_url,
     }
+
+
+def _sync_seconds(env: Mapping[str, str]) -> float:
+    """IVR_RECORDINGS_SYNC_SECONDS: seconds between reconciliations in `ivr serve`, 0 for none."""
+    raw = (env.get("IVR_RECORDINGS_SYNC_SECONDS") or "").strip()
+    if not raw:
+        return 300.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"IVR_RECORDINGS_SYNC_SECONDS must be a number, not {raw[:20]!r}") from None
+    if not 0 <= value < 10**7:
+        raise ValueError(f"IVR_RECORDINGS_SYNC_SECONDS must be 0 (off) or more, not {raw[:20]!r}")
+    return value
+
+
+def _zero_one(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip()
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"{name} must be 1 (on) or 0 (off), not {raw[:20]!r}")
+    return raw == "1"
