@@ -17,10 +17,11 @@ from consent_store.events import (
     StoredEvent,
 )
 from consent_store.group_commit import SideWrite
+from consent_store.recording_archive import RecordingArchiveMixin
 
 
-class CallLogMixin:
-    """The call-facing appends of a store."""
+class CallLogMixin(RecordingArchiveMixin):
+    """The call-facing appends of a store (and, through RecordingArchiveMixin, the archive's)."""
 
     async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
         raise NotImplementedError

@@ -15,8 +15,19 @@ Action = Literal["opt_in", "declined", "opt_out"]
 ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 
 EventKind = Literal[
-    "decision", "prompt", "recording", "call_status", "business", "script", "user", "erasure", "token",
-    "recording_deleted", "legal_hold", "recording_check",
+    "decision",
+    "prompt",
+    "recording",
+    "call_status",
+    "business",
+    "script",
+    "user",
+    "erasure",
+    "token",
+    "recording_archived",
+    "recording_deleted",
+    "legal_hold",
+    "recording_check",
 ]
 # admin: manages users and businesses, and may do what a manager does; manager: edits what
 # callers hear; auditor: reads the evidence.
@@ -200,6 +211,73 @@ class RecordingStatus:
             call_sid=self.call_sid,
             fields=fields,
         )
+
+
+# How an archived recording was found: its status callback, or `ivr recordings sync` asking Twilio.
+FoundBy = Literal["callback", "reconciliation"]
+
+
+@dataclass(frozen=True)
+class RecordingArchived:
+    """A call's recording fetched from Twilio and kept in the recording archive, by SHA-256.
+
+    Appended only once the bytes are durable in the archive; `location` is the archive's URL
+    and this file's place in it. `url` is the RecordingUrl Twilio gave (None if not known).
+    """
+
+    call_sid: str
+    recording_sid: str
+    sha256: str
+    bytes: int
+    media_type: str
+    duration: int | None
+    location: str
+    found_by: FoundBy
+    url: str | None = None
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="recording_archived",
+            idempotency_key=f"recording_archived:{self.recording_sid}",
+            call_sid=self.call_sid,
+            fields={
+                "recording_sid": self.recording_sid,
+                "sha256": self.sha256,
+                "bytes": self.bytes,
+                "media_type": self.media_type,
+                "duration": self.duration,
+                "location": self.location,
+                "found_by": self.found_by,
+                "url": self.url,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class RecordingToFetch:
+    """A completed recording with no `recording_archived` event yet (derived from the log)."""
+
+    seq: int
+    call_sid: str
+    recording_sid: str
+    url: str | None
+    duration: int | None
+
+
+@dataclass(frozen=True)
+class ArchivedRecording:
+    """A call's archived recording, as its `recording_archived` event says."""
+
+    seq: int
+    recorded_at: str
+    call_sid: str
+    recording_sid: str
+    sha256: str
+    bytes: int
+    media_type: str
+    duration: int | None
+    location: str
+    found_by: str
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from consent_store import open_store
 from ivr import api, audit, auth, manage, quality, try_phone, users_admin, web, webhooks
 from ivr.optout_webhooks import running_notifier
+from ivr.recordings.fetch import running_fetcher
 from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
@@ -33,7 +34,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 async with running_notifier(
                     store, settings.webhook_retry_seconds, app.state.runtime.secret_key
                 ):
-                    yield
+                    async with running_fetcher(app, settings, store):
+                        yield
             finally:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

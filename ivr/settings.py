@@ -37,6 +37,9 @@ class Settings:
     # once it is archived (docs/recordings-retention.md).
     recordings_sync_seconds: float = 300.0
     recordings_delete_at_twilio: bool = False
+    # IVR_RECORDINGS_URL: the recording archive (file:///path or s3://bucket/prefix); None: the
+    # default beside the database (ivr.recordings.archive.recordings_url).
+    recordings_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,8 +58,20 @@ class Settings:
             default_region=_default_region(env),
             recordings_sync_seconds=_sync_seconds(env),
             recordings_delete_at_twilio=_zero_one(env, "IVR_RECORDINGS_DELETE_AT_TWILIO"),
+            recordings_url=_recordings_url(env),
             **_twilio_account(env),
         )
+
+
+def _recordings_url(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("IVR_RECORDINGS_URL") or "").strip().rstrip("/")
+    if not raw:
+        return None
+    if raw.startswith("file:///"):
+        return raw
+    if raw.startswith("s3://") and len(raw) > len("s3://") and not raw[5:].startswith("/"):
+        return raw
+    raise ValueError(f"IVR_RECORDINGS_URL {raw[:80]!r} must be file:///absolute/path or s3://bucket/prefix")
 
 
 def _default_region(env: Mapping[str, str]) -> str | None:

@@ -51,6 +51,7 @@ from ivr.call_flow import (
     unknown_number_reply,
     write_failed,
 )
+from ivr.recordings import fetch as recording_fetch
 from ivr.runtime import Runtime
 from ivr.signature import twilio_sid_ok
 from voice_scripts import ScriptError, parse_script
@@ -512,6 +513,8 @@ async def recording_status(request: Request) -> Response:
     except StoreError as exc:
         LOG.error("could not attach recording %s of call %s: %s", recording_sid, call_sid, exc)
         return PlainTextResponse("Service unavailable: recording not stored, retry.", status_code=503)
+    if status == "completed":
+        recording_fetch.wake(request.app)  # archived in the background: this answer never waits
     return Response(status_code=204)
 
 

@@ -1,0 +1,181 @@
+"""Message status callbacks kept outside the hash chain, and the messages sent without consent.
+
+Sending systems point Twilio's StatusCallback of their WhatsApp/SMS messages at this service;
+every status is kept once (`message_statuses`, keyed by MessageSid and status) with the time
+it arrived, and each message's first report once (`messages`). Both inserts run through the
+store's single writer, grouped with other writes into one durable commit, so an acknowledged
+status is on disk before Twilio hears 2xx (Twilio does not retry a status callback unless the
+URL's connection overrides ask). Rows are never updated; nothing here touches the chain.
+
+`unconsented_messages` compares each message's recipient, when it was first reported, with
+the consent standing for the business at that moment: the latest opt-in or opt-out decision
+recorded at or before it, which is what `GET /api/consent` would have answered then.
+Never imports `ivr` or Starlette.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from consent_store.group_commit import SideWrite
+
+MessageChannel = Literal["whatsapp", "sms"]
+# A message's first report decided how it counts: "never_opted_in" (no opt-in or opt-out of
+# the recipient for the business before it) or "after_opt_out" (the latest was an opt-out).
+Breach = Literal["never_opted_in", "after_opt_out"]
+
+_INSERT_STATUS = (
+    "INSERT INTO message_statuses (message_sid, status, error_code, to_number, from_number,"
+    " channel, account_sid, business, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (message_sid, status) DO NOTHING"
+)
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (message_sid, business, to_number, from_number, channel, first_status,"
+    " first_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_sid) DO NOTHING"
+)
+
+# The recipient's latest opt-in or opt-out for the message's business, recorded at or before
+# the message's first report: the events_standing index, read backwards from the subject's top.
+STANDING_AT_SQL = (
+    "(SELECT max(e.seq) FROM subjects s JOIN events e ON e.subject = s.subject"
+    " WHERE s.phone = m.to_number AND e.business = m.business AND e.kind = 'decision'"
+    " AND e.action IN ('opt_in', 'opt_out') AND e.recorded_at <= m.first_at)"
+)
+
+
+@dataclass(frozen=True)
+class MessageStatusReport:
+    """One status callback as Twilio sent it (numbers without their `whatsapp:` prefix)."""
+
+    message_sid: str
+    status: str
+    to_number: str
+    from_number: str
+    channel: MessageChannel
+    received_at: str  # when it arrived here (UTC, ISO-8601 with microseconds)
+    error_code: int | None = None
+    account_sid: str | None = None
+    business: str | None = None  # the business whose number sent it; None: not one of ours
+
+
+@dataclass(frozen=True)
+class UnconsentedMessage:
+    """A message first reported when its recipient had no opt-in in force for the business."""
+
+    message_sid: str
+    to_number: str
+    from_number: str
+    channel: str
+    first_status: str
+    first_at: str
+    breach: Breach
+    opt_out_at: str | None  # the opt-out in force (after_opt_out), else None
+    opt_out_seq: int | None  # its chain record
+
+    def seconds_after_opt_out(self) -> float | None:
+        """How long after the opt-out the message was first reported, in seconds."""
+        if self.opt_out_at is None:
+            return None
+        return round((_parse(self.first_at) - _parse(self.opt_out_at)).total_seconds(), 3)
+
+
+def _parse(moment: str) -> dt.datetime:
+    return dt.datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class MessageStore(Protocol):
+    """What this module needs of a consent store (both backends have it)."""
+
+    async def _side_writes(self, writes: Sequence[SideWrite]) -> None: ...
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+
+def status_writes(report: MessageStatusReport) -> list[SideWrite]:
+    """The two idempotent inserts of one status callback."""
+    return [
+        (
+            _INSERT_STATUS,
+            (
+                report.message_sid,
+                report.status,
+                report.error_code,
+                report.to_number,
+                report.from_number,
+                report.channel,
+                report.account_sid,
+                report.business,
+                report.received_at,
+            ),
+        ),
+        (
+            _INSERT_MESSAGE,
+            (
+                report.message_sid,
+                report.business,
+                report.to_number,
+                report.from_number,
+                report.channel,
+                report.status,
+                report.received_at,
+            ),
+        ),
+    ]
+
+
+async def record_message_status(store: MessageStore, report: MessageStatusReport) -> None:
+    """Keep a status durably; a status already kept for that message changes nothing."""
+    await store._side_writes(status_writes(report))
+
+
+async def message_statuses(store: MessageStore, message_sid: str) -> list[tuple[Any, ...]]:
+    """Every status kept for a message, in the order they arrived."""
+    rows = await store._fetchall(
+        "SELECT message_sid, status, error_code, to_number, from_number, channel, account_sid,"
+        " business, received_at FROM message_statuses WHERE message_sid = ? ORDER BY received_at, status",
+        (message_sid,),
+    )
+    return [tuple(row) for row in rows]
+
+
+async def count_message_statuses(store: MessageStore) -> tuple[int, int]:
+    """(statuses, messages) kept."""
+    statuses = await store._fetchall("SELECT count(*) FROM message_statuses")
+    messages = await store._fetchall("SELECT count(*) FROM messages")
+    return int(statuses[0][0]), int(messages[0][0])
+
+
+async def unconsented_messages(
+    store: MessageStore, business: str, since: str | None = None, until: str | None = None
+) -> list[UnconsentedMessage]:
+    """Messages of the business first reported in [since, until) whose recipient had not opted
+    in, or had opted out, at that moment; oldest first."""
+    rows = await store._fetchall(
+        "SELECT c.message_sid, c.to_number, c.from_number, c.channel, c.first_status, c.first_at,"
+        " e.action, e.recorded_at, e.seq FROM (SELECT m.message_sid, m.to_number, m.from_number,"
+        f" m.channel, m.first_status, m.first_at, {STANDING_AT_SQL} AS standing_seq"
+        " FROM messages m WHERE m.business = ? AND m.first_at >= ? AND m.first_at < ?) c"
+        " LEFT JOIN events e ON e.seq = c.standing_seq"
+        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY c.first_at, c.message_sid",
+        (business, since or "0000", until or "9999"),
+    )
+    found = []
+    for sid, to, sender, channel, first_status, first_at, action, opt_out_at, seq in rows:
+        after = action == "opt_out"
+        found.append(
+            UnconsentedMessage(
+                str(sid),
+                str(to),
+                str(sender),
+                str(channel),
+                str(first_status),
+                str(first_at),
+                "after_opt_out" if after else "never_opted_in",
+                str(opt_out_at) if after else None,
+                int(seq) if after else None,
+            )
+        )
+    return found
