@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 
 from consent_store import open_store
 from ivr import api, audit, auth, manage, quality, try_phone, users_admin, web, webhooks
-from ivr import message_status
+from ivr.message_status import routes as message_status_routes
 from ivr.optout_webhooks import running_notifier
 from ivr.recordings.fetch import running_fetcher
 from ivr.runtime import start_runtime
@@ -54,6 +54,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *quality.routes,
         *api.routes,
         *audit.routes,
-        *message_status.routes,
+        *message_status_routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])
