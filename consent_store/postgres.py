@@ -20,6 +20,7 @@ import asyncpg
 
 from consent_store.access import AccessMixin
 from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
+from consent_store.business_changes import BusinessChangesMixin
 from consent_store.call_log import CallLogMixin
 from consent_store.events import (
     Standing,
@@ -44,7 +45,13 @@ def describe_url(url: str) -> str:
 
 
 class PostgresStore(
-    QueuedStore, CallLogMixin, PostgresReadsMixin, PostgresStatsMixin, AccessMixin, AuditMixin
+    QueuedStore,
+    CallLogMixin,
+    PostgresReadsMixin,
+    PostgresStatsMixin,
+    AccessMixin,
+    AuditMixin,
+    BusinessChangesMixin,
 ):
     """Consent store on a PostgreSQL database that several `ivr serve` processes may share."""
 

@@ -20,6 +20,7 @@ import aiosqlite
 
 from consent_store.access import AccessMixin
 from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
+from consent_store.business_changes import BusinessChangesMixin
 from consent_store.call_log import CallLogMixin
 from consent_store.chain import GENESIS_HASH, ChainRow
 from consent_store.columns import CsvChunk
@@ -67,7 +68,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 _BUSY = object()
 
 
-class SQLiteStore(QueuedStore, CallLogMixin, AccessMixin, AuditMixin, StatsMixin):
+class SQLiteStore(QueuedStore, CallLogMixin, AccessMixin, AuditMixin, StatsMixin, BusinessChangesMixin):
     """Consent store on one SQLite file."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:

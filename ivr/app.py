@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from consent_store import open_store
-from ivr import api, audit, auth, manage, quality, try_phone, users_admin, web, webhooks
+from ivr import api, audit, auth, businesses_admin, manage, quality, try_phone, users_admin, web, webhooks
 from ivr.message_status import routes as message_status_routes
 from ivr.optout_webhooks import running_notifier
 from ivr.recordings.fetch import running_fetcher
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *auth.routes,
         *manage.routes,
         *users_admin.routes,
+        *businesses_admin.routes,
         *quality.routes,
         *api.routes,
         *audit.routes,

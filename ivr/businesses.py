@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 
 from consent_store import Business, ConsentStore
 from consent_store.exceptions import BusinessExists, NumberTaken, UnknownBusiness
 from consent_store.phone import is_e164
-from voice_scripts import default_script_text, errors, lint_script, parse_script
+from voice_scripts import DEFAULT_LOCALES, default_script_text, errors, lint_script, parse_script
 
 
 class InvalidBusiness(ValueError):
     """The business's details are not acceptable; the message says which and why."""
+
+
+MAX_FREQUENCY_CHARACTERS = 200
+MAX_NAME_CHARACTERS = 100
+_FREQUENCY_LINE = re.compile(r"^frequency = .*$", re.MULTILINE)
+
+
+def with_frequency(text: str, frequency: str | None) -> str:
+    """The script text with its promised frequency replaced (None: as it is)."""
+    if frequency is None:
+        return text
+    frequency = frequency.strip()
+    if not frequency:
+        raise InvalidBusiness("say how often messages come (e.g. 'no more than four messages a month')")
+    if len(frequency) > MAX_FREQUENCY_CHARACTERS or any(c < " " for c in frequency):
+        raise InvalidBusiness(
+            f"the frequency must be one line of at most {MAX_FREQUENCY_CHARACTERS} characters"
+        )
+    if not _FREQUENCY_LINE.search(text):
+        raise InvalidBusiness(
+            "this script has no 'frequency = ...' line to change; edit it in the script editor"
+        )
+    # A JSON string is a TOML basic string (the same escapes); a lambda keeps backslashes literal.
+    line = "frequency = " + json.dumps(frequency, ensure_ascii=False)
+    return _FREQUENCY_LINE.sub(lambda _: line, text, count=1)
 
 
 def validate_business(
@@ -20,6 +47,11 @@ def validate_business(
     name = name.strip()
     if not name:
         raise InvalidBusiness("the business name must not be empty")
+    if len(name) > MAX_NAME_CHARACTERS:
+        raise InvalidBusiness(f"the business name is longer than {MAX_NAME_CHARACTERS} characters")
+    if any(c in "<>" or c < " " for c in name):
+        # Callers hear the name and pages show it: no markup, no control characters.
+        raise InvalidBusiness("the business name must not contain '<', '>' or control characters")
     if not numbers:
         raise InvalidBusiness("give at least one --number")
     for number in numbers:
@@ -52,20 +84,36 @@ async def add_business(
     locales: Sequence[str] = ("en-US",),
     author: str = "cli",
     demo: bool = False,
+    frequency: str | None = None,
 ) -> Business:
-    """Create a business with the default script of each locale, published as version 1."""
+    """Create a business with the default script of each locale, published as version 1
+    (promising `frequency` when given, else the default script's)."""
     business = validate_business(name, numbers, message_types, locales)
     if demo:
         business = Business(business.name, business.numbers, business.message_types, business.locales, True)
     scripts = {}
     for locale in business.locales:
-        text = default_script_text(locale)
-        problems = errors(lint_script(parse_script(text), business.name, business.message_types))
-        if problems:
-            raise InvalidBusiness(f"the default {locale} script fails the policy check: {problems[0]}")
-        scripts[locale] = text
+        scripts[locale] = default_script_checked(business, locale, frequency)
     await store.add_business(business, scripts, author=author)
     return business
+
+
+def default_script_checked(business: Business, locale: str, frequency: str | None = None) -> str:
+    """The default script of `locale` for this business, after the policy check (InvalidBusiness)."""
+    if locale not in DEFAULT_LOCALES:
+        raise InvalidBusiness(
+            f"there is no default script for {locale!r}; choose {', '.join(DEFAULT_LOCALES)}"
+        )
+    text = with_frequency(default_script_text(locale), frequency)
+    problems = errors(lint_script(parse_script(text), business.name, business.message_types))
+    if problems:
+        raise InvalidBusiness(f"the default {locale} script fails the policy check: {problems[0]}")
+    return text
+
+
+async def add_locale(store: ConsentStore, business: Business, locale: str, author: str) -> None:
+    """Give a business another locale, its default script published as version 1, checked first."""
+    await store.add_locale(business.name, locale, default_script_checked(business, locale), author)
 
 
 DEMO_NAME = "Demo Bakery"
