@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from consent_store.events import LegalHold, NewEvent, StoredEvent
+from consent_store.events import LegalHold, NewEvent, RecordingCheck, RecordingDeleted, StoredEvent
 from consent_store.exceptions import StoreError, UnknownBusiness
 from consent_store.group_commit import SideWrite
 from consent_store.sqlite_writer import utc_now
@@ -286,3 +286,37 @@ async def calls_of_subject(store: StoreAccess, subject: str) -> list[str]:
         "SELECT DISTINCT call_sid FROM events WHERE subject = ? AND call_sid IS NOT NULL", (subject,)
     )
     return sorted(str(r[0]) for r in rows)
+
+
+async def record_recording_check(store: StoreAccess, check: RecordingCheck) -> StoredEvent:
+    """Chain what Twilio's Recordings list said about a call (a repeat of the same answer is not)."""
+    return await store._append(check.to_event())
+
+
+async def record_recording_deleted(store: StoreAccess, deleted: RecordingDeleted) -> StoredEvent:
+    """Chain a recording's deletion (from the archive or at Twilio); a repeat returns the first."""
+    return await store._append(deleted.to_event())
+
+
+async def businesses_of_subject(store: StoreAccess, subject: str) -> set[str]:
+    rows = await store._fetchall(
+        "SELECT DISTINCT business FROM events WHERE subject = ? AND business IS NOT NULL", (subject,)
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def recordings_of_calls(store: StoreAccess, call_sids: Sequence[str]) -> list[tuple[str, str]]:
+    """(CallSid, RecordingSid) of every recording reported for these calls (callbacks, reconciled)."""
+    if not call_sids:
+        return []
+    rows = await store._fetchall(
+        f"SELECT call_sid, body FROM events WHERE kind = 'recording'"
+        f" AND call_sid IN ({', '.join('?' for _ in call_sids)}) ORDER BY seq",
+        list(call_sids),
+    )
+    found: dict[str, str] = {}
+    for call_sid, body in rows:
+        sid = _body(body).get("recording_sid")
+        if sid:
+            found[str(sid)] = str(call_sid)
+    return sorted((call, sid) for sid, call in found.items())

@@ -22,6 +22,7 @@ from ivr import __version__
 from ivr.businesses import add_business, ensure_demo_business
 from ivr.cli_admin import business_webhook, forget, region_option, script, token, typed_phone, user
 from ivr.cli_evidence import export, verify
+from ivr.cli_recordings import business_retention, recordings
 from ivr.cli_stats import stats
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
 from ivr.cli_twilio import twilio
@@ -288,6 +289,8 @@ cli.add_command(token)
 cli.add_command(stats)
 cli.add_command(twilio)
 business.add_command(business_webhook)
+cli.add_command(recordings)
+business.add_command(business_retention)
 
 
 def main(argv: list[str] | None = None) -> None:

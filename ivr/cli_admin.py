@@ -14,10 +14,14 @@ import click
 
 from consent_store import ConsentStore
 from consent_store.events import ROLES, User
+from consent_store.recording_holds import UnderLegalHold
 from ivr.cli_support import CliFailure, settings_from_env, with_store
 from ivr.optout_webhooks import DERIVED_PREFIX, derived_secret
 from ivr.passwords import BadUserName, WeakPassword, check_password_strength, hash_password, normal_user_name
 from ivr.phone_input import NotAPhoneNumber, check_region, normalise_typed_phone
+from ivr.recordings.archive import open_archive
+from ivr.recordings.exceptions import RecordingError
+from ivr.recordings.retention import DeletionNotConfigured, erase_audio, twilio_for_deletion
 from ivr.runtime import secret_key_for
 from ivr.scripts_admin import ScriptRejected, publish_checked
 
@@ -235,8 +239,21 @@ def user_sessions_end(name: str) -> None:
 def forget(phone: str, region: str | None, reason: str) -> None:
     """Erase a caller's phone number from every read and export; the hash chain still verifies."""
     phone = typed_phone("--phone", phone, region)
+    settings = settings_from_env()
 
     async def work(store: ConsentStore) -> None:
+        # The audio first: once the phone is forgotten its calls can no longer be found. A legal
+        # hold refuses the whole erasure, before anything is deleted.
+        try:
+            archive = open_archive(settings)
+            async with twilio_for_deletion(settings) as twilio:
+                audio = await erase_audio(store, archive, phone, "cli", twilio)
+        except UnderLegalHold as exc:
+            raise CliFailure(f"erasure refused: {exc}", 2) from None
+        except DeletionNotConfigured as exc:
+            raise CliFailure(str(exc), 2) from None
+        except RecordingError as exc:
+            raise CliFailure(f"erasure stopped, the phone is not yet forgotten: {exc}", 1) from None
         erased = await store.forget_phone(phone, author="cli", reason=reason)
         if erased is None:
             raise CliFailure(f"the store holds nothing for {phone}", 2)
@@ -244,10 +261,19 @@ def forget(phone: str, region: str | None, reason: str) -> None:
             f"Erased the phone number from {erased.decisions} decision(s); the erasure is record "
             f"{erased.record_hash[:16]}... in the chain."
         )
-        if erased.recording_sids:
+        if audio.from_archive or audio.at_twilio:
             click.echo(
-                "The call recordings hold the caller's voice: delete them in Twilio too: "
-                + ", ".join(erased.recording_sids)
+                f"Deleted {len(audio.from_archive)} archived recording(s)"
+                + (f" and {len(audio.at_twilio)} at Twilio" if twilio is not None else "")
+                + " (chained as recording_deleted)."
+            )
+        left = sorted(set(erased.recording_sids) - set(audio.at_twilio))
+        if audio.errors:
+            click.echo(f"Could not delete at Twilio: {audio.errors[0]}", err=True)
+        if left:
+            click.echo(
+                "The call recordings hold the caller's voice: delete them in Twilio too"
+                " (or set IVR_RECORDINGS_DELETE_AT_TWILIO=1): " + ", ".join(left)
             )
 
     with_store(work)

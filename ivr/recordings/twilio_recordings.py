@@ -19,8 +19,8 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from ivr.recordings.exceptions import RecordingError
-from ivr.settings import Settings
+from ivr.recordings.exceptions import NoCredentials, RecordingError
+from ivr.recordings.twilio_media import TwilioCredentials
 
 API_VERSION = "2010-04-01"
 MAX_PAGES = 20  # a call has a handful of recordings; more pages than this is a broken answer
@@ -51,27 +51,15 @@ class TwilioRecording:
     media_url: str  # the recording's URL without extension, as a RecordingUrl is
 
 
-@dataclass(frozen=True)
-class TwilioCredentials:
-    api_url: str
-    account_sid: str
-    username: str
-    password: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TwilioCredentials | None:
-        """None when there is no account to ask (TWILIO_ACCOUNT_SID and a secret)."""
-        account = settings.twilio_account_sid
-        if account is None:
-            return None
-        if settings.twilio_api_key and settings.twilio_api_secret:
-            return cls(settings.twilio_api_url, account, settings.twilio_api_key, settings.twilio_api_secret)
-        if settings.twilio_auth_token:
-            return cls(settings.twilio_api_url, account, account, settings.twilio_auth_token)
-        return None
-
-    def account_path(self) -> str:
-        return f"/{API_VERSION}/Accounts/{self.account_sid}"
+def _account(credentials: TwilioCredentials, what: str) -> tuple[str, tuple[str, str]]:
+    """The account path and basic-auth pair; NoCredentials when none are configured."""
+    if not (credentials.account_sid and credentials.username and credentials.password):
+        raise NoCredentials(
+            "-",
+            f"{what}: no Twilio credentials (set TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN,"
+            " or TWILIO_API_KEY and TWILIO_API_SECRET)",
+        )
+    return f"/{API_VERSION}/Accounts/{credentials.account_sid}", (credentials.username, credentials.password)
 
 
 def check_call_sid(call_sid: str) -> str:
@@ -119,9 +107,10 @@ async def list_call_recordings(
     """Every recording Twilio lists for a call, following next_page_uri."""
     check_call_sid(call_sid)
     what = f"Twilio's Recordings list for {call_sid}"
+    account_path, auth = _account(credentials, what)
     url: str | None = (
         credentials.api_url
-        + credentials.account_path()
+        + account_path
         + "/Recordings.json?"
         + urlencode({"CallSid": call_sid, "PageSize": page_size})
     )
@@ -131,7 +120,7 @@ async def list_call_recordings(
         if url is None:
             return found
         try:
-            response = await client.get(url, auth=(credentials.username, credentials.password))
+            response = await client.get(url, auth=auth)
         except httpx.HTTPError as exc:
             raise TwilioApiError(
                 what, f"no answer from {credentials.api_url} ({type(exc).__name__})"
@@ -162,9 +151,10 @@ async def delete_recording(
     if _RECORDING_SID.fullmatch(recording_sid) is None:
         raise ValueError(f"{recording_sid[:40]!r} is not a RecordingSid")
     what = f"deleting recording {recording_sid} at Twilio"
-    url = f"{credentials.api_url}{credentials.account_path()}/Recordings/{recording_sid}.json"
+    account_path, auth = _account(credentials, what)
+    url = f"{credentials.api_url}{account_path}/Recordings/{recording_sid}.json"
     try:
-        response = await client.delete(url, auth=(credentials.username, credentials.password))
+        response = await client.delete(url, auth=auth)
     except httpx.HTTPError as exc:
         raise TwilioApiError(what, f"no answer from {credentials.api_url} ({type(exc).__name__})") from exc
     if response.status_code == 204:
