@@ -49,6 +49,10 @@ class Column:
     # renders their cells once per distinct combination. Never a value that differs by caller.
     shared: bool = False
     receipt: tuple[str, ...] = ()  # where the value sits in a consent receipt
+    # What a decision without the key reads as (e.g. the channel of a phone call, which old and
+    # new calls' data leave out). Shared columns only: their cells are rendered in Python, so
+    # SQLite's fast path takes the default from there too.
+    default: str | None = None
 
 
 def _scripted(key: str, receipt: tuple[str, ...], csv: CsvRule = "neutralise", kind: Kind = "text") -> Column:
@@ -92,6 +96,9 @@ COLUMNS: tuple[Column, ...] = (
     _from_twilio("caller_name"),
     # 1 for a decision recorded by a simulated call (`ivr call --record`), empty for a real one.
     Column("simulated", "decision", "simulated", "as_is", "integer", receipt=("evidence", "simulated")),
+    # Where the decision was made: voice (a call: the data has no channel), whatsapp or sms (a
+    # keyword by message), or what another system named through POST /api/opt-outs.
+    Column("channel", "decision", "channel", shared=True, receipt=("evidence", "channel"), default="voice"),
 )
 
 NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
@@ -106,6 +113,8 @@ if tuple(f.name for f in fields(DecisionRow)) != ("seq", *NAMES):
     raise ValueError("DecisionRow's fields must be seq and then consent_store.columns.NAMES, in order")
 if any(c.shared and c.source not in ("event", "decision") for c in COLUMNS):
     raise ValueError("only event columns and decision data can be shared")
+if any(c.default is not None and not (c.shared and c.source == "decision") for c in COLUMNS):
+    raise ValueError("only shared decision data can have a default")
 if [c.source for c in COLUMNS if c.source == "subject"] != ["subject"]:
     raise ValueError("the export has exactly one subject column, the phone")
 
@@ -147,6 +156,7 @@ def data_values(columns: Sequence[Column], values: Sequence[Any]) -> tuple[Any, 
         if value is None:
             if column.required:
                 raise ValueError(f"its data has no {column.key!r}")
+            value = column.default
         elif column.kind == "list":
             value = tuple(value)
         elif column.kind == "integer" and isinstance(value, bool):

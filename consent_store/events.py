@@ -14,6 +14,12 @@ from typing import Any, Literal
 Action = Literal["opt_in", "declined", "opt_out"]
 ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 
+# Where a decision was made: absent from a decision's data for a phone call (old and new);
+# "whatsapp" or "sms" for a keyword received by message (POST /twilio/messaging); for an
+# opt-out another system reports (POST /api/opt-outs), the channel it names.
+Channel = Literal["whatsapp", "sms", "voice", "email", "web", "other"]
+CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms", "voice", "email", "web", "other")
+
 EventKind = Literal[
     "decision",
     "prompt",
@@ -104,6 +110,17 @@ class ConsentDecision:
     # Placed by this service's own emulator (`ivr call --record`), not by a caller on Twilio:
     # kept as evidence of what was done, left out of the quality figures.
     simulated: bool = False
+    # A decision not made on a call (see Channel): its channel, and what proves it. A keyword by
+    # message: the MessageSid (also the decision's call_sid) and the text received, verbatim.
+    # An opt-out from another system (`source` "api"): the token's name, what it sent as
+    # `evidence`, and `idempotency`, the key its records are kept once by (call_sid empty).
+    channel: Channel | None = None
+    message_sid: str | None = None
+    message_text: str | None = None
+    source: str | None = None
+    token_name: str | None = None
+    evidence: object = None
+    idempotency: str | None = None
 
     def to_event(self) -> NewEvent:
         fields: dict[str, Any] = {
@@ -129,10 +146,19 @@ class ConsentDecision:
         fields.update((key, value) for key, value in identity.items() if value is not None)
         if self.simulated:
             fields["simulated"] = True
+        received = {
+            "channel": self.channel,
+            "message_sid": self.message_sid,
+            "message_text": self.message_text,
+            "source": self.source,
+            "token_name": self.token_name,
+            "evidence": self.evidence,
+        }
+        fields.update((key, value) for key, value in received.items() if value is not None)
         return NewEvent(
             kind="decision",
-            idempotency_key=f"decision:{self.call_sid}",
-            call_sid=self.call_sid,
+            idempotency_key=f"decision:{self.idempotency or self.call_sid}",
+            call_sid=self.call_sid or None,
             business=self.business,
             action=self.action,
             phone=self.phone,
@@ -306,6 +332,9 @@ class Business:
     message_types: tuple[str, ...]
     locales: tuple[str, ...]
     demo: bool = False
+    # WhatsApp senders of the business that are not among its numbers (E.164, without the
+    # "whatsapp:" of Twilio's addresses): where its incoming messages arrive.
+    whatsapp_numbers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -413,6 +442,7 @@ class DecisionRow:
     from_country: str | None = None
     caller_name: str | None = None
     simulated: int | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True)

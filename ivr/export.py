@@ -57,6 +57,14 @@ COLUMNS: tuple[str, ...] = NAMES
 RECEIPT_VERSION = "1"
 RECEIPT_CHANNEL = "WhatsApp"
 RECEIPT_COLLECTION_METHOD = "IVR (phone keypad)"
+# A decision not made on a call (its `channel` column): how it was collected instead.
+COLLECTION_METHODS = {
+    "whatsapp": "WhatsApp message (keyword)",
+    "sms": "SMS (keyword)",
+    "email": "reported by another system (email)",
+    "web": "reported by another system (web)",
+    "other": "reported by another system",
+}
 CONSENT_STATES = {"opt_in": "given", "declined": "refused", "opt_out": "withdrawn"}
 _RECEIPT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:whatsapp-optin-ivr:consent-receipt")
 # A receipt's top-level keys in order: the receipt's own, and the sections columns go in
@@ -107,7 +115,7 @@ def receipt(row: DecisionRow) -> dict[str, Any]:
         "receipt_id": receipt_id(row.record_hash),
         "version": RECEIPT_VERSION,
         "channel": RECEIPT_CHANNEL,
-        "collection_method": RECEIPT_COLLECTION_METHOD,
+        "collection_method": COLLECTION_METHODS.get(row.channel or "", RECEIPT_COLLECTION_METHOD),
         "consent_state": CONSENT_STATES.get(row.action, row.action),
     }
     for column, value in zip(spec.COLUMNS, row_values(row), strict=True):

@@ -82,6 +82,7 @@ def stored_decisions(path: Path) -> list[dict[str, Any]]:
                     "record_hash": digest,
                     **{key: data.get(key) for key in IDENTITY},
                     "simulated": 1 if data.get("simulated") is True else None,
+                    "channel": data.get("channel", "voice"),
                     "_demo": event["business"] in demo,
                 }
             )
@@ -110,7 +111,11 @@ def expected_receipt(row: dict[str, Any]) -> dict[str, Any]:
         "subject": {"phone": row["phone"]},
         "purposes": row["message_types"],
         "channel": "WhatsApp",
-        "collection_method": "IVR (phone keypad)",
+        "collection_method": {
+            "voice": "IVR (phone keypad)",
+            "whatsapp": "WhatsApp message (keyword)",
+            "sms": "SMS (keyword)",
+        }[row["channel"]],
         "action": row["action"],
         "consent_state": {"opt_in": "given", "declined": "refused", "opt_out": "withdrawn"}[row["action"]],
         "recorded_at": row["recorded_at"],
@@ -127,6 +132,7 @@ def expected_receipt(row: dict[str, Any]) -> dict[str, Any]:
             },
             "record_hash": row["record_hash"],
             "simulated": row["simulated"],
+            "channel": row["channel"],
         },
         "caller_identity": {key: row[key] for key in IDENTITY},
     }
