@@ -31,7 +31,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from consent_store import Action, Business, text_sha256
 from consent_store.events import PromptName, PromptReason
 from ivr.disclosure import Hearing, split_prompt
-from voice_scripts import RenderContext, Script, render_prompt
+from voice_scripts import RenderContext, Script, language_for, render_prompt
 
 Step = Literal["language", "consent", "subscribed"]
 STEPS: tuple[Step, ...] = ("language", "consent", "subscribed")
@@ -50,23 +50,10 @@ CLOCK_SKEW_MS = 60 * 1000
 # The MAC in a first TwiML made for the cache (or a preview): each call gets its own, see stamp_start.
 UNSEALED = "unsealed"
 
-# Said when there is no business script to say it with.
-_UNKNOWN_NUMBER = "Sorry, this number is not set up to take calls. Goodbye."
-_SYSTEM_TEXT = {
-    "withheld": {
-        "en": "Sorry, we cannot record a choice because your phone number is hidden. "
-        "Please call again without hiding your number. Goodbye.",
-        "es": "Lo sentimos, no podemos registrar su elección porque su número está oculto. "
-        "Por favor, vuelva a llamar sin ocultar su número. Adiós.",
-    },
-    "error": {
-        "en": "We are sorry: because of a technical problem we cannot take your choice now, "
-        "and nothing has been changed. Please call again later. Goodbye.",
-        "es": "Lo sentimos: por un problema técnico no podemos atender su elección ahora "
-        "y no se ha cambiado nada. Por favor, vuelva a llamar más tarde. Adiós.",
-    },
-}
-_SYSTEM_VOICE = {"en": ("Polly.Joanna", "en-US"), "es": ("Polly.Lucia", "es-ES")}
+# The language of the service's own words when no business locale is known (an unknown number,
+# an error before a locale was chosen). What it says in each language is in voice_scripts/locales/.
+SYSTEM_LOCALE = "en-US"
+SystemText = Literal["withheld", "error"]
 
 
 class InvalidCallState(ValueError):
@@ -232,24 +219,25 @@ def _say(target: VoiceResponse | Gather, script: Script, text: str) -> None:
     target.say(text, voice=script.voice, language=script.language)
 
 
-def _system_say(target: VoiceResponse, key: str, locale: str) -> None:
-    lang = locale.split("-")[0].lower()
-    lang = lang if lang in _SYSTEM_VOICE else "en"
-    voice, language = _SYSTEM_VOICE[lang]
-    target.say(_SYSTEM_TEXT[key][lang], voice=voice, language=language)
+def _system_say(target: VoiceResponse, text: str, locale: str) -> None:
+    """`text` said in the system voice of the locale's language (voice_scripts/locales/)."""
+    system = language_for(locale).system
+    target.say(text, voice=system.voice, language=system.say_language)
 
 
 def unknown_number_reply() -> str:
     response = VoiceResponse()
-    response.say(_UNKNOWN_NUMBER, voice="Polly.Joanna", language="en-US")
+    _system_say(response, language_for(SYSTEM_LOCALE).system.unknown_number, SYSTEM_LOCALE)
     response.hangup()
     return str(response)
 
 
-def system_reply(key: Literal["withheld", "error"], locale: str = "en-US") -> str:
-    """A fixed message and hang-up, for when no script can be used."""
+def system_reply(key: SystemText, locale: str = SYSTEM_LOCALE) -> str:
+    """A fixed message and hang-up, for when no script can be used. UnknownLanguage (a ScriptError)
+    when the locale's language has no file: never another language's words."""
     response = VoiceResponse()
-    _system_say(response, key, locale)
+    system = language_for(locale).system
+    _system_say(response, system.withheld if key == "withheld" else system.error, locale)
     response.hangup()
     return str(response)
 
@@ -506,17 +494,11 @@ def confirmation(ctx: CallContext, locale: str, action: str) -> str:
     return twiml
 
 
-_REHEARSAL_NOTE = {
-    "en": "This was a rehearsal: nothing was recorded.",
-    "es": "Esto ha sido un ensayo: no se ha registrado nada.",
-}
-
-
 def rehearsal_confirmation(ctx: CallContext, locale: str, action: str) -> str:
     """What the caller would hear, said to be a rehearsal; nothing is recorded for it."""
     response = VoiceResponse()
     script = ctx.scripts[locale].script
-    _say(response, script, _REHEARSAL_NOTE.get(locale.split("-")[0].lower(), _REHEARSAL_NOTE["en"]))
+    _say(response, script, language_for(locale).system.rehearsal)
     _say(response, script, ctx.render(locale, _CONFIRMATION_PROMPT[action]))
     response.hangup()
     return str(response)

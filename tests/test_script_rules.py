@@ -30,7 +30,7 @@ from voice_scripts.render import RenderContext
 from voice_scripts.voices import say_limit, voice_catalog
 
 TYPES = ("delivery updates", "appointment reminders")
-NEW_RULES = ("recording-notice", "keys-dtmf", "say-limit", "voice-locale")
+NEW_RULES = ("recording-notice", "keys-dtmf", "say-limit", "voice-locale", "locale-data")
 EN_NOTICE = "This call is recorded as evidence of your choice.\n"
 ES_NOTICE = "Esta llamada se graba como prueba de su elección.\n"
 # 3,300 to 4,100 characters once rendered, as the business is "Acme" or "Acme Parcels"
@@ -99,12 +99,12 @@ CASES = [
         "Esta llamada se graba",
     ),
     (
-        # no notice words for French: an error, never a check with English words
-        "recording-notice",
+        # no language file for French: an error, never a check with English words
+        "locale-data",
         "en-US",
         _replace('locale = "en-US"\nvoice = "Polly.Joanna"', 'locale = "fr-FR"\nvoice = "Polly.Lea"'),
         "locale",
-        "add them to voice_scripts/data/recording_notice.toml",
+        "No language file for 'fr': add ",
     ),
     ("keys-dtmf", "en-US", _replace('opt_in = "1"', 'opt_in = "#"'), "keys", "use 0-9 or *"),
     ("keys-dtmf", "es-ES", _replace('repeat = "*"', 'repeat = "#"'), "keys", "# ends the keypad entry"),

@@ -5,7 +5,15 @@ Never imports `ivr`, Starlette or `consent_store`.
 
 from __future__ import annotations
 
-from voice_scripts.exceptions import ScriptError, ScriptFormatError, ScriptRenderError, UnsupportedLocale
+from voice_scripts.exceptions import (
+    LanguageFileError,
+    ScriptError,
+    ScriptFormatError,
+    ScriptRenderError,
+    UnknownLanguage,
+    UnsupportedLocale,
+)
+from voice_scripts.languages import Language, language_for, offered_languages
 from voice_scripts.lint import RULES, Finding, errors, lint_script
 from voice_scripts.model import (
     DEFAULT_LOCALES,
@@ -21,6 +29,8 @@ from voice_scripts.render import RenderContext, render_all, render_prompt, spoke
 __all__ = [
     "DEFAULT_LOCALES",
     "KEY_NAMES",
+    "Language",
+    "LanguageFileError",
     "PROMPT_NAMES",
     "RULES",
     "Finding",
@@ -30,10 +40,13 @@ __all__ = [
     "ScriptError",
     "ScriptFormatError",
     "ScriptRenderError",
+    "UnknownLanguage",
     "UnsupportedLocale",
     "default_script_text",
     "errors",
+    "language_for",
     "lint_script",
+    "offered_languages",
     "parse_script",
     "render_all",
     "render_prompt",

@@ -28,3 +28,24 @@ class UnsupportedLocale(ScriptError):
     def __init__(self, locale: str, supported: tuple[str, ...]) -> None:
         self.locale = locale
         super().__init__(f"No default script for locale {locale!r}; available: {', '.join(supported)}")
+
+
+class UnknownLanguage(ScriptError):
+    """A locale's language has no file in voice_scripts/locales/ (the languages offered)."""
+
+    def __init__(self, language: str, path: object, available: tuple[str, ...]) -> None:
+        self.language = language
+        self.path = path
+        self.available = available
+        offered = ", ".join(available) or "none"
+        super().__init__(f"No language file for {language!r}: add {path} (languages offered: {offered})")
+
+
+class LanguageFileError(ScriptError):
+    """A language file is unreadable, or an entry is missing or wrong; names the file and the entry."""
+
+    def __init__(self, path: object, key: str, problem: str) -> None:
+        self.path = path
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{path}: '{key}' {problem}")

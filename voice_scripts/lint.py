@@ -6,9 +6,11 @@ the frequency, and how to opt out; every key it accepts must be spoken.
 And what Twilio can play: a key Twilio can deliver, a prompt within one <Say>'s
 limit, a voice that speaks the script's locale, and the notice that the call
 is recorded before any key is asked for (the call is recorded from its start).
-Errors block publishing; warnings do not. The notice's words and the voices
-are data (voice_scripts/data/): a locale without notice words is an error,
-never checked with English ones.
+Errors block publishing; warnings do not. What varies by language (the opt-out
+words, the notice's words, the speech rate, how keys are said) is data in
+voice_scripts/locales/<language>.toml, and the voices in voice_scripts/data/:
+a script whose language has no file, or a file missing an entry, is a
+`locale-data` error, never checked with English words.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from voice_scripts.exceptions import ScriptRenderError
+from voice_scripts.exceptions import ScriptError, ScriptRenderError
+from voice_scripts.languages import language_for
 from voice_scripts.model import DTMF_KEYS, KEY_NAMES, PROMPT_NAMES, Script
 from voice_scripts.notice import notice_at, notice_words
 from voice_scripts.render import RenderContext, render_prompt, spoken_key
@@ -26,14 +29,7 @@ from voice_scripts.voices import say_limit, voice_catalog
 
 Severity = Literal["error", "warning"]
 
-# Words per second at a normal speech rate, by language.
-_WORDS_PER_SECOND = {"en": 2.5, "es": 2.7}
 MAX_PROMPT_SECONDS = 45.0
-
-_OPT_OUT_WORDS = {
-    "en": r"\b(stop|opt out|unsubscribe)\b",
-    "es": r"(dejar de recibir|darse de baja|dar(se)? de baja|cancelar)",
-}
 
 # <Gather> ends the input at finishOnKey, "#" by default (https://www.twilio.com/docs/voice/twiml/gather,
 # attributes table: "finishOnKey | 0-9, #, * and '' (the empty string) | #"), and the key is not
@@ -57,12 +53,14 @@ RULES: dict[str, str] = {
     "opt-out": "the consent and subscribed prompts say how to opt out, with the opt-out key",
     "keys-spoken": "the consent prompt speaks every key it accepts",
     "recording-notice": "the language menu, consent and subscribed prompts say that the call is "
-    "recorded before any key (the locale's words in voice_scripts/data/recording_notice.toml)",
+    "recorded before any key (the words in the [recording_notice] of voice_scripts/locales/<language>.toml)",
     "say-limit": "every prompt fits in one Twilio <Say> once rendered: 3,000 characters with Polly "
     "voices (Google 5,000, basic 4,096)",
     "voice-locale": "the voice is one Twilio offers and it speaks the script's locale "
     "(voice_scripts/data/voices.toml)",
     "length": "no prompt takes longer than about 45 seconds to say (warning)",
+    "locale-data": "the script's language has a file in voice_scripts/locales/ with every entry (how keys "
+    "and lists are said, opt-out and notice words, speech rate, system sentences)",
 }
 
 
@@ -76,10 +74,6 @@ class Finding:
     def __str__(self) -> str:
         where = f"prompt '{self.prompt}'" if self.prompt in PROMPT_NAMES else self.prompt
         return f"{self.severity}: [{self.rule}] {where}: {self.message}"
-
-
-def _lang(script: Script) -> str:
-    return script.locale.split("-")[0].lower()
 
 
 def _says(text: str, phrase: str) -> bool:
@@ -118,6 +112,12 @@ def _key_findings(script: Script) -> list[Finding]:
 def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -> list[Finding]:
     """All findings for a script as it would be spoken for this business."""
     findings = _key_findings(script)
+    try:
+        language = language_for(script.locale)
+    except ScriptError as exc:
+        # Nothing else can be checked without the language's words: never with English ones.
+        message = f"{exc}; see 'Adding a language' in docs/managers.md"
+        return [*findings, Finding("error", "locale-data", "locale", message), *_voice_findings(script)]
     context = RenderContext(business=business, message_types=message_types)
     texts: dict[str, str] = {}
     # One budget for the whole script: a script the linter passes renders within it at call time,
@@ -130,18 +130,14 @@ def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -
                 texts[prompt] = render_prompt(script, prompt, context, menu_key="1")
             except ScriptRenderError as exc:
                 findings.append(Finding("error", "renders", prompt, exc.reason))
-    lang = _lang(script)
     consent = texts.get("consent")
     if consent is not None:
         findings += _consent_findings(script, business, message_types, consent)
-    opt_out_words = _OPT_OUT_WORDS.get(lang, _OPT_OUT_WORDS["en"])
     for prompt in ("consent", "subscribed"):
         text = texts.get(prompt)
         if text is None:
             continue
-        if not re.search(opt_out_words, text, re.IGNORECASE) or not _says_key(
-            text, script.keys.opt_out, script.locale
-        ):
+        if not language.opt_out_words.search(text) or not _says_key(text, script.keys.opt_out, script.locale):
             key = spoken_key(script.keys.opt_out, script.locale)
             findings.append(
                 Finding(
@@ -154,9 +150,8 @@ def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -
     findings += _notice_findings(script, texts, (business, *_spoken_types(script, message_types)))
     findings += _say_limit_findings(script, texts)
     findings += _voice_findings(script)
-    rate = _WORDS_PER_SECOND.get(lang, 2.5)
     for prompt, text in texts.items():
-        seconds = len(text.split()) / rate
+        seconds = len(text.split()) / language.words_per_second
         if seconds > MAX_PROMPT_SECONDS:
             findings.append(
                 Finding(
@@ -191,7 +186,7 @@ def _notice_findings(script: Script, texts: dict[str, str], names: tuple[str, ..
                 "recording-notice",
                 "locale",
                 f"there are no words for 'this call is recorded' in {script.locale!r}, so no prompt can "
-                "be checked for the notice: add them to voice_scripts/data/recording_notice.toml",
+                "be checked for the notice: add them to voice_scripts/locales/<language>.toml",
             )
         ]
     findings = []

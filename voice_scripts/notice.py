@@ -1,18 +1,18 @@
 """Finding the recording notice ("this call is recorded") in a prompt, with each language's words
-read from data/recording_notice.toml.
+read from the [recording_notice] table of its file in voice_scripts/locales/.
 
-A locale whose words are not in that file has no notice words: the caller of `notice_words` gets
-None and must say so, never check the prompt with another language's words.
+A locale whose language has no file (or whose file is broken) has no notice words: the caller of
+`notice_words` gets None and must say so, never check the prompt with another language's words.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import tomllib
 import unicodedata
 from dataclasses import dataclass
-from importlib import resources
+
+from voice_scripts.exceptions import ScriptError
+from voice_scripts.languages import language_for
 
 __all__ = ["NoticeWords", "notice_at", "notice_words"]
 
@@ -34,24 +34,17 @@ def _plain(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-@functools.cache
-def _languages() -> dict[str, NoticeWords]:
-    text = resources.files("voice_scripts").joinpath("data", "recording_notice.toml").read_text("utf-8")
-    raw = tomllib.loads(text)["languages"]
-    return {
-        tag: NoticeWords(
-            frozenset(_plain(w) for w in entry["call"]),
-            frozenset(_plain(w) for w in entry["recorded"]),
-            entry["example"],
-        )
-        for tag, entry in raw.items()
-    }
-
-
 def notice_words(locale: str) -> NoticeWords | None:
-    """The notice words for a locale (itself, then its language), or None if there are none."""
-    languages = _languages()
-    return languages.get(locale) or languages.get(locale.split("-")[0].lower())
+    """The notice words of the locale's language, or None if it has no (usable) file."""
+    try:
+        notice = language_for(locale).recording_notice
+    except ScriptError:
+        return None
+    return NoticeWords(
+        frozenset(_plain(w) for w in notice.call),
+        frozenset(_plain(w) for w in notice.recorded),
+        notice.example,
+    )
 
 
 def notice_at(text: str, words: NoticeWords) -> int | None:

@@ -18,33 +18,26 @@ from dataclasses import dataclass
 import jinja2
 
 from voice_scripts.exceptions import ScriptRenderError
+from voice_scripts.languages import language_for
 from voice_scripts.model import PROMPT_NAMES, Script
 from voice_scripts.sandbox import LimitedSandbox, render_budget
 
-_KEY_WORDS = {
-    "en": {"*": "star", "#": "pound"},
-    "es": {"*": "asterisco", "#": "almohadilla"},
-}
-_AND = {"en": "and", "es": "y"}
 _SPACES = re.compile(r"\s+")
 
 
-def _language(locale: str) -> str:
-    return locale.split("-")[0].lower()
-
-
 def spoken_key(key: str, locale: str) -> str:
-    """How a DTMF key is said: '*' is 'star' in English, 'asterisco' in Spanish."""
-    return _KEY_WORDS.get(_language(locale), _KEY_WORDS["en"]).get(key, key)
+    """How a DTMF key is said in the locale's language (its file's [speech] keys): '*' is 'star' in
+    English, 'asterisco' in Spanish; a digit is said as itself. UnknownLanguage or LanguageFileError
+    when the language has no file or entry: never another language's word."""
+    return language_for(locale).spoken_key(key)
 
 
 def spoken_list(items: Sequence[str], locale: str) -> str:
-    """'a, b and c' in the locale's language."""
+    """'a, b and c' in the locale's language (its file's [speech] and)."""
     items = [str(i) for i in items]
     if len(items) <= 1:
         return "".join(items)
-    conjunction = _AND.get(_language(locale), "and")
-    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+    return f"{', '.join(items[:-1])} {language_for(locale).and_word} {items[-1]}"
 
 
 @jinja2.pass_context
