@@ -1,59 +1,42 @@
-"""Manager pages at /manage: businesses, the script editor with live policy checks, history.
+"""Manager pages at /manage: businesses, the script editor (a form, with the TOML behind an
+"Advanced" switch), live policy checks, drafts, publish, history, diff and roll back.
 
-Managers edit and publish; auditors may read. A script that fails the policy
-linter cannot be published; every publish and rollback is chained as an audit event.
+Managers edit and publish; auditors may read. A script that fails the policy linter cannot be
+published; publishing the text callers already hear changes nothing; every publish and rollback
+is chained as an audit event. The JSON the page calls is in ivr/manage_api.py, the comparison of
+two versions in ivr/script_compare.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import json
-import shutil
-from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from consent_store import Business, ScriptVersion, StoreError
+from ivr import manage_api, script_compare
 from ivr.auth import SessionUser, requires, template_user
-from ivr.runtime import Runtime
-from ivr.scripts_admin import ScriptRejected, preview_script_off_loop, publish_checked
-from ivr.web import base_url, templates
-
-_ESPEAK_VOICES = {"en": "en-us", "es": "es"}
-MAX_SCRIPT_BYTES = 64_000
-MAX_SPEECH_CHARACTERS = 5_000
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-async def _preview(
-    request: Request, business: Business, locale: str, text: str
-) -> tuple[list[str], dict[str, str], str]:
-    """Problems, rendered prompts and consent TwiML for a script text, rendered in the lint
-    worker (never on the event loop; never raises)."""
-    preview = await preview_script_off_loop(business, locale, text, base_url(request))
-    return preview.problems, preview.prompts, preview.twiml
-
-
-async def _business(request: Request, user: SessionUser, name: str) -> Business | None:
-    """The named business if it exists and the user may see it (else None: a 404, the same for both)."""
-    if not user.may_see(name):
-        return None
-    try:
-        return await _runtime(request).store.get_business(name)
-    except StoreError:
-        return None
+from ivr.script_editing import (
+    MAX_SCRIPT_BYTES,
+    FormNotApplied,
+    business_for,
+    check_draft,
+    runtime_of,
+    text_from_post,
+)
+from ivr.script_form import KEY_CHOICES, KEY_LABELS, PROMPT_HELP, PROMPT_LABELS, voice_choices
+from ivr.scripts_admin import ScriptRejected, publish_checked
+from ivr.web import templates
+from voice_scripts.plain_text import PLACEHOLDERS
 
 
 @requires("manager", "auditor")
 async def index(request: Request, user: SessionUser) -> Response:
-    businesses = [b for b in await _runtime(request).store.list_businesses() if user.may_see(b.name)]
+    businesses = [b for b in await runtime_of(request).store.list_businesses() if user.may_see(b.name)]
     return templates.TemplateResponse(
         request, "manage_index.html", {"businesses": businesses, **template_user(user)}
     )
@@ -67,17 +50,22 @@ async def _editor(
     text: str | None = None,
     message: str | None = None,
     status: int = 200,
+    view: str = "form",
 ) -> Response:
-    store = _runtime(request).store
+    store = runtime_of(request).store
     published = await store.script_version(business.name, locale)
     draft = await store.script_draft(business.name, locale)
     text = text if text is not None else (draft.text if draft else published.text)
-    problems, preview, twiml = await _preview(request, business, locale, text)
+    checked = await check_draft(request, business, locale, text)
+    if checked.form is None:
+        view = "toml"  # the form cannot show a script whose TOML does not parse
     context = {
         "business": business.name,
         "locale": locale,
         "csrf": user.csrf,
-        "consent": preview.get("consent", ""),
+        "consent": checked.preview.prompts.get("consent", ""),
+        "published_version": published.version,
+        "can_edit": user.can_edit,
     }
     return templates.TemplateResponse(
         request,
@@ -88,11 +76,21 @@ async def _editor(
             "published": published,
             "draft": draft,
             "text": text,
-            "problems": problems,
-            "preview": preview,
-            "twiml": twiml,
+            "checked": checked,
+            "form": checked.form,
+            "problems": checked.preview.problems,
+            "preview": checked.preview.prompts,
+            "twiml": checked.preview.twiml,
             "message": message,
+            "view": view if view in ("form", "toml") else "form",
+            "prompt_labels": PROMPT_LABELS,
+            "prompt_help": PROMPT_HELP,
+            "key_labels": KEY_LABELS,
+            "key_choices": KEY_CHOICES,
+            "voices": voice_choices(locale, checked.form.voice if checked.form else ""),
+            "placeholders": PLACEHOLDERS,
             "versions": await store.script_versions(business.name, locale),
+            "rehearse": bool(runtime_of(request).settings.try_phone) and user.can_edit,
             # Escaped for a <script type="application/json"> element: no "</" can close it.
             "context_json": json.dumps(context).replace("</", "<\\/"),
             **template_user(user),
@@ -102,54 +100,64 @@ async def _editor(
 
 
 def _script_url(business: str, locale: str) -> str:
-    from urllib.parse import urlencode
-
     return f"/manage/script?{urlencode({'business': business, 'locale': locale})}"
 
 
 @requires("manager", "auditor")
 async def script_page(request: Request, user: SessionUser) -> Response:
     name, locale = request.query_params.get("business", ""), request.query_params.get("locale", "")
-    business = await _business(request, user, name)
+    business = await business_for(request, user, name)
     if business is None or locale not in business.locales:
         return PlainTextResponse(f"No script for business {name!r} in locale {locale!r}.", status_code=404)
-    return await _editor(request, user, business, locale)
+    return await _editor(request, user, business, locale, view=request.query_params.get("view", "form"))
 
 
 @requires("manager")
 async def script_action(request: Request, user: SessionUser) -> Response:
     form = await request.form()
-    name, locale = str(form.get("business") or ""), str(form.get("locale") or "")
-    text, action = str(form.get("text") or ""), str(form.get("action") or "")
-    business = await _business(request, user, name)
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    name, locale = fields.get("business", ""), fields.get("locale", "")
+    action, view = fields.get("action", ""), fields.get("view", "toml")
+    business = await business_for(request, user, name)
     if business is None or locale not in business.locales:
         return PlainTextResponse(f"No script for business {name!r} in locale {locale!r}.", status_code=404)
-    if len(text.encode()) > MAX_SCRIPT_BYTES:
+    if sum(len(v.encode()) for v in fields.values()) > 2 * MAX_SCRIPT_BYTES:
         return PlainTextResponse("The script is too long.", status_code=413)
-    store = _runtime(request).store
-    if action == "save":
-        await store.save_draft(business.name, locale, text, user.name)
-        return await _editor(
-            request, user, business, locale, text, "Draft saved; callers still hear the published version."
-        )
+    store = runtime_of(request).store
     if action == "discard":
         await store.discard_draft(business.name, locale)
         return RedirectResponse(_script_url(business.name, locale), status_code=303)
-    if action != "publish":
+    if action not in ("save", "publish", "rehearse"):
         return PlainTextResponse("Unknown action.", status_code=400)
+    try:
+        text = text_from_post(fields, fields.get("text", ""), business.message_types)
+    except FormNotApplied as exc:
+        return await _editor(
+            request, user, business, locale, fields.get("text", ""), f"Not saved: {exc.problem}.", 422, "toml"
+        )
+    if len(text.encode()) > MAX_SCRIPT_BYTES:
+        return PlainTextResponse("The script is too long.", status_code=413)
+    if action == "save":
+        await store.save_draft(business.name, locale, text, user.name)
+        saved = "Draft saved; callers still hear the published version."
+        return await _editor(request, user, business, locale, text, saved, view=view)
+    if action == "rehearse":
+        await store.save_draft(business.name, locale, text, user.name)
+        number = urlencode({"to": business.numbers[0], "draft": "1"})
+        return RedirectResponse(f"/try?{number}", status_code=303)
+    published = await store.script_version(business.name, locale)
+    if text == published.text:
+        await store.discard_draft(business.name, locale)
+        same = f"Nothing to publish: this is the text callers already hear (version {published.version})."
+        return await _editor(request, user, business, locale, None, same, view=view)
     try:
         version = await _publish(request, business, locale, text, user)
     except ScriptRejected:
         await store.save_draft(business.name, locale, text, user.name)
-        return await _editor(
-            request,
-            user,
-            business,
-            locale,
-            text,
-            "Not published: fix the errors below. Your text is kept as a draft.",
-            422,
-        )
+        checked = await check_draft(request, business, locale, text)
+        first = next((n.text for n in checked.notes if n.severity == "error"), "see the policy check")
+        refused = f"Not published: {first}. Your text is kept as a draft."
+        return await _editor(request, user, business, locale, text, refused, 422, view)
     return await _editor(
         request,
         user,
@@ -157,6 +165,7 @@ async def script_action(request: Request, user: SessionUser) -> Response:
         locale,
         None,
         f"Published version {version.version}: callers hear it from now on.",
+        view=view,
     )
 
 
@@ -164,8 +173,8 @@ async def _publish(
     request: Request, business: Business, locale: str, text: str, user: SessionUser, note: str = "published"
 ) -> ScriptVersion:
     """Lint and publish; this process's calls hear it at once (others within a second)."""
-    version = await publish_checked(_runtime(request).store, business, locale, text, user.name, note)
-    _runtime(request).catalog.invalidate()
+    version = await publish_checked(runtime_of(request).store, business, locale, text, user.name, note)
+    runtime_of(request).catalog.invalidate()
     return version
 
 
@@ -173,17 +182,22 @@ async def _publish(
 async def rollback(request: Request, user: SessionUser) -> Response:
     form = await request.form()
     name, locale = str(form.get("business") or ""), str(form.get("locale") or "")
-    business = await _business(request, user, name)
+    business = await business_for(request, user, name)
     try:
         target = int(str(form.get("version") or ""))
     except ValueError:
         return PlainTextResponse("version must be a number", status_code=400)
     if business is None or locale not in business.locales:
         return PlainTextResponse("No such script.", status_code=404)
+    store = runtime_of(request).store
     try:
-        old = await _runtime(request).store.script_version(business.name, locale, target)
+        old = await store.script_version(business.name, locale, target)
     except StoreError:
         return PlainTextResponse(f"No version {target} of this script.", status_code=404)
+    current = await store.script_version(business.name, locale)
+    if old.text == current.text:
+        same = f"Nothing to roll back: version {target} has the text callers already hear."
+        return await _editor(request, user, business, locale, None, same)
     try:
         version = await _publish(
             request, business, locale, old.text, user, f"rolled back to version {target}"
@@ -215,7 +229,7 @@ async def diff_page(request: Request, user: SessionUser) -> Response:
         if not user.may_see(name):
             raise ValueError(name)
         new = int(request.query_params.get("version", ""))
-        store = _runtime(request).store
+        store = runtime_of(request).store
         after = await store.script_version(name, locale, new)
         before = await store.script_version(name, locale, new - 1)
     except (ValueError, StoreError):
@@ -239,75 +253,15 @@ async def diff_page(request: Request, user: SessionUser) -> Response:
 @requires("manager")
 async def message_types(request: Request, user: SessionUser) -> Response:
     form = await request.form()
-    business = await _business(request, user, str(form.get("business") or ""))
+    business = await business_for(request, user, str(form.get("business") or ""))
     if business is None:
         return PlainTextResponse("No such business.", status_code=404)
     types = [t.strip() for t in str(form.get("message_types") or "").splitlines() if t.strip()]
     if not types or any(";" in t for t in types):
         return PlainTextResponse("Give at least one message type per line, without ';'.", status_code=400)
-    await _runtime(request).store.set_message_types(business.name, types, user.name)
-    _runtime(request).catalog.invalidate()
+    await runtime_of(request).store.set_message_types(business.name, types, user.name)
+    runtime_of(request).catalog.invalidate()
     return RedirectResponse("/manage", status_code=303)
-
-
-async def _json(request: Request) -> dict[str, Any] | None:
-    try:
-        body = await request.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-@requires("manager", "auditor", api=True)
-async def lint_api(request: Request, user: SessionUser) -> Response:
-    body = await _json(request)
-    if body is None:
-        return JSONResponse({"error": 'send JSON {"business", "locale", "text"}'}, status_code=400)
-    business = await _business(request, user, str(body.get("business", "")))
-    locale, text = str(body.get("locale", "")), str(body.get("text", ""))
-    if business is None or locale not in business.locales:
-        return JSONResponse({"error": "no such business or locale"}, status_code=404)
-    # In the lint worker, with a deadline: no template can hold the event loop.
-    checked = await preview_script_off_loop(business, locale, text[:MAX_SCRIPT_BYTES], base_url(request))
-    return JSONResponse({"problems": checked.problems, "preview": checked.prompts, "twiml": checked.twiml})
-
-
-@requires("manager", "auditor", api=True)
-async def speech_api(request: Request, user: SessionUser) -> Response:
-    """The text as a WAV spoken by espeak-ng, when it is installed (else 404: use the browser's voice).
-
-    The text goes to espeak-ng on standard input, never as an argument: "-f/etc/passwd" is
-    words to say, not an option that reads a file.
-    """
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        return JSONResponse({"error": "espeak-ng is not installed here"}, status_code=404)
-    body = await _json(request)
-    if body is None:
-        return JSONResponse({"error": 'send JSON {"text", "locale"}'}, status_code=400)
-    text, locale = str(body.get("text", "")), str(body.get("locale", "en-US"))
-    if len(text) > MAX_SPEECH_CHARACTERS:
-        limit = MAX_SPEECH_CHARACTERS
-        too_long = f"the text is {len(text):,} characters; the speech preview takes {limit:,} at most"
-        return JSONResponse({"error": too_long}, status_code=413)
-    voice = _ESPEAK_VOICES.get(locale.split("-")[0].lower(), "en-us")
-    process = await asyncio.create_subprocess_exec(
-        espeak,
-        "-v",
-        voice,
-        "--stdout",
-        "--stdin",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        audio, _ = await asyncio.wait_for(process.communicate(text.encode("utf-8")), timeout=20)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        return JSONResponse({"error": "speech took too long"}, status_code=504)
-    return Response(audio, media_type="audio/wav")
 
 
 routes = [
@@ -316,7 +270,7 @@ routes = [
     Route("/manage/script", script_action, methods=["POST"]),
     Route("/manage/script/rollback", rollback, methods=["POST"]),
     Route("/manage/script/diff", diff_page, methods=["GET"]),
+    Route("/manage/script/compare", script_compare.compare_page, methods=["GET"]),
     Route("/manage/message-types", message_types, methods=["POST"]),
-    Route("/manage/api/lint", lint_api, methods=["POST"]),
-    Route("/manage/api/speech", speech_api, methods=["POST"]),
+    *manage_api.routes,
 ]

@@ -42,8 +42,7 @@ PROMPT_HELP: dict[str, str] = {
     "confirmed": "After the caller opts in.",
     "declined": "After the caller declines.",
     "opted_out": "After the caller opts out.",
-    "invalid": "When the caller presses a key that is not one of the choices (the prompt is then "
-    "repeated).",
+    "invalid": "When the caller presses a key that is not one of the choices (the prompt is then repeated).",
     "no_input": "When the caller presses nothing (the prompt is then repeated).",
     "goodbye": "After three tries without a choice, before the call ends.",
     "error": "When the choice could not be recorded because of a fault on our side.",

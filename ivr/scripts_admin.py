@@ -75,11 +75,14 @@ async def check_script_off_loop(business: Business, locale: str, text: str) -> S
 
 @dataclass(frozen=True)
 class ScriptPreview:
-    """What the editor shows for a script text: problems, the rendered prompts, the consent TwiML."""
+    """What the editor shows for a script text: problems, the rendered prompts, the consent TwiML;
+    the findings themselves (for the form to show beside their box) and the TOML error if any."""
 
     problems: list[str]
     prompts: dict[str, str]
     twiml: str
+    findings: tuple[Finding, ...] = ()
+    format_error: str | None = None
 
 
 def preview_script(business: Business, locale: str, text: str, base_url: str) -> ScriptPreview:
@@ -87,15 +90,16 @@ def preview_script(business: Business, locale: str, text: str, base_url: str) ->
     with render_budget():
         check = check_script(business, locale, text)
         problems = check.problems + [str(f) for f in check.findings if f.severity == "warning"]
+        findings = tuple(check.findings)
         if check.format_error is not None:
-            return ScriptPreview(problems, {}, "")
+            return ScriptPreview(problems, {}, "", findings, check.format_error)
         try:
             script = parse_script(text)
             prompts = render_all(script, RenderContext(business.name, business.message_types))
             ctx = CallContext(business, {locale: LoadedScript(script, 0)}, False, base_url)
-            return ScriptPreview(problems, prompts, consent_prompt_twiml(ctx, locale))
+            return ScriptPreview(problems, prompts, consent_prompt_twiml(ctx, locale), findings)
         except ScriptError:
-            return ScriptPreview(problems, {}, "")
+            return ScriptPreview(problems, {}, "", findings)
 
 
 async def preview_script_off_loop(business: Business, locale: str, text: str, base_url: str) -> ScriptPreview:
@@ -103,7 +107,30 @@ async def preview_script_off_loop(business: Business, locale: str, text: str, ba
     try:
         return await WORKER.run(preview_script, business, locale, text, base_url)
     except (LintTimeout, BrokenProcessPool) as exc:
-        return ScriptPreview([str(Finding("error", "renders", "all prompts", _too_slow(exc)))], {}, "")
+        finding = Finding("error", "renders", "all prompts", _too_slow(exc))
+        return ScriptPreview([str(finding)], {}, "", (finding,))
+
+
+def render_versions(business: Business, texts: tuple[str, ...]) -> list[dict[str, str] | str]:
+    """Each script text's prompts as spoken for this business, or why it cannot be rendered."""
+    rendered: list[dict[str, str] | str] = []
+    for text in texts:
+        with render_budget():
+            try:
+                rendered.append(
+                    render_all(parse_script(text), RenderContext(business.name, business.message_types))
+                )
+            except ScriptError as exc:
+                rendered.append(str(exc))
+    return rendered
+
+
+async def render_versions_off_loop(business: Business, texts: tuple[str, ...]) -> list[dict[str, str] | str]:
+    """render_versions in the lint worker, with its deadline."""
+    try:
+        return await WORKER.run(render_versions, business, texts)
+    except (LintTimeout, BrokenProcessPool) as exc:
+        return [_too_slow(exc) for _ in texts]
 
 
 async def publish_checked(
