@@ -41,6 +41,8 @@ from urllib.parse import urljoin
 import httpx
 from twilio.request_validator import RequestValidator
 
+from ivr.twilio_rest_emulator import TwilioRestEmulator, add_recording
+
 MAX_REQUESTS_PER_CALL = 60
 NO_INPUT = "-"
 HANG_UP = "hangup"  # a key source may return this: the caller hangs up at that prompt
@@ -133,6 +135,9 @@ class TwilioEmulator:
     from_country: str | None = "US"
     caller_name: str | None = None
     early_keys: EarlyKeys = "dropped"
+    # Twilio's REST API beside these calls: a completed recording's callback first makes the
+    # recording there (its list and its media), as Twilio has it before it calls back.
+    rest: TwilioRestEmulator | None = None
 
     def __init__(
         self,
@@ -221,6 +226,9 @@ class TwilioEmulator:
             "RecordingSource": "StartCallRecordingTwiML",
             "RecordingChannels": "2",
         }
+        if status == "completed" and self.rest is not None:
+            rest, sid = self.rest, result.recording_sid
+            add_recording(rest, self.account_sid, result.call_sid, sid=sid, duration=duration)
         if status == "completed":
             params |= {
                 "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}"

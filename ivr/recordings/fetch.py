@@ -28,7 +28,7 @@ from consent_store.events import FoundBy, RecordingArchived, RecordingToFetch, S
 from consent_store.url import parse_database_url
 from ivr.recordings.archive import RecordingArchive, is_local, open_archive
 from ivr.recordings.exceptions import FetchError, NoCredentials, RecordingError
-from ivr.recordings.twilio_media import TwilioCredentials, fetch_media
+from ivr.recordings.twilio_media import TIMEOUT, TwilioCredentials, fetch_media
 from ivr.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class ArchiveDeps:
     archive: RecordingArchive
     client: httpx.AsyncClient
     credentials: TwilioCredentials
+    timeout: httpx.Timeout = field(default_factory=lambda: TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ async def archive_recording(
     (Twilio did not hand over the whole audio), ArchiveError, or StoreError; in every
     case nothing half-done is kept: the archive holds whole objects only, and the event
     is appended after the bytes are durable."""
-    media = await fetch_media(deps.client, deps.credentials, recording_sid, url)
+    media = await fetch_media(deps.client, deps.credentials, recording_sid, url, deps.timeout)
     sha256 = hashlib.sha256(media.data).hexdigest()
     await deps.archive.put(media.data, sha256)
     return await deps.store.record_archived(
@@ -151,6 +152,8 @@ class RecordingFetcher:
                 await self.archive_due()
             except StoreError as exc:
                 LOG.warning("recording archiving paused: %s", exc)
+            except Exception:  # a bug must not stop archiving for the life of the process
+                LOG.exception("recording archiving pass failed; trying again")
             await self._sleep()
 
     async def _sleep(self) -> None:
@@ -188,6 +191,10 @@ class RecordingFetcher:
                     "callback",
                 )
             except (RecordingError, StoreError) as exc:
+                self._failed(pending, exc)
+                return False
+            except Exception as exc:
+                LOG.exception("archiving recording %s failed unexpectedly", recording.recording_sid)
                 self._failed(pending, exc)
                 return False
         del self._pending[recording.recording_sid]

@@ -141,7 +141,11 @@ async def _read(recording_sid: str, response: httpx.Response) -> bytes:
 
 
 async def fetch_media(
-    client: httpx.AsyncClient, credentials: TwilioCredentials, recording_sid: str, recording_url: str | None
+    client: httpx.AsyncClient,
+    credentials: TwilioCredentials,
+    recording_sid: str,
+    recording_url: str | None,
+    timeout: httpx.Timeout = TIMEOUT,
 ) -> Media:
     """The recording's whole WAV audio; FetchError (with Twilio's status) otherwise."""
     url, auth = credentials.for_recording(recording_sid, recording_url)
@@ -151,7 +155,7 @@ async def fetch_media(
         for _ in range(MAX_REDIRECTS + 1):
             # identity: Content-Length then counts the very bytes that are hashed.
             request = client.build_request(
-                "GET", url, headers={"Accept-Encoding": "identity"}, timeout=TIMEOUT
+                "GET", url, headers={"Accept-Encoding": "identity"}, timeout=timeout
             )
             response = await client.send(request, auth=current, stream=True, follow_redirects=False)
             try:
@@ -162,6 +166,8 @@ async def fetch_media(
                     # Credentials only ever go to the API itself, never where it sends us.
                     current = auth if urlsplit(url)[:2] == api_origin else None
                     continue
+                if response.status_code != 200:
+                    await response.aread()  # Twilio's JSON error, small
                 if response.status_code == 401:
                     raise FetchError(
                         recording_sid,
@@ -169,7 +175,6 @@ async def fetch_media(
                         status=401,
                     )
                 if response.status_code != 200:
-                    await response.aread()
                     raise FetchError(recording_sid, _twilio_reason(response), status=response.status_code)
                 data = await _read(recording_sid, response)
             finally:
