@@ -179,3 +179,12 @@ async def unconsented_messages(
             )
         )
     return found
+
+
+async def count_messages(store: MessageStore, business: str, since: str | None, until: str | None) -> int:
+    """How many messages of the business were first reported in [since, until)."""
+    rows = await store._fetchall(
+        "SELECT count(*) FROM messages WHERE business = ? AND first_at >= ? AND first_at < ?",
+        (business, since or "0000", until or "9999"),
+    )
+    return int(rows[0][0])

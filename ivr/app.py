@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 
 from consent_store import open_store
 from ivr import api, audit, auth, businesses_admin, manage, quality, try_phone, users_admin, web, webhooks
+from ivr.compliance import routes as compliance_routes
 from ivr.message_status import routes as message_status_routes
 from ivr.optout_webhooks import running_notifier
 from ivr.recordings.fetch import running_fetcher
@@ -56,5 +57,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api.routes,
         *audit.routes,
         *message_status_routes,
+        *compliance_routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])

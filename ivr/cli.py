@@ -21,6 +21,7 @@ from consent_store import (
 from ivr import __version__
 from ivr.businesses import add_business, ensure_demo_business
 from ivr.cli_admin import business_webhook, forget, region_option, script, token, typed_phone, user
+from ivr.cli_compliance import compliance
 from ivr.cli_evidence import export, verify
 from ivr.cli_recordings import business_retention, recordings
 from ivr.cli_stats import stats
@@ -287,6 +288,7 @@ cli.add_command(user)
 cli.add_command(forget)
 cli.add_command(token)
 cli.add_command(stats)
+cli.add_command(compliance)
 cli.add_command(twilio)
 business.add_command(business_webhook)
 cli.add_command(recordings)

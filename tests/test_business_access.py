@@ -60,6 +60,7 @@ async def test_every_page_and_download_is_limited_to_the_users_business(
         "/manage/script/diff": {"business": other, "locale": LOCALE[other], "version": "1"},
         "/manage/quality": {"business": other},
         "/manage/quality.csv": {"business": other},
+        "/manage/compliance": {"business": other},
         "/audit/receipt": {"call_sid": other_sid},
         "/audit/export": {"business": other, "format": "csv"},
     }
