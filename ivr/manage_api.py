@@ -26,8 +26,8 @@ from ivr.script_editing import (
     text_from_post,
 )
 from ivr.scripts_admin import render_versions_off_loop
+from voice_scripts import ScriptError, language_for
 
-_ESPEAK_VOICES = {"en": "en-us", "es": "es"}
 MAX_SPEECH_CHARACTERS = 5_000
 MAX_FIELDS = 200
 
@@ -151,7 +151,10 @@ async def speech_api(request: Request, user: SessionUser) -> Response:
         limit = MAX_SPEECH_CHARACTERS
         too_long = f"the text is {len(text):,} characters; the speech preview takes {limit:,} at most"
         return JSONResponse({"error": too_long}, status_code=413)
-    voice = _ESPEAK_VOICES.get(locale.split("-")[0].lower(), "en-us")
+    try:
+        voice = language_for(locale).espeak_voice  # the [preview] of voice_scripts/locales/<language>.toml
+    except ScriptError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
     process = await asyncio.create_subprocess_exec(
         espeak,
         "-v",

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from consent_store import Business
+from ivr.auth import hash_password
 from ivr.call_flow import (
     CallContext,
     GatherState,
@@ -29,6 +32,8 @@ from ivr.call_flow import (
     start_call,
     system_reply,
 )
+from tests.conftest import ACME, Service
+from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 from voice_scripts import (
     DEFAULT_LOCALES,
     LanguageFileError,
@@ -46,6 +51,7 @@ from voice_scripts import (
 from voice_scripts.languages import DEFAULT_FOLDER, LanguageFiles, using_folder
 from voice_scripts.notice import notice_words
 
+ESPEAK = shutil.which("espeak-ng")
 FRENCH = """\
 language = "fr"
 
@@ -298,3 +304,35 @@ def test_a_folder_is_read_on_its_own(tmp_path: Path) -> None:
     with pytest.raises(UnknownLanguage):
         files.for_locale("en-US")
     assert LanguageFiles(tmp_path / "absent").languages() == ()
+
+
+@pytest.fixture
+async def editor(service: Service) -> tuple[httpx.AsyncClient, dict[str, str]]:
+    """A signed-in manager's client and the CSRF header the editor sends."""
+    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await sign_in(service.client, "mia")
+    page = await service.client.get("/manage/script", params={"business": ACME, "locale": "en-US"})
+    return service.client, {"X-CSRF-Token": csrf_of(page)}
+
+
+@pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (CI installs it)")
+async def test_the_speech_preview_speaks_with_the_language_files_voice_and_refuses_a_language_without_one(
+    editor: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, headers = editor
+    spanish = await client.post(
+        "/manage/api/speech", json={"text": "Hola", "locale": "es-MX"}, headers=headers
+    )
+    assert spanish.status_code == 200
+    assert spanish.content == espeak_says("Hola", language_for("es-MX").espeak_voice)
+    german = await client.post(
+        "/manage/api/speech", json={"text": "Hallo", "locale": "de-DE"}, headers=headers
+    )
+    assert german.status_code == 400 and "No language file for 'de'" in german.json()["error"]
+
+
+def espeak_says(text: str, voice: str) -> bytes:
+    assert ESPEAK is not None
+    return subprocess.run(
+        [ESPEAK, "-v", voice, "--stdout", "--stdin"], input=text.encode(), capture_output=True, check=True
+    ).stdout
