@@ -34,6 +34,8 @@ from consent_store.exceptions import (
 from consent_store.group_commit import SideWrite
 from consent_store.sqlite_writer import utc_now
 
+# How Twilio addresses a WhatsApp sender; the numbers table keeps a business's senders so.
+WHATSAPP_PREFIX = "whatsapp:"
 _SCRIPT_COLUMNS = "business, locale, version, status, text, sha256, created_at, author"
 
 
@@ -87,10 +89,13 @@ class RegistryMixin:
         """Create a business, its numbers and a published version 1 script per locale."""
         if await self._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business.name,)):
             raise BusinessExists(business.name)
-        for number in business.numbers:
-            row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
-            if row:
-                raise NumberTaken(number, row[0])
+        senders = tuple(WHATSAPP_PREFIX + n for n in business.whatsapp_numbers)
+        # A number is one business's, whether it takes calls or WhatsApp messages.
+        for number in (*business.numbers, *business.whatsapp_numbers):
+            for address in (number, WHATSAPP_PREFIX + number):
+                row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (address,))
+                if row:
+                    raise NumberTaken(number, row[0])
         now = utc_now()
         writes: list[SideWrite] = [
             (
@@ -106,7 +111,7 @@ class RegistryMixin:
         ]
         writes += [
             ("INSERT INTO numbers (number, business) VALUES (?, ?)", (n, business.name))
-            for n in business.numbers
+            for n in (*business.numbers, *senders)
         ]
         script_hashes = {}
         for locale, text in scripts.items():
@@ -125,6 +130,7 @@ class RegistryMixin:
             fields={
                 "change": "created",
                 "numbers": list(business.numbers),
+                **({"whatsapp_numbers": list(senders)} if senders else {}),
                 "message_types": list(business.message_types),
                 "locales": list(business.locales),
                 "demo": business.demo,
@@ -135,12 +141,16 @@ class RegistryMixin:
         return await self._append(event, writes)
 
     def _business_from_row(self, row: Any, numbers: Sequence[str]) -> Business:
+        # A WhatsApp sender is kept among the numbers as Twilio addresses it, "whatsapp:+E164".
         return Business(
             name=row[0],
             message_types=tuple(json.loads(row[1])),
             locales=tuple(json.loads(row[2])),
             demo=bool(row[3]),
-            numbers=tuple(numbers),
+            numbers=tuple(n for n in numbers if not n.startswith(WHATSAPP_PREFIX)),
+            whatsapp_numbers=tuple(
+                n.removeprefix(WHATSAPP_PREFIX) for n in numbers if n.startswith(WHATSAPP_PREFIX)
+            ),
         )
 
     async def get_business(self, name: str) -> Business:

@@ -14,6 +14,7 @@ from consent_store import open_store
 from ivr import api, audit, auth, businesses_admin, manage, quality, try_phone, users_admin, web, webhooks
 from ivr.compliance import routes as compliance_routes
 from ivr.message_status import routes as message_status_routes
+from ivr.messaging import routes as messaging_routes
 from ivr.optout_webhooks import running_notifier
 from ivr.recordings.fetch import running_fetcher
 from ivr.runtime import start_runtime
@@ -59,4 +60,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *message_status_routes,
         *compliance_routes,
     ]
+        *messaging_routes,
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -76,6 +77,16 @@ def validate_business(
     )
 
 
+def validate_whatsapp_numbers(numbers: Sequence[str]) -> tuple[str, ...]:
+    """WhatsApp sender numbers as stored: E.164, each once (InvalidBusiness otherwise)."""
+    for number in numbers:
+        if not is_e164(number):
+            raise InvalidBusiness(f"WhatsApp number {number!r} is not in E.164 form (e.g. +14155550123)")
+    if len(set(numbers)) != len(numbers):
+        raise InvalidBusiness("the same WhatsApp number is given twice")
+    return tuple(numbers)
+
+
 async def add_business(
     store: ConsentStore,
     name: str,
@@ -85,12 +96,15 @@ async def add_business(
     author: str = "cli",
     demo: bool = False,
     frequency: str | None = None,
+    whatsapp_numbers: Sequence[str] = (),
 ) -> Business:
     """Create a business with the default script of each locale, published as version 1
-    (promising `frequency` when given, else the default script's)."""
+    (promising `frequency` when given, else the default script's), and its WhatsApp senders."""
     business = validate_business(name, numbers, message_types, locales)
     if demo:
         business = Business(business.name, business.numbers, business.message_types, business.locales, True)
+    if whatsapp_numbers:
+        business = dataclasses.replace(business, whatsapp_numbers=validate_whatsapp_numbers(whatsapp_numbers))
     scripts = {}
     for locale in business.locales:
         scripts[locale] = default_script_checked(business, locale, frequency)

@@ -32,6 +32,7 @@ class _Snapshot:
     loaded_at: float
     changed_at: int = 0  # the store's registry_changed_at() when loaded
     by_number: dict[str, Business] = field(default_factory=dict)
+    by_whatsapp_sender: dict[str, Business] = field(default_factory=dict)  # E.164, for messages only
     published: dict[tuple[str, str], LoadedScript] = field(default_factory=dict)
 
 
@@ -93,6 +94,8 @@ class Catalog:
         for business in await self.store.list_businesses():
             for number in business.numbers:
                 fresh.by_number[number] = business
+            for number in business.whatsapp_numbers:
+                fresh.by_whatsapp_sender[number] = business
             for locale in business.locales:
                 stored = await self.store.script_version(business.name, locale)
                 key = (business.name, locale, stored.version)
@@ -108,6 +111,10 @@ class Catalog:
 
     async def business_for_number(self, number: str) -> Business | None:
         return (await self._current()).by_number.get(number)
+
+    async def business_for_whatsapp_sender(self, number: str) -> Business | None:
+        """The business whose WhatsApp sender `number` (E.164) is; calls never look here."""
+        return (await self._current()).by_whatsapp_sender.get(number)
 
     async def published(self, business: str, locale: str) -> LoadedScript:
         return (await self._current()).published[(business, locale)]

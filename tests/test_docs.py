@@ -16,6 +16,7 @@ from ivr.auth import routes as auth_routes
 from ivr.cli import cli
 from ivr.export import COLUMNS
 from ivr.manage import routes as manage_routes
+from ivr.messaging import routes as messaging_routes
 from ivr.quality import routes as quality_routes
 from ivr.try_phone import routes as try_routes
 from ivr.users_admin import routes as users_routes
@@ -62,6 +63,7 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
                 *audit_routes,
                 *quality_routes,
                 *users_routes,
+                *messaging_routes,
             ]
         }
         - {"/static"}

@@ -75,6 +75,7 @@ class Messaging:
     opt_out_reply: str
     help_reply: str
     start_reply: str
+    error_reply: str  # an opt-out that could not be recorded: never a false confirmation
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "opt_out_reply": "str",
         "help_reply": "str",
         "start_reply": "str",
+        "error_reply": "str",
     },
 }
 _OPTIONAL_TABLES = frozenset({"messaging"})
