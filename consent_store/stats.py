@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from consent_store.delivery_stats import DeliveryFigures, delivery_figures
+
 # Call statuses of a call that never connected: the caller heard nothing.
 UNANSWERED_STATUSES = ("no-answer", "busy", "failed", "canceled")
 FOLLOW_UP_DAYS = (7, 30)
@@ -98,6 +100,8 @@ class QualityFigures:
     message_types_change: MessageTypesChange | None
     # Filled by the caller, which can read the scripts' promised frequency (the store cannot).
     frequency_changes: tuple[FrequencyChange, ...] = ()
+    # What happened to the messages sent under each version (status callbacks; delivery_stats).
+    delivery: tuple[DeliveryFigures, ...] = ()
 
 
 def _median(name: str, column: str, where: str) -> str:
@@ -182,7 +186,13 @@ class StatsMixin:
             )
         scripts.sort(key=lambda s: (s.locale is None, s.locale or "", s.script_version or 0))
         return QualityFigures(
-            business, since, until, _iso(moment), tuple(scripts), await self._message_types_change(business)
+            business,
+            since,
+            until,
+            _iso(moment),
+            tuple(scripts),
+            await self._message_types_change(business),
+            delivery=await delivery_figures(self, business, since, until, moment),
         )
 
     def _figures_sql(self) -> str:
@@ -198,9 +208,12 @@ class StatsMixin:
             )
         in_call = "kind IN ('decision', 'prompt')"
         # Simulated calls (`ivr call --record`) are evidence, not callers: none of their events count.
+        # Decisions not made on a call (a STOP by WhatsApp or SMS, an opt-out another system
+        # reported: data.channel set) are no calls either; they still end opt-ins below.
         real_call = (
             " AND NOT EXISTS (SELECT 1 FROM events s WHERE s.call_sid = events.call_sid"
             f" AND s.kind = 'decision' AND {field('s.body', 'data', 'simulated')} IS NOT NULL)"
+            f" AND {field('body', 'data', 'channel')} IS NULL"
         )
         return (
             # One pass over the business's events in the range: decisions, prompts, call statuses.

@@ -15,6 +15,7 @@ from consent_store import StoreError
 from consent_store.stats import QualityFigures
 from ivr.auth import SessionUser, requires, template_user
 from ivr.export import parse_timestamp
+from ivr.quality_delivery import delivery_label, delivery_row
 from ivr.quality_report import figure_row, quality_csv, quality_flags, with_frequency_changes
 from ivr.quality_svg import rate_bars, stacked_bars
 from ivr.runtime import Runtime
@@ -92,6 +93,7 @@ async def quality_page(request: Request, user: SessionUser) -> Response:
         {
             "figures": figures,
             "rows": [(s, figure_row(s), _label(s.locale, s.script_version)) for s in figures.scripts],
+            "delivery_rows": [(d, delivery_row(d), delivery_label(d)) for d in figures.delivery],
             "flags": quality_flags(figures),
             "responses_svg": responses,
             "regrets_svg": regrets,

@@ -10,11 +10,14 @@ import csv
 import dataclasses
 import io
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from consent_store import ConsentStore
 from consent_store.stats import FrequencyChange, QualityFigures, ScriptFigures
+from ivr.quality_delivery import COMPARED as DELIVERY_COMPARED
+from ivr.quality_delivery import DELIVERY_COLUMNS, delivery_row, delivery_table
 from voice_scripts import ScriptError, parse_script
 
 # A script version is flagged when its rate is this much worse than the previous version's
@@ -119,22 +122,24 @@ def figure_row(s: ScriptFigures) -> dict[str, Any]:
 
 
 # metric -> (what it is called, count, total)
-_COMPARED = {
+_COMPARED: dict[str, tuple[str, Callable[[Any], tuple[int, int]]]] = {
     "hung_up_rate": ("hang-up rate", lambda s: (s.hung_up, s.answered)),
     "opted_out_30d_rate": ("30-day opt-out rate", lambda s: (s.opted_out_30d, s.followed_30d)),
 }
 
 
-def quality_flags(figures: QualityFigures) -> list[Flag]:
-    """Versions clearly worse than the previous version of the same locale; stale opt-ins."""
+def _worse_than_before(
+    items: Sequence[Any], compared: dict[str, tuple[str, Callable[[Any], tuple[int, int]]]]
+) -> list[Flag]:
+    """Versions whose rate is clearly worse than the previous version of the same locale."""
     flags: list[Flag] = []
-    by_locale: dict[str, list[ScriptFigures]] = {}
-    for s in figures.scripts:
+    by_locale: dict[str, list[Any]] = {}
+    for s in items:
         if s.locale is not None and s.script_version is not None:
             by_locale.setdefault(s.locale, []).append(s)
     for locale, versions in sorted(by_locale.items()):
         versions.sort(key=lambda s: s.script_version or 0)
-        for kind, (label, counts) in _COMPARED.items():
+        for kind, (label, counts) in compared.items():
             # Compare with the nearest earlier version that has something to compare.
             earlier = [v for v in versions if counts(v)[1] > 0]
             for before, after in zip(earlier, earlier[1:], strict=False):
@@ -156,6 +161,13 @@ def quality_flags(figures: QualityFigures) -> list[Flag]:
                             p,
                         )
                     )
+    return flags
+
+
+def quality_flags(figures: QualityFigures) -> list[Flag]:
+    """Versions clearly worse than the previous version of the same locale; stale opt-ins."""
+    flags = _worse_than_before(figures.scripts, _COMPARED)
+    flags += _worse_than_before(figures.delivery, DELIVERY_COMPARED)
     for moved in figures.frequency_changes:
         if moved.opted_in_before > 0:
             flags.append(
@@ -197,14 +209,27 @@ def quality_csv(figures: QualityFigures) -> str:
     """The figures as CSV (one row per script version and locale), RFC 4180, CRLF."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(("business", *COLUMNS))
+    writer.writerow(("business", *COLUMNS, *DELIVERY_COLUMNS))
+    # The business name comes from outside: neutralise a leading formula character.
+    name = figures.business
+    if name[:1] in ("=", "+", "-", "@", "\t", "\r", "'"):
+        name = "'" + name
+    delivery = {
+        (d.locale, d.script_version): delivery_row(d) for d in figures.delivery if d.locale is not None
+    }
     for s in figures.scripts:
         row = figure_row(s)
-        # The business name comes from outside: neutralise a leading formula character.
-        name = figures.business
-        if name[:1] in ("=", "+", "-", "@", "\t", "\r", "'"):
-            name = "'" + name
-        writer.writerow((name, *(_cell(row[c], c) for c in COLUMNS)))
+        sent = delivery.pop((s.locale, s.script_version), {}) if s.locale is not None else {}
+        writer.writerow(
+            (name, *(_cell(row[c], c) for c in COLUMNS), *(_cell(sent.get(c), c) for c in DELIVERY_COLUMNS))
+        )
+    # Versions with messages but no calls in the range, and messages sent with no opt-in in force.
+    rest = [*delivery.values(), *(delivery_row(d) for d in figures.delivery if d.locale is None)]
+    for sent in rest:
+        calls = {"locale": sent["locale"], "script_version": sent["script_version"]}
+        writer.writerow(
+            (name, *(_cell(calls.get(c), c) for c in COLUMNS), *(_cell(sent[c], c) for c in DELIVERY_COLUMNS))
+        )
     return out.getvalue()
 
 
@@ -224,6 +249,7 @@ def quality_json(figures: QualityFigures) -> dict[str, Any]:
             "opted_in_before": change.opted_in_before,
         },
         "flags": [{"kind": f.kind, "message": f.message} for f in quality_flags(figures)],
+        "delivery": [delivery_row(d) for d in figures.delivery],
     }
 
 
@@ -262,6 +288,7 @@ def quality_table(figures: QualityFigures) -> str:
     text += [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines
     ]
+    text += delivery_table(figures.delivery)
     flags = quality_flags(figures)
     text.append("flags:" if flags else "flags: none")
     text += [f"  - {f.message}" for f in flags]
