@@ -27,7 +27,8 @@ from consent_store.phone import is_e164_format
 
 # event: a column of the events table (the same value as the hashed body's, which `verify` holds);
 # subject: the caller's phone (kept outside the chain, so it can be erased);
-# decision: a key of the decision event's data; recording: a key of its call's recording's data.
+# decision: a key of the decision event's data; recording: a key of its call's recording's data
+# (its `recording_archived` event once the audio is archived, else its recording status).
 Source = Literal["event", "subject", "decision", "recording"]
 # as_is: a value the store writes itself (times, actions, hashes, numbers), which never starts
 # like a formula; neutralise: text from outside; phone: E.164 as is, anything else neutralised.
@@ -99,6 +100,9 @@ COLUMNS: tuple[Column, ...] = (
     # Where the decision was made: voice (a call: the data has no channel), whatsapp or sms (a
     # keyword by message), or what another system named through POST /api/opt-outs.
     Column("channel", "decision", "channel", shared=True, receipt=("evidence", "channel"), default="voice"),
+    # The SHA-256 of the call's audio as kept in the recording archive (its `recording_archived`
+    # event, which the decision's recording is then read from); empty until it is archived.
+    Column("recording_sha256", "recording", "sha256", "as_is", receipt=("evidence", "recording", "sha256")),
 )
 
 NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)

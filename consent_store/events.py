@@ -443,6 +443,7 @@ class DecisionRow:
     caller_name: str | None = None
     simulated: int | None = None
     channel: str | None = None
+    recording_sha256: str | None = None
 
 
 @dataclass(frozen=True)

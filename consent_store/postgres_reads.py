@@ -79,11 +79,12 @@ class PostgresReadsMixin:
         """
         clause, params = decision_filter(where)
         events = ", ".join(f"e.{c.key}" for c in EVENT_COLUMNS)
-        # A recording 'completed' if there is one, else the latest status (e.g. 'absent').
+        # The archived recording if there is one, else a 'completed' status if there is one,
+        # else the latest status (e.g. 'absent').
         sql = pg_sql(
             f"SELECT e.seq, s.phone, e.body, (SELECT r.body FROM events r"
-            " WHERE r.call_sid = e.call_sid AND r.kind = 'recording' AND r.seq <= ?"
-            f" ORDER BY {_STATUS} = 'completed' DESC, r.seq DESC"
+            " WHERE r.call_sid = e.call_sid AND r.kind IN ('recording', 'recording_archived') AND r.seq <= ?"
+            f" ORDER BY r.kind = 'recording_archived' DESC, {_STATUS} = 'completed' DESC, r.seq DESC"
             f" LIMIT 1), {events} FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
             f" WHERE {clause} AND e.seq <= ? ORDER BY e.seq"
         )

@@ -56,18 +56,20 @@ def _kept_as_is(column: Column, value: str) -> str | None:
     return f"({unchanged} OR {_E164.format(value)})" if column.csv == "phone" else unchanged
 
 
-# The decision's recording: a 'completed' one if any, else the latest status (which ends
-# the idempotency key; `verify` holds the key to the hashed body). ?1 is the snapshot's head.
-# Two lookups in index order are cheaper than one that sorts by status.
-_RECORDING = "FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording' AND r.seq <= ?1{}"
+# The decision's recording: its archived audio (`recording_archived`) if any, else a 'completed'
+# status if any, else the latest status (which ends the idempotency key; `verify` holds the key
+# to the hashed body). ?1 is the snapshot's head. Lookups in index order are cheaper than one
+# that sorts by kind and status.
+_RECORDING = "FROM events r WHERE r.call_sid = e.call_sid AND r.kind = '{}' AND r.seq <= ?1{}"
 _COMPLETED = " AND substr(r.idempotency_key, -10) = ':completed'"
 _LATEST = " ORDER BY r.seq DESC LIMIT 1"
 
 
 def _recording(value: str) -> str:
     """`value` (over `events r`) of the decision's recording, or NULL if it has none."""
-    completed = f"(SELECT {value} {_RECORDING.format(_COMPLETED + _LATEST)})"
-    return f"coalesce({completed}, (SELECT {value} {_RECORDING.format(_LATEST)}))"
+    archived = f"(SELECT {value} {_RECORDING.format('recording_archived', _LATEST)})"
+    completed = f"(SELECT {value} {_RECORDING.format('recording', _COMPLETED + _LATEST)})"
+    return f"coalesce({archived}, {completed}, (SELECT {value} {_RECORDING.format('recording', _LATEST)}))"
 
 
 def _json_values(body: str, columns: Sequence[Column]) -> str:

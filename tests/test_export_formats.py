@@ -57,6 +57,11 @@ def stored_decisions(path: Path) -> list[dict[str, Any]]:
             current = recordings.get(call_sid)
             if current is None or data["status"] == "completed" or current["status"] != "completed":
                 recordings[call_sid] = data
+        # Once archived, the decision's recording is read from its `recording_archived` event.
+        for call_sid, body in conn.execute(
+            "SELECT call_sid, body FROM events WHERE kind = 'recording_archived' ORDER BY seq"
+        ):
+            recordings[call_sid] = json.loads(body)["data"]
         rows = []
         for body, digest in conn.execute(
             "SELECT body, hash FROM events WHERE kind = 'decision' ORDER BY seq"
@@ -83,6 +88,7 @@ def stored_decisions(path: Path) -> list[dict[str, Any]]:
                     **{key: data.get(key) for key in IDENTITY},
                     "simulated": 1 if data.get("simulated") is True else None,
                     "channel": data.get("channel", "voice"),
+                    "recording_sha256": heard.get("sha256"),
                     "_demo": event["business"] in demo,
                 }
             )
@@ -129,6 +135,7 @@ def expected_receipt(row: dict[str, Any]) -> dict[str, Any]:
                 "sid": row["recording_sid"],
                 "url": row["recording_url"],
                 "duration": row["recording_duration"],
+                "sha256": row["recording_sha256"],
             },
             "record_hash": row["record_hash"],
             "simulated": row["simulated"],
