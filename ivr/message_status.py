@@ -5,7 +5,8 @@ messages; Twilio then posts each status change (https://www.twilio.com/docs/mess
 track-outbound-message-status): MessageSid, MessageStatus, To and From (`whatsapp:+E164` on
 WhatsApp), AccountSid, ErrorCode only when the message failed or went undelivered, and other
 parameters that vary by channel (ChannelToAddress, ChannelPrefix, SmsSid, SmsStatus,
-ApiVersion, MessagingServiceSid, RawDlrDoneDate, ...), all of them signed.
+ApiVersion, MessagingServiceSid, RawDlrDoneDate, ...), all of them signed. The business is the
+sender's: `From` among its WhatsApp sender numbers (`--whatsapp-number`), else its numbers.
 
 Checked like the voice webhooks: no valid X-Twilio-Signature, 403 and nothing written; a
 MessageSid not of Twilio's form, a status outside Twilio's list, a To that is not a phone
@@ -113,7 +114,11 @@ async def message_status(request: Request) -> Response:
     parsed = parse_status(form, received_at)
     if isinstance(parsed, str):
         return _bad_request(parsed)
-    business = await runtime.catalog.business_for_number(parsed.from_number)
+    business = None
+    if parsed.channel == "whatsapp":  # a WhatsApp sender of the business (--whatsapp-number) first
+        business = await runtime.catalog.business_for_whatsapp_sender(parsed.from_number)
+    if business is None:
+        business = await runtime.catalog.business_for_number(parsed.from_number)
     if business is None:
         LOG.info(
             "status %s of message %s from %s, not a business's number: kept without a business",

@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from ivr.businesses import add_business
 from ivr.emulator import new_sid
 from ivr.status_emulator import ConnectionOverrides, MessageStatusEmulator, statuses_for
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
@@ -178,3 +179,15 @@ def test_status_sequences_follow_twilio() -> None:
     assert statuses_for("read", messaging_service=False) == ["sent", "delivered", "read"]
     assert statuses_for("failed", messaging_service=False) == ["failed"]
     assert statuses_for("undelivered", messaging_service=True) == ["queued", "sent", "undelivered"]
+
+
+async def test_a_business_whatsapp_sender_number_finds_its_business(
+    service: Service, sender: MessageStatusEmulator
+) -> None:
+    await add_business(
+        service.store, "Sender Co", ["+15550004444"], ["offers"], whatsapp_numbers=["+15550009999"]
+    )
+    await service.client._transport.app.state.runtime.catalog.refresh()  # type: ignore[attr-defined]
+    await sender.send(f"whatsapp:{CALLER}", "whatsapp:+15550009999", "sent")
+    await sender.send(CALLER, "+15550009999", "sent")  # the same number by SMS is not a business number
+    assert {(r[5], r[6]) for r in stored(service)} == {("whatsapp", "Sender Co"), ("sms", None)}
