@@ -15,6 +15,7 @@ from ivr import api, audit, auth, businesses_admin, manage, quality, try_phone, 
 from ivr.compliance import routes as compliance_routes
 from ivr.message_status import routes as message_status_routes
 from ivr.messaging import routes as messaging_routes
+from ivr.opt_outs_api import routes as opt_outs_routes
 from ivr.optout_webhooks import running_notifier
 from ivr.recordings.fetch import running_fetcher
 from ivr.runtime import start_runtime
@@ -61,4 +62,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *compliance_routes,
     ]
         *messaging_routes,
+        *opt_outs_routes,
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])

@@ -17,6 +17,7 @@ from ivr.cli import cli
 from ivr.export import COLUMNS
 from ivr.manage import routes as manage_routes
 from ivr.messaging import routes as messaging_routes
+from ivr.opt_outs_api import routes as opt_outs_routes
 from ivr.quality import routes as quality_routes
 from ivr.try_phone import routes as try_routes
 from ivr.users_admin import routes as users_routes
@@ -64,6 +65,7 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
                 *quality_routes,
                 *users_routes,
                 *messaging_routes,
+                *opt_outs_routes,
             ]
         }
         - {"/static"}
