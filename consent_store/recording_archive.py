@@ -96,6 +96,11 @@ class RecordingArchiveMixin:
             for seq, at, call, recording_sid, sha256, size, media_type, duration, location, found_by in rows
         ]
 
+    async def archived_count(self) -> int:
+        """How many recordings were archived (`recording_archived` events)."""
+        rows = await self._fetchall("SELECT count(*) FROM events WHERE kind = 'recording_archived'")
+        return int(rows[0][0])
+
     async def archived_recording(self, call_sid: str) -> ArchivedRecording | None:
         """The call's archived recording (the latest, if Twilio made several), or None."""
         found = await self.archived_recordings(call_sid=call_sid, limit=1000)

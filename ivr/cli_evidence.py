@@ -30,6 +30,7 @@ from ivr.export import (
 from ivr.export_check import ExportCheck, check_export
 from ivr.manifest import ExportManifest, ManifestError, manifest_path, read_manifest, staged_manifest
 from ivr.progress import Progress
+from ivr.recordings.verify import RecordingsCheck, archive_from_env, recordings_line, verify_recordings
 
 PRIVATE_FILE_MODE = 0o600
 
@@ -189,8 +190,16 @@ def export(
     "using FILE.manifest.json beside it.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no warnings; errors still print.")
-def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
+@click.option(
+    "--skip-recordings",
+    is_flag=True,
+    help="Check the chain only: do not re-hash the archived recordings.",
+)
+def verify(reanchor: bool, export_file: Path | None, quiet: bool, skip_recordings: bool) -> None:
     """Re-compute the hash chain; exit 0 if intact, 1 naming the first bad record.
+
+    Then re-hash every archived recording against its chained SHA-256 (unless
+    --skip-recordings); exit 1 naming each one whose bytes changed or that is missing.
 
     With --export FILE, then prove the export against the store: its bytes against the
     same decisions rendered again, its manifest's SHA-256, rows, first and last record
@@ -210,13 +219,23 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
         click.echo(f"ivr: verifying {database}", err=True)
     sys.setswitchinterval(0.0001)  # as in `export`: the store's reader thread takes its turns promptly
 
+    archive = None if reanchor or skip_recordings else archive_from_env()
+    recordings: RecordingsCheck | None = None
+
     async def work(store: ConsentStore) -> tuple[VerifyResult, ExportCheck | None]:
+        nonlocal recordings
         if reanchor:
             return await store.reanchor_head_file(), None
         progress = Progress("verify", await store.event_count(), quiet=quiet, unit="records")
         result = await store.verify(progress.update)
         progress.update(result.count)
         progress.finish()
+        if archive is not None and result.intact:
+            progress = Progress(
+                "verify recordings", await store.archived_count(), quiet=quiet, unit="recordings"
+            )
+            recordings = await verify_recordings(store, archive, progress.update)
+            progress.finish()
         if export_file is None or manifest is None or not result.intact:
             return result, None
         progress = Progress("verify export", manifest.rows, quiet=quiet)
@@ -245,6 +264,14 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
             f"(the chain itself is intact, {result.count} records)",
             1,
         )
+    if recordings is not None and not recordings.intact:
+        for problem in recordings.problems:
+            click.echo(f"ivr: {problem}", err=True)
+        raise CliFailure(
+            f"{len(recordings.problems)} of {recordings.checked} archived recordings do not match the chain,"
+            f" first: {recordings.problems[0]} (the chain itself is intact, {result.count} records)",
+            1,
+        )
     noun = "record" if result.count == 1 else "records"
     if check is not None and manifest is not None:
         if not check.matches:
@@ -255,6 +282,6 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool) -> None:
             f"chain intact, {result.count} {noun}, head {result.head}"
         )
         return
-    click.echo(f"ok: {result.count} {noun}, chain intact, head {result.head}")
+    click.echo(f"ok: {result.count} {noun}, chain intact, head {result.head}{recordings_line(recordings)}")
     if reanchor:
         click.echo("The chain head file now records this head.", err=True)

@@ -47,16 +47,22 @@ def api() -> TwilioRestEmulator:
 
 
 async def running(
-    tmp_path: Path, api_url: str, api: TwilioRestEmulator, token: str = AUTH_TOKEN
+    tmp_path: Path,
+    api_url: str,
+    api: TwilioRestEmulator,
+    token: str = AUTH_TOKEN,
+    *,
+    recordings_url: str | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[Archiving]:
     root = tmp_path / "archive"
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'ivr.db'}",
+        database_url=database_url or f"sqlite:///{tmp_path / 'ivr.db'}",
         twilio_auth_token=token,
         twilio_account_sid=ACCOUNT,
         twilio_api_url=api_url,
         webhook_retry_seconds=0.05,
-        recordings_url=root.as_uri(),
+        recordings_url=recordings_url or root.as_uri(),
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
