@@ -395,7 +395,7 @@ async def gather(request: Request) -> Response:
             opted_in,
             call_sid=form["CallSid"],
         )
-        reply = continue_call(ctx, state, form.get("Digits") or None)
+        reply = continue_call(ctx, state, form.get("Digits") or None, now_ms)
     except InvalidCallState as exc:
         LOG.warning("refused a Gather post for call %s: %s", form.get("CallSid"), exc)
         return _bad_request(str(exc))
@@ -409,9 +409,6 @@ async def gather(request: Request) -> Response:
             await _record_played(runtime, form["CallSid"], business.name, reply.played)
         return _twiml(reply.twiml)
     decide = reply.decide
-    seconds = None
-    if decide.started is not None:
-        seconds = max(0.0, round((now_ms - decide.started) / 1000, 1))
     decision = ConsentDecision(
         call_sid=form["CallSid"],
         phone=phone,
@@ -424,7 +421,7 @@ async def gather(request: Request) -> Response:
         script_sha256=text_sha256(decide.spoken_text),
         spoken_text=decide.spoken_text,
         prompts_heard=decide.prompts_heard,
-        seconds_to_decision=seconds,
+        seconds_to_decision=decide.seconds_to_decision,
         # Verbatim, None when Twilio did not send it: StirVerstat only comes with a SHAKEN
         # PASSporT (https://www.twilio.com/changelog/twilio-performs-shakenstir-verification-on-incoming-calls-to-your-phone-numbers),
         # CallerName only with caller name lookup, FromCountry only when Twilio can place the number.
