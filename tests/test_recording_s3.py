@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from ivr.twilio_rest_emulator import TwilioRestEmulator, recording_media
 from tests.conftest import ACME_NUMBER, AUTH_TOKEN, CALLER
 from tests.live_server import free_port, ivr
 from tests.test_recording_fetch import ACCOUNT, archived_sha256, running
+
+pytest_plugins = ["tests.pg_server"]
 
 BUCKET = "consent-audio"
 AWS = {
@@ -105,3 +108,40 @@ async def test_a_call_is_archived_into_s3_and_verified_from_there(s3: str, tmp_p
     boto3.client("s3", endpoint_url=s3).delete_object(Bucket=BUCKET, Key=key)
     done = await asyncio.to_thread(ivr, env, "verify")
     assert done.returncode == 1 and "missing from the archive" in done.stderr
+
+
+# -- several processes on PostgreSQL share an S3 archive ------------------------------------------
+
+
+async def test_on_postgresql_a_call_is_archived_into_s3_exported_and_verified(
+    s3: str, pg_url: str, tmp_path: Path
+) -> None:
+    api = TwilioRestEmulator()
+    api.add_account(ACCOUNT, AUTH_TOKEN)
+    url = f"s3://{BUCKET}"
+    with api.serve() as api_url:
+        async for service in running(tmp_path, api_url, api, recordings_url=url, database_url=pg_url):
+            call = await service.twilio.call(ACME_NUMBER, CALLER, ["1"])
+            sha256 = await archived_sha256(service.store, call.call_sid)
+            assert await service.store.recordings_to_fetch() == []
+    assert call.recording_sid is not None
+    assert sha256 == hashlib.sha256(recording_media(call.recording_sid, 31)).hexdigest()
+    env = dict(os.environ, IVR_DATABASE_URL=pg_url, IVR_RECORDINGS_URL=url)
+    done = await asyncio.to_thread(ivr, env, "export", "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    [row] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (row["recording_sid"], row["recording_sha256"]) == (call.recording_sid, sha256)
+    done = await asyncio.to_thread(ivr, env, "verify")
+    assert done.returncode == 0 and "1 archived recording re-hashed, all match" in done.stdout, done.stderr
+
+
+async def test_postgresql_with_a_local_folder_archive_warns_at_start(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = TwilioRestEmulator()
+    api.add_account(ACCOUNT, AUTH_TOKEN)
+    with api.serve() as api_url:
+        async for _ in running(tmp_path, api_url, api, database_url=pg_url):
+            pass
+    [warning] = [r for r in caplog.records if "local folder" in r.getMessage()]
+    assert warning.levelname == "WARNING" and "IVR_RECORDINGS_URL=s3://" in warning.getMessage()
