@@ -256,3 +256,62 @@ async def test_a_subaccount_recording_is_fetched_with_that_subaccount_token(api:
             # The main account's recording path with a subaccount's SID in a forged URL: still main.
             with pytest.raises(FetchError, match="HTTP 404"):
                 await fetch_media(client, credentials, sid, url.replace(sid, new_sid("RE")))
+
+
+def test_a_real_server_answers_every_callback_while_twilio_fails_and_archives_once_it_is_back(
+    tmp_path: Path, api: TwilioRestEmulator
+) -> None:
+    import json
+    import os
+    import time
+
+    from tests.live_server import ivr, server, wait_until_healthy
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_", "AWS_"))} | {
+        "IVR_DATABASE_URL": f"sqlite:///{tmp_path / 'ivr.db'}",
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "IVR_WEBHOOK_RETRY_SECONDS": "0.1",
+    }
+    assert (
+        ivr(env, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "x").returncode
+        == 0
+    )
+    api.media_faults += ["500"] * 100_000
+    log = tmp_path / "serve.log"
+    with api.serve() as api_url, server(env | {"IVR_TWILIO_API_URL": api_url}, log) as (process, base):
+        wait_until_healthy(base, process, log)
+
+        async def calls() -> list[str]:
+            async with httpx.AsyncClient(timeout=10) as client:
+                twilio = TwilioEmulator(client, base, AUTH_TOKEN, ACCOUNT)
+                twilio.rest = api
+                placed = []
+                for n in range(3):
+                    call = await twilio.call(ACME_NUMBER, f"+1415555{n:04d}", ["1"], recording="none")
+                    assert (await twilio.send_recording(call, ACME_NUMBER, CALLER)).status_code == 204
+                    placed.append(call.call_sid)
+                return placed
+
+        placed = asyncio.run(calls())
+        deadline = time.monotonic() + 30
+        while "could not archive" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "could not archive" in log.read_text() and "HTTP 500" in log.read_text()
+        assert not (tmp_path / "ivr.db.recordings").exists()
+        api.media_faults.clear()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = ivr(env, "export", "--format", "jsonl")
+            rows = [json.loads(line) for line in done.stdout.splitlines()]
+            if len(rows) == 3 and all(r["recording_sha256"] for r in rows):
+                break
+            time.sleep(0.2)
+        assert {r["call_sid"] for r in rows} == set(placed)
+        for row in rows:
+            assert (
+                row["recording_sha256"]
+                == hashlib.sha256(recording_media(row["recording_sid"], 31)).hexdigest()
+            )
+    verified = ivr(env, "verify")
+    assert verified.returncode == 0 and "3 archived recordings re-hashed, all match" in verified.stdout
