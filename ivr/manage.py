@@ -115,7 +115,8 @@ async def script_page(request: Request, user: SessionUser) -> Response:
 @requires("manager")
 async def script_action(request: Request, user: SessionUser) -> Response:
     form = await request.form()
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    # Browsers post a textarea's line breaks as CRLF (HTML's form encoding); the manager saw LF.
+    fields = {key: value.replace("\r\n", "\n") for key, value in form.items() if isinstance(value, str)}
     name, locale = fields.get("business", ""), fields.get("locale", "")
     action, view = fields.get("action", ""), fields.get("view", "toml")
     business = await business_for(request, user, name)

@@ -303,3 +303,58 @@ def test_ivr_script_publish_refuses_a_script_breaking_a_rule(
     assert "nothing was published" in result.stderr.splitlines()[-1]
     version_2 = ivr(database, "script", "show", "--business", "Acme", "--locale", "en-US", "--version", "2")
     assert version_2.returncode == 2
+
+
+def _findings(text: str, business: str, types: tuple[str, ...], rule: str) -> list[tuple[str, str, str]]:
+    return [
+        (f.severity, f.prompt, f.message)
+        for f in lint_script(parse_script(text), business, types)
+        if f.rule == rule
+    ]
+
+
+def test_a_placeholder_the_editor_does_not_know_is_an_error_naming_it() -> None:
+    text = default_script_text("en-US").replace(
+        "{{ message_types | spoken_list }} on", "[mesage types] on", 1
+    )
+    found = _findings(text, "Acme", TYPES, "placeholders")
+    assert [(s, p) for s, p, _ in found] == [("error", "consent")]
+    assert "'[mesage types]' aloud" in found[0][2] and "[message types]" in found[0][2]
+    # Brackets the business says itself are no placeholder; the default scripts have none.
+    assert _findings(default_script_text("en-US"), "Acme [UK]", ("news [weekly]",), "placeholders") == []
+
+
+@pytest.mark.parametrize(
+    ("locale", "types", "names", "frequency", "expected"),
+    [
+        ("es-ES", ("order updates",), {}, None, [("warning", "message_types")]),
+        ("es-ES", ("order updates",), {"order updates": "avisos de pedidos"}, None, []),
+        (
+            "es-ES",
+            ("avisos de entrega",),
+            {},
+            "no more than four messages a month",
+            [("warning", "frequency")],
+        ),
+        ("en-US", ("avisos de entrega",), {}, None, [("warning", "message_types")]),
+        ("en-US", ("delivery updates",), {}, None, []),
+        ("es-ES", ("Zumba",), {}, None, []),  # a brand name is no language's words
+    ],
+)
+def test_message_types_and_frequency_left_in_another_language_are_a_warning(
+    locale: str,
+    types: tuple[str, ...],
+    names: dict[str, str],
+    frequency: str | None,
+    expected: list[tuple[str, str]],
+) -> None:
+    text = default_script_text(locale)
+    if names:
+        table = "".join(f'"{k}" = "{v}"\n' for k, v in names.items())
+        text = text.replace("[message_types]\n", f"[message_types]\n{table}", 1)
+    if frequency:
+        text = re.sub(r'^frequency = ".*"$', f'frequency = "{frequency}"', text, count=1, flags=re.M)
+    found = _findings(text, "Tienda", types, "caller-language")
+    assert [(s, p) for s, p, _ in found] == expected
+    if expected:
+        assert "'en' words" in found[0][2] or "'es' words" in found[0][2]

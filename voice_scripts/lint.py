@@ -21,6 +21,8 @@ from typing import Literal
 
 from voice_scripts.exceptions import ScriptError, ScriptRenderError
 from voice_scripts.languages import language_for
+from voice_scripts.lint_words import RULES as WORD_RULES
+from voice_scripts.lint_words import caller_language_problems, placeholder_problems
 from voice_scripts.model import DTMF_KEYS, KEY_NAMES, PROMPT_NAMES, Script
 from voice_scripts.notice import notice_at, notice_words
 from voice_scripts.render import RenderContext, render_prompt, spoken_key
@@ -62,6 +64,7 @@ RULES: dict[str, str] = {
     "locale-data": "the script's language has a file in voice_scripts/locales/ with every entry (how keys "
     "and lists are said, opt-out and notice words, speech rate, system sentences)",
 }
+RULES.update(WORD_RULES)  # placeholders, caller-language (voice_scripts/lint_words.py)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ def lint_script(script: Script, business: str, message_types: tuple[str, ...]) -
     findings += _notice_findings(script, texts, (business, *_spoken_types(script, message_types)))
     findings += _say_limit_findings(script, texts)
     findings += _voice_findings(script)
+    said = (business, *_spoken_types(script, message_types), script.frequency)
+    findings += [Finding("error", *p) for p in placeholder_problems(texts, said)]
+    findings += [Finding("warning", *p) for p in caller_language_problems(script, message_types)]
     for prompt, text in texts.items():
         seconds = len(text.split()) / language.words_per_second
         if seconds > MAX_PROMPT_SECONDS:

@@ -1,0 +1,166 @@
+"""A manager who is not a programmer changes what callers hear with the form, in Chromium: plain text
+with placeholders, the preview and the policy check as they type, a publish refused naming the box,
+the changes confirmed, and a call that hears the new words. Screenshots go to docs/images/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.live_server import SITE_PASSWORD, ivr
+
+pytestmark = pytest.mark.slow
+
+DEMO = "+15550100100"
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+OPENING = "Good news on WhatsApp: we can send you"
+OPT_OUT = "You can stop these WhatsApp messages at any time: call this number again and press [opt-out key]."
+
+
+def _sign_in(page: Any, base: str) -> None:
+    page.set_default_timeout(90_000)  # the machine running the suite may be busy; nothing here is timed
+    page.goto(f"{base}/login")
+    page.fill("#name", "alice")
+    page.fill("#password", SITE_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/manage")
+
+
+def _put_caret_after(page: Any, selector: str, words: str) -> None:
+    page.eval_on_selector(
+        selector,
+        "(el, words) => { const at = el.value.indexOf(words) + words.length; el.focus();"
+        " el.setSelectionRange(at, at); }",
+        words,
+    )
+
+
+def test_manager_edits_the_consent_prompt_in_the_form_and_callers_hear_it(
+    browser: Any, site: tuple[str, dict[str, str]]
+) -> None:
+    base, env = site
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 1500})
+    _sign_in(page, base)
+    page.get_by_role("link", name="en-US").click()
+    consent = page.get_by_label("Consent prompt", exact=True)
+    consent.wait_for()
+    assert page.locator("#text").is_hidden()  # the TOML is behind the Advanced switch
+    original = consent.input_value()
+    assert "[message types]" in original and "{{" not in original
+
+    # Plain text in place of "We would like to send you [message types] on WhatsApp, [frequency]."
+    edited = original.replace("We would like to send you [message types] on WhatsApp, [frequency].", OPENING)
+    assert edited != original
+    consent.fill(edited)
+    page.locator("#notes-prompt-consent li.error", has_text="message type").first.wait_for()
+    # ... then the message types and the frequency inserted as placeholders at the caret.
+    inserts = page.get_by_role("group", name="Insert into Consent prompt")
+    _put_caret_after(page, "#prompt-consent", OPENING)
+    inserts.get_by_role("button", name="+ message types").click()
+    page.keyboard.type(",")
+    inserts.get_by_role("button", name="+ frequency").click()
+    page.keyboard.type(".")
+    assert f"{OPENING} [message types], [frequency]." in consent.input_value()
+    heard = f"{OPENING} order updates and delivery reminders, no more than four messages a month."
+    page.locator("#said-consent", has_text=heard).wait_for()
+    page.locator("#lint li.ok").wait_for()
+    assert heard in page.inner_text("#preview")
+    page.screenshot(path=str(IMAGES / "script-form.png"))
+
+    # Without the opt-out sentence the policy check names the box, and Publish refuses, naming it.
+    without = consent.input_value().replace(OPT_OUT, "")
+    consent.fill(without)
+    page.locator("#notes-prompt-consent li.error", has_text="how to stop the messages").wait_for()
+    assert page.get_attribute("#prompt-consent", "aria-invalid") == "true"
+    assert page.get_attribute("#publish", "aria-disabled") == "true"
+    page.focus("#publish")  # still reachable with the keyboard: it says why it does not publish
+    page.keyboard.press("Enter")
+    status = page.locator("#publish-status", has_text="Not published: Consent prompt: must say how to stop")
+    status.wait_for()
+    assert page.evaluate("document.activeElement.id") == "prompt-consent"
+    page.locator("#box-prompt-consent").screenshot(path=str(IMAGES / "script-form-refused.png"))
+
+    # Put it back: the check passes again.
+    consent.fill(without.replace("[frequency].", f"[frequency].\n{OPT_OUT}", 1))
+    page.locator("#publish-status", has_text="Ready to publish").wait_for()
+
+    # Keys cannot clash: choosing the opt-in key for opting out is refused in words.
+    page.select_option("#key-opt_out", "1")
+    page.locator("#notes-key-opt_out li", has_text="1 is already the opt-in key").wait_for()
+    page.select_option("#key-opt_out", "9")
+    page.locator("#publish-status", has_text="Ready to publish").wait_for()
+
+    # The TOML view shows the same draft, and a change there shows in the form.
+    page.get_by_label("Advanced: edit as TOML").check()
+    toml = page.locator("#text")
+    toml.wait_for()
+    assert "Good news on WhatsApp: we can send you {{ message_types | spoken_list }}, {{ frequency }}." in (
+        toml.input_value()
+    )
+    toml.fill(toml.input_value().replace('voice = "Polly.Joanna"', 'voice = "Polly.Matthew"'))
+    page.locator("#said-consent", has_text=heard).wait_for(state="attached")
+    expect(page.locator("#voice")).to_have_value("Polly.Matthew", timeout=90_000)
+    toml.fill(toml.input_value().replace("[keys]", "[keys", 1))
+    page.locator("#toml-notes li.error button.goto").first.wait_for()
+    assert "invalid TOML" in page.inner_text("#toml-notes") and "Line " in page.inner_text("#toml-notes")
+    page.screenshot(path=str(IMAGES / "script-toml-error.png"))
+    toml.fill(toml.input_value().replace("[keys\n", "[keys]\n", 1))
+    page.locator("#publish-status", has_text="Ready to publish").wait_for()
+    page.get_by_label("Advanced: edit as TOML").uncheck()
+    assert page.input_value("#voice") == "Polly.Matthew"
+
+    # Publishing shows what callers will hear differently, and asks.
+    page.get_by_role("button", name="Publish", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Publish these changes?")
+    dialog.wait_for()
+    assert "Good news" in dialog.locator("ins").first.inner_text()
+    dialog.screenshot(path=str(IMAGES / "script-publish-confirm.png"))
+    dialog.get_by_role("button", name="Publish now").click()
+    page.locator("#message", has_text="Published version 2").wait_for()
+
+    # Publishing the same text again changes nothing, and says so.
+    page.get_by_role("button", name="Publish", exact=True).click()
+    page.get_by_role("dialog").get_by_text("Nothing to publish").wait_for()
+    page.get_by_role("button", name="Keep editing").click()
+
+    # A call hears the new words (key 1: English, then 1: opt in).
+    call = ivr(env, "call", "--to", DEMO, "--from", "+15550100003", "--keys", "11")
+    assert call.returncode == 0, call.stderr
+    assert heard in " ".join(call.stdout.split())
+    assert "Polly.Matthew" in ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "en-US").stdout
+
+    # Then and now, side by side.
+    page.get_by_role("link", name="Compare version 1 with 2").click()
+    page.locator("ins", has_text="Good news").first.wait_for()
+    assert "We would like to send you" in page.locator("del").first.inner_text() + page.inner_text("main")
+    page.screenshot(path=str(IMAGES / "script-compare.png"), full_page=True)
+    page.close()
+
+
+def test_a_draft_is_saved_as_the_manager_types_and_rehearsal_plays_it(
+    browser: Any, site: tuple[str, dict[str, str]]
+) -> None:
+    base, env = site
+    page = browser.new_page(viewport={"width": 1100, "height": 1400})
+    _sign_in(page, base)
+    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=es-ES")
+    page.get_by_label("Consent prompt", exact=True).wait_for()
+    # The Spanish prompt names the message types in Spanish once they have Spanish names.
+    page.get_by_label("“order updates” is said as").fill("avisos de pedidos")
+    page.get_by_label("“delivery reminders” is said as").fill("recordatorios de entrega")
+    page.locator("#said-consent", has_text="avisos de pedidos y recordatorios de entrega").wait_for()
+    page.locator("#autosave", has_text="Draft saved").wait_for()
+    page.reload()
+    assert "unpublished draft" in page.inner_text(".lead")
+    assert page.input_value("#type-1") == "avisos de pedidos"
+    page.get_by_role("button", name="Rehearse this draft").click()
+    page.wait_for_url(f"{base}/try?*")
+    assert page.is_checked("#draft")
+    assert page.input_value("#to") == DEMO
+    page.close()
+    shown = ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "es-ES").stdout
+    assert "avisos de pedidos" not in shown  # a draft: callers still hear the published version
