@@ -18,6 +18,8 @@ class InvalidBusiness(ValueError):
 
 
 MAX_FREQUENCY_CHARACTERS = 200
+# How Twilio addresses a WhatsApp sender, and how the store keeps one among a business's numbers.
+WHATSAPP_ADDRESS = "whatsapp:"
 MAX_NAME_CHARACTERS = 100
 _FREQUENCY_LINE = re.compile(r"^frequency = .*$", re.MULTILINE)
 
@@ -163,3 +165,26 @@ async def ensure_demo_business(store: ConsentStore) -> Business | None:
         if not created_meanwhile:
             raise
         return None
+
+
+async def set_whatsapp_numbers(
+    store: ConsentStore, name: str, numbers: Sequence[str], author: str
+) -> Business:
+    """Make `numbers` (E.164) the business's WhatsApp senders, each change chained with its author.
+
+    A number that is another business's, for calls or WhatsApp, is refused (NumberTaken) before
+    anything changes. The business's own call numbers take messages without being listed."""
+    business = await store.get_business(name)
+    wanted = validate_whatsapp_numbers(numbers)
+    added = [n for n in wanted if n not in business.whatsapp_numbers]
+    removed = [n for n in business.whatsapp_numbers if n not in wanted]
+    for number in added:
+        for address in (number, WHATSAPP_ADDRESS + number):
+            holder = await store.business_for_number(address)
+            if holder is not None and holder.name != business.name:
+                raise NumberTaken(number, holder.name)
+    for number in added:
+        await store.add_number(business.name, WHATSAPP_ADDRESS + number, author)
+    for number in removed:
+        await store.remove_number(business.name, WHATSAPP_ADDRESS + number, author)
+    return await store.get_business(business.name)

@@ -23,6 +23,7 @@ from ivr.businesses import add_business, ensure_demo_business
 from ivr.cli_admin import business_webhook, forget, region_option, script, token, typed_phone, user
 from ivr.cli_compliance import compliance
 from ivr.cli_evidence import export, verify
+from ivr.cli_message import business_update, message
 from ivr.cli_recordings import business_retention, recordings
 from ivr.cli_stats import stats
 from ivr.cli_support import CliFailure, settings_from_env, with_store, with_store_errors
@@ -166,6 +167,12 @@ def business() -> None:
     help="A type of WhatsApp message callers agree to, e.g. 'delivery updates'; repeatable.",
 )
 @click.option(
+    "--whatsapp-number",
+    "whatsapp_numbers",
+    multiple=True,
+    help="A WhatsApp sender of the business whose incoming messages (STOP...) come here; repeatable.",
+)
+@click.option(
     "--locale",
     "locales",
     multiple=True,
@@ -178,15 +185,23 @@ def business_add(
     region: str | None,
     message_types: tuple[str, ...],
     locales: tuple[str, ...],
+    whatsapp_numbers: tuple[str, ...] = (),
 ) -> None:
     """Create a business with the default scripts for its locales, published."""
     numbers = tuple(typed_phone("--number", number, region) for number in numbers)
+    senders = tuple(
+        typed_phone("--whatsapp-number", n.removeprefix("whatsapp:"), region) for n in whatsapp_numbers
+    )
 
     async def work(store: ConsentStore) -> None:
-        created = await add_business(store, name, numbers, message_types, locales or ("en-US",))
+        created = await add_business(
+            store, name, numbers, message_types, locales or ("en-US",), whatsapp_numbers=senders
+        )
+        whatsapp = ", ".join(created.whatsapp_numbers)
         click.echo(
             f"Created business {created.name!r}: numbers {', '.join(created.numbers)}; "
-            f"locales {', '.join(created.locales)} (default scripts published as version 1)."
+            + (f"WhatsApp senders {whatsapp}; " if whatsapp else "")
+            + f"locales {', '.join(created.locales)} (default scripts published as version 1)."
         )
 
     with_store(work)
@@ -291,6 +306,8 @@ cli.add_command(stats)
 cli.add_command(compliance)
 cli.add_command(twilio)
 business.add_command(business_webhook)
+business.add_command(business_update)
+cli.add_command(message)
 cli.add_command(recordings)
 business.add_command(business_retention)
 
