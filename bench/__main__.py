@@ -39,6 +39,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "each piece of a webhook alone (signature, form, store reads, TwiML, one durable write), "
         "µs per call, with the cheaper alternative beside it",
     ),
+    "recordings": (
+        "bench.recordings",
+        "10,000 recordings archived through the REST emulator (fetch, hash, fsync, chain): recordings/s,"
+        " and the recording webhook's p99 while archiving beside a run without it",
+    ),
 }
 
 
