@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from consent_store.message_statuses import STANDING_AT_SQL
+from consent_store.message_statuses import RECIPIENTS_CTE, standing_sql
 
 FOLLOW_UP_DAYS = (7, 30)
 
@@ -69,8 +69,8 @@ def _version_columns(store: DeliveryStore, event: str) -> str:
 
 def _outcomes_sql(store: DeliveryStore) -> str:
     return (
-        "WITH placed AS MATERIALIZED (SELECT m.message_sid, "
-        f"{STANDING_AT_SQL} AS standing_seq FROM messages m"
+        f"WITH {RECIPIENTS_CTE}, placed AS MATERIALIZED (SELECT m.message_sid,"
+        f" {standing_sql(True)} AS standing_seq FROM messages m LEFT JOIN r ON r.phone = m.to_number"
         " WHERE m.business = ? AND m.first_at >= ? AND m.first_at < ?),"
         f" versioned AS MATERIALIZED (SELECT p.message_sid, {_version_columns(store, 'e')}"
         " FROM placed p LEFT JOIN events e ON e.seq = p.standing_seq),"
@@ -101,10 +101,11 @@ def _opt_outs_sql(store: DeliveryStore) -> str:
         " AND e.action = 'opt_out' AND e.recorded_at > m.first_at)"
     )
     return (
-        "WITH firsts AS (SELECT to_number, business, min(first_at) AS first_at FROM messages"
-        " WHERE business = ? AND first_at >= ? AND first_at < ? GROUP BY to_number, business),"
-        f" placed AS MATERIALIZED (SELECT m.first_at, {STANDING_AT_SQL} AS standing_seq,"
-        f" {opted_out} AS out_seq FROM firsts m),"
+        f"WITH {RECIPIENTS_CTE}, firsts AS (SELECT to_number, business, min(first_at) AS first_at"
+        " FROM messages WHERE business = ? AND first_at >= ? AND first_at < ? GROUP BY to_number, business),"
+        f" placed AS MATERIALIZED (SELECT m.first_at, {standing_sql(True)} AS standing_seq,"
+        f" CASE WHEN r.any_out = 1 THEN {opted_out} END AS out_seq"
+        " FROM firsts m LEFT JOIN r ON r.phone = m.to_number),"
         f" versioned AS (SELECT p.first_at, {_version_columns(store, 'e')}, o.recorded_at AS out_at,"
         f" CASE WHEN o.seq IS NULL THEN NULL ELSE COALESCE({channel}, 'voice') END AS channel"
         " FROM placed p LEFT JOIN events e ON e.seq = p.standing_seq LEFT JOIN events o ON o.seq = p.out_seq)"
@@ -133,7 +134,7 @@ async def delivery_figures(
         )  # fmt: skip
 
     for locale, version, code, messages, delivered, was_read, failed in await store._fetchall(
-        _outcomes_sql(store), (business, low, high)
+        _outcomes_sql(store), (business, business, low, high)
     ):
         g = group(locale, version)
         g["messages"] += int(messages)
@@ -145,7 +146,7 @@ async def delivery_figures(
             g["errors"][key] = g["errors"].get(key, 0) + int(failed)
     cutoffs = [_iso(now - dt.timedelta(days=d)) for d in FOLLOW_UP_DAYS for _ in range(2)]
     for locale, version, channel, recipients, f7, o7, f30, o30 in await store._fetchall(
-        _opt_outs_sql(store), (business, low, high, *cutoffs)
+        _opt_outs_sql(store), (business, business, low, high, *cutoffs)
     ):
         g = group(locale, version)
         g["recipients"] += int(recipients)

@@ -38,12 +38,33 @@ _INSERT_MESSAGE = (
 )
 
 # The recipient's latest opt-in or opt-out for the message's business, recorded at or before
-# the message's first report: the events_standing index, read backwards from the subject's top.
+# the message's first report (`m`: to_number, business, first_at), from an index alone.
 STANDING_AT_SQL = (
     "(SELECT max(e.seq) FROM subjects s JOIN events e ON e.subject = s.subject"
     " WHERE s.phone = m.to_number AND e.business = m.business AND e.kind = 'decision'"
     " AND e.action IN ('opt_in', 'opt_out') AND e.recorded_at <= m.first_at)"
 )
+# Each recipient's decisions for the business `?`, summed up once (a business sends many
+# messages to the same people): most messages are settled by this row alone.
+RECIPIENTS_CTE = (
+    "r AS MATERIALIZED (SELECT s.phone AS phone,"
+    " min(CASE WHEN e.action = 'opt_in' THEN e.recorded_at END) AS first_in,"
+    " max(CASE WHEN e.action = 'opt_out' THEN 1 ELSE 0 END) AS any_out,"
+    " count(*) AS decisions, max(e.seq) AS last_seq"
+    " FROM events e JOIN subjects s ON s.subject = e.subject"
+    " WHERE e.business = ? AND e.kind = 'decision' AND e.action IN ('opt_in', 'opt_out') GROUP BY s.phone)"
+)
+
+
+def standing_sql(need_record: bool) -> str:
+    """SQL for the standing record at a message's first report, `m` LEFT JOIN RECIPIENTS_CTE `r`:
+    NULL when none. Without `need_record`, -1 stands for "an opt-in, no opt-out ever"; with it,
+    the opt-in's own record (exact lookups only where a recipient has several decisions)."""
+    if need_record:
+        fast = "WHEN r.any_out = 0 AND r.decisions = 1 AND r.first_in <= m.first_at THEN r.last_seq"
+    else:
+        fast = "WHEN r.any_out = 0 AND r.first_in <= m.first_at THEN -1"
+    return f"CASE WHEN r.phone IS NULL THEN NULL {fast} ELSE {STANDING_AT_SQL} END"
 
 
 @dataclass(frozen=True)
@@ -154,13 +175,14 @@ async def unconsented_messages(
     """Messages of the business first reported in [since, until) whose recipient had not opted
     in, or had opted out, at that moment; oldest first."""
     rows = await store._fetchall(
-        "SELECT c.message_sid, c.to_number, c.from_number, c.channel, c.first_status, c.first_at,"
-        " e.action, e.recorded_at, e.seq FROM (SELECT m.message_sid, m.to_number, m.from_number,"
-        f" m.channel, m.first_status, m.first_at, {STANDING_AT_SQL} AS standing_seq"
-        " FROM messages m WHERE m.business = ? AND m.first_at >= ? AND m.first_at < ?) c"
+        f"WITH {RECIPIENTS_CTE}, c AS MATERIALIZED (SELECT m.message_sid, {standing_sql(False)}"
+        " AS standing_seq FROM messages m LEFT JOIN r ON r.phone = m.to_number"
+        " WHERE m.business = ? AND m.first_at >= ? AND m.first_at < ?)"
+        " SELECT m.message_sid, m.to_number, m.from_number, m.channel, m.first_status, m.first_at,"
+        " e.action, e.recorded_at, e.seq FROM c JOIN messages m ON m.message_sid = c.message_sid"
         " LEFT JOIN events e ON e.seq = c.standing_seq"
-        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY c.first_at, c.message_sid",
-        (business, since or "0000", until or "9999"),
+        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY m.first_at, m.message_sid",
+        (business, business, since or "0000", until or "9999"),
     )
     found = []
     for sid, to, sender, channel, first_status, first_at, action, opt_out_at, seq in rows:
