@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import html
 import json
+from typing import Any
 
 import httpx
 import pytest
 
 from ivr.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
+from tests.live_server import SITE_PASSWORD, ivr
+from tests.page_walk import DOC_IMAGES
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
 NEW = "Harbour Florist"
@@ -217,3 +220,44 @@ async def test_an_auditor_reads_a_business_page_without_forms(admin: Service) ->
     page = await admin.client.get("/manage/business", params={"name": ACME})
     assert page.status_code == 200 and '<form method="post" action="/manage/business' not in page.text
     assert "Read the en-US script" in page.text
+
+
+@pytest.mark.slow
+def test_in_the_browser_an_admin_creates_a_business_with_two_numbers_and_two_locales_and_it_is_called(
+    browser: Any,
+    site: tuple[str, dict[str, str]],
+) -> None:
+    base, env = site
+    added = ivr(env, "user", "add", "root", "--role", "admin", stdin=SITE_PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    page = browser.new_page(viewport={"width": 1000, "height": 1200})
+    page.goto(f"{base}/login?next=/manage")
+    page.get_by_label("User name").fill("root")
+    page.get_by_label("Password").fill(SITE_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Businesses", exact=True).click()
+    page.get_by_label("Name callers hear").fill(NEW)
+    page.get_by_label("Phone numbers").fill("+1 555 000 3001\n+1 (555) 000-3002")
+    page.get_by_label("Message types callers agree to").fill("order updates\nevent invitations")
+    page.get_by_label("How often messages come").fill("no more than two messages a month")
+    page.get_by_label("es-ES").check()
+    page.get_by_role("button", name="Add business").click()
+    page.locator("#message", has_text=f"Created {NEW}.").wait_for()
+    assert page.locator("#numbers .number").all_inner_texts() == ["+15550003001", "+15550003002"]
+    page.get_by_label("Add a number").fill("+1 555 000 3003")
+    page.get_by_role("button", name="Add number").click()
+    page.locator("#message", has_text="Calls to +15550003003 now reach").wait_for()
+    page.get_by_role("button", name="Remove +15550003003").click()
+    page.locator("#message", has_text="no longer reach").wait_for()
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOC_IMAGES / "business-page.png"), full_page=True)
+    page.close()
+
+    for caller, number, keys, words in (
+        ("+15550100011", "+15550003001", "11", "no more than two messages a month"),
+        ("+15550100012", "+15550003002", "21", "WhatsApp"),  # 2: Spanish from the language menu
+    ):
+        call = ivr(env, "call", "--to", number, "--from", caller, "--keys", keys, "--record")
+        assert "Recorded opt_in" in call.stdout and words in call.stdout, call.stdout + call.stderr
+    assert "es-ES" in ivr(env, "export", "--format", "jsonl").stdout
+    assert ivr(env, "verify").returncode == 0
