@@ -39,6 +39,15 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "each piece of a webhook alone (signature, form, store reads, TwiML, one durable write), "
         "µs per call, with the cheaper alternative beside it",
     ),
+    "message_status": (
+        "bench.message_status",
+        "wrk on POST /twilio/message-status (distinct signed status callbacks) vs the bare-Starlette floor;"
+        " every acknowledged status stored",
+    ),
+    "compliance": (
+        "bench.compliance",
+        "ivr compliance over 1,000,000 message statuses (filled with SQL) beside the same query in sqlite3",
+    ),
     "recordings": (
         "bench.recordings",
         "10,000 recordings archived through the REST emulator (fetch, hash, fsync, chain): recordings/s,"

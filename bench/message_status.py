@@ -1,0 +1,194 @@
+"""wrk on POST /twilio/message-status: status callbacks ingested over HTTP, beside the bare-Starlette floor.
+
+`python -m bench message_status [--bodies 40000] [--seconds 15] [--connections 50]`
+
+1. `python -m ivr business add` on a fresh SQLite file, then `python -m ivr serve` on a free port;
+2. `--bodies` distinct status callbacks (a message's queued/sent/delivered/read, with failures and
+   their ErrorCode now and then), each signed by the same token as the server's, are put into a wrk
+   Lua script that posts them in turn (a run longer than the list posts duplicates again, as Twilio
+   may: they are answered 204 and store nothing new);
+3. wrk runs `--seconds` against ivr serve, then against bench/baseline_app.py (same uvicorn options,
+   a constant answer, no body read: the floor) with the same bodies;
+4. every acknowledged callback must be in the database afterwards: the rows are counted and the
+   run fails (exit 1) if any is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from bench.load import BUSINESS, NUMBER, add_business, baseline_serve, ivr_serve, server_env
+from bench.load_procs import BenchError, Server, cpu_percent, sample
+from bench.load_report import print_wrk
+from bench.load_wrk import WRK_DONE, WrkRun
+
+ACCOUNT = "AC" + "0" * 32
+PATH = "/twilio/message-status"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench message_status", description=__doc__)
+    parser.add_argument(
+        "--bodies", type=int, default=40_000, help="distinct signed callbacks (default 40000)"
+    )
+    parser.add_argument("--seconds", type=int, default=15, help="each wrk run (default 15)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args(list(argv))
+
+
+def callbacks(count: int, seed: int) -> list[dict[str, str]]:
+    """Status callbacks of WhatsApp messages from the business, as Twilio sends them (a Messaging
+    Service: queued, sent, delivered, read; one in ten fails with 63016, one in twenty undelivered)."""
+    rng = random.Random(seed)
+    out: list[dict[str, str]] = []
+    while len(out) < count:
+        sid = f"SM{rng.getrandbits(128):032x}"
+        to = f"+1415{rng.randrange(10**7):07d}"
+        roll = rng.random()
+        if roll < 0.1:
+            path, code = ["queued", "failed"], "63016"
+        elif roll < 0.15:
+            path, code = ["queued", "sent", "undelivered"], "30003"
+        else:
+            path, code = ["queued", "sent", "delivered", "read"], ""
+        for status in path:
+            params = {
+                "AccountSid": ACCOUNT,
+                "ApiVersion": "2010-04-01",
+                "ChannelInstallSid": "XE" + sid[2:],
+                "ChannelPrefix": "whatsapp",
+                "ChannelToAddress": to[:-7] + "XXXXXXX",
+                "From": f"whatsapp:{NUMBER}",
+                "MessageSid": sid,
+                "MessageStatus": status,
+                "MessagingServiceSid": "MG" + "1" * 32,
+                "SmsSid": sid,
+                "SmsStatus": status,
+                "To": f"whatsapp:{to}",
+            }
+            if status in ("failed", "undelivered"):
+                params["ErrorCode"] = code
+            out.append(params)
+    return out[:count]
+
+
+def write_script(path: Path, url: str, token: str, bodies: list[dict[str, str]]) -> None:
+    """A wrk script posting each signed body in turn (form bodies and base64 hold no quote)."""
+    validator = RequestValidator(token)
+    lines = ["local bodies = {"]
+    for params in bodies:
+        lines.append(f'  {{"{urlencode(params)}", "{validator.compute_signature(url, params)}"}},')
+    lines.append("}")
+    lines.append(
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #bodies + 1\n"
+        "  local headers = {}\n"
+        '  headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        '  headers["X-Twilio-Signature"] = bodies[i][2]\n'
+        '  return wrk.format("POST", nil, headers, bodies[i][1])\n'
+        "end\n"
+    )
+    path.write_text("\n".join(lines) + WRK_DONE)
+
+
+def stored(db: Path) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        statuses = conn.execute("SELECT count(*) FROM message_statuses").fetchone()[0]
+        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    return int(statuses), int(messages)
+
+
+def run(server: Server, script: Path, args: argparse.Namespace, check: bool, token: str) -> WrkRun:
+    url = server.base_url + PATH
+    probe = callbacks(1, args.seed + 99)[0]
+    reply = httpx.post(
+        url,
+        content=urlencode(probe),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": RequestValidator(token).compute_signature(url, probe),
+        },
+    )
+    if reply.status_code not in (200, 204) or (check and reply.status_code != 204):
+        raise BenchError(
+            f"{server.name} answers the status callback with HTTP {reply.status_code}: {reply.text}"
+        )
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{args.connections}",
+        f"-d{args.seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        url,
+    ]
+    before, children = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 60, check=False)
+    after, children_after = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH-WRK ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
+    wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return WrkRun(
+        json.loads(line.split(" ", 1)[1]), cpu_percent(before, after), 100 * wrk_cpu / (after.at - before.at)
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)")
+        return 2
+    token = "bench-token-" + "0" * 20
+    bodies = callbacks(args.bodies, args.seed)
+    with tempfile.TemporaryDirectory(prefix="bench-message-status-") as name:
+        directory = Path(name)
+        env = server_env(directory, token)
+        add_business(env)
+        print(f"{args.bodies:,} distinct signed status callbacks of WhatsApp messages from {BUSINESS}")
+        print(f"wrk: {args.connections} connections, {args.seconds} s per run, one thread")
+        print()
+        with ivr_serve(directory, env) as server:
+            write_script(directory / "ours.lua", server.base_url + PATH, token, bodies)
+            ours = run(server, directory / "ours.lua", args, True, token)
+            print_wrk("wrk: POST /twilio/message-status against ivr serve", ours)
+        acknowledged = min(int(ours.figures["requests"]) - int(ours.figures["status_errors"]), args.bodies)
+        statuses, messages = stored(directory / "ivr.db")
+        expected_messages = len({b["MessageSid"] for b in bodies[:acknowledged]})
+        print(
+            f"stored: {statuses:,} statuses of {messages:,} messages"
+            f" (posted at least {acknowledged:,} distinct callbacks, the probe included one more)"
+        )
+        print()
+        with baseline_serve(directory, env) as server:
+            write_script(directory / "floor.lua", server.base_url + PATH, token, bodies)
+            floor = run(server, directory / "floor.lua", args, False, token)
+            print_wrk("wrk: the same posts against the floor (bench/baseline_app.py)", floor)
+        print(
+            f"ours / floor: requests/s {ours.rate / floor.rate:.2f}x;"
+            f" p50 {ours.ms('p50') / floor.ms('p50'):.2f}x;"
+            f" p99 {ours.ms('p99') / floor.ms('p99'):.2f}x"
+        )
+        target = floor.rate / ours.rate <= 1.5
+        print(f"target: within 1.5x of the floor's requests/s: {'met' if target else 'NOT met'}")
+        if statuses < acknowledged + 1 or messages < expected_messages:
+            print(f"LOST: {acknowledged + 1 - statuses} acknowledged callbacks are not in the database")
+            return 1
+    return 0
