@@ -24,6 +24,7 @@ def test_manager_edits_sees_a_lint_error_fixes_it_and_callers_hear_the_new_wordi
     assert "Recorded opt_in" in before.stdout
 
     page = browser.new_page(viewport={"width": 1000, "height": 1400})
+    page.set_default_timeout(90_000)  # a busy machine; nothing here is timed
     page.goto(f"{base}/manage")
     assert page.url.startswith(f"{base}/login")
     page.fill("#name", "alice")
@@ -31,6 +32,7 @@ def test_manager_edits_sees_a_lint_error_fixes_it_and_callers_hear_the_new_wordi
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base}/manage")
     page.get_by_role("link", name="en-US").click()
+    page.get_by_label("Advanced: edit as TOML").check()  # the TOML view, behind the switch
     page.locator("#text").wait_for()
 
     original = page.input_value("#text")
@@ -45,6 +47,7 @@ def test_manager_edits_sees_a_lint_error_fixes_it_and_callers_hear_the_new_wordi
     page.locator("#lint li.ok").wait_for()
     assert NEW_WORDING in page.inner_text("#preview")
     page.click("#publish")
+    page.get_by_role("dialog").get_by_role("button", name="Publish now").click()  # after the changes shown
     page.locator("#message", has_text="Published version 2").wait_for()
     assert "published" in page.inner_text("table") and "superseded" in page.inner_text("table")
     page.screenshot(path=str(SHOTS / "manage-published.png"), full_page=True)
