@@ -3,10 +3,10 @@ language, and nothing else writes anything."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +18,17 @@ from ivr.webhooks import REHEARSAL_PARAM, simulated_mark
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, BILINGUAL, BILINGUAL_NUMBER, CALLER, Service
 
 WHATSAPP_SENDER = "+15550002222"  # Acme's WhatsApp sender, not one of its voice numbers
+
+
+pytest_plugins = ["tests.pg_server"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test here on both backends (the `service` fixture opens this URL)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ivr.db'}"
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
@@ -35,15 +46,11 @@ async def decisions(service: Service, phone: str = CALLER) -> list:
     return [r async for r in service.store.export_decisions(ExportFilter(phone=phone, include_demo=True))]
 
 
-def stored_data(service: Service) -> list[dict]:
-    import json
-
-    path = Path(service.db_url.removeprefix("sqlite:///"))
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return [
-            json.loads(body)["data"]
-            for (body,) in conn.execute("SELECT body FROM events WHERE kind = 'decision' ORDER BY seq")
-        ]
+async def stored_data(service: Service, message_sid: str) -> dict[str, Any]:
+    """The hashed data of the decision a message made, read back from the store."""
+    (row,) = [r for r in await service.store.events_for_call(message_sid) if r.kind == "decision"]
+    data: dict[str, Any] = json.loads(row.body)["data"]
+    return data
 
 
 @pytest.mark.parametrize(
@@ -61,7 +68,7 @@ async def test_english_stop_words_record_one_opt_out_confirmed_in_english(
     assert [(r.action, r.business, r.channel, r.call_sid) for r in rows] == [
         ("opt_out", ACME, "whatsapp", reply.message_sid)
     ]
-    data = stored_data(service)[-1]
+    data = await stored_data(service, reply.message_sid)
     assert data["message_sid"] == reply.message_sid and data["message_text"] == body
     assert data["channel"] == "whatsapp" and data["locale"] == "en-US" and data["script_version"] == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,17 @@ from ivr.export import render_rows
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 
 URL = "/api/opt-outs"
+
+
+pytest_plugins = ["tests.pg_server"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test here on both backends (the `service` fixture opens this URL)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ivr.db'}"
+    return str(request.getfixturevalue("pg_url"))
 
 
 async def token_for(
@@ -63,13 +75,9 @@ async def test_the_record_holds_the_source_token_and_evidence(service: Service) 
     assert response.status_code == 201
     rows = [r async for r in service.store.export_decisions(ExportFilter(phone=CALLER))]
     assert rows[-1].channel == "email" and rows[-1].call_sid in (None, "")
-    import sqlite3
-
-    path = service.db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        (raw,) = conn.execute(
-            "SELECT body FROM events WHERE kind = 'decision' ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+    proof = await service.store.chain_proof(rows[-1].seq)
+    assert proof is not None
+    raw = proof.record.body
     data = json.loads(raw)["data"]
     assert data["source"] == "api" and data["token_name"] == "helpdesk"
     assert data["evidence"] == "mail of 2 Dec: 'stop'" and data["channel"] == "email"
