@@ -174,3 +174,22 @@ def test_a_recordings_url_naming_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="is not a folder"):
         open_archive(Settings(recordings_url=(tmp_path / "f").as_uri()))
+
+
+async def test_the_receipt_page_shows_the_archived_sha256_or_that_it_is_not_archived_yet(
+    archiving: Archiving,
+) -> None:
+    from ivr.auth import hash_password
+    from tests.test_manage_http import PASSWORD, sign_in
+
+    [(call_sid, _, sha256)] = await archived_calls(archiving, 1)
+    archiving.api.media_faults += ["500"] * 10_000
+    waiting = await archiving.twilio.call(ACME_NUMBER, "+14155558888", ["1"])
+    await archiving.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    client = archiving.twilio.client
+    await sign_in(client, "aldo")
+    page = await client.get("/audit/receipt", params={"call_sid": call_sid})
+    assert page.status_code == 200
+    assert f'Recording SHA-256</dt><dd><code class="hash">{sha256}</code>' in page.text
+    page = await client.get("/audit/receipt", params={"call_sid": waiting.call_sid})
+    assert 'Recording SHA-256</dt><dd><strong class="warning">not archived yet</strong>' in page.text
