@@ -349,7 +349,13 @@ class RegistryMixin:
                 "reason": reason,
             },
         )
-        stored = await self._append(event, [("DELETE FROM subjects WHERE subject = ?", (subject,))])
+        erase = [
+            ("DELETE FROM subjects WHERE subject = ?", (subject,)),
+            # Message status callbacks (outside the chain) name the number in plain: gone too.
+            ("DELETE FROM message_statuses WHERE to_number = ?", (phone,)),
+            ("DELETE FROM messages WHERE to_number = ?", (phone,)),
+        ]
+        stored = await self._append(event, erase)
         await self._checkpoint()  # old copies of the page may still sit in the write-ahead log
         return Erasure(subject, int(counted[0]), sids, stored.hash)
 

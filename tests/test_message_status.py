@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +193,17 @@ async def test_a_business_whatsapp_sender_number_finds_its_business(
     await sender.send(f"whatsapp:{CALLER}", "whatsapp:+15550009999", "sent")
     await sender.send(CALLER, "+15550009999", "sent")  # the same number by SMS is not a business number
     assert {(r[5], r[6]) for r in stored(service)} == {("whatsapp", "Sender Co"), ("sms", None)}
+
+
+async def test_forgetting_a_phone_erases_its_message_statuses_too(
+    service: Service, sender: MessageStatusEmulator
+) -> None:
+    await service.twilio.call(ACME_NUMBER, CALLER, ["1"])
+    await sender.send(f"whatsapp:{CALLER}", f"whatsapp:{ACME_NUMBER}", "read")
+    other = await sender.send("whatsapp:+14155550166", f"whatsapp:{ACME_NUMBER}", "sent")
+    assert await service.store.forget_phone(CALLER, "test", "asked to be forgotten") is not None
+    assert {r[0] for r in stored(service)} == {other.sid}
+    assert [r[0] for r in first_reports(service)] == [other.sid]
+    path = service.db_url.removeprefix("sqlite:///")
+    raw = b"".join(Path(p).read_bytes() for p in (path, path + "-wal") if os.path.exists(p))
+    assert CALLER.encode() not in raw
