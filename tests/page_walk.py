@@ -108,7 +108,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         shown = ivr(env, "script", "show", "--business", DEMO, "--locale", "en-US")
         second = tmp / "v2.toml"
         second.write_text(shown.stdout.replace("We would like to send you", "We would love to send you"))
-        published = ivr(env, "script", "publish", "--business", DEMO, "--locale", "en-US", str(second))
+        for _attempt in range(3):  # the lint worker's 2 s deadline can pass on a loaded machine
+            published = ivr(env, "script", "publish", "--business", DEMO, "--locale", "en-US", str(second))
+            if "too long to render" not in published.stderr:
+                break
         assert published.returncode == 0, published.stderr
         rows = ivr(env, "export", "--format", "jsonl", "--include-demo").stdout.splitlines()
         yield World(base, env, json.loads(rows[0])["call_sid"])
