@@ -12,6 +12,7 @@ import pytest
 
 from ivr.api import routes as api_routes
 from ivr.audit import routes as audit_routes
+from ivr.businesses_admin import routes as businesses_routes
 from ivr.auth import routes as auth_routes
 from ivr.cli import cli
 from ivr.export import COLUMNS
@@ -64,6 +65,7 @@ def test_every_cli_command_is_in_the_readme(path: str) -> None:
                 *audit_routes,
                 *quality_routes,
                 *users_routes,
+                *businesses_routes,
                 *messaging_routes,
                 *opt_outs_routes,
             ]
