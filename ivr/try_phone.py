@@ -30,12 +30,13 @@ from starlette.routing import Route
 
 from consent_store import ExportFilter
 from ivr.auth import csrf_ok, current_user
-from ivr.emulator import NO_INPUT, CallResult, EmulatorError, Spoken, TwilioEmulator
+from ivr.emulator import NO_INPUT, CallResult, EmulatorError, Spoken, TwilioEmulator, new_sid
 from ivr.export import row_dict
+from ivr.message_emulator import MessageEmulator
 from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
 from ivr.runtime import Runtime
 from ivr.web import templates
-from ivr.webhooks import REHEARSAL_PARAM
+from ivr.webhooks import REHEARSAL_PARAM, simulated_mark
 
 # Calls in progress at once: anonymous demo calls, and managers' rehearsals (a pool each).
 MAX_ANONYMOUS_CALLS = 40
@@ -51,6 +52,7 @@ ENDED_KEPT_SECONDS = 600
 ABANDONED_AFTER_SECONDS = 120
 STEP_WAIT_SECONDS = 30
 KEYS = set("0123456789*#") | {NO_INPUT}
+MAX_MESSAGE_BODY = 1600  # Twilio's limit for a message body
 T = TypeVar("T")
 
 
@@ -303,8 +305,60 @@ async def press_key(request: Request) -> Response:
     return await _step(request, request.path_params["call_id"], call)
 
 
+async def send_message(request: Request) -> Response:
+    """A WhatsApp message from the browser to a demo business, sent through the emulator as
+    Twilio would; answers with the replies Twilio would send back and the receipt, if any.
+
+    Demo businesses only, whoever asks: a message has no rehearsal, and an opt-out for a real
+    business's customer must come from that customer."""
+    if _try_off(request):
+        return _error("the browser phone is off on this server (IVR_TRY=off)", 404)
+    try:
+        payload = await request.json()
+        to, sender, body = str(payload["to"]), str(payload["from"]), str(payload["body"])
+    except (ValueError, KeyError, TypeError):
+        return _error('send JSON {"to": "+1...", "from": "+1...", "body": "STOP"}')
+    if len(body) > MAX_MESSAGE_BODY:
+        return _error(f"a message is at most {MAX_MESSAGE_BODY} characters")
+    runtime: Runtime = request.app.state.runtime
+    try:
+        sender = normalise_typed_phone(sender, runtime.settings.default_region)
+        to = normalise_typed_phone(to, runtime.settings.default_region)
+    except NotAPhoneNumber as exc:
+        return _error(f"the number {exc}")
+    business = await runtime.store.business_for_number(to)
+    if business is None or not business.demo:
+        return _error(f"no demo business answers {to}", 404)
+    address = request.client.host if request.client else "unknown"
+    rate: CallRate = _state(request, "try_message_rate", CallRate)
+    if not rate.allow(address):
+        wait = rate.retry_after(address)
+        refused = _error(f"too many messages from your address; try again in {wait} s", 429)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
+    base = runtime.settings.public_url or "http://ivr.local"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app), base_url=base) as client:
+        texting = MessageEmulator(
+            TwilioEmulator(client, base, runtime.auth_token, runtime.settings.twilio_account_sid)
+        )
+        sid = new_sid("SM")
+        mark = {REHEARSAL_PARAM: simulated_mark(runtime.auth_token, sid)}
+        reply = await texting.send(to, sender, body, whatsapp=True, message_sid=sid, extra_params=mark)
+    if reply.status_code != 200:
+        return _error(f"the message was refused (HTTP {reply.status_code})", 502)
+    rows = [r async for r in runtime.store.export_decisions(ExportFilter(call_sid=sid, include_demo=True))]
+    return JSONResponse(
+        {
+            "message_sid": sid,
+            "replies": list(reply.replies),
+            "receipt": row_dict(rows[0]) if rows else None,
+        }
+    )
+
+
 routes = [
     Route("/try", try_page, methods=["GET"]),
+    Route("/try/api/messages", send_message, methods=["POST"]),
     Route("/try/api/calls", start_call, methods=["POST"]),
     Route("/try/api/calls/{call_id}/keys", press_key, methods=["POST"]),
 ]
