@@ -39,6 +39,10 @@ from ivr.export import (
 )
 from ivr.manifest import MANIFEST_SUFFIX, ExportManifest
 from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
+from ivr.recordings import playback
+from ivr.recordings.fetch import fetcher_of
+from ivr.recordings.incomplete import missing_recordings
+from ivr.recordings.playback import receipt_audio
 from ivr.runtime import Runtime
 from ivr.web import templates
 
@@ -218,6 +222,7 @@ async def receipt(request: Request, user: SessionUser) -> Response:
             "standing": standing,
             "demo": (await store.get_business(decision.business)).demo,
             "simulated": any(e["kind"] == "decision" and e["data"].get("simulated") is True for e in events),
+            "audio": await receipt_audio(request, _runtime(request), call_sid),
             **template_user(user),
         },
     )
@@ -331,15 +336,25 @@ async def export_manifest(request: Request, user: SessionUser) -> Response:
 
 @requires("auditor", "manager")
 async def incomplete(request: Request, user: SessionUser) -> Response:
-    rows = [
-        row
-        for row in await _runtime(request).store.incomplete_evidence(RECORDING_GRACE_MINUTES)
-        if user.may_see(row.business)
-    ]
+    """Decisions without archived audio and why (ivr/recordings/incomplete.py), of the user's
+    businesses only (filtered in the query, so another business's rows never count)."""
+    fetcher = fetcher_of(request.app)
+    rows = await missing_recordings(
+        _runtime(request).store,
+        fetcher.failures() if fetcher is not None else [],
+        user.businesses,
+        RECORDING_GRACE_MINUTES,
+        archiving=fetcher is not None and fetcher.deps.credentials.configured,
+    )
     return templates.TemplateResponse(
         request,
         "audit_incomplete.html",
-        {"rows": rows, "grace": RECORDING_GRACE_MINUTES, **template_user(user)},
+        {
+            "rows": rows,
+            "grace": RECORDING_GRACE_MINUTES,
+            "archiving": fetcher is not None and fetcher.deps.credentials.configured,
+            **template_user(user),
+        },
     )
 
 
@@ -347,6 +362,7 @@ routes = [
     Route("/audit", search, methods=["GET"]),
     Route("/audit/receipt", receipt, methods=["GET"]),
     Route("/audit/incomplete", incomplete, methods=["GET"]),
+    *playback.routes,
     Route("/audit/export", export, methods=["GET"]),
     Route("/audit/export.manifest", export_manifest, methods=["GET"]),
 ]

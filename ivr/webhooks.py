@@ -13,6 +13,7 @@ FromCountry, CallerName) verbatim.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -505,6 +506,9 @@ async def recording_status(request: Request) -> Response:
             status,
             (form.get("ErrorCode") or "none")[:16],
         )
+        code = form.get("ErrorCode") or ""
+        if code.isascii() and code.isdigit() and len(code) <= 10:  # for /audit/incomplete; else dropped
+            recording = dataclasses.replace(recording, error_code=code)
     try:
         await runtime.store.attach_recording(recording)
     except StoreError as exc:

@@ -153,11 +153,14 @@ async def reconciliation_deps(
 async def _loop(deps: ArchiveDeps, settings: Settings, interval: float) -> None:
     while True:
         try:
-            report = await reconcile(deps, settings)
+            # Read at each pass (not bound at import): decisions younger than this are not asked about.
+            report = await reconcile(deps, settings, DEFAULT_OLDER_THAN_SECONDS)
             if report.asked or report.errors or report.deleted_at_twilio:
                 (LOG.warning if report.errors else LOG.info)("recordings sync: %s", report.summary())
         except (RecordingError, StoreError) as exc:
             LOG.warning("recordings sync failed: %s", exc)
+        except Exception:  # a bug must not end the loop for the life of the server
+            LOG.exception("recordings sync failed")
         await asyncio.sleep(interval)
 
 
