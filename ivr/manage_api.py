@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from consent_store import Business
 from ivr.auth import SessionUser, requires
-from ivr.script_compare import prompt_changes
+from ivr.script_compare import prompt_changes, setting_changes
 from ivr.script_editing import (
     MAX_SCRIPT_BYTES,
     FormNotApplied,
@@ -129,6 +129,10 @@ async def changes_api(request: Request, user: SessionUser) -> Response:
             "same": False,
             "version": published.version,
             "prompts": [{"label": c.label, "old": str(c.old), "new": str(c.new)} for c in changes],
+            "settings": [
+                {"label": label, "old": before, "new": after}
+                for label, before, after in setting_changes(published.text, text, business.message_types)
+            ],
         }
     )
 

@@ -19,10 +19,10 @@ from consent_store.stats import ScriptFigures
 from ivr.auth import SessionUser, requires, template_user
 from ivr.quality_report import figure_row
 from ivr.runtime import Runtime
-from ivr.script_form import PROMPT_LABELS
+from ivr.script_form import KEY_LABELS, PROMPT_LABELS, read_form
 from ivr.scripts_admin import render_versions_off_loop
 from ivr.web import templates
-from voice_scripts import PROMPT_NAMES
+from voice_scripts import PROMPT_NAMES, ScriptFormatError
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,30 @@ def prompt_changes(old: dict[str, str], new: dict[str, str]) -> list[PromptChang
         before, after = old.get(name, ""), new.get(name, "")
         left, right = word_diff(before, after)
         changes.append(PromptChange(name, PROMPT_LABELS[name], left, right, before != after))
+    return changes
+
+
+def setting_changes(
+    old_text: str, new_text: str, message_types: tuple[str, ...]
+) -> list[tuple[str, str, str]]:
+    """What else changes between two script texts, as (what, before, after): the voice, the
+    frequency, the keys and the message types' spoken names."""
+    try:
+        old, new = read_form(old_text, message_types), read_form(new_text, message_types)
+    except ScriptFormatError:
+        return []
+    changes = []
+    if old.voice != new.voice:
+        changes.append(("Voice", old.voice, new.voice))
+    if old.frequency != new.frequency:
+        changes.append(("Frequency", old.frequency, new.frequency))
+    for name, label in KEY_LABELS.items():
+        if old.keys[name] != new.keys[name]:
+            changes.append((label, old.keys[name], new.keys[name]))
+    for message_type in message_types:
+        before, after = old.type_names[message_type], new.type_names[message_type]
+        if before != after:
+            changes.append((f"“{message_type}” is said as", before or message_type, after or message_type))
     return changes
 
 
@@ -112,7 +136,7 @@ async def compare_page(request: Request, user: SessionUser) -> Response:
     except StoreError:
         return PlainTextResponse(f"No script for business {name!r} in locale {locale!r}.", status_code=404)
     versions = await store.script_versions(business.name, locale)
-    numbers = [v.version for v in versions]
+    numbers = sorted(v.version for v in versions)
     try:
         a, b = int(query.get("a", "")), int(query.get("b", ""))
     except ValueError:

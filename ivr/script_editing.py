@@ -102,15 +102,15 @@ class CheckedDraft:
 def line_of(text: str, box: str) -> int | None:
     """The line of the TOML text where a box's value is written (1-based), if it can be found."""
     if box.startswith("prompt-"):
-        pattern = rf"^\s*{re.escape(box.removeprefix('prompt-'))}\s*="
+        pattern = rf"^[ \t]*{re.escape(box.removeprefix('prompt-'))}\s*="
     elif box.startswith("key-"):
-        pattern = rf"^\s*{re.escape(box.removeprefix('key-'))}\s*="
+        pattern = rf"^[ \t]*{re.escape(box.removeprefix('key-'))}\s*="
     else:
         pattern = {
-            "keys": r"^\s*\[keys\]",
-            "voice": r"^\s*voice\s*=",
-            "frequency": r"^\s*frequency\s*=",
-            "type-names": r"^\s*\[message_types\]",
+            "keys": r"^[ \t]*\[keys\]",
+            "voice": r"^[ \t]*voice\s*=",
+            "frequency": r"^[ \t]*frequency\s*=",
+            "type-names": r"^[ \t]*\[message_types\]",
         }.get(box, r"(?!)")
     found = re.search(pattern, text, re.MULTILINE)
     return text.count("\n", 0, found.start()) + 1 if found else None

@@ -58,6 +58,7 @@ async def test_every_page_and_download_is_limited_to_the_users_business(
     gets = {
         "/manage/script": {"business": other, "locale": LOCALE[other]},
         "/manage/script/diff": {"business": other, "locale": LOCALE[other], "version": "1"},
+        "/manage/script/compare": {"business": other, "locale": LOCALE[other], "a": "1", "b": "1"},
         "/manage/quality": {"business": other},
         "/manage/quality.csv": {"business": other},
         "/manage/compliance": {"business": other},
@@ -102,12 +103,17 @@ async def test_a_manager_cannot_change_or_rehearse_another_business(
     for path, form in posts:
         response = await client.post(path, data=form)
         assert response.status_code == 404, (path, response.status_code)
-    lint = await client.post(
-        "/manage/api/lint",
-        json={"business": other, "locale": LOCALE[other], "text": published.text},
-        headers=headers,
-    )
-    assert lint.status_code == 404
+    for api in ("/manage/api/lint", "/manage/api/draft", "/manage/api/changes"):
+        answer = await client.post(
+            api,
+            json={"business": other, "locale": LOCALE[other], "text": published.text + "# x\n"},
+            headers=headers,
+        )
+        assert answer.status_code == 404, (api, answer.status_code)
+    form = {"business": other, "locale": LOCALE[other], "text": published.text, "view": "form",
+            "prompt.goodbye": "Bye.", "action": "rehearse", "csrf_token": csrf}  # fmt: skip
+    assert (await client.post("/manage/script", data=form)).status_code == 404
+    assert await service.store.script_draft(other, LOCALE[other]) is None
     rehearse = await client.post(
         "/try/api/calls", json={"to": NUMBER[other], "from": CALLER}, headers=headers
     )

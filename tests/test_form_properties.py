@@ -40,12 +40,14 @@ fields = st.dictionaries(
 )
 FORM_ROUTES = ["/login", "/logout", "/manage/script", "/manage/script/rollback", "/manage/message-types"]
 JSON_ROUTES = ["/manage/api/lint", "/manage/api/speech", "/try/api/calls", "/try/api/calls/x/keys"]
+JSON_ROUTES += ["/manage/api/draft", "/manage/api/changes"]
 QUERY_ROUTES = [
     "/audit",
     "/audit/receipt",
     "/audit/export",
     "/manage/script",
     "/manage/script/diff",
+    "/manage/script/compare",
     "/manage/quality",
     "/api/consent",
 ]

@@ -253,8 +253,17 @@
       go.hidden = true;
     } else {
       go.hidden = false;
-      if (changes.prompts.length === 0) {
-        list.textContent = "No prompt says anything different; only the script's settings or layout change.";
+      if (changes.settings.length) {
+        const settings = document.createElement("ul");
+        for (const setting of changes.settings) {
+          const li = document.createElement("li");
+          li.textContent = `${setting.label}: ${setting.old} → ${setting.new}`;
+          settings.append(li);
+        }
+        list.append(settings);
+      }
+      if (changes.prompts.length === 0 && changes.settings.length === 0) {
+        list.textContent = "No prompt says anything different; only the script's layout changes.";
       }
       for (const prompt of changes.prompts) {
         const section = document.createElement("section");
