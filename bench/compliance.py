@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -46,6 +47,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dir", help="where the temporary database goes (default: the system's temp)")
+    parser.add_argument("--store", help="fill this database once and reuse it on later runs")
     return parser.parse_args(list(argv))
 
 
@@ -133,49 +135,69 @@ def floor_query(path: Path) -> tuple[float, int]:
         conn.close()
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """(wall seconds, CPU seconds of the process, what it did): on a shared machine the CPU time
+    is what the command costs; the wall time also holds the waits for a core."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
-    return time.perf_counter() - started, done
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, cpu, done
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-compliance-", dir=args.dir) as name:
-        path = Path(name) / "ivr.db"
-        started = time.perf_counter()
-        filled = fill_store(path, args.decisions, seed=args.seed)
-        statuses, messages = fill_statuses(path, args.statuses, args.seed)
-        print(
-            f"store: {filled.events:,} chained events ({filled.subjects:,} phones),"
-            f" {statuses:,} statuses of {messages:,} messages from {BUSINESS};"
-            f" filled in {time.perf_counter() - started:.1f} s; {path.stat().st_size / 2**20:,.0f} MB"
-        )
+        path = Path(args.store) if args.store else Path(name) / "ivr.db"
+        if not path.exists():
+            started = time.perf_counter()
+            filled = fill_store(path, args.decisions, seed=args.seed)
+            statuses, messages = fill_statuses(path, args.statuses, args.seed)
+            print(
+                f"store: {filled.events:,} chained events ({filled.subjects:,} phones),"
+                f" {statuses:,} statuses of {messages:,} messages from {BUSINESS};"
+                f" filled in {time.perf_counter() - started:.1f} s; {path.stat().st_size / 2**20:,.0f} MB"
+            )
+        else:
+            with sqlite3.connect(path) as conn:
+                counts = [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in
+                          ("events", "message_statuses", "messages")]  # fmt: skip
+            print(f"store {path}: {counts[0]:,} events, {counts[1]:,} statuses of {counts[2]:,} messages")
         env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
         env["IVR_DATABASE_URL"] = f"sqlite:///{path}"
         command = [sys.executable, "-m", "ivr", "compliance", "--business", BUSINESS, "--format", "json"]
-        times, found = [], None
+        times, cpus, found = [], [], None
         for _ in range(args.runs):
-            seconds, done = timed(command, env)
+            seconds, cpu, done = timed(command, env)
             if done.returncode not in (0, 1):
                 print(f"ivr compliance failed ({done.returncode}): {done.stderr.strip()}")
                 return 1
             report = json.loads(done.stdout)
             found = (done.returncode, report["messages_checked"], report["sent_without_consent"])
             times.append(seconds)
-        startup = statistics.median(
-            timed([sys.executable, "-m", "ivr", "--version"], env)[0] for _ in range(3)
-        )
+            cpus.append(cpu)
+        startups = [timed([sys.executable, "-m", "ivr", "--version"], env) for _ in range(3)]
         floor_seconds, floor_rows = floor_query(path)
         assert found is not None
         print(
-            f"ivr compliance --format json: median {statistics.median(times):.2f} s of {args.runs}"
-            f" (min {min(times):.2f}, max {max(times):.2f}); exit {found[0]}; {found[2]:,} of {found[1]:,}"
-            " messages sent without consent"
+            f"ivr compliance --format json: median {statistics.median(times):.2f} s wall,"
+            f" {statistics.median(cpus):.2f} s CPU, of {args.runs} (wall min {min(times):.2f},"
+            f" max {max(times):.2f}); exit {found[0]};"
+            f" {found[2]:,} of {found[1]:,} messages sent without consent"
         )
-        print(f"  of which start-up (python -m ivr --version): {startup:.2f} s")
+        print(
+            "  of which start-up (python -m ivr --version):"
+            f" {statistics.median(s[0] for s in startups):.2f} s wall,"
+            f" {statistics.median(s[1] for s in startups):.2f} s CPU"
+        )
         print(f"floor: the same query in sqlite3, in-process: {floor_seconds:.2f} s, {floor_rows:,} rows")
-        print(f"target: under 5 s: {'met' if statistics.median(times) < 5 else 'NOT met'}")
+        print(
+            f"target: under 5 s: wall {'met' if statistics.median(times) < 5 else 'NOT met'},"
+            f" CPU {'met' if statistics.median(cpus) < 5 else 'NOT met'}"
+            f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
         if found[2] != floor_rows:
             print(f"WRONG: ivr compliance listed {found[2]:,}, the query finds {floor_rows:,}")
             return 1

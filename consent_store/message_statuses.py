@@ -104,7 +104,7 @@ class UnconsentedMessage:
 
 
 def _parse(moment: str) -> dt.datetime:
-    return dt.datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.fromisoformat(moment)  # '...Z' is read as UTC from Python 3.11 on
 
 
 class MessageStore(Protocol):

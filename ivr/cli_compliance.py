@@ -6,13 +6,11 @@ that cannot be read is exit 1 too, with its one-line error on standard error.
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from consent_store import ConsentStore
 from ivr.cli_support import CliFailure, database_read, with_store
-from ivr.compliance import ComplianceReport, compliance_report, report_json, report_table
+from ivr.compliance import ComplianceReport, compliance_report, report_json_text, report_table
 from ivr.export import parse_timestamp
 
 
@@ -37,7 +35,7 @@ def compliance(business: str, since: str | None, until: str | None, output: str)
 
     report = with_store(work)
     if output == "json":
-        click.echo(json.dumps(report_json(report), ensure_ascii=False, indent=2))
+        click.echo(report_json_text(report))
     else:
         click.echo(report_table(report), nl=False)
     if report.unconsented:
