@@ -103,11 +103,13 @@ class AuditMixin:
             "%Y-%m-%dT%H:%M:%S.%fZ"
         )
         status = self._json_text("r.body", "data", "status")
+        # A decision with a channel was made by message or reported through the API: no recording.
+        channel = self._json_text("e.body", "data", "channel")
         rows = await self._fetchall(
             "SELECT e.seq, e.recorded_at, e.call_sid, e.business, e.action,"
             f" (SELECT {self._joined_text(status, ', ', 'r.seq')} FROM events r"
             "  WHERE r.call_sid = e.call_sid AND r.kind = 'recording') AS statuses"
-            " FROM events e WHERE e.kind = 'decision' AND NOT EXISTS ("
+            f" FROM events e WHERE e.kind = 'decision' AND {channel} IS NULL AND NOT EXISTS ("
             "  SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
             f"  AND {status} = 'completed')"
             " AND (e.recorded_at < ? OR EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid"

@@ -74,12 +74,14 @@ async def calls_to_reconcile(
     outcome = store._json_text("c.body", "data", "outcome")
     simulated = store._json_text("e.body", "data", "simulated")
     account = store._json_text("e.body", "data", "account_sid")
+    # A decision with a channel was made by message or reported through the API: no call, no recording.
+    channel = store._json_text("e.body", "data", "channel")
     finals = ", ".join(f"'{o}'" for o in FINAL_OUTCOMES)
     rows = await store._fetchall(
         f"SELECT e.seq, e.recorded_at, e.call_sid, e.business, {account} FROM events e"
         " JOIN businesses b ON b.name = e.business AND b.demo = 0"
         " WHERE e.kind = 'decision' AND e.recorded_at < ? AND e.recorded_at >= ?"
-        f" AND {simulated} IS NULL"
+        f" AND {simulated} IS NULL AND {channel} IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
         f"  AND {status} IN ('completed', {finals}))"
         " AND NOT EXISTS (SELECT 1 FROM events c WHERE c.call_sid = e.call_sid AND c.kind = 'recording_check'"
@@ -91,7 +93,7 @@ async def calls_to_reconcile(
 
 
 async def recording_gaps(
-    store: StoreAccess,
+    store: _Dialect,
     before: str,
     businesses: Sequence[str] | None = None,
     limit: int = 500,
@@ -105,9 +107,11 @@ async def recording_gaps(
             return []
         limit_to = f" AND e.business IN ({', '.join('?' for _ in businesses)})"
         params += list(businesses)
+    # A decision with a channel was made by message or reported through the API: no call, no recording.
+    channel = store._json_text("e.body", "data", "channel")
     rows = await store._fetchall(
         "SELECT e.seq, e.recorded_at, e.call_sid, e.business, e.action FROM events e"
-        " WHERE e.kind = 'decision'"
+        f" WHERE e.kind = 'decision' AND {channel} IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM events a WHERE a.call_sid = e.call_sid"
         "  AND a.kind = 'recording_archived')"
         " AND (e.recorded_at < ? OR EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid"

@@ -34,6 +34,7 @@ from ivr.runtime import Runtime
 LOG = logging.getLogger(__name__)
 
 OPT_OUTS_PATH = "/api/opt-outs"
+API_REFERENCE_PREFIX = "api:"
 MAX_BODY_BYTES = 16 * 1024
 MAX_EVIDENCE_BYTES = 4096
 FIELDS = ("phone", "business", "channel", "evidence")
@@ -199,7 +200,9 @@ async def record_opt_out(request: Request) -> Response:
         LOG.error("opt-out API could not read the store: %s", exc)
         return JSONResponse({"error": "the consent store is unavailable: retry"}, status_code=503)
     decision = ConsentDecision(
-        call_sid="",
+        # No call: a reference of this service's own, never of Twilio's form, so receipts, the
+        # audit pages and the opt-out webhook name the record as they name a call's.
+        call_sid=API_REFERENCE_PREFIX + uuid.uuid4().hex,
         phone=phone,
         business=business.name,
         action="opt_out",
