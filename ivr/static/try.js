@@ -73,6 +73,10 @@
     receipt.hidden = false;
   }
 
+  // Keys are disabled while a key is sent, which drops the keyboard focus: give it back, so a
+  // keyboard user goes on with Tab, Enter and Space where they were (the first key after dialling).
+  let focusAfter = null;
+
   function show(data) {
     let words = 0;
     for (const s of data.spoken) {
@@ -82,6 +86,7 @@
     }
     if (data.state === "waiting") {
       setKeys(true);
+      if (focusAfter) { focusAfter.focus(); focusAfter = null; }
       // Twilio's Gather timeout starts when the prompt has been said.
       countdown(data.timeout + (speakBox.checked ? Math.ceil(words / 2.5) : 0));
       return;
@@ -90,6 +95,7 @@
     setKeys(false);
     callId = null;
     document.getElementById("call").disabled = false;
+    if (focusAfter) { status.setAttribute("tabindex", "-1"); status.focus(); focusAfter = null; }
     if (data.rehearsal) {
       status.textContent = "Rehearsal ended: nothing was recorded.";
     } else if (data.receipt) {
@@ -103,6 +109,8 @@
   async function press(key) {
     if (!callId) return;
     clearInterval(timer);
+    const active = document.activeElement;
+    if (active && active.classList.contains("key")) focusAfter = active;
     setKeys(false);
     if ("speechSynthesis" in window) window.speechSynthesis.cancel();
     line(key === "-" ? "(no key pressed)" : `You pressed ${key}`, null, "you");
@@ -127,6 +135,7 @@
     event.preventDefault();
     transcript.replaceChildren();
     receipt.hidden = true;
+    if (form.contains(document.activeElement)) focusAfter = keys[0];
     document.getElementById("call").disabled = true;
     status.textContent = "Calling…";
     try {
