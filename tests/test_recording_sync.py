@@ -5,6 +5,7 @@ and archived as found by reconciliation, once; /audit/incomplete says why the ot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import os
@@ -80,12 +81,19 @@ class Running:
     app: object
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+@contextlib.contextmanager
+def emulated(tmp_path: Path) -> Iterator[Env]:
+    """Twilio's REST API (our emulator, over real HTTP) for one account, and where things go."""
     api = TwilioRestEmulator()
     api.add_account(ACCOUNT, AUTH_TOKEN)
     with api.serve() as url:
         yield Env(tmp_path, api, url)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    with emulated(tmp_path) as found:
+        yield found
 
 
 @pytest.fixture

@@ -95,12 +95,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | Litera
             return "unsatisfiable"
         return max(size - suffix, 0), size - 1
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
+    if last_text and int(last_text) < first:
         return None  # invalid: ignored
     if first >= size:
         return "unsatisfiable"
-    return first, min(last, size - 1)
+    return first, min(int(last_text), size - 1) if last_text else size - 1
 
 
 @requires("auditor", "manager")
