@@ -18,6 +18,7 @@ from ivr.messaging import routes as messaging_routes
 from ivr.opt_outs_api import routes as opt_outs_routes
 from ivr.optout_webhooks import running_notifier
 from ivr.recordings.fetch import running_fetcher
+from ivr.recordings.sync import running_reconciler
 from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
@@ -38,8 +39,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 async with running_notifier(
                     store, settings.webhook_retry_seconds, app.state.runtime.secret_key
                 ):
-                    async with running_fetcher(app, settings, store):
-                        yield
+                    async with running_fetcher(app, settings, store) as fetcher:
+                        async with running_reconciler(store, settings, fetcher.deps.archive):
+                            yield
             finally:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -59,8 +61,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api.routes,
         *audit.routes,
         *message_status_routes,
-        *compliance_routes,
-    ]
         *messaging_routes,
         *opt_outs_routes,
+        *compliance_routes,
+    ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])
