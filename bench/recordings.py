@@ -70,6 +70,7 @@ async def post_callbacks(base: str, count: int, seconds: int, concurrency: int) 
     url = f"{base}/twilio/recording"
     validator = RequestValidator(TOKEN)
     latencies: list[float] = []
+    retries: list[int] = []
     queue = iter(range(count))
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -86,7 +87,16 @@ async def post_callbacks(base: str, count: int, seconds: int, concurrency: int) 
             }
             headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
             started = time.perf_counter()
-            response = await client.post(url, data=params, headers=headers)
+            for attempt in range(3):
+                try:
+                    response = await client.post(url, data=params, headers=headers)
+                    break
+                except httpx.TransportError:
+                    # A kept-alive connection the server closed as the request went out; Twilio
+                    # would retry too (the callback is idempotent). Counted, and at most twice.
+                    if attempt == 2:
+                        raise
+                    retries.append(n)
             latencies.append(time.perf_counter() - started)
             if response.status_code != 204:
                 raise BenchError(f"recording callback answered {response.status_code}: {response.text[:200]}")
@@ -94,6 +104,8 @@ async def post_callbacks(base: str, count: int, seconds: int, concurrency: int) 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    if retries:
+        print(f"({len(retries)} callbacks sent again after a dropped connection)", flush=True)
     return latencies
 
 
