@@ -64,6 +64,7 @@ async def test_every_page_and_download_is_limited_to_the_users_business(
         "/manage/compliance": {"business": other},
         "/audit/receipt": {"call_sid": other_sid},
         "/audit/export": {"business": other, "format": "csv"},
+        "/manage/business": {"name": other},
     }
     for path, params in gets.items():
         response = await client.get(path, params=params)
@@ -99,6 +100,8 @@ async def test_a_manager_cannot_change_or_rehearse_another_business(
         ("/manage/script/rollback", {"business": other, "locale": LOCALE[other], "version": "1",
                                      "csrf_token": csrf}),
         ("/manage/message-types", {"business": other, "message_types": "spam", "csrf_token": csrf}),
+        ("/manage/business/frequency", {"business": other, "locale": LOCALE[other], "frequency": "daily",
+                                        "csrf_token": csrf}),
     ]  # fmt: skip
     for path, form in posts:
         response = await client.post(path, data=form)
@@ -120,6 +123,16 @@ async def test_a_manager_cannot_change_or_rehearse_another_business(
     assert rehearse.status_code == 403
     assert (await service.store.script_version(other, LOCALE[other])).version == published.version
     assert (await service.store.get_business(other)).message_types != ("spam",)
+    admins_only = [
+        ("/manage/business/numbers", {"business": other, "change": "add", "number": "+15550009999"}),
+        ("/manage/business/numbers", {"business": business, "change": "add", "number": "+15550009999"}),
+        ("/manage/business/locales", {"business": business, "locale": "es-ES"}),
+        ("/manage/businesses", {"name": "Mine", "numbers": "+15550009998", "message_types": "x"}),
+    ]
+    for path, form in admins_only:
+        response = await client.post(path, data={**form, "csrf_token": csrf})
+        assert response.status_code == 403, (path, response.status_code)
+    assert (await service.store.business_for_number("+15550009999")) is None
 
 
 async def test_a_token_answers_only_for_its_business(two_businesses: tuple[Service, dict[str, str]]) -> None:
