@@ -12,7 +12,7 @@ import json
 from consent_store.chain import text_sha256
 from consent_store.events import NewEvent
 from consent_store.exceptions import NumberTaken, StoreError
-from consent_store.registry import RegistryMixin
+from consent_store.registry import WHATSAPP_PREFIX, RegistryMixin
 from consent_store.sqlite_writer import utc_now
 
 
@@ -29,9 +29,12 @@ class BusinessChangesMixin(RegistryMixin):
     async def add_number(self, business: str, number: str, author: str) -> None:
         """Route calls to `number` to this business from now on; NumberTaken if any business has it."""
         await self._require_business(business)
-        row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (number,))
-        if row:
-            raise NumberTaken(number, row[0])
+        # A number is one business's, whether it takes calls or WhatsApp messages ("whatsapp:+E164").
+        plain = number.removeprefix(WHATSAPP_PREFIX)
+        for address in (plain, WHATSAPP_PREFIX + plain):
+            row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (address,))
+            if row and (address == number or row[0] != business):
+                raise NumberTaken(plain, row[0])
         event = NewEvent(
             kind="business",
             idempotency_key=f"business:{business}:number_added:{number}:{utc_now()}",
@@ -43,13 +46,14 @@ class BusinessChangesMixin(RegistryMixin):
         )
 
     async def remove_number(self, business: str, number: str, author: str) -> None:
-        """Stop routing `number` to this business; a business keeps at least one number."""
+        """Stop routing `number` to this business; a business keeps at least one number for calls."""
         await self._require_business(business)
         rows = await self._fetchall("SELECT number FROM numbers WHERE business = ?", (business,))
         numbers = {r[0] for r in rows}
         if number not in numbers:
             raise BusinessChangeRefused(business, f"{number} is not one of its numbers")
-        if len(numbers) == 1:
+        calls = {n for n in numbers if not n.startswith(WHATSAPP_PREFIX)}
+        if calls == {number}:
             raise BusinessChangeRefused(
                 business, f"{number} is its only number: add another before removing this one"
             )

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ivr.auth import hash_password
+from ivr.businesses import set_whatsapp_numbers
 from ivr.lint_worker import WORKER
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.live_server import SITE_PASSWORD, ivr
@@ -228,6 +229,23 @@ async def test_an_auditor_reads_a_business_page_without_forms(admin: Service) ->
     page = await admin.client.get("/manage/business", params={"name": ACME})
     assert page.status_code == 200 and '<form method="post" action="/manage/business' not in page.text
     assert "Read the en-US script" in page.text
+
+
+async def test_a_whatsapp_sender_is_shown_and_its_number_is_nobody_elses(admin: Service) -> None:
+    await set_whatsapp_numbers(admin.store, BILINGUAL, ["+15550007777"], "test")
+    page = await admin.client.get("/manage/business", params={"name": BILINGUAL})
+    assert "WhatsApp senders" in page.text and "+15550007777" in page.text
+    csrf = csrf_of(page)
+    form = {"csrf_token": csrf, "business": ACME, "change": "add", "number": "+15550007777"}
+    clash = await admin.client.post("/manage/business/numbers", data=form)
+    assert clash.status_code == 400 and f"belongs to business {BILINGUAL!r}" in html.unescape(clash.text)
+    assert (await admin.store.get_business(ACME)).numbers == (ACME_NUMBER,)
+    # Its own call number may also be its WhatsApp sender; it still needs a number for calls.
+    own = (await admin.store.get_business(BILINGUAL)).numbers[0]
+    await set_whatsapp_numbers(admin.store, BILINGUAL, ["+15550007777", own], "test")
+    form = {"csrf_token": csrf, "business": BILINGUAL, "change": "remove", "number": own}
+    last = await admin.client.post("/manage/business/numbers", data=form)
+    assert last.status_code == 400 and "its only number" in last.text
 
 
 @pytest.mark.slow
