@@ -10,6 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from consent_store import ConsentStore
+from consent_store.business_changes import BusinessChangeRefused
+from consent_store.exceptions import NumberTaken
 from ivr.auth import hash_password
 from ivr.businesses import set_whatsapp_numbers
 from ivr.lint_worker import WORKER
@@ -17,8 +20,11 @@ from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.live_server import SITE_PASSWORD, ivr
 from tests.page_walk import DOC_IMAGES
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.test_postgres_contract import store
 
 NEW = "Harbour Florist"
+__all__ = ["store"]  # the fixture: SQLite and PostgreSQL
+pytest_plugins = ["tests.pg_server"]
 
 
 @pytest.fixture
@@ -246,6 +252,24 @@ async def test_a_whatsapp_sender_is_shown_and_its_number_is_nobody_elses(admin: 
     form = {"csrf_token": csrf, "business": BILINGUAL, "change": "remove", "number": own}
     last = await admin.client.post("/manage/business/numbers", data=form)
     assert last.status_code == 400 and "its only number" in last.text
+
+
+async def test_number_and_locale_changes_are_chained_on_both_backends(store: ConsentStore) -> None:  # noqa: F811
+    await store.add_number(ACME, "+15550001112", "root")
+    with pytest.raises(NumberTaken):
+        await store.add_number(ACME, "+15550100100", "root")  # the demo business's
+    await store.remove_number(ACME, "+15550001111", "root")
+    with pytest.raises(BusinessChangeRefused, match="its only number"):
+        await store.remove_number(ACME, "+15550001112", "root")
+    await store.add_locale(ACME, "es-ES", "texto", "root")
+    with pytest.raises(BusinessChangeRefused, match="already speaks es-ES"):
+        await store.add_locale(ACME, "es-ES", "texto", "root")
+    business = await store.get_business(ACME)
+    assert business.numbers == ("+15550001112",) and business.locales == ("en-US", "es-ES")
+    assert (await store.script_version(ACME, "es-ES")).text == "texto"
+    assert (await store.business_for_number("+15550001112")).name == ACME  # type: ignore[union-attr]
+    assert await store.business_for_number("+15550001111") is None
+    assert (await store.verify()).intact
 
 
 @pytest.mark.slow
