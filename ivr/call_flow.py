@@ -41,7 +41,7 @@ from ivr.call_state import (
     state_mac,
 )
 from ivr.disclosure import Hearing
-from ivr.script_texts import LoadedScript, hearing_of, prompt_text
+from ivr.script_texts import LoadedScript, hearing_of, prompt_speech, prompt_text
 from ivr.twiml_writer import GATHER_TIMEOUT_SECONDS, Speech, TwimlPlan, write_twiml
 from voice_scripts import language_for
 
@@ -110,7 +110,7 @@ class CallContext:
 
     def said(self, locale: str, prompt: str, menu_key: str = "") -> Speech:
         """The prompt said in the voice of the locale's script."""
-        return self.speech(locale, self.render(locale, prompt, menu_key))
+        return prompt_speech(self.scripts[locale], self.business, prompt, menu_key)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from consent_store import Business
 from ivr.disclosure import Hearing, split_prompt
+from ivr.twiml_writer import Speech
 from voice_scripts import RenderContext, Script, render_prompt
 
 
@@ -23,6 +24,8 @@ class LoadedScript:
     version: int
     # (business, message types, prompt, menu key) -> text; ("hearing", ...) -> a Hearing's record
     memo: dict[tuple[object, ...], str] = field(default_factory=dict, compare=False, repr=False)
+    # (business, message types, prompt, menu key) -> the text as said in the script's voice
+    speech: dict[tuple[object, ...], Speech] = field(default_factory=dict, compare=False, repr=False)
 
 
 def prompt_text(loaded: LoadedScript, business: Business, prompt: str, menu_key: str = "") -> str:
@@ -44,3 +47,13 @@ def hearing_of(loaded: LoadedScript, business: Business, step: str) -> Hearing:
         hearing = split_prompt(text, loaded.script, business.name, business.message_types, step)
         record = loaded.memo[key] = hearing.record
     return Hearing.from_record(record)
+
+
+def prompt_speech(loaded: LoadedScript, business: Business, prompt: str, menu_key: str = "") -> Speech:
+    """The prompt's text as said in the script's voice and language (one object per version)."""
+    key = (business.name, business.message_types, prompt, menu_key)
+    said = loaded.speech.get(key)
+    if said is None:
+        text = prompt_text(loaded, business, prompt, menu_key)
+        said = loaded.speech[key] = Speech(text, loaded.script.voice, loaded.script.language)
+    return said

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from consent_store import Business
+from consent_store import Business, ExportFilter
 from ivr.auth import hash_password
 from ivr.call_flow import (
     CallContext,
@@ -336,3 +336,21 @@ def espeak_says(text: str, voice: str) -> bytes:
     return subprocess.run(
         [ESPEAK, "-v", voice, "--stdout", "--stdin"], input=text.encode(), capture_output=True, check=True
     ).stdout
+
+
+async def test_a_french_business_takes_calls_through_the_webhooks(folder: Path, service: Service) -> None:
+    """With fr.toml added, a business with a French script takes real webhook calls in French:
+    the consent prompt, the decision recorded as fr-FR, and the service's own sentences."""
+    (folder / "fr.toml").write_text(FRENCH, "utf-8")
+    business = Business("Boulangerie Paul", ("+33100000001",), TYPES, ("fr-FR",))
+    await service.store.add_business(business, {"fr-FR": FRENCH_SCRIPT}, author="test")
+    call = await service.twilio.call("+33100000001", "+33612345678", ["1"])
+    assert call.spoken[0].language == "fr-FR" and "Cet appel est enregistré" in call.spoken[0].text
+    assert "les avis de livraison et les rappels de rendez-vous" in call.transcript
+    assert "Merci. Votre choix est enregistré" in call.spoken[-1].text
+    [row] = [r async for r in service.store.export_decisions(ExportFilter(business="Boulangerie Paul"))]
+    assert (row.locale, row.action, row.digits) == ("fr-FR", "opt_in", "1")
+    hidden = await service.twilio.call("+33100000001", "anonymous", [])
+    assert [(s.text, s.voice) for s in hidden.spoken] == [
+        (language_for("fr-FR").system.withheld, "Polly.Lea")
+    ]
