@@ -51,8 +51,23 @@ def describe_event(kind: str, data: Mapping[str, Any]) -> str:
         return f"Played {prompt} {reason}{where}{heard}."
     if kind == "recording":
         duration = f", {_seconds(data['duration'])}" if data.get("duration") is not None else ""
-        return f"Recording {data.get('recording_sid', '?')}: {data.get('status', '?')}{duration}."
+        code = f", ErrorCode {data['error_code']}" if data.get("error_code") else ""
+        found = ", found by asking Twilio" if data.get("found_by") == "reconciliation" else ""
+        sid, status = data.get("recording_sid", "?"), data.get("status", "?")
+        return f"Recording {sid}: {status}{duration}{code}{found}."
     if kind == "call_status":
         duration = f", {_seconds(data['duration'])}" if data.get("duration") is not None else ""
         return f"Call {data.get('status', '?')}{duration}."
+    if kind == "recording_check":
+        outcome = data.get("outcome")
+        said = "no recording of this call" if outcome == "none" else f"the recording {outcome}"
+        code = f" (ErrorCode {data['error_code']})" if data.get("error_code") else ""
+        return f"Asked Twilio's Recordings list: {said}{code}."
+    if kind == "recording_deleted":
+        where = "from the archive" if data.get("where") == "archive" else "at Twilio"
+        why = {"erasure": "an erasure request", "purge": "the retention period", "archived": "archived"}
+        return (
+            f"Recording {data.get('recording_sid', '?')} deleted {where}"
+            f" ({why.get(str(data.get('reason')), str(data.get('reason')))}); its SHA-256 stays in the chain."
+        )
     return f"{kind.replace('_', ' ').capitalize()} record."

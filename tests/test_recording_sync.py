@@ -321,3 +321,17 @@ async def test_the_list_is_followed_across_pages_and_never_to_another_host(env: 
         elsewhere = TwilioCredentials("http://127.0.0.2:1", ACCOUNT, ACCOUNT, AUTH_TOKEN)
         with pytest.raises(TwilioApiError):
             await list_call_recordings(client, elsewhere, call_sid)
+
+
+def test_the_receipt_says_in_words_what_reconciliation_found_and_deleted() -> None:
+    from ivr.event_text import describe_event
+
+    found = {"recording_sid": "RE1", "status": "completed", "duration": 31, "found_by": "reconciliation"}
+    assert describe_event("recording", found) == "Recording RE1: completed, 31 s, found by asking Twilio."
+    absent = {"outcome": "absent", "recording_sid": "RE2", "error_code": "13617"}
+    assert describe_event("recording_check", absent) == (
+        "Asked Twilio's Recordings list: the recording absent (ErrorCode 13617)."
+    )
+    assert describe_event("recording_check", {"outcome": "none"}).endswith("no recording of this call.")
+    deleted = {"recording_sid": "RE3", "where": "archive", "reason": "purge"}
+    assert "deleted from the archive (the retention period)" in describe_event("recording_deleted", deleted)
