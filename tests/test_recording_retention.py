@@ -24,6 +24,8 @@ from tests.conftest import ACME, ACME_NUMBER, CALLER
 from tests.live_server import ivr
 from tests.test_recording_sync import ACCOUNT, Env, Running, emulated, running
 
+pytest_plugins = ["tests.pg_server"]
+
 LATER = dt.datetime.now(dt.UTC) + dt.timedelta(days=3 * 366)
 
 
@@ -214,3 +216,64 @@ async def test_delete_at_twilio_without_credentials_is_refused(env: Env) -> None
     assert result.returncode == 2 and "IVR_RECORDINGS_DELETE_AT_TWILIO=1 needs" in result.stderr
     bad = ivr(env.cli_env() | {"IVR_RECORDINGS_DELETE_AT_TWILIO": "yes"}, "recordings", "purge")
     assert bad.returncode == 2 and "must be 1 (on) or 0 (off)" in bad.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_holds_retention_gaps_and_deletions_read_the_same_on_both_backends(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from consent_store import Business, ConsentDecision, RecordingStatus, open_store, text_sha256
+    from consent_store.events import RecordingArchived, RecordingCheck, RecordingDeleted
+    from consent_store.recording_gaps import calls_to_reconcile, recording_gaps
+    from consent_store.recording_holds import (
+        archived_audio,
+        legal_holds,
+        record_recording_check,
+        record_recording_deleted,
+        recording_retention,
+    )
+
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'x.db'}"
+    calls = [f"CA{n:032x}" for n in range(1, 5)]
+    async with open_store(url) as store:
+        await store.add_business(
+            Business(ACME, ("+15550001111",), ("updates",), ("en-US",)), {"en-US": "hi"}, "t"
+        )
+        for n, call in enumerate(calls):
+            phone = f"+1415556{n:04d}"
+            await store.record_decision(
+                ConsentDecision(
+                    call, phone, ACME, "opt_in", ("updates",), "1", "en-US", 1, text_sha256("hi"), "hi"
+                )
+            )
+        sid = "RE" + "a" * 32
+        await store.attach_recording(RecordingStatus(calls[0], sid, "completed", None, 3))
+        await store.record_archived(
+            RecordingArchived(calls[0], sid, "b" * 64, 10, "audio/x-wav", 3, "file:///x", "callback")
+        )
+        await store.attach_recording(
+            RecordingStatus(calls[1], "RE" + "c" * 32, "absent", None, 0, error_code="16101")
+        )
+        await record_recording_check(store, RecordingCheck(calls[2], "none", None, None))
+        await record_recording_deleted(
+            store, RecordingDeleted(calls[0], sid, "b" * 64, "archive", "purge", "t")
+        )
+        await set_recording_retention(store, ACME, 3, "t")
+        await change_legal_hold(store, held=True, author="t", reason="r", phone="+14155560003")
+        await change_legal_hold(store, held=True, author="t", reason="r", business=ACME)
+        await change_legal_hold(store, held=False, author="t", reason="r", business=ACME)
+
+        future = "2999-01-01T00:00:00.000000Z"
+        to_ask = await calls_to_reconcile(store, future, "2000-01-01T00:00:00.000000Z")
+        assert [c.call_sid for c in to_ask] == [calls[2], calls[3]]
+        gaps = {g.call_sid: g for g in await recording_gaps(store, future, (ACME,))}
+        assert set(gaps) == {calls[1], calls[2], calls[3]}
+        assert gaps[calls[1]].reports[0].error_code == "16101" and gaps[calls[2]].check == "none"
+        assert await recording_gaps(store, future, ("Other",)) == []
+        [audio] = await archived_audio(store)
+        assert audio.deleted_from_archive and not audio.deleted_at_twilio and audio.business == ACME
+        holds = await legal_holds(store)
+        assert holds.businesses == frozenset() and len(holds.subjects) == 1
+        assert await recording_retention(store) == {ACME: 3}
+        assert await store.deleted_recordings() == {sid: "purge"}
+        assert (await store.verify()).intact
