@@ -175,13 +175,13 @@ async def unconsented_messages(
     """Messages of the business first reported in [since, until) whose recipient had not opted
     in, or had opted out, at that moment; oldest first."""
     rows = await store._fetchall(
-        f"WITH {RECIPIENTS_CTE}, c AS MATERIALIZED (SELECT m.message_sid, {standing_sql(False)}"
-        " AS standing_seq FROM messages m LEFT JOIN r ON r.phone = m.to_number"
+        f"WITH {RECIPIENTS_CTE}, c AS MATERIALIZED (SELECT m.message_sid, m.to_number, m.from_number,"
+        f" m.channel, m.first_status, m.first_at, {standing_sql(False)} AS standing_seq"
+        " FROM messages m LEFT JOIN r ON r.phone = m.to_number"
         " WHERE m.business = ? AND m.first_at >= ? AND m.first_at < ?)"
-        " SELECT m.message_sid, m.to_number, m.from_number, m.channel, m.first_status, m.first_at,"
-        " e.action, e.recorded_at, e.seq FROM c JOIN messages m ON m.message_sid = c.message_sid"
-        " LEFT JOIN events e ON e.seq = c.standing_seq"
-        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY m.first_at, m.message_sid",
+        " SELECT c.message_sid, c.to_number, c.from_number, c.channel, c.first_status, c.first_at,"
+        " e.action, e.recorded_at, e.seq FROM c LEFT JOIN events e ON e.seq = c.standing_seq"
+        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY c.first_at, c.message_sid",
         (business, business, since or "0000", until or "9999"),
     )
     found = []

@@ -105,7 +105,9 @@ def report_json_text(report: ComplianceReport) -> str:
     head = json.dumps(data, ensure_ascii=False, indent=2)[:-2]  # without the closing "\n}"
     if not messages:
         return head + ',\n  "messages": []\n}'
-    rows = ",\n    ".join(json.dumps(m, ensure_ascii=False) for m in messages)
+    # One encoder call for them all; no value can hold "}, {" (SIDs, E.164 numbers or sender IDs,
+    # Twilio's statuses, ISO times and fixed words, all checked when the callback arrived).
+    rows = json.dumps(messages, ensure_ascii=False)[1:-1].replace("}, {", "},\n    {")
     return head + ',\n  "messages": [\n    ' + rows + "\n  ]\n}"
 
 
