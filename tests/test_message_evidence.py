@@ -4,23 +4,29 @@ and nothing waits for (or asks Twilio for) a recording of them."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
+import pytest
+
+from consent_store import ExportFilter, sqlite_export
+from consent_store.columns import NAMES
 from consent_store.recording_gaps import calls_to_reconcile, recording_gaps
 from ivr.api import new_token, token_sha256
 from ivr.auth import hash_password
 from ivr.message_emulator import MessageEmulator
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
+from tests.test_export_csv_fast_path import both_ways
 from tests.test_manage_http import PASSWORD, sign_in
 
 API_CALLER = "+14155550999"
 
 
-async def opt_outs_without_calls(service: Service) -> str:
+async def opt_outs_without_calls(service: Service, token_name: str = "crm") -> str:
     """A STOP by SMS from CALLER and an API opt-out for API_CALLER; the STOP's MessageSid."""
     reply = await MessageEmulator(service.twilio).send(ACME_NUMBER, CALLER, "STOP", whatsapp=False)
     assert reply.replies
     token = new_token()
-    await service.store.add_api_token("crm", token_sha256(token), "test")
+    await service.store.add_api_token(token_name, token_sha256(token), "test")
     answer = await service.client.post(
         "/api/opt-outs",
         json={"phone": API_CALLER, "business": ACME, "channel": "email"},
@@ -51,3 +57,21 @@ async def test_the_audit_pages_show_them(service: Service) -> None:
     assert "2 decisions found" in page.text
     receipt = await service.client.get("/audit/receipt", params={"call_sid": sid})
     assert receipt.status_code == 200 and "opt_out" in receipt.text
+
+
+async def test_sqlite_fast_csv_writes_the_channel_as_the_renderer_does(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(4):  # each kind four times: the first windows (IN_FLIGHT) go the slow way
+        await service.twilio.call(ACME_NUMBER, f"+1415555077{n}", ["1"])
+        await opt_outs_without_calls(service, f"crm{n}")
+    await service.store.close()  # the fast path reads the file with a store of its own
+    monkeypatch.setattr(sqlite_export, "WINDOW", 1)
+    fast, expected, slow_rows = await both_ways(
+        Path(service.db_url.removeprefix("sqlite:///")), ExportFilter(include_demo=True)
+    )
+    assert fast == expected
+    lines = expected.decode().splitlines()
+    assert slow_rows < len(lines)  # some decisions, with their channel cells, came from SQL
+    at = NAMES.index("channel")
+    assert [line.split(",")[at] for line in lines] == ["voice", "sms", "email"] * 4
