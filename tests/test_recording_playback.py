@@ -8,7 +8,9 @@ import asyncio
 import hashlib
 import html
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from ivr.emulator import CallResult
 from ivr.recordings.playback import byte_range
 from ivr.twilio_rest_emulator import recording_media
 from tests.conftest import ACME_NUMBER, CALLER
-from tests.live_server import ivr
+from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
 from tests.test_manage_http import PASSWORD, sign_in
 from tests.test_recording_sync import OTHER, Env, Running, emulated, running
 
@@ -217,3 +219,69 @@ async def test_ivr_recordings_get_refuses_bad_input_in_one_line(
     result = ivr(env.cli_env(), "recordings", "get", *args)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_chromium_plays_the_receipts_recording_through_range_requests(
+    browser: Any,  # noqa: ANN401
+    tmp_path: Path,
+) -> None:
+    """A real `ivr serve` and Debian's headless Chromium: the <audio> element loads the archived
+    WAV through byte-range requests (206) and knows its length; a signed-out browser gets none."""
+    with emulated(tmp_path) as env, ThreadPoolExecutor(1) as thread:
+
+        async def prepare() -> CallResult:
+            async for service in running(env):
+                call = await service.twilio.call(ACME_NUMBER, CALLER, ["1"])
+                await archived(service, call)
+            return call
+
+        call = thread.submit(asyncio.run, prepare()).result()
+        serve_env = env.cli_env() | {"IVR_RECORDINGS_SYNC_SECONDS": "0"}
+        log = tmp_path / "serve.log"
+        with server(serve_env, log) as (process, base):
+            wait_until_healthy(base, process, log)
+            added = ivr(serve_env, "user", "add", "aldo", "--role", "auditor", stdin=SITE_PASSWORD + "\n")
+            assert added.returncode == 0, added.stderr
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                media: list[tuple[int, str | None, str | None]] = []
+
+                def seen(response: Any) -> None:  # noqa: ANN401
+                    if "/audit/recording" in response.url:
+                        sent, got = (
+                            response.request.headers.get("range"),
+                            response.headers.get("content-range"),
+                        )
+                        media.append((response.status, sent, got))
+
+                page.on("response", seen)
+                page.goto(f"{base}/login")
+                page.fill("#name", "aldo")
+                page.fill("#password", SITE_PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(lambda url: "/login" not in url)
+                page.goto(f"{base}/audit/receipt?call_sid={call.call_sid}")
+                duration = page.evaluate(
+                    """() => new Promise((resolve, reject) => {
+                        const audio = document.querySelector('#recording');
+                        audio.addEventListener('loadedmetadata', () => resolve(audio.duration));
+                        audio.addEventListener('error', () => reject(new Error('error ' + audio.error.code)));
+                        audio.preload = 'auto';
+                        audio.load();
+                    })"""
+                )
+                assert abs(duration - 31) < 0.5
+                assert any(status == 206 and sent and got for status, sent, got in media), media
+                signed_out = browser.new_context()
+                try:
+                    response = signed_out.request.get(
+                        f"{base}/audit/recording?call_sid={call.call_sid}",
+                        headers={"Range": "bytes=0-99"},
+                        max_redirects=0,
+                    )
+                    assert response.status == 303 and response.body() == b""
+                finally:
+                    signed_out.close()
+            finally:
+                context.close()
