@@ -14,13 +14,14 @@ from consent_store import ConsentStore
 from consent_store.business_changes import BusinessChangeRefused
 from consent_store.exceptions import NumberTaken
 from ivr.auth import hash_password
-from ivr.businesses import set_whatsapp_numbers
+from ivr.businesses import set_whatsapp_numbers, with_frequency
 from ivr.lint_worker import WORKER
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.live_server import SITE_PASSWORD, ivr
 from tests.page_walk import DOC_IMAGES
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 from tests.test_postgres_contract import store
+from voice_scripts import default_script_text, parse_script
 
 NEW = "Harbour Florist"
 __all__ = ["store"]  # the fixture: SQLite and PostgreSQL
@@ -252,6 +253,15 @@ async def test_a_whatsapp_sender_is_shown_and_its_number_is_nobody_elses(admin: 
     form = {"csrf_token": csrf, "business": BILINGUAL, "change": "remove", "number": own}
     last = await admin.client.post("/manage/business/numbers", data=form)
     assert last.status_code == 400 and "its only number" in last.text
+
+
+@pytest.mark.parametrize(
+    "frequency", ['twice a "month" \\ at most', "no más de 4 al mes", "it's ''' fine", "{{ 7 * 7 }}"]
+)
+def test_a_frequency_with_quotes_or_braces_is_written_as_words_not_toml_or_template(frequency: str) -> None:
+    text = with_frequency(default_script_text("en-US"), frequency)
+    assert parse_script(text).frequency == frequency
+    assert text.count("\nfrequency = ") == 1 and "voice = " in text
 
 
 async def test_number_and_locale_changes_are_chained_on_both_backends(store: ConsentStore) -> None:  # noqa: F811
