@@ -44,6 +44,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "wrk on POST /twilio/message-status (distinct signed status callbacks) vs the bare-Starlette floor;"
         " every acknowledged status stored",
     ),
+    "messaging": (
+        "bench.messaging",
+        "wrk on POST /twilio/messaging (incoming WhatsApp messages, some STOP) vs the bare-Starlette floor;"
+        " every acknowledged STOP an opt-out",
+    ),
     "compliance": (
         "bench.compliance",
         "ivr compliance over 1,000,000 message statuses (filled with SQL) beside the same query in sqlite3",

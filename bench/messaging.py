@@ -1,0 +1,157 @@
+"""wrk on POST /twilio/messaging: incoming WhatsApp messages, beside the bare-Starlette floor.
+
+`python -m bench messaging [--bodies 20000] [--stop-share 0.05] [--seconds 15] [--connections 50]`
+
+1. `python -m ivr business add` on a fresh SQLite file, then `python -m ivr serve` on a free port;
+2. `--bodies` distinct incoming WhatsApp messages to the business's number, signed by the
+   server's token, as Twilio sends them (ivr/message_emulator.py): most are ordinary text (an
+   empty <Response/>, nothing written); `--stop-share` of them are STOP from distinct senders
+   (a chained opt-out, durably committed before the reply, and its confirmation). A run longer
+   than the list posts them again, as Twilio's retries would: the same reply, nothing new;
+3. wrk runs `--seconds` against ivr serve, then against bench/baseline_app.py (the floor);
+4. every STOP acknowledged must be an opt-out in the database afterwards (exit 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from bench.load import BUSINESS, NUMBER, add_business, baseline_serve, ivr_serve, server_env
+from bench.load_procs import BenchError, Server, cpu_percent, sample
+from bench.load_report import print_wrk
+from bench.load_wrk import WrkRun
+from bench.message_status import write_script
+from ivr.message_emulator import message_params
+
+ACCOUNT = "AC" + "0" * 32
+PATH = "/twilio/messaging"
+TEXTS = ("Hi", "thanks!", "When will my order arrive?", "ok", "👍", "Can I change the address?")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench messaging", description=__doc__)
+    parser.add_argument("--bodies", type=int, default=20_000, help="distinct signed messages (default 20000)")
+    parser.add_argument(
+        "--stop-share", type=float, default=0.05, help="share of STOP messages (default 0.05)"
+    )
+    parser.add_argument("--seconds", type=int, default=15, help="each wrk run (default 15)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args(list(argv))
+
+
+def messages(count: int, stop_share: float, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = []
+    for n in range(count):
+        stop = rng.random() < stop_share
+        sender = f"+1415{n:07d}"
+        body = "STOP" if stop else rng.choice(TEXTS)
+        out.append(
+            message_params(ACCOUNT, f"SM{rng.getrandbits(128):032x}", NUMBER, sender, body, whatsapp=True)
+        )
+    return out
+
+
+def opt_outs(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM events WHERE kind = 'decision'").fetchone()[0])
+
+
+def probe(server: Server, token: str, expect_reply: bool) -> None:
+    url = server.base_url + PATH
+    params = message_params(ACCOUNT, "SM" + "f" * 32, NUMBER, "+14150000000", "hello", whatsapp=True)
+    reply = httpx.post(
+        url,
+        content=urlencode(params),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": RequestValidator(token).compute_signature(url, params),
+        },
+    )
+    if reply.status_code != 200 or (expect_reply and "<Response/>" not in reply.text):
+        raise BenchError(f"{server.name} answers a message with HTTP {reply.status_code}: {reply.text[:200]}")
+
+
+def run_wrk(server: Server, script: Path, args: argparse.Namespace) -> WrkRun:
+    """wrk with the script against the server's /twilio/messaging (as bench/message_status.py runs it)."""
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{args.connections}",
+        f"-d{args.seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+    ]
+    before, children = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [*command, server.base_url + PATH],
+        capture_output=True,
+        text=True,
+        timeout=args.seconds + 60,
+        check=False,
+    )
+    after, children_after = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH-WRK ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
+    wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return WrkRun(
+        json.loads(line.split(" ", 1)[1]), cpu_percent(before, after), 100 * wrk_cpu / (after.at - before.at)
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)")
+        return 2
+    token = "bench-token-" + "0" * 20
+    bodies = messages(args.bodies, args.stop_share, args.seed)
+    stops = [b for b in bodies if b["Body"] == "STOP"]
+    with tempfile.TemporaryDirectory(prefix="bench-messaging-") as name:
+        directory = Path(name)
+        env = server_env(directory, token)
+        add_business(env)
+        print(f"{args.bodies:,} distinct signed WhatsApp messages to {BUSINESS}, {len(stops):,} of them STOP")
+        print(f"wrk: {args.connections} connections, {args.seconds} s per run, one thread")
+        print()
+        ours: WrkRun
+        with ivr_serve(directory, env) as server:
+            probe(server, token, True)
+            write_script(directory / "ours.lua", server.base_url + PATH, token, bodies)
+            ours = run_wrk(server, directory / "ours.lua", args)
+            print_wrk("wrk: POST /twilio/messaging against ivr serve", ours)
+        posted = min(int(ours.figures["requests"]) - int(ours.figures["status_errors"]), args.bodies)
+        expected = sum(1 for b in bodies[:posted] if b["Body"] == "STOP")
+        found = opt_outs(directory / "ivr.db")
+        print(f"stored: {found:,} opt-outs (at least {expected:,} STOP acknowledged)")
+        if found < expected:
+            raise BenchError(f"{expected - found} acknowledged STOP messages have no opt-out")
+        print()
+        with baseline_serve(directory, env) as server:
+            probe(server, token, False)
+            write_script(directory / "floor.lua", server.base_url + PATH, token, bodies)
+            floor = run_wrk(server, directory / "floor.lua", args)
+            print_wrk("wrk: the same posts against the floor (bench/baseline_app.py)", floor)
+        print(
+            f"ours / floor: requests/s {ours.rate / floor.rate:.2f}x;"
+            f" p50 {ours.ms('p50') / floor.ms('p50'):.2f}x;"
+            f" p99 {ours.ms('p99') / floor.ms('p99'):.2f}x"
+        )
+    return 0
