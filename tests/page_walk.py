@@ -181,3 +181,23 @@ def axe_source() -> str:
     if not found.exists():
         pytest.fail(f"axe-core is not installed: run 'npm ci --prefix tests/axe' (looked for {found})")
     return found.read_text("utf-8")
+
+
+BLOCKING = ("serious", "critical")
+
+
+def serious_violations(page: Any, source: str | None = None) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    source = source or axe_source()
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(source)
+    results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    found = []
+    for violation in results["violations"]:
+        if violation["impact"] not in BLOCKING:
+            continue
+        nodes = "; ".join(
+            f"{', '.join(node['target'])}: {node['html'][:160]}" for node in violation["nodes"][:4]
+        )
+        found.append(f"{violation['impact']} {violation['id']} ({violation['help']}): {nodes}")
+    return found

@@ -18,7 +18,7 @@ from ivr.businesses import set_whatsapp_numbers, with_frequency
 from ivr.lint_worker import WORKER
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.live_server import SITE_PASSWORD, ivr
-from tests.page_walk import DOC_IMAGES
+from tests.page_walk import DOC_IMAGES, serious_violations
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 from tests.test_postgres_contract import store
 from voice_scripts import default_script_text, parse_script
@@ -311,6 +311,15 @@ def test_in_the_browser_an_admin_creates_a_business_with_two_numbers_and_two_loc
     page.locator("#message", has_text="no longer reach").wait_for()
     DOC_IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOC_IMAGES / "business-page.png"), full_page=True)
+    assert not serious_violations(page), "axe-core on the business page after a change"
+    page.goto(f"{base}/manage/businesses")
+    page.get_by_label("Name callers hear").fill("<b>Bad</b>")
+    page.get_by_label("Phone numbers").fill("+1 555 000 3009")
+    page.get_by_label("Message types callers agree to").fill("offers")
+    page.get_by_role("button", name="Add business").click()
+    page.locator("#error", has_text="must not contain").wait_for()
+    assert page.input_value("#b-name") == "<b>Bad</b>"  # what was typed is kept
+    assert not serious_violations(page), "axe-core on the refused form"
     page.close()
 
     for caller, number, keys, words in (

@@ -14,7 +14,7 @@ import pytest
 from ivr.auth import hash_password
 from tests.conftest import ACME, BILINGUAL, Service
 from tests.live_server import SITE_PASSWORD, ivr
-from tests.page_walk import DOC_IMAGES
+from tests.page_walk import DOC_IMAGES, serious_violations
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
 DEMO = "Demo Bakery"
@@ -110,6 +110,7 @@ def test_an_admin_creates_a_manager_for_one_business_in_the_browser_who_signs_in
     assert "manager" in row.inner_text() and DEMO in row.inner_text() and "never" in row.inner_text()
     DOC_IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOC_IMAGES / "users-page.png"), full_page=True)
+    assert not serious_violations(page), "axe-core on the page with the password shown"
     page.reload()  # shown once: a reload (a GET) does not show it again
     assert page.locator("#password").count() == 0 and password not in page.content()
     context.close()
