@@ -11,18 +11,11 @@ import json
 
 from consent_store.chain import text_sha256
 from consent_store.events import NewEvent
-from consent_store.exceptions import NumberTaken, StoreError
+from consent_store.exceptions import BusinessChangeRefused, NumberTaken
 from consent_store.registry import WHATSAPP_PREFIX, RegistryMixin
 from consent_store.sqlite_writer import utc_now
 
-
-class BusinessChangeRefused(StoreError):
-    """A change that would leave a business unusable or clash with what is there; nothing changed."""
-
-    def __init__(self, business: str, reason: str) -> None:
-        self.business = business
-        self.reason = reason
-        super().__init__(f"{business}: {reason}")
+__all__ = ["BusinessChangeRefused", "BusinessChangesMixin"]
 
 
 class BusinessChangesMixin(RegistryMixin):

@@ -80,3 +80,12 @@ class WithheldCaller(StoreError):
         super().__init__(
             f"{phone!r} is a withheld caller ID, not a caller's number: no consent record is kept for it."
         )
+
+
+class BusinessChangeRefused(StoreError):
+    """A change that would leave a business unusable or clash with what is there; nothing changed."""
+
+    def __init__(self, business: str, reason: str) -> None:
+        self.business = business
+        self.reason = reason
+        super().__init__(f"{business}: {reason}")
