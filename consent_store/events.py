@@ -563,9 +563,14 @@ class RecordingCheck:
     def to_event(self) -> NewEvent:
         return NewEvent(
             kind="recording_check",
-            idempotency_key=(
-                f"recording_check:{self.call_sid}:{self.outcome}:{self.recording_sid or ''}:{self.error_code or ''}"
+            idempotency_key=":".join(
+                ["recording_check", self.call_sid, self.outcome]
+                + [self.recording_sid or "", self.error_code or ""]
             ),
             call_sid=self.call_sid,
-            fields={"outcome": self.outcome, "recording_sid": self.recording_sid, "error_code": self.error_code},
+            fields={
+                "outcome": self.outcome,
+                "recording_sid": self.recording_sid,
+                "error_code": self.error_code,
+            },
         )
