@@ -45,6 +45,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=1, help="length of each recording (default 1)")
     parser.add_argument("--concurrency", type=int, default=16, help="callbacks at once (default 16)")
     parser.add_argument("--dir", type=Path, default=None, help="where the databases and archive go")
+    parser.add_argument(
+        "--timeout", type=float, default=3600, help="seconds to wait for every recording to be archived"
+    )
     return parser.parse_args(list(argv))
 
 
@@ -173,8 +176,10 @@ def run(args: argparse.Namespace, root: Path) -> int:
                     continue
                 during = archived(directory / "ivr.db")
                 while (done := archived(directory / "ivr.db")) < args.recordings:
-                    if time.perf_counter() - started > 600:
-                        raise BenchError(f"only {done} of {args.recordings} recordings archived after 600 s")
+                    if time.perf_counter() - started > args.timeout:
+                        raise BenchError(
+                            f"only {done} of {args.recordings} recordings archived after {args.timeout:.0f} s"
+                        )
                     time.sleep(0.2)
                 elapsed = time.perf_counter() - started
             verify_started = time.perf_counter()
