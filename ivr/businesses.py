@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from consent_store import Business, ConsentStore
 from consent_store.exceptions import BusinessExists, NumberTaken, UnknownBusiness
 from consent_store.phone import is_e164
+from ivr.script_form import with_type_names
 from voice_scripts import DEFAULT_LOCALES, default_script_text, errors, lint_script, parse_script
 
 
@@ -99,9 +100,11 @@ async def add_business(
     demo: bool = False,
     frequency: str | None = None,
     whatsapp_numbers: Sequence[str] = (),
+    spoken_names: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Business:
     """Create a business with the default script of each locale, published as version 1
-    (promising `frequency` when given, else the default script's), and its WhatsApp senders."""
+    (promising `frequency` when given, else the default script's), and its WhatsApp senders;
+    `spoken_names` gives message types their names in a locale ({"es-ES": {type: name}})."""
     business = validate_business(name, numbers, message_types, locales)
     if demo:
         business = Business(business.name, business.numbers, business.message_types, business.locales, True)
@@ -109,18 +112,25 @@ async def add_business(
         business = dataclasses.replace(business, whatsapp_numbers=validate_whatsapp_numbers(whatsapp_numbers))
     scripts = {}
     for locale in business.locales:
-        scripts[locale] = default_script_checked(business, locale, frequency)
+        scripts[locale] = default_script_checked(
+            business, locale, frequency, (spoken_names or {}).get(locale)
+        )
     await store.add_business(business, scripts, author=author)
     return business
 
 
-def default_script_checked(business: Business, locale: str, frequency: str | None = None) -> str:
-    """The default script of `locale` for this business, after the policy check (InvalidBusiness)."""
+def default_script_checked(
+    business: Business, locale: str, frequency: str | None = None, names: Mapping[str, str] | None = None
+) -> str:
+    """The default script of `locale` for this business (with its message types' spoken `names`),
+    after the policy check (InvalidBusiness)."""
     if locale not in DEFAULT_LOCALES:
         raise InvalidBusiness(
             f"there is no default script for {locale!r}; choose {', '.join(DEFAULT_LOCALES)}"
         )
     text = with_frequency(default_script_text(locale), frequency)
+    if names:
+        text = with_type_names(text, names)
     problems = errors(lint_script(parse_script(text), business.name, business.message_types))
     if problems:
         raise InvalidBusiness(f"the default {locale} script fails the policy check: {problems[0]}")
@@ -136,6 +146,10 @@ DEMO_NAME = "Demo Bakery"
 # 555-0100 to 555-0199 are reserved for fiction: no real caller can have this number.
 DEMO_NUMBER = "+15550100100"
 DEMO_MESSAGE_TYPES = ("order updates", "delivery reminders")
+# So that a Spanish caller hears every word in Spanish (the caller-language rule).
+DEMO_SPOKEN_NAMES = {
+    "es-ES": {"order updates": "avisos de pedidos", "delivery reminders": "recordatorios de entrega"}
+}
 
 
 async def ensure_demo_business(store: ConsentStore) -> Business | None:
@@ -156,6 +170,7 @@ async def ensure_demo_business(store: ConsentStore) -> Business | None:
             ("en-US", "es-ES"),
             author="ivr serve (first run)",
             demo=True,
+            spoken_names=DEMO_SPOKEN_NAMES,
         )
     except (BusinessExists, NumberTaken):
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import multiprocessing
 import os
 import signal
@@ -57,11 +58,24 @@ def _exit_when_orphaned(server: int) -> None:
     os._exit(0)
 
 
+def _warm_up(names: tuple[str, ...]) -> int:
+    """In a new worker, before its first check: import each 'module' and call each 'module:function',
+    so that no check's deadline counts the worker's imports and first reads of data (on a busy
+    machine those alone took over the deadline, and each replacement worker started cold again)."""
+    for name in names:
+        module, _, function = name.partition(":")
+        loaded = importlib.import_module(module)
+        if function:
+            getattr(loaded, function)()
+    return os.getpid()
+
+
 class LintWorker:
     """One worker process, started on first use and replaced when a check overruns its deadline."""
 
-    def __init__(self, seconds: float = LINT_SECONDS) -> None:
+    def __init__(self, seconds: float = LINT_SECONDS, warm_up: tuple[str, ...] = ()) -> None:
         self.seconds = seconds
+        self.warm_up = warm_up
         self._pool: ProcessPoolExecutor | None = None
         self._pid = 0
         # One check at a time, so a deadline never counts time spent queueing behind another.
@@ -98,7 +112,7 @@ class LintWorker:
                 initializer=_prepare_this_worker,
             )
             try:
-                started = asyncio.wrap_future(pool.submit(os.getpid))
+                started = asyncio.wrap_future(pool.submit(_warm_up, self.warm_up))
                 pid = await asyncio.wait_for(started, WORKER_START_SECONDS)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -116,4 +130,4 @@ class LintWorker:
 
 
 # This process's worker: the editor's live check and publishing use it.
-WORKER = LintWorker()
+WORKER = LintWorker(warm_up=("ivr.scripts_admin:warm_up",))

@@ -66,6 +66,8 @@ async def _editor(
         "consent": checked.preview.prompts.get("consent", ""),
         "published_version": published.version,
         "can_edit": user.can_edit,
+        # The check was stopped at its deadline (a cold or busy worker): the page checks again.
+        "recheck": any(n.rule == "renders" and n.box == "script" for n in checked.notes),
     }
     return templates.TemplateResponse(
         request,

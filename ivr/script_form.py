@@ -201,6 +201,15 @@ def apply_form(text: str, form: ScriptForm) -> str:
     return tomlkit.dumps(doc)
 
 
+def with_type_names(text: str, names: Mapping[str, str]) -> str:
+    """`text` with these spoken names of message types in its [message_types] table."""
+    doc = tomlkit.parse(text)
+    table = _table(doc, "message_types")
+    for message_type, spoken in names.items():
+        table[message_type] = spoken
+    return tomlkit.dumps(doc)
+
+
 def voice_choices(locale: str, current: str) -> list[str]:
     """The voices that speak `locale` (Polly first), with the script's own voice first if it is not
     one of them (the policy check then says why)."""

@@ -13,10 +13,12 @@ from consent_store import Business, ConsentStore, ScriptVersion
 from ivr.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from ivr.lint_worker import WORKER, LintTimeout
 from voice_scripts import (
+    DEFAULT_LOCALES,
     Finding,
     RenderContext,
     ScriptError,
     ScriptFormatError,
+    default_script_text,
     errors,
     lint_script,
     parse_script,
@@ -131,6 +133,14 @@ async def render_versions_off_loop(business: Business, texts: tuple[str, ...]) -
         return await WORKER.run(render_versions, business, texts)
     except (LintTimeout, BrokenProcessPool) as exc:
         return [_too_slow(exc) for _ in texts]
+
+
+def warm_up() -> None:
+    """Run in a new lint worker before its first check (ivr.lint_worker): every default script is
+    checked and previewed once, so the imports, data files and template compiler are ready."""
+    for locale in DEFAULT_LOCALES:
+        business = Business("Warm-up", ("+15550100199",), ("updates",), (locale,))
+        preview_script(business, locale, default_script_text(locale), "http://localhost")
 
 
 async def publish_checked(

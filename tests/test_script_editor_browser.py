@@ -69,6 +69,7 @@ def test_manager_edits_the_consent_prompt_in_the_form_and_callers_hear_it(
     page.locator("#said-consent", has_text=heard).wait_for()
     page.locator("#lint li.ok").wait_for()
     assert heard in page.inner_text("#preview")
+    page.locator("#box-prompt-consent").evaluate("el => el.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(IMAGES / "script-form.png"))
 
     # Without the opt-out sentence the policy check names the box, and Publish refuses, naming it.
@@ -131,7 +132,9 @@ def test_manager_edits_the_consent_prompt_in_the_form_and_callers_hear_it(
     call = ivr(env, "call", "--to", DEMO, "--from", "+15550100003", "--keys", "11")
     assert call.returncode == 0, call.stderr
     assert heard in " ".join(call.stdout.split())
-    assert "Polly.Matthew" in ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "en-US").stdout
+    assert (
+        "Polly.Matthew" in ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "en-US").stdout
+    )
 
     # Then and now, side by side.
     page.get_by_role("link", name="Compare version 1 with 2").click()
@@ -149,18 +152,87 @@ def test_a_draft_is_saved_as_the_manager_types_and_rehearsal_plays_it(
     _sign_in(page, base)
     page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=es-ES")
     page.get_by_label("Consent prompt", exact=True).wait_for()
-    # The Spanish prompt names the message types in Spanish once they have Spanish names.
-    page.get_by_label("“order updates” is said as").fill("avisos de pedidos")
-    page.get_by_label("“delivery reminders” is said as").fill("recordatorios de entrega")
+    # The demo's Spanish prompt names its message types in Spanish; a manager renames one.
+    names = page.get_by_label("“order updates” is said as")
+    assert names.input_value() == "avisos de pedidos"
     page.locator("#said-consent", has_text="avisos de pedidos y recordatorios de entrega").wait_for()
+    names.fill("novedades de sus pedidos")
+    page.locator("#said-consent", has_text="novedades de sus pedidos y recordatorios de entrega").wait_for()
     page.locator("#autosave", has_text="Draft saved").wait_for()
     page.reload()
     assert "unpublished draft" in page.inner_text(".lead")
-    assert page.input_value("#type-1") == "avisos de pedidos"
+    assert page.input_value("#type-1") == "novedades de sus pedidos"
     page.get_by_role("button", name="Rehearse this draft").click()
     page.wait_for_url(f"{base}/try?*")
     assert page.is_checked("#draft")
     assert page.input_value("#to") == DEMO
     page.close()
     shown = ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "es-ES").stdout
-    assert "avisos de pedidos" not in shown  # a draft: callers still hear the published version
+    assert "novedades" not in shown  # a draft: callers still hear the published version
+
+
+BLOCKING = ("serious", "critical")
+
+
+def _axe(page: Any, source: str) -> list[str]:
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(source)
+    results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['impact']} {v['id']}: " + "; ".join(", ".join(n["target"]) for n in v["nodes"][:4])
+        for v in results["violations"]
+        if v["impact"] in BLOCKING
+    ]
+
+
+def _wide(page: Any) -> int:
+    width: int = page.evaluate("() => document.documentElement.scrollWidth")
+    return width
+
+
+@pytest.mark.parametrize("width", [1100, 390])
+def test_every_state_of_the_editor_passes_axe_core_and_fits_a_phone(
+    browser: Any, site: tuple[str, dict[str, str]], width: int
+) -> None:
+    """The form, its problems beside the boxes, the TOML view with problems by line, the publish
+    confirmation and the comparison: no serious or critical axe-core violation, and at 390 px
+    nothing scrolls sideways."""
+    from tests.page_walk import axe_source
+
+    base, _ = site
+    source = axe_source()
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    _sign_in(page, base)
+    found: dict[str, list[str]] = {}
+
+    def check(state: str) -> None:
+        found[state] = _axe(page, source)
+        if width == 390 and _wide(page) > 390:
+            found[state].append(f"scrolls sideways: {_wide(page)} px wide")
+
+    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=es-ES")
+    consent = page.get_by_label("Consent prompt", exact=True)
+    check("form")
+    consent.fill(consent.input_value().replace("[opt-out key]", "[opt out llave]"))
+    page.locator("#notes-prompt-consent li.error").first.wait_for()
+    page.select_option("#key-repeat", "1")
+    page.locator("#notes-key-repeat li").wait_for()
+    check("form with problems")
+    page.get_by_label("Advanced: edit as TOML").check()
+    page.locator("#toml-notes button.goto").first.wait_for()
+    check("toml with problems")
+    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=en-US")
+    consent = page.get_by_label("Consent prompt", exact=True)
+    consent.fill(consent.input_value().replace("Hello,", "Good morning,"))
+    page.locator("#said-consent", has_text="Good morning").wait_for()
+    page.get_by_role("button", name="Publish", exact=True).click()
+    page.get_by_role("dialog").get_by_role("button", name="Publish now").wait_for()
+    check("publish confirmation")
+    page.get_by_role("dialog").get_by_role("button", name="Publish now").click()
+    page.locator("#message", has_text="Published version 2").wait_for()
+    check("after publishing")
+    page.goto(f"{base}/manage/script/compare?business=Demo%20Bakery&locale=en-US&a=1&b=2")
+    check("compare")
+    page.close()
+    problems = [f"{state}: {p}" for state, ps in found.items() for p in ps]
+    assert not problems, "\n".join(problems)
