@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from consent_store.events import RecordingDeleted
+from consent_store import ConsentStore, ExportFilter, RecordingStatus
+from consent_store.events import RecordingArchived, RecordingDeleted
 from ivr.recordings.archive import LocalArchive, open_archive, recordings_url
 from ivr.recordings.exceptions import RecordingMissing
 from ivr.settings import Settings
 from ivr.twilio_rest_emulator import recording_media
 from tests.conftest import ACME_NUMBER
 from tests.live_server import ivr
+from tests.test_postgres_contract import decision, store  # noqa: F401  (the two-backend fixture)
 from tests.test_recording_fetch import (  # noqa: F401  (fixtures)
     Archiving,
     api,
@@ -28,6 +30,8 @@ from tests.test_recording_fetch import (  # noqa: F401  (fixtures)
     archived_sha256,
     archiving,
 )
+
+pytest_plugins = ["tests.pg_server"]
 
 
 async def archived_calls(archiving: Archiving, count: int) -> list[tuple[str, str, str]]:
@@ -193,3 +197,55 @@ async def test_the_receipt_page_shows_the_archived_sha256_or_that_it_is_not_arch
     assert f'Recording SHA-256</dt><dd><code class="hash">{sha256}</code>' in page.text
     page = await client.get("/audit/receipt", params={"call_sid": waiting.call_sid})
     assert 'Recording SHA-256</dt><dd><strong class="warning">not archived yet</strong>' in page.text
+
+
+# -- the store's side, on both backends -----------------------------------------------------------
+
+
+async def test_the_store_derives_what_to_fetch_and_reads_what_was_archived(store: ConsentStore) -> None:
+    await store.record_decision(decision(1))
+    call_sid = decision(1).call_sid
+    recording_sid, other = "RE" + "a" * 32, "RE" + "b" * 32
+    await store.attach_recording(RecordingStatus(call_sid, recording_sid, "completed", "https://r/1", 31))
+    await store.attach_recording(RecordingStatus("CA" + "9" * 32, other, "absent", None, None))
+    [todo] = await store.recordings_to_fetch()
+    assert (todo.call_sid, todo.recording_sid, todo.url, todo.duration) == (
+        call_sid,
+        recording_sid,
+        "https://r/1",
+        31,
+    )
+    assert await store.recordings_to_fetch(after_seq=todo.seq) == []
+    [row] = [r async for r in store.export_decisions(ExportFilter())]
+    assert (row.recording_sid, row.recording_sha256) == (recording_sid, None)
+    archived = RecordingArchived(
+        call_sid, recording_sid, "c" * 64, 1044, "audio/x-wav", 31, "/a/c.wav", "callback", "https://r/1"
+    )
+    first = await store.record_archived(archived)
+    again = await store.record_archived(archived)
+    assert again.duplicate and again.seq == first.seq
+    assert await store.recordings_to_fetch() == [] and await store.archived_count() == 1
+    found = await store.archived_recording(call_sid)
+    assert found is not None and (found.sha256, found.bytes, found.duration, found.found_by) == (
+        "c" * 64,
+        1044,
+        31,
+        "callback",
+    )
+    assert await store.archived_recording("CA" + "9" * 32) is None
+    [row] = [r async for r in store.export_decisions(ExportFilter())]
+    assert (row.recording_sid, row.recording_url, row.recording_duration, row.recording_sha256) == (
+        recording_sid,
+        "https://r/1",
+        31,
+        "c" * 64,
+    )
+    assert await store.deleted_recordings() == {}
+    await store._append(
+        RecordingDeleted(call_sid, recording_sid, "c" * 64, "archive", "purge", "ops").to_event()
+    )
+    await store._append(
+        RecordingDeleted(call_sid, recording_sid, "c" * 64, "twilio", "archived", "ops").to_event()
+    )
+    assert await store.deleted_recordings() == {recording_sid: "purge"}
+    assert (await store.verify()).intact
