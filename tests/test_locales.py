@@ -253,6 +253,17 @@ def test_each_file_is_read_once_not_per_use(folder: Path) -> None:
     assert spoken_key("*", "en-US") == "star"
 
 
+def test_many_locale_names_share_one_language_each_and_memory_stays_bounded(tmp_path: Path) -> None:
+    """Any 'en-...' name an editor's request carries reads en.toml's data; the names kept are bounded."""
+    (tmp_path / "fr.toml").write_text(FRENCH, "utf-8")
+    files = LanguageFiles(tmp_path)
+    france, canada = files.for_locale("fr-FR"), files.for_locale("fr-CA")
+    assert (france.variant, canada.variant) == ("fr", "fr-CA") and canada is not france
+    names = [f"fr-X{n}" for n in range(5_000)] + ["fr-" + "a" * 10_000]
+    assert all(files.for_locale(name) is france for name in names)
+    assert len(files._locales) <= 1024 and set(files._variants) == {"fr", "fr-CA"}
+
+
 def test_the_linter_reports_a_language_without_a_file_or_with_a_missing_entry(folder: Path) -> None:
     findings = lint_script(parse_script(FRENCH_SCRIPT), BUSINESS.name, TYPES)
     assert [(f.rule, f.prompt) for f in findings] == [("locale-data", "locale")]

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "locales"
+_MAX_LOCALE_NAMES = 1024
 _LANGUAGE_TAG = re.compile(r"[a-z]{2,3}")
 _LOCALE_TAG = re.compile(r"([a-z]{2,3})(-[A-Za-z0-9]{2,8})*")
 
@@ -82,7 +83,7 @@ class Messaging:
 class Language:
     """Every per-language text and rule for one locale."""
 
-    locale: str
+    variant: str  # whose entries these are: a region with its own table ("es-MX"), else the language
     language: str
     path: Path  # the file it was read from
     and_word: str
@@ -229,7 +230,7 @@ def _language(path: Path, raw: Mapping[str, Any], locale: str) -> Language:
     speech, system, notice = t["speech"], t["system"], t["recording_notice"]
     messaging = t.get("messaging")
     return Language(
-        locale=locale,
+        variant=locale,
         language=path.stem,
         path=path,
         and_word=speech["and"],
@@ -249,7 +250,8 @@ class LanguageFiles:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self._raw: dict[str, Mapping[str, Any]] = {}
-        self._locales: dict[str, Language] = {}
+        self._locales: dict[str, Language] = {}  # by the locale name asked for (a bounded shortcut)
+        self._variants: dict[str, Language] = {}  # by language or region
         self._lock = threading.Lock()
 
     def languages(self) -> tuple[str, ...]:
@@ -283,8 +285,15 @@ class LanguageFiles:
             language = language_of(locale)
             if not _LANGUAGE_TAG.fullmatch(language):
                 raise UnknownLanguage(language, self.folder / f"{language}.toml", self.languages())
-            path = self.folder / f"{language}.toml"
-            found = self._locales[locale] = _language(path, self._read(language), locale)
+            raw = self._read(language)
+            # One Language per file and per region table, however many locale names reach here
+            # (an editor's request may name any "en-..."): memory bounded by the files.
+            variant = locale if locale in raw.get("regions", {}) else language
+            found = self._variants.get(variant)
+            if found is None:
+                found = self._variants[variant] = _language(self.folder / f"{language}.toml", raw, variant)
+            if len(self._locales) < _MAX_LOCALE_NAMES:
+                self._locales[locale] = found
         return found
 
 
