@@ -179,3 +179,28 @@ def test_voices_offered_are_the_ones_that_speak_the_locale() -> None:
     voices = voice_choices("es-ES", "Polly.Lucia")
     assert "Polly.Lucia" in voices and "Polly.Joanna" not in voices
     assert voice_choices("es-ES", "Polly.Joanna")[0] == "Polly.Joanna"
+
+
+def loaded_in_worker() -> tuple[bool, int]:
+    """Run in the lint worker: is the checking code imported and its data read? (Importing this
+    test module imports some of it, but not the lint worker's caller, and reads no data.)"""
+    import sys
+
+    from voice_scripts.voices import voice_catalog
+
+    return "ivr.scripts_admin" in sys.modules, voice_catalog.cache_info().currsize
+
+
+async def test_a_new_lint_worker_is_ready_before_its_first_check_so_its_deadline_counts_only_the_check() -> (
+    None
+):
+    from ivr.lint_worker import WORKER, LintWorker
+
+    assert WORKER.warm_up == ("ivr.scripts_admin:warm_up",)
+    cold, warm = LintWorker(), LintWorker(warm_up=WORKER.warm_up)
+    try:
+        assert await cold.run(loaded_in_worker) == (False, 0)
+        assert await warm.run(loaded_in_worker) == (True, 1)
+    finally:
+        cold.close()
+        warm.close()
