@@ -46,6 +46,8 @@ COLUMNS = [
     "from_country",
     "caller_name",
     "simulated",
+    "channel",
+    "recording_sha256",
 ]
 RECORDED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
