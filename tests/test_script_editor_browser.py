@@ -236,3 +236,40 @@ def test_every_state_of_the_editor_passes_axe_core_and_fits_a_phone(
     page.close()
     problems = [f"{state}: {p}" for state, ps in found.items() for p in ps]
     assert not problems, "\n".join(problems)
+
+
+def test_the_editor_works_with_the_keyboard_alone(browser: Any, site: tuple[str, dict[str, str]]) -> None:
+    base, env = site
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    _sign_in(page, base)
+    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=en-US")
+    page.focus("#prompt-goodbye")
+    page.keyboard.press("Control+End")
+    page.keyboard.type(" Thank you for calling")
+    page.keyboard.press("Tab")  # to the first Insert button under the box
+    assert page.evaluate("() => document.activeElement.textContent") == "+ business name"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "prompt-goodbye"
+    page.keyboard.type(".")
+    assert page.input_value("#prompt-goodbye").endswith("Goodbye. Thank you for calling [business name].")
+    page.locator("#said-goodbye", has_text="Thank you for calling Demo Bakery.").wait_for()
+    page.focus("#advanced")
+    page.keyboard.press("Space")
+    assert page.locator("#text").is_visible() and "{{ business }}." in page.input_value("#text")
+    page.keyboard.press("Space")
+    assert page.locator("#prompt-goodbye").is_visible()
+    page.focus("#publish")
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Publish these changes?")
+    dialog.wait_for()
+    assert page.evaluate("() => document.activeElement.id") == "confirm-publish"
+    page.keyboard.press("Escape")  # changes nothing
+    dialog.wait_for(state="hidden")
+    page.focus("#publish")
+    page.keyboard.press("Enter")
+    dialog.wait_for()
+    page.keyboard.press("Enter")
+    page.locator("#message", has_text="Published version 2").wait_for()
+    page.close()
+    shown = ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "en-US").stdout
+    assert "Thank you for calling {{ business }}." in shown
