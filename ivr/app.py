@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         *webhooks.routes,
+        # Millions a day: matched right after the voice webhooks (Starlette tries routes in order).
+        *message_status_routes,
         *web.routes,
         *try_phone.routes,
         *auth.routes,
@@ -60,7 +62,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *quality.routes,
         *api.routes,
         *audit.routes,
-        *message_status_routes,
         *messaging_routes,
         *opt_outs_routes,
         *compliance_routes,
