@@ -308,3 +308,13 @@ async def test_messages_do_not_touch_other_webhooks(service: Service, texting: M
     params = service.twilio.call_params(new_sid("CA"), "whatsapp:" + WHATSAPP_SENDER, CALLER)
     response = await service.twilio.post("/twilio/voice", params)
     assert response.status_code == 200 and "<Hangup" in response.text
+
+
+async def test_the_businesss_opt_out_webhook_is_told_of_a_stop(
+    service: Service, texting: MessageEmulator
+) -> None:
+    """The opt-out webhook (ivr/optout_webhooks.py) derives its notices from the log: a STOP is one."""
+    reply = await texting.send(WHATSAPP_SENDER, CALLER, "STOP")
+    await texting.send(WHATSAPP_SENDER, CALLER, "STOP", message_sid=reply.message_sid)  # a retry: no second
+    notices = await service.store.opt_outs_after(ACME, 0)
+    assert [(n.call_sid, n.phone) for n in notices] == [(reply.message_sid, CALLER)]
