@@ -233,7 +233,8 @@ def test_the_default_scripts_say_the_same_words_as_before(locale: str) -> None:
     }
     rendered = render_all(script, CONTEXT)
     assert rendered == {p: plain_jinja2(script.prompts[p], locale, variables) for p in PROMPT_NAMES}
-    assert lint_script(script, ACME, TYPES) == []
+    # (English message types in the es-ES script only get the caller-language warning.)
+    assert [f for f in lint_script(script, ACME, TYPES) if f.rule != "caller-language"] == []
 
 
 @pytest.mark.parametrize("bomb", ["nested range", "string times int", "nested range(100) cubed"])
