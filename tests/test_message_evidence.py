@@ -39,12 +39,12 @@ async def opt_outs_without_calls(service: Service, token_name: str = "crm") -> s
 async def test_no_recording_is_awaited_or_looked_for_for_them(service: Service) -> None:
     await opt_outs_without_calls(service)
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert await recording_gaps(service.store, later) == []  # type: ignore[arg-type]
-    assert await calls_to_reconcile(service.store, later, "0000") == []  # type: ignore[arg-type]
+    assert await recording_gaps(service.store, later) == []
+    assert await calls_to_reconcile(service.store, later, "0000") == []
     assert await service.store.incomplete_evidence(grace_minutes=-60) == []
     # A call's decision still is (the check is not simply off).
     await service.twilio.call(ACME_NUMBER, "+14155550777", ["1"])
-    gaps = await recording_gaps(service.store, later)  # type: ignore[arg-type]
+    gaps = await recording_gaps(service.store, later)
     assert len(gaps) == 1
 
 

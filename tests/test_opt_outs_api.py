@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,7 @@ async def test_an_oversize_body_is_413_and_writes_nothing(service: Service, decl
         response = await service.client.post(URL, content=payload, headers=headers)
     else:
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             for i in range(0, len(payload), 1000):
                 yield payload[i : i + 1000]
 

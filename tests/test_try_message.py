@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,7 +79,7 @@ def fresh_server(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_the_message_box_works_from_the_keyboard(browser, fresh_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_message_box_works_from_the_keyboard(browser: Any, fresh_server: str) -> None:
     page = browser.new_page(viewport={"width": 900, "height": 1400})
     page.goto(f"{fresh_server}/try")
     box = page.get_by_role("region", name="Send a WhatsApp message")
