@@ -318,3 +318,24 @@ async def test_the_businesss_opt_out_webhook_is_told_of_a_stop(
     await texting.send(WHATSAPP_SENDER, CALLER, "STOP", message_sid=reply.message_sid)  # a retry: no second
     notices = await service.store.opt_outs_after(ACME, 0)
     assert [(n.call_sid, n.phone) for n in notices] == [(reply.message_sid, CALLER)]
+
+
+async def test_help_names_the_message_types_as_the_locales_script_says_them(
+    service: Service, texting: MessageEmulator
+) -> None:
+    """A Spanish script's [message_types] names (its spoken names) are used in AYUDA's answer."""
+    import asyncio
+
+    from voice_scripts import default_script_text
+
+    await service.store.add_number(BILINGUAL, "whatsapp:+15550004444", "test")
+    named = await service.store.get_business(BILINGUAL)
+    text = default_script_text("es-ES").replace(
+        "[message_types]\n", f'[message_types]\n"{named.message_types[0]}" = "avisos de sus pedidos"\n', 1
+    )
+    await service.store.publish_script(BILINGUAL, "es-ES", text, "test")
+    await asyncio.sleep(1.5)  # the catalog reloads what another process may have published
+    reply = await texting.send("+15550004444", CALLER, "AYUDA")
+    assert reply.text == (
+        f"{BILINGUAL} le envía por WhatsApp avisos de sus pedidos. Para dejar de recibirlos, responda BAJA."
+    )
