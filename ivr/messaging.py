@@ -170,6 +170,7 @@ async def incoming_message(request: Request) -> Response:
     match = match_keyword(message.body)
     if match is None:
         return twiml_message(None)
+    business = None
     try:
         business = await business_for_address(runtime, message.to)
         if business is None:
@@ -181,6 +182,10 @@ async def incoming_message(request: Request) -> Response:
         reply = await answer(runtime, business, message.phone, match)
     except (StoreError, ScriptError) as exc:
         LOG.error("messaging webhook could not answer message %s: %s", message.message_sid, exc)
+        texts = messaging_texts(match.language)
+        if match.kind == "opt_out" and business is not None and texts is not None:
+            # Nothing was recorded: say so in the keyword's language (never a false confirmation).
+            return twiml_message(texts.reply("error", business=business.name))
         return PlainTextResponse("Service unavailable: nothing recorded, retry.", status_code=503)
     if match.kind != "opt_out":
         return twiml_message(reply.text)

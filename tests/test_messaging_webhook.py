@@ -339,3 +339,19 @@ async def test_help_names_the_message_types_as_the_locales_script_says_them(
     assert reply.text == (
         f"{BILINGUAL} le envía por WhatsApp avisos de sus pedidos. Para dejar de recibirlos, responda BAJA."
     )
+
+
+async def test_a_stop_that_cannot_be_written_is_never_confirmed(
+    service: Service, texting: MessageEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consent_store import StoreUnavailable
+
+    async def refuse(decision: object) -> object:
+        raise StoreUnavailable("disk full")
+
+    monkeypatch.setattr(service.store, "record_decision", refuse)
+    reply = await texting.send(BILINGUAL_NUMBER, CALLER, "BAJA", whatsapp=False)
+    assert reply.text.startswith("Lo sentimos: por un problema técnico no hemos podido registrar su elección")
+    assert "Ya no recibirá" not in reply.text
+    monkeypatch.undo()
+    assert await decisions(service) == []
