@@ -213,6 +213,9 @@ def test_every_state_of_the_editor_passes_axe_core_and_fits_a_phone(
     page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=es-ES")
     consent = page.get_by_label("Consent prompt", exact=True)
     check("form")
+    if width == 390:
+        page.locator("#box-prompt-consent").evaluate("el => el.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(IMAGES / "script-form-phone.png"))
     consent.fill(consent.input_value().replace("[opt-out key]", "[opt out llave]"))
     page.locator("#notes-prompt-consent li.error").first.wait_for()
     page.select_option("#key-repeat", "1")
@@ -270,6 +273,18 @@ def test_the_editor_works_with_the_keyboard_alone(browser: Any, site: tuple[str,
     dialog.wait_for()
     page.keyboard.press("Enter")
     page.locator("#message", has_text="Published version 2").wait_for()
-    page.close()
     shown = ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "en-US").stdout
     assert "Thank you for calling {{ business }}." in shown
+    # Leaving with a change not yet saved asks first; once the draft is saved (a moment after
+    # typing stops), it does not. (The page's beforeunload handler, as the browser calls it.)
+    leaving = (
+        "() => { const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e);"
+        " return e.defaultPrevented; }"
+    )
+    assert page.evaluate(leaving) is False
+    page.focus("#prompt-goodbye")
+    page.keyboard.type(" Bye now.")
+    assert page.evaluate(leaving) is True
+    page.locator("#autosave", has_text="Draft saved").wait_for()
+    assert page.evaluate(leaving) is False
+    page.close()
