@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *webhooks.routes,
         # Millions a day: matched right after the voice webhooks (Starlette tries routes in order).
         *message_status_routes,
+        *messaging_routes,  # every incoming WhatsApp/SMS message of every business
         *web.routes,
         *try_phone.routes,
         *auth.routes,
@@ -62,7 +63,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *quality.routes,
         *api.routes,
         *audit.routes,
-        *messaging_routes,
         *opt_outs_routes,
         *compliance_routes,
     ]
