@@ -68,6 +68,7 @@ async def _editor(
         "can_edit": user.can_edit,
         # The check was stopped at its deadline (a cold or busy worker): the page checks again.
         "recheck": any(n.rule == "renders" and n.box == "script" for n in checked.notes),
+        "bad_lines": sorted({n.line for n in checked.notes if n.line and n.severity == "error"}),
     }
     return templates.TemplateResponse(
         request,

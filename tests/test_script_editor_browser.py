@@ -108,6 +108,13 @@ def test_manager_edits_the_consent_prompt_in_the_form_and_callers_hear_it(
     toml.fill(toml.input_value().replace("[keys]", "[keys", 1))
     page.locator("#toml-notes li.error button.goto").first.wait_for()
     assert "invalid TOML" in page.inner_text("#toml-notes") and "Line " in page.inner_text("#toml-notes")
+    assert page.inner_text("#gutter .bad").strip() == "\u25b6 8"  # marked beside its line
+    page.locator("#toml-notes button.goto").first.click()  # the cursor goes to the line
+    selected = page.evaluate(
+        "() => { const t = document.getElementById('text');"
+        " return t.value.slice(t.selectionStart, t.selectionEnd); }"
+    )
+    assert selected == "[keys"
     page.screenshot(path=str(IMAGES / "script-toml-error.png"))
     toml.fill(toml.input_value().replace("[keys\n", "[keys]\n", 1))
     page.locator("#publish-status", has_text="Ready to publish").wait_for()

@@ -21,6 +21,7 @@
   let sequence = 0;
   let dirty = false;
   let spokenConsent = context.consent;
+  let badLines = new Set(context.bad_lines || []);
   const headers = { "Content-Type": "application/json", "X-CSRF-Token": context.csrf };
 
   if (switchLink) switchLink.hidden = true; // the switch does it without a reload
@@ -70,6 +71,8 @@
       tomlNotes.append(ok.cloneNode(true));
     }
     const blocking = notes.filter((n) => n.severity === "error");
+    badLines = new Set(blocking.filter((n) => n.line).map((n) => n.line));
+    numberLines();
     if (publish) {
       // aria-disabled, not disabled: the button stays reachable and says why it does not publish.
       publish.setAttribute("aria-disabled", blocking.length ? "true" : "false");
@@ -205,7 +208,16 @@
   function numberLines() {
     if (!gutter) return;
     const lines = text.value.split("\n").length;
-    gutter.textContent = Array.from({ length: lines }, (_, i) => i + 1).join("\n");
+    // Each line's number; a line with a problem is marked beside it (the list below says what).
+    gutter.replaceChildren(
+      ...Array.from({ length: lines }, (_, i) => {
+        const line = document.createElement("span");
+        const bad = badLines.has(i + 1);
+        line.textContent = `${bad ? "\u25B6 " : ""}${i + 1}\n`;
+        if (bad) line.className = "bad";
+        return line;
+      }),
+    );
     gutter.scrollTop = text.scrollTop;
   }
   text.addEventListener("scroll", () => {
