@@ -111,17 +111,10 @@ async def reconcile(
             await record_recording_check(deps.store, check)
             continue
         for recording in completed:
-            attached = await deps.store.attach_recording(
-                RecordingStatus(
-                    call_sid=call.call_sid,
-                    recording_sid=recording.sid,
-                    status="completed",
-                    url=recording.media_url,
-                    duration=recording.duration,
-                    found_by="reconciliation",
-                )
-            )
-            report.attached += 0 if attached.duplicate else 1
+            # Archived first, attached second: until the `recording` event exists the fetcher's
+            # to-do list (derived from the log) cannot see it, so it cannot archive it first as
+            # found by callback. If archiving fails it is attached all the same and the fetcher
+            # retries it; a crash in between is found again by the next pass (both idempotent).
             try:
                 await archive_recording(
                     deps,
@@ -133,8 +126,18 @@ async def reconcile(
                 )
                 report.archived += 1
             except (RecordingError, StoreError) as exc:
-                # Attached: the fetcher's to-do list (derived from the log) has it and retries.
                 report.errors.append(str(exc))
+            attached = await deps.store.attach_recording(
+                RecordingStatus(
+                    call_sid=call.call_sid,
+                    recording_sid=recording.sid,
+                    status="completed",
+                    url=recording.media_url,
+                    duration=recording.duration,
+                    found_by="reconciliation",
+                )
+            )
+            report.attached += 0 if attached.duplicate else 1
     if settings.recordings_delete_at_twilio:
         deleted, errors = await delete_archived_at_twilio(deps.store, deps.client, deps.credentials)
         report.deleted_at_twilio += deleted
