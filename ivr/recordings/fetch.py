@@ -159,8 +159,11 @@ class RecordingFetcher:
     async def _sleep(self) -> None:
         retry_at = min((p.not_before for p in self._pending.values()), default=None)
         wait = POLL_SECONDS if retry_at is None else min(POLL_SECONDS, max(0.05, retry_at - time.monotonic()))
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # lands as the wake-up completes, and the app's shutdown then waits for ever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._wake.wait()
 
     async def archive_due(self) -> int:
         """Archive every recording due now (new ones and retries); return how many were archived."""
