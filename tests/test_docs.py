@@ -12,8 +12,8 @@ import pytest
 
 from ivr.api import routes as api_routes
 from ivr.audit import routes as audit_routes
-from ivr.businesses_admin import routes as businesses_routes
 from ivr.auth import routes as auth_routes
+from ivr.businesses_admin import routes as businesses_routes
 from ivr.cli import cli
 from ivr.export import COLUMNS
 from ivr.manage import routes as manage_routes
