@@ -9,8 +9,20 @@ from ivr.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
-MANAGER_ONLY_POSTS = {"/manage/script", "/manage/script/rollback", "/manage/message-types"}
-ADMIN_ONLY = {"/manage/users", "/manage/users/change"}
+MANAGER_ONLY_POSTS = {
+    "/manage/script",
+    "/manage/script/rollback",
+    "/manage/message-types",
+    "/manage/api/draft",
+    "/manage/business/frequency",
+}
+ADMIN_ONLY = {
+    "/manage/users",
+    "/manage/users/change",
+    "/manage/businesses",
+    "/manage/business/numbers",
+    "/manage/business/locales",
+}
 
 
 @pytest.mark.parametrize(
@@ -67,6 +79,10 @@ async def test_roles_are_enforced_on_every_manage_route(service: Service, role: 
     await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
     await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
     await service.store.add_user("root", "admin", hash_password(PASSWORD), author="test")
+    # A second version in force, so that a rollback to version 1 publishes a third (publishing
+    # the text already in force is a no-op).
+    text = (await service.store.script_version(ACME, "en-US")).text
+    await service.store.publish_script(ACME, "en-US", text.replace("We would like", "We, Acme, would like", 1), "mia")
     token = ""
     if role != "anonymous":
         await sign_in(service.client, {"manager": "mia", "auditor": "aldo", "admin": "root"}[role])
@@ -106,4 +122,4 @@ async def test_roles_are_enforced_on_every_manage_route(service: Service, role: 
         else:
             assert response.status_code not in (401, 403), where
     versions = await service.store.script_versions(ACME, "en-US")
-    assert len(versions) == (2 if role in ("manager", "admin") else 1)  # only their rollback published
+    assert len(versions) == (3 if role in ("manager", "admin") else 2)  # only their rollback published

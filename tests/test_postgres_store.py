@@ -82,6 +82,9 @@ async def test_a_version_1_database_with_records_is_upgraded_and_its_chain_conti
         "DROP TABLE web_sessions",
         "ALTER TABLE users DROP COLUMN businesses, DROP COLUMN last_sign_in",
         "ALTER TABLE api_tokens DROP COLUMN businesses",
+        "DROP TABLE message_statuses",
+        "DROP TABLE messages",
+        "DROP INDEX events_decisions_by_business",
         "DELETE FROM schema_version WHERE version > 1",
     )
     async with open_store(pg_url) as store:

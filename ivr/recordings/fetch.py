@@ -225,7 +225,8 @@ def warn_about_setup(settings: Settings, archive: RecordingArchive, credentials:
             " processes would not share it; set IVR_RECORDINGS_URL=s3://bucket/prefix",
             archive.url,
         )
-    if not credentials.configured:
+    # Without TWILIO_AUTH_TOKEN the service takes no real calls (the runtime says so): nothing to fetch.
+    if settings.twilio_auth_token and not credentials.configured:
         LOG.warning(
             "recordings are not archived: set TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or"
             " TWILIO_API_KEY and TWILIO_API_SECRET) so completed recordings are fetched from Twilio"

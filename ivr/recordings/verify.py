@@ -108,8 +108,8 @@ async def verify_recordings(
 
 def recordings_line(check: RecordingsCheck | None) -> str:
     """What `ivr verify` adds to its ok line about the recordings ('' when they were skipped)."""
-    if check is None:
-        return ""
+    if check is None or (check.checked == 0 and check.deleted == 0):
+        return ""  # nothing archived (a log without recordings): the ok line says what it always said
     noun = "recording" if check.checked == 1 else "recordings"
     deleted = f", {check.deleted} deleted on purpose (not checked)" if check.deleted else ""
     return f"; {check.checked} archived {noun} re-hashed, all match{deleted}"
