@@ -43,7 +43,10 @@ async def test_with_its_watcher_running_look_ups_never_wait_for_the_store(tmp_pa
             await asyncio.sleep(0.12)  # the watcher checked twice: nothing changed
             await add_business(store, "Sol", ["+34910000333"], ["offers"])
             await store.close()  # a look-up that read the store now would fail
-            assert await catalog.generation() == first
-            assert await catalog.business_for_number("+34910000333") is None  # until the next check
+            # The watcher may or may not have checked between the add and the close (a busy
+            # machine decides); either way the look-ups answer from memory, consistently.
+            generation = await catalog.generation()
+            found = await catalog.business_for_number("+34910000333")
+            assert (generation, found is None) in ((first, True), (first + 1, False))
         finally:
             watcher.cancel()

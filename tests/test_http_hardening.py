@@ -82,7 +82,8 @@ async def test_roles_are_enforced_on_every_manage_route(service: Service, role: 
     # A second version in force, so that a rollback to version 1 publishes a third (publishing
     # the text already in force is a no-op).
     text = (await service.store.script_version(ACME, "en-US")).text
-    await service.store.publish_script(ACME, "en-US", text.replace("We would like", "We, Acme, would like", 1), "mia")
+    second = text.replace("We would like", "We, Acme, would like", 1)
+    await service.store.publish_script(ACME, "en-US", second, "mia")
     token = ""
     if role != "anonymous":
         await sign_in(service.client, {"manager": "mia", "auditor": "aldo", "admin": "root"}[role])
