@@ -61,6 +61,8 @@ class Catalog:
                     await self.refresh()
                 except (StoreError, ScriptError) as exc:  # keep serving what was loaded
                     LOG.warning("could not reload businesses and scripts: %s", exc)
+                except Exception:  # a watcher that died would leave every request reading the store
+                    LOG.exception("could not reload businesses and scripts")
         finally:
             self._watching = False
 

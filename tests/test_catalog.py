@@ -50,3 +50,31 @@ async def test_with_its_watcher_running_look_ups_never_wait_for_the_store(tmp_pa
             assert (generation, found is None) in ((first, True), (first + 1, False))
         finally:
             watcher.cancel()
+
+
+async def test_the_watcher_survives_an_unexpected_failure_and_look_ups_still_answer_from_memory(
+    tmp_path: Path,
+) -> None:
+    async with open_store(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        await add_business(store, "Sol", ["+34910000333"], ["offers"])
+        catalog = Catalog(store, reload_seconds=0.02)
+        first = await catalog.generation()
+        calls = 0
+
+        async def broken() -> int:  # e.g. the driver raising something that is not a StoreError
+            nonlocal calls
+            calls += 1
+            raise RuntimeError("connection reset in the middle of a read")
+
+        store.registry_changed_at = broken  # type: ignore[method-assign]
+        watcher = asyncio.create_task(catalog.watch())
+        try:
+            for _ in range(500):  # the watcher failed three times and is still checking
+                if calls >= 3 or watcher.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert calls >= 3 and not watcher.done()
+            assert await catalog.generation() == first  # from memory: no look-up reads the store
+            assert await catalog.business_for_number("+34910000333") is not None
+        finally:
+            watcher.cancel()
