@@ -5,8 +5,6 @@ Never imports `ivr`, Starlette or `voice_scripts`.
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
 from consent_store.chain import GENESIS_HASH, canonical_json, event_hash, text_sha256
 from consent_store.events import (
     ACTIONS,
@@ -25,11 +23,9 @@ from consent_store.events import (
 )
 from consent_store.exceptions import BadDatabaseURL, StoreError, StoreUnavailable
 from consent_store.postgres import PostgresStore
+from consent_store.protocol import ConsentStore
 from consent_store.sqlite import SQLiteStore
 from consent_store.url import parse_database_url
-
-# Both backends have the same public methods; code above the store names this type.
-ConsentStore: TypeAlias = SQLiteStore | PostgresStore
 
 __all__ = [
     "ACTIONS",
@@ -60,7 +56,9 @@ __all__ = [
 
 
 def open_store(url: str) -> ConsentStore:
-    """A store for IVR_DATABASE_URL, not yet opened (use `async with` or `await .open()`)."""
+    """A store for IVR_DATABASE_URL, not yet opened (use `async with` or `await .open()`).
+
+    Returning either backend as a `ConsentStore` is where mypy checks both satisfy it."""
     parsed = parse_database_url(url)
     if parsed.scheme == "postgresql":
         return PostgresStore(parsed.raw)
