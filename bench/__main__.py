@@ -58,6 +58,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "10,000 recordings archived through the REST emulator (fetch, hash, fsync, chain): recordings/s,"
         " and the recording webhook's p99 while archiving beside a run without it",
     ),
+    "repeat": (
+        "bench.repeat",
+        "not a benchmark: the concurrency tests run --rounds N times (fresh pytest each), failures per test",
+    ),
 }
 
 
