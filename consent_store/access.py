@@ -17,7 +17,7 @@ from consent_store.events import ApiToken, NewEvent, Role, User, WebSession
 from consent_store.exceptions import ConflictingWrite, StoreError
 from consent_store.group_commit import SideWrite
 from consent_store.registry import RegistryMixin
-from consent_store.sqlite_writer import utc_now
+from consent_store.writing import utc_now
 
 
 class UserExists(StoreError):

@@ -8,8 +8,9 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from consent_store.backend import StoreBackend
 from consent_store.chain import ChainRow
 from consent_store.events import ExportFilter, Standing
 from consent_store.queries import decision_filter
@@ -53,22 +54,8 @@ class IncompleteEvidence:
     reason: str
 
 
-class AuditMixin:
-    """Mixed into both stores, which provide the read primitives and the dialect hooks."""
-
-    if TYPE_CHECKING:  # provided by each backend's stats mixin
-
-        @staticmethod
-        def _json_text(column: str, *path: str) -> str: ...
-
-        @staticmethod
-        def _joined_text(expression: str, separator: str, order_by: str) -> str: ...
-
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
-
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
+class AuditMixin(StoreBackend):
+    """Mixed into both stores, which provide the `StoreBackend` reads and dialect hooks."""
 
     async def spoken_text(self, sha256: str) -> str | None:
         """The exact text a caller heard, by its SHA-256 (the decision's script_sha256)."""

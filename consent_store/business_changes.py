@@ -13,7 +13,7 @@ from consent_store.chain import text_sha256
 from consent_store.events import NewEvent
 from consent_store.exceptions import BusinessChangeRefused, NumberTaken
 from consent_store.registry import WHATSAPP_PREFIX, RegistryMixin
-from consent_store.sqlite_writer import utc_now
+from consent_store.writing import utc_now
 
 __all__ = ["BusinessChangeRefused", "BusinessChangesMixin"]
 

@@ -6,25 +6,18 @@ Appends only; never updates or deletes an event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from consent_store.events import (
     CallStatus,
     ConsentDecision,
-    NewEvent,
     PromptPlayed,
     RecordingStatus,
     StoredEvent,
 )
-from consent_store.group_commit import SideWrite
 from consent_store.recording_archive import RecordingArchiveMixin
 
 
 class CallLogMixin(RecordingArchiveMixin):
     """The call-facing appends of a store (and, through RecordingArchiveMixin, the archive's)."""
-
-    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        raise NotImplementedError
 
     async def record_decision(self, decision: ConsentDecision) -> StoredEvent:
         """Append a caller's decision; a repeat for the same call returns the first."""

@@ -7,6 +7,7 @@ future with its own outcome. It never writes anything itself.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -34,7 +35,7 @@ class _Pending:
     future: asyncio.Future[StoredEvent | None] = field(repr=False)
 
 
-class GroupCommitQueue:
+class GroupCommitQueue(abc.ABC):
     """Subclasses write a group in `_write_group` and start and stop the task around it."""
 
     def __init__(self, max_batch: int) -> None:
@@ -43,9 +44,9 @@ class GroupCommitQueue:
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
 
+    @abc.abstractmethod
     async def _write_group(self, group: Group) -> list[Outcome]:
         """Write the group in one transaction; each item's outcome, in order. Raise: none kept."""
-        raise NotImplementedError
 
     def _start_queue(self) -> None:
         self._task = asyncio.create_task(self._run(), name="consent-store-writer")
@@ -122,7 +123,7 @@ class GroupCommitQueue:
                 item.future.set_result(outcome)
 
 
-class QueuedStore:
+class QueuedStore(abc.ABC):
     """What both stores share: appends and side writes through their writer's queue.
 
     First in each store's bases, so these take the place of the mixins' declarations.
@@ -130,11 +131,13 @@ class QueuedStore:
 
     _writer: GroupCommitQueue | None
 
+    @abc.abstractmethod
     async def open(self) -> None:
-        raise NotImplementedError
+        """Connect, upgrade the schema and start the writer."""
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Stop the writer (after it wrote what was queued) and close the connections."""
 
     async def __aenter__(self) -> Self:
         await self.open()

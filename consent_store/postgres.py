@@ -33,7 +33,7 @@ from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
 from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
-from consent_store.sqlite_writer import MAX_BATCH
+from consent_store.writing import MAX_BATCH
 
 LOG = logging.getLogger(__name__)
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Protocol
 
 import asyncpg
 import orjson
 
+from consent_store.backend import StoreBackend
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
 from consent_store.columns import EVENT_COLUMNS, CsvChunk, csv_chunks, decision_row_from_data
-from consent_store.events import DecisionRow, ExportFilter, NewEvent, StoredEvent, VerifyResult
+from consent_store.events import DecisionRow, ExportFilter, VerifyResult
 from consent_store.exceptions import StoreUnavailable
-from consent_store.group_commit import SideWrite
 from consent_store.postgres_writer import PG_ERRORS, pg_sql
 from consent_store.queries import decision_filter
 from consent_store.subject_check import (
@@ -39,24 +39,15 @@ _CHAIN_SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"
 _STATUS = "(r.body::jsonb #>> '{data,status}')"
 
 
-class PostgresReadsMixin:
-    """Mixed into PostgresStore, which provides the pool and the primitives below."""
+class PostgresBackend(StoreBackend, Protocol):
+    """The `StoreBackend` primitives and the connection pool they run on."""
 
     @property
-    def _pool(self) -> asyncpg.Pool:
-        raise NotImplementedError
+    def _pool(self) -> asyncpg.Pool: ...
 
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        raise NotImplementedError
-
-    async def _checkpoint(self) -> None:
-        raise NotImplementedError
+class PostgresReadsMixin(PostgresBackend):
+    """Mixed into PostgresStore, which provides `PostgresBackend`."""
 
     @contextlib.asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:

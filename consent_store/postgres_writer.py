@@ -28,7 +28,7 @@ from consent_store.chain import canonical_json, text_sha256
 from consent_store.events import NewEvent, StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreUnavailable
 from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
-from consent_store.sqlite_writer import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment
+from consent_store.writing import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment
 
 LOG = logging.getLogger(__name__)
 

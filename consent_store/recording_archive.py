@@ -8,17 +8,15 @@ SQL; JSON through the backend's `_json_text`). Appends only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from consent_store.backend import StoreBackend
 from consent_store.events import (
     ArchivedRecording,
-    NewEvent,
     RecordingArchived,
     RecordingToFetch,
     StoredEvent,
 )
-from consent_store.group_commit import SideWrite
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -28,19 +26,8 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-class RecordingArchiveMixin:
-    """Mixed into both stores (through CallLogMixin)."""
-
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        raise NotImplementedError
-
-    if TYPE_CHECKING:  # provided by each backend's stats mixin
-
-        @staticmethod
-        def _json_text(column: str, *path: str) -> str: ...
+class RecordingArchiveMixin(StoreBackend):
+    """Mixed into both stores (through CallLogMixin), which provide the `StoreBackend` primitives."""
 
     async def record_archived(self, archived: RecordingArchived) -> StoredEvent:
         """Chain a recording kept in the archive; a repeat for the same RecordingSid returns the first."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from consent_store.recording_holds import StoreAccess
+from consent_store.backend import StoreBackend
 
 # A recording in one of these states will not become a completed one: asking again is useless.
 FINAL_OUTCOMES = ("absent", "failed", "deleted")
@@ -60,13 +60,8 @@ def _data(body: str) -> dict[str, Any]:
     return data
 
 
-class _Dialect(StoreAccess, Protocol):
-    @staticmethod
-    def _json_text(column: str, *path: str) -> str: ...
-
-
 async def calls_to_reconcile(
-    store: _Dialect, before: str, since: str, limit: int = 1000
+    store: StoreBackend, before: str, since: str, limit: int = 1000
 ) -> list[CallToReconcile]:
     """Decisions recorded in [since, before) of real calls that have no completed recording and
     whose recording Twilio has not already called final (absent, failed, deleted), oldest first."""
@@ -93,7 +88,7 @@ async def calls_to_reconcile(
 
 
 async def recording_gaps(
-    store: _Dialect,
+    store: StoreBackend,
     before: str,
     businesses: Sequence[str] | None = None,
     limit: int = 500,

@@ -4,7 +4,7 @@ reconciliation need about recordings: all derived from the hash chain, nothing s
 A retention period is a chained `business` event (`change: recording_retention`); a hold is a
 chained `legal_hold` event on a phone (kept outside the chain as a salted subject, as a
 decision's phone is) or a business; the latest event for each decides. Works on either backend
-through the store's read and append primitives (`StoreAccess`). Appends only; never updates or
+through the store's read and append primitives (`StoreBackend`). Appends only; never updates or
 deletes an event.
 """
 
@@ -13,22 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from consent_store.backend import StoreBackend
 from consent_store.events import LegalHold, NewEvent, RecordingCheck, RecordingDeleted, StoredEvent
 from consent_store.exceptions import StoreError, UnknownBusiness
-from consent_store.group_commit import SideWrite
-from consent_store.sqlite_writer import utc_now
-
-
-class StoreAccess(Protocol):
-    """What these functions need of a store (both backends provide it)."""
-
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
-
-    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent: ...
+from consent_store.writing import utc_now
 
 
 class HoldNotPlaced(StoreError):
@@ -102,7 +92,7 @@ def _body(row_body: str) -> dict[str, Any]:
     return data
 
 
-async def subject_of(store: StoreAccess, phone: str) -> str | None:
+async def subject_of(store: StoreBackend, phone: str) -> str | None:
     row = await store._fetchone("SELECT subject FROM subjects WHERE phone = ?", (phone,))
     return None if row is None else str(row[0])
 
@@ -111,7 +101,7 @@ async def subject_of(store: StoreAccess, phone: str) -> str | None:
 
 
 async def set_recording_retention(
-    store: StoreAccess, business: str, years: int | None, author: str
+    store: StoreBackend, business: str, years: int | None, author: str
 ) -> StoredEvent:
     """Keep a business's recordings `years` years after the decision (None: for ever). Chained."""
     if not await store._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business,)):
@@ -125,7 +115,7 @@ async def set_recording_retention(
     return await store._append(event)
 
 
-async def recording_retention(store: StoreAccess) -> dict[str, int]:
+async def recording_retention(store: StoreBackend) -> dict[str, int]:
     """Each business's retention period in years (businesses without one are left out)."""
     rows = await store._fetchall(
         "SELECT business, body FROM events WHERE kind = 'business' AND call_sid IS NULL ORDER BY seq"
@@ -141,7 +131,7 @@ async def recording_retention(store: StoreAccess) -> dict[str, int]:
 # -- legal holds -------------------------------------------------------------------------
 
 
-async def legal_holds(store: StoreAccess) -> Holds:
+async def legal_holds(store: StoreBackend) -> Holds:
     """The holds in place now: the latest hold event of each phone or business decides."""
     rows = await store._fetchall(
         "SELECT subject, business, body FROM events WHERE kind = 'legal_hold' ORDER BY seq"
@@ -160,7 +150,7 @@ async def legal_holds(store: StoreAccess) -> Holds:
     )
 
 
-async def hold_records(store: StoreAccess) -> list[HoldRecord]:
+async def hold_records(store: StoreBackend) -> list[HoldRecord]:
     """The holds in place, oldest first, with the phone when the store can still show it."""
     rows = await store._fetchall(
         "SELECT e.seq, e.recorded_at, e.subject, e.business, e.body, s.phone FROM events e"
@@ -180,7 +170,7 @@ async def hold_records(store: StoreAccess) -> list[HoldRecord]:
 
 
 async def change_legal_hold(
-    store: StoreAccess,
+    store: StoreBackend,
     *,
     held: bool,
     author: str,
@@ -214,7 +204,7 @@ async def change_legal_hold(
 # -- recordings in the archive -----------------------------------------------------------
 
 
-async def archived_audio(store: StoreAccess, call_sids: Sequence[str] | None = None) -> list[ArchivedAudio]:
+async def archived_audio(store: StoreBackend, call_sids: Sequence[str] | None = None) -> list[ArchivedAudio]:
     """Every archived recording (or those of `call_sids`), oldest first, with its decision's
     business, subject and time and whether it was deleted since (from the archive, at Twilio)."""
     where = ""
@@ -256,7 +246,7 @@ async def archived_audio(store: StoreAccess, call_sids: Sequence[str] | None = N
     return found
 
 
-async def _deletions(store: StoreAccess, call_sids: Sequence[str] | None) -> set[tuple[str, str]]:
+async def _deletions(store: StoreBackend, call_sids: Sequence[str] | None) -> set[tuple[str, str]]:
     where, params = "", []
     if call_sids is not None:
         where = f" AND call_sid IN ({', '.join('?' for _ in call_sids)})"
@@ -269,7 +259,7 @@ async def _deletions(store: StoreAccess, call_sids: Sequence[str] | None) -> set
     return pairs
 
 
-async def deleted_sha256s(store: StoreAccess) -> frozenset[str]:
+async def deleted_sha256s(store: StoreBackend) -> frozenset[str]:
     """SHA-256s of recordings deleted from the archive on purpose (purge, erasure): `ivr verify`
     does not call these missing."""
     rows = await store._fetchall("SELECT body FROM events WHERE kind = 'recording_deleted'")
@@ -281,31 +271,31 @@ async def deleted_sha256s(store: StoreAccess) -> frozenset[str]:
     return frozenset(found)
 
 
-async def calls_of_subject(store: StoreAccess, subject: str) -> list[str]:
+async def calls_of_subject(store: StoreBackend, subject: str) -> list[str]:
     rows = await store._fetchall(
         "SELECT DISTINCT call_sid FROM events WHERE subject = ? AND call_sid IS NOT NULL", (subject,)
     )
     return sorted(str(r[0]) for r in rows)
 
 
-async def record_recording_check(store: StoreAccess, check: RecordingCheck) -> StoredEvent:
+async def record_recording_check(store: StoreBackend, check: RecordingCheck) -> StoredEvent:
     """Chain what Twilio's Recordings list said about a call (a repeat of the same answer is not)."""
     return await store._append(check.to_event())
 
 
-async def record_recording_deleted(store: StoreAccess, deleted: RecordingDeleted) -> StoredEvent:
+async def record_recording_deleted(store: StoreBackend, deleted: RecordingDeleted) -> StoredEvent:
     """Chain a recording's deletion (from the archive or at Twilio); a repeat returns the first."""
     return await store._append(deleted.to_event())
 
 
-async def businesses_of_subject(store: StoreAccess, subject: str) -> set[str]:
+async def businesses_of_subject(store: StoreBackend, subject: str) -> set[str]:
     rows = await store._fetchall(
         "SELECT DISTINCT business FROM events WHERE subject = ? AND business IS NOT NULL", (subject,)
     )
     return {str(r[0]) for r in rows}
 
 
-async def recordings_of_calls(store: StoreAccess, call_sids: Sequence[str]) -> list[tuple[str, str]]:
+async def recordings_of_calls(store: StoreBackend, call_sids: Sequence[str]) -> list[tuple[str, str]]:
     """(CallSid, RecordingSid) of every recording reported for these calls (callbacks, reconciled)."""
     if not call_sids:
         return []

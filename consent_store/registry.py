@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from consent_store.backend import StoreBackend
 from consent_store.chain import text_sha256
 from consent_store.events import (
     Business,
@@ -32,35 +33,15 @@ from consent_store.exceptions import (
     UnknownBusiness,
 )
 from consent_store.group_commit import SideWrite
-from consent_store.sqlite_writer import utc_now
+from consent_store.writing import utc_now
 
 # How Twilio addresses a WhatsApp sender; the numbers table keeps a business's senders so.
 WHATSAPP_PREFIX = "whatsapp:"
 _SCRIPT_COLUMNS = "business, locale, version, status, text, sha256, created_at, author"
 
 
-class RegistryMixin:
-    """Mixed into the SQLite store, which provides the three primitives below."""
-
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
-
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    async def _append(self, event: NewEvent, side_writes: Sequence[SideWrite] = ()) -> StoredEvent:
-        raise NotImplementedError
-
-    async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
-        raise NotImplementedError
-
-    async def _checkpoint(self) -> None:
-        raise NotImplementedError
-
-    if TYPE_CHECKING:  # provided by each backend's stats mixin, later in the bases
-
-        @staticmethod
-        def _json_text(column: str, *path: str) -> str: ...
+class RegistryMixin(StoreBackend):
+    """Mixed into both stores, which provide the `StoreBackend` primitives."""
 
     async def _require_business(self, business: str) -> None:
         if not await self._fetchone("SELECT 1 FROM businesses WHERE name = ?", (business,)):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -29,11 +27,11 @@ from consent_store.events import StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreUnavailable
 from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
 
+# Re-exported: older imports of these names from here keep working.
+from consent_store.writing import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment, utc_now
+
 LOG = logging.getLogger(__name__)
 
-MAX_BATCH = 256
-# A checkpoint row is written whenever the chain passes a multiple of this.
-CHECKPOINT_EVERY = 256
 # The head file is rewritten at most this often (seconds), and on close; it may lag
 # the database after a crash, which verify accepts (the chain must only reach it).
 HEAD_FILE_INTERVAL = 0.2
@@ -70,15 +68,6 @@ def write_private_text(path: Path, text: str) -> None:
     with open(fd, "w", encoding="utf-8") as out:
         os.fchmod(fd, PRIVATE_FILE_MODE)
         out.write(text)
-
-
-def utc_now() -> str:
-    """UTC time with microseconds, ISO-8601 with a Z: sorts as text."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def subject_commitment(salt: str, phone: str) -> str:
-    return hashlib.sha256((salt + phone).encode("utf-8")).hexdigest()
 
 
 class SQLiteWriter(GroupCommitQueue):

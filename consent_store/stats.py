@@ -15,8 +15,8 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from consent_store.backend import StoreBackend
 from consent_store.delivery_stats import DeliveryFigures, delivery_figures
 
 # Call statuses of a call that never connected: the caller heard nothing.
@@ -122,11 +122,8 @@ def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class StatsMixin:
-    """Mixed into both stores, which provide `_fetchall`."""
-
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
+class StatsMixin(StoreBackend):
+    """Mixed into both stores, which provide `_fetchall`; the dialect hooks below are SQLite's."""
 
     @staticmethod
     def _json_text(column: str, *path: str) -> str:

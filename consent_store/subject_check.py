@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from consent_store.events import VerifyResult
-from consent_store.sqlite_writer import subject_commitment
+from consent_store.writing import subject_commitment
 
 # Written with `?` placeholders for both stores (PostgreSQL translates them with pg_sql).
 SUBJECT_ROWS_SQL = "SELECT subject, phone, salt FROM subjects"

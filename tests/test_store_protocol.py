@@ -44,7 +44,16 @@ def test_each_protocol_method_takes_what_the_backend_takes(backend: type) -> Non
 
 @pytest.mark.parametrize("backend", [SQLiteStore, PostgresStore])
 def test_a_backend_provides_every_primitive_the_shared_logic_calls(backend: type) -> None:
-    for name in ("_fetchone", "_fetchall", "_append", "_side_writes", "_checkpoint", "_json_text"):
+    for name in (
+        "_fetchone",
+        "_fetchall",
+        "_append",
+        "_side_writes",
+        "_checkpoint",
+        "_json_text",
+        "_within_days",
+        "_joined_text",
+    ):
         assert getattr(backend, name) is not getattr(StoreBackend, name), (backend.__name__, name)
 
 
@@ -60,4 +69,13 @@ def test_no_code_above_the_store_branches_on_the_store_class() -> None:
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if re.search(r"isinstance\([^)]*(SQLiteStore|PostgresStore|Store\b)", line):
                     found.append(f"{path.relative_to(ROOT)}:{number}")
+    assert found == []
+
+
+def test_no_stub_raises_not_implemented_in_the_store() -> None:
+    found = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "consent_store").rglob("*.py")
+        if "NotImplementedError" in path.read_text()
+    ]
     assert found == []
