@@ -11,11 +11,15 @@ import pytest
 from consent_store import Business, ConsentDecision, ExportFilter, PostgresStore, open_store, text_sha256
 from consent_store.exceptions import SchemaTooNew, StoreUnavailable
 from consent_store.postgres_copy import TargetNotEmpty, copy_log
-from consent_store.postgres_schema import SCHEMA_VERSION
+from consent_store.postgres_schema import LEGACY_VERSIONS, SCHEMA_VERSION, from_legacy_version
 
 pytest_plugins = ["tests.pg_server"]
 
 ACME = "Acme Parcels"
+# How PostgreSQL recorded its own version numbers before the one sequence.
+LEGACY_TABLE = (
+    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT now())"
+)
 
 
 def decision(n: int) -> ConsentDecision:
@@ -56,14 +60,14 @@ async def test_processes_opening_together_migrate_the_schema_once(pg_url: str) -
     await asyncio.gather(*(s.open() for s in stores))
     for store in stores:
         await store.close()
-    rows = await admin(pg_url, "SELECT version FROM schema_version")
+    rows = await admin(pg_url, "SELECT version FROM schema_sequence ORDER BY version")
     assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
 
 
 async def test_a_newer_schema_is_refused(pg_url: str) -> None:
     async with open_store(pg_url):
         pass
-    await admin(pg_url, f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION + 1})")
+    await admin(pg_url, f"INSERT INTO schema_sequence (version) VALUES ({SCHEMA_VERSION + 1})")
     with pytest.raises(SchemaTooNew):
         async with open_store(pg_url):
             pass
@@ -85,15 +89,63 @@ async def test_a_version_1_database_with_records_is_upgraded_and_its_chain_conti
         "DROP TABLE message_statuses",
         "DROP TABLE messages",
         "DROP INDEX events_decisions_by_business",
-        "DELETE FROM schema_version WHERE version > 1",
+        # As the old numbering recorded it: PostgreSQL's own version 1 in `schema_version`.
+        "DROP TABLE schema_sequence",
+        LEGACY_TABLE,
+        "INSERT INTO schema_version (version) VALUES (1)",
     )
     async with open_store(pg_url) as store:
         after = await store.record_decision(decision(2))
         assert (after.seq, after.prev_hash) == (before.seq + 1, before.hash)
         result = await store.verify()
         assert result.intact and result.count == 3
-    rows = await admin(pg_url, "SELECT max(version) FROM schema_version")
-    assert rows[0][0] == SCHEMA_VERSION
+    rows = await admin(pg_url, "SELECT max(version), to_regclass('schema_version') FROM schema_sequence")
+    assert (rows[0][0], rows[0][1]) == (SCHEMA_VERSION, None)
+
+
+async def as_legacy_numbering(url: str, legacy: int) -> None:
+    """Record the schema as PostgreSQL did before the one sequence: its own numbers, `schema_version`."""
+    await admin(
+        url,
+        "DROP TABLE schema_sequence",
+        LEGACY_TABLE,
+        f"INSERT INTO schema_version (version) SELECT generate_series(1, {legacy})",
+    )
+
+
+def test_the_old_postgresql_numbers_map_onto_the_one_sequence() -> None:
+    # Its version 1 held the sequence's 1 to 3, its version 2 completed 4, then one for one.
+    assert [from_legacy_version(n) for n in range(LEGACY_VERSIONS + 1)] == [0, 3, 4, 5, 6, 7, 8]
+    with pytest.raises(SchemaTooNew):
+        from_legacy_version(LEGACY_VERSIONS + 1)
+
+
+async def test_a_database_at_the_last_old_version_opens_as_the_same_schema_and_keeps_its_chain(
+    pg_url: str,
+) -> None:
+    async with open_store(pg_url) as store:
+        await add_acme(store)
+        before = await store.record_decision(decision(1))
+    await as_legacy_numbering(pg_url, LEGACY_VERSIONS)
+    # Nothing is re-run (it would fail: every table exists); the numbers are adopted.
+    async with open_store(pg_url) as store:
+        after = await store.record_decision(decision(2))
+        assert (after.seq, after.prev_hash) == (before.seq + 1, before.hash)
+        assert (await store.verify()).intact
+    rows = await admin(pg_url, "SELECT version FROM schema_sequence ORDER BY version")
+    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert (await admin(pg_url, "SELECT to_regclass('schema_version')"))[0][0] is None
+
+
+async def test_a_database_of_an_unknown_old_version_is_refused_untouched(pg_url: str) -> None:
+    async with open_store(pg_url):
+        pass
+    await as_legacy_numbering(pg_url, LEGACY_VERSIONS + 1)
+    with pytest.raises(SchemaTooNew):
+        async with open_store(pg_url):
+            pass
+    rows = await admin(pg_url, "SELECT max(version), to_regclass('schema_sequence') FROM schema_version")
+    assert (rows[0][0], rows[0][1]) == (LEGACY_VERSIONS + 1, None)
 
 
 async def test_writers_of_several_processes_append_one_linear_chain(pg_url: str) -> None:
