@@ -1,15 +1,41 @@
 """The records the consent store keeps: what callers decided and the evidence around it.
 
-These are plain frozen dataclasses; they never talk to a database.
+These are plain frozen dataclasses; they never talk to a database. Decisions, prompts, call
+statuses and exports are here; every event's base in consent_store/event_base.py, the
+recording evidence in consent_store/recording_events.py and the registry's records in
+consent_store/records.py, all importable from here as before.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Literal
+
+# Re-exported (X as X): these records moved to modules of their own; imports from here still work.
+from consent_store.event_base import EventKind as EventKind
+from consent_store.event_base import NewEvent as NewEvent
+from consent_store.event_base import StoredEvent as StoredEvent
+from consent_store.recording_events import ArchivedRecording as ArchivedRecording
+from consent_store.recording_events import DeletedReason as DeletedReason
+from consent_store.recording_events import DeletedWhere as DeletedWhere
+from consent_store.recording_events import FoundBy as FoundBy
+from consent_store.recording_events import LegalHold as LegalHold
+from consent_store.recording_events import RecordingArchived as RecordingArchived
+from consent_store.recording_events import RecordingCheck as RecordingCheck
+from consent_store.recording_events import RecordingDeleted as RecordingDeleted
+from consent_store.recording_events import RecordingStatus as RecordingStatus
+from consent_store.recording_events import RecordingToFetch as RecordingToFetch
+from consent_store.records import ROLES as ROLES
+from consent_store.records import ApiToken as ApiToken
+from consent_store.records import Business as Business
+from consent_store.records import Erasure as Erasure
+from consent_store.records import OptOutNotice as OptOutNotice
+from consent_store.records import OptOutWebhook as OptOutWebhook
+from consent_store.records import Role as Role
+from consent_store.records import ScriptDraft as ScriptDraft
+from consent_store.records import ScriptVersion as ScriptVersion
+from consent_store.records import User as User
+from consent_store.records import WebSession as WebSession
 
 Action = Literal["opt_in", "declined", "opt_out"]
 ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
@@ -19,66 +45,6 @@ ACTIONS: tuple[Action, ...] = ("opt_in", "declined", "opt_out")
 # opt-out another system reports (POST /api/opt-outs), the channel it names.
 Channel = Literal["whatsapp", "sms", "voice", "email", "web", "other"]
 CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms", "voice", "email", "web", "other")
-
-EventKind = Literal[
-    "decision",
-    "prompt",
-    "recording",
-    "call_status",
-    "business",
-    "script",
-    "user",
-    "erasure",
-    "token",
-    "recording_archived",
-    "recording_deleted",
-    "legal_hold",
-    "recording_check",
-]
-# admin: manages users and businesses, and may do what a manager does; manager: edits what
-# callers hear; auditor: reads the evidence.
-Role = Literal["admin", "manager", "auditor"]
-ROLES: tuple[Role, ...] = ("admin", "manager", "auditor")
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event waiting to be appended.
-
-    `idempotency_key` makes appends safe to repeat: a second event with the
-    same key is not written; the first one is returned instead.
-    `phone` is personal data kept outside the hash chain (the chain holds a
-    salted commitment to it), so it can be erased without breaking the chain.
-    `spoken_text` is stored content-addressed by its SHA-256.
-    """
-
-    kind: EventKind
-    idempotency_key: str
-    fields: Mapping[str, Any]
-    call_sid: str | None = None
-    business: str | None = None
-    action: str | None = None
-    phone: str | None = None
-    spoken_text: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event as it stands in the chain."""
-
-    seq: int
-    recorded_at: str
-    kind: str
-    body: str
-    prev_hash: str
-    hash: str
-    duplicate: bool = False
-
-    @cached_property
-    def data(self) -> Mapping[str, Any]:
-        """The event's own fields, read back from the hashed body."""
-        data: Mapping[str, Any] = json.loads(self.body)["data"]
-        return data
 
 
 @dataclass(frozen=True)
@@ -206,107 +172,6 @@ class PromptPlayed:
 
 
 @dataclass(frozen=True)
-class RecordingStatus:
-    """A recording status callback: the audio evidence of a call."""
-
-    call_sid: str
-    recording_sid: str
-    status: str
-    url: str | None
-    duration: int | None
-    # "reconciliation": found by asking Twilio's Recordings list (`ivr recordings sync`), not by a
-    # callback; Twilio's ErrorCode of an absent or failed recording. Only in the body when set, so
-    # a callback's record keeps the body (and hash) it always had.
-    found_by: str | None = None
-    error_code: str | None = None
-
-    def to_event(self) -> NewEvent:
-        fields: dict[str, Any] = {
-            "recording_sid": self.recording_sid,
-            "status": self.status,
-            "url": self.url,
-            "duration": self.duration,
-        }
-        if self.found_by is not None:
-            fields["found_by"] = self.found_by
-        if self.error_code is not None:
-            fields["error_code"] = self.error_code
-        return NewEvent(
-            kind="recording",
-            idempotency_key=f"recording:{self.call_sid}:{self.recording_sid}:{self.status}",
-            call_sid=self.call_sid,
-            fields=fields,
-        )
-
-
-# How an archived recording was found: its status callback, or `ivr recordings sync` asking Twilio.
-FoundBy = Literal["callback", "reconciliation"]
-
-
-@dataclass(frozen=True)
-class RecordingArchived:
-    """A call's recording fetched from Twilio and kept in the recording archive, by SHA-256.
-
-    Appended only once the bytes are durable in the archive; `location` is the archive's URL
-    and this file's place in it. `url` is the RecordingUrl Twilio gave (None if not known).
-    """
-
-    call_sid: str
-    recording_sid: str
-    sha256: str
-    bytes: int
-    media_type: str
-    duration: int | None
-    location: str
-    found_by: FoundBy
-    url: str | None = None
-
-    def to_event(self) -> NewEvent:
-        return NewEvent(
-            kind="recording_archived",
-            idempotency_key=f"recording_archived:{self.recording_sid}",
-            call_sid=self.call_sid,
-            fields={
-                "recording_sid": self.recording_sid,
-                "sha256": self.sha256,
-                "bytes": self.bytes,
-                "media_type": self.media_type,
-                "duration": self.duration,
-                "location": self.location,
-                "found_by": self.found_by,
-                "url": self.url,
-            },
-        )
-
-
-@dataclass(frozen=True)
-class RecordingToFetch:
-    """A completed recording with no `recording_archived` event yet (derived from the log)."""
-
-    seq: int
-    call_sid: str
-    recording_sid: str
-    url: str | None
-    duration: int | None
-
-
-@dataclass(frozen=True)
-class ArchivedRecording:
-    """A call's archived recording, as its `recording_archived` event says."""
-
-    seq: int
-    recorded_at: str
-    call_sid: str
-    recording_sid: str
-    sha256: str
-    bytes: int
-    media_type: str
-    duration: int | None
-    location: str
-    found_by: str
-
-
-@dataclass(frozen=True)
 class CallStatus:
     """A call status callback: how the call ended."""
 
@@ -323,67 +188,6 @@ class CallStatus:
             business=self.business,
             fields={"status": self.status, "duration": self.duration},
         )
-
-
-@dataclass(frozen=True)
-class Business:
-    name: str
-    numbers: tuple[str, ...]
-    message_types: tuple[str, ...]
-    locales: tuple[str, ...]
-    demo: bool = False
-    # WhatsApp senders of the business that are not among its numbers (E.164, without the
-    # "whatsapp:" of Twilio's addresses): where its incoming messages arrive.
-    whatsapp_numbers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ScriptVersion:
-    business: str
-    locale: str
-    version: int
-    status: Literal["draft", "published", "superseded"]
-    text: str
-    sha256: str
-    created_at: str
-    author: str
-
-
-@dataclass(frozen=True)
-class ScriptDraft:
-    business: str
-    locale: str
-    text: str
-    sha256: str
-    updated_at: str
-    author: str
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    role: Role
-    password_hash: str
-    disabled: bool = False
-    # The businesses this user may see and change; None: every business.
-    businesses: tuple[str, ...] | None = None
-    last_sign_in: str | None = None
-
-
-@dataclass(frozen=True)
-class WebSession:
-    """A signed-in browser, kept server-side so that ending it ends every copy of its cookie."""
-
-    user: str
-    created_at: int  # seconds since the epoch
-    last_seen: int
-    ended_at: int | None
-
-
-@dataclass(frozen=True)
-class ApiToken:
-    name: str
-    businesses: tuple[str, ...] | None = None  # None: every business
 
 
 @dataclass(frozen=True)
@@ -457,120 +261,3 @@ class VerifyResult:
     @property
     def intact(self) -> bool:
         return self.problem is None
-
-
-@dataclass(frozen=True)
-class Erasure:
-    """What `forget` removed: the phone is gone from reads; these recordings still exist at Twilio."""
-
-    subject: str
-    decisions: int
-    recording_sids: tuple[str, ...]
-    record_hash: str
-
-
-@dataclass(frozen=True)
-class OptOutWebhook:
-    """A business's opt-out webhook: every opt-out after `cursor_seq` is still to be sent."""
-
-    business: str
-    url: str
-    secret: str
-    cursor_seq: int
-    failures: int
-    last_error: str | None
-
-
-@dataclass(frozen=True)
-class OptOutNotice:
-    seq: int
-    recorded_at: str
-    call_sid: str
-    phone: str | None
-    record_hash: str
-
-
-# Where a recording's audio was deleted, and why: an erasure request (`ivr forget`), the
-# business's retention period (`ivr recordings purge`), or at Twilio once it was archived.
-DeletedWhere = Literal["archive", "twilio"]
-DeletedReason = Literal["erasure", "purge", "archived"]
-
-
-@dataclass(frozen=True)
-class RecordingDeleted:
-    """A recording's audio deleted from the archive or at Twilio. Its SHA-256 stays in the chain,
-    so the decision and the `recording_archived` event still verify; `ivr verify` does not count
-    a recording deleted from the archive as missing."""
-
-    call_sid: str
-    recording_sid: str
-    sha256: str | None
-    where: DeletedWhere
-    reason: DeletedReason
-    author: str
-
-    def to_event(self) -> NewEvent:
-        return NewEvent(
-            kind="recording_deleted",
-            idempotency_key=f"recording_deleted:{self.recording_sid}:{self.where}",
-            call_sid=self.call_sid,
-            fields={
-                "recording_sid": self.recording_sid,
-                "sha256": self.sha256,
-                "where": self.where,
-                "reason": self.reason,
-                "author": self.author,
-            },
-        )
-
-
-@dataclass(frozen=True)
-class LegalHold:
-    """A legal hold placed (held) or released on a caller's phone or a whole business: while it
-    holds, `ivr recordings purge` keeps the audio and `ivr forget` refuses. The phone is kept
-    outside the chain like a decision's (a salted commitment in the chain)."""
-
-    held: bool
-    author: str
-    reason: str
-    at: str  # when it was asked for (UTC), so holding again after a release is a new record
-    phone: str | None = None
-    business: str | None = None
-
-    def to_event(self) -> NewEvent:
-        target = "phone" if self.phone is not None else "business"
-        return NewEvent(
-            kind="legal_hold",
-            idempotency_key=f"legal_hold:{target}:{self.business or ''}:{self.held}:{self.at}",
-            business=self.business,
-            phone=self.phone,
-            fields={"target": target, "held": self.held, "author": self.author, "reason": self.reason},
-        )
-
-
-# What Twilio's Recordings list said about a call that had no completed recording: "none" (no
-# recording at all), or the status of the one it has ("absent", "failed", "processing", ...).
-@dataclass(frozen=True)
-class RecordingCheck:
-    """`ivr recordings sync` asked Twilio's Recordings list for a call and found no completed
-    recording. Chained once per call and outcome (a repeat with the same answer adds nothing)."""
-
-    call_sid: str
-    outcome: str
-    recording_sid: str | None
-    error_code: str | None
-
-    def to_event(self) -> NewEvent:
-        return NewEvent(
-            kind="recording_check",
-            idempotency_key=":".join(
-                ["recording_check", self.call_sid, self.outcome]
-                + [self.recording_sid or "", self.error_code or ""]
-            ),
-            call_sid=self.call_sid,
-            fields={
-                "outcome": self.outcome,
-                "recording_sid": self.recording_sid,
-                "error_code": self.error_code,
-            },
-        )

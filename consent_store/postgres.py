@@ -29,6 +29,7 @@ from consent_store.exceptions import (
     StoreUnavailable,
 )
 from consent_store.group_commit import QueuedStore
+from consent_store.opt_out_webhooks import OptOutWebhooksMixin
 from consent_store.postgres_reads import PostgresReadsMixin
 from consent_store.postgres_schema import migrate
 from consent_store.postgres_stats import PostgresStatsMixin
@@ -52,6 +53,7 @@ class PostgresStore(
     AccessMixin,
     AuditMixin,
     BusinessChangesMixin,
+    OptOutWebhooksMixin,
 ):
     """Consent store on a PostgreSQL database that several `ivr serve` processes may share."""
 

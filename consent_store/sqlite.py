@@ -34,6 +34,7 @@ from consent_store.exceptions import (
     StoreUnavailable,
 )
 from consent_store.group_commit import QueuedStore
+from consent_store.opt_out_webhooks import OptOutWebhooksMixin
 from consent_store.queries import decision_filter
 from consent_store.sqlite_export import export_csv_chunks
 from consent_store.sqlite_export_sql import RowDecoder, rows_sql
@@ -68,7 +69,15 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 _BUSY = object()
 
 
-class SQLiteStore(QueuedStore, CallLogMixin, AccessMixin, AuditMixin, StatsMixin, BusinessChangesMixin):
+class SQLiteStore(
+    QueuedStore,
+    CallLogMixin,
+    AccessMixin,
+    AuditMixin,
+    StatsMixin,
+    BusinessChangesMixin,
+    OptOutWebhooksMixin,
+):
     """Consent store on one SQLite file."""
 
     def __init__(self, path: Path, max_batch: int = MAX_BATCH) -> None:

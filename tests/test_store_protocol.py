@@ -79,3 +79,12 @@ def test_no_stub_raises_not_implemented_in_the_store() -> None:
         if "NotImplementedError" in path.read_text()
     ]
     assert found == []
+
+
+def test_no_store_module_is_over_400_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in (ROOT / "consent_store").rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 400
+    }
+    assert long == {}

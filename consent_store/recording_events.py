@@ -1,0 +1,198 @@
+"""The recording evidence of a call as chained events: status callbacks, archiving, deletion, holds, checks.
+
+Plain frozen dataclasses; they never talk to a database. consent_store/events.py re-exports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from consent_store.event_base import NewEvent
+
+
+@dataclass(frozen=True)
+class RecordingStatus:
+    """A recording status callback: the audio evidence of a call."""
+
+    call_sid: str
+    recording_sid: str
+    status: str
+    url: str | None
+    duration: int | None
+    # "reconciliation": found by asking Twilio's Recordings list (`ivr recordings sync`), not by a
+    # callback; Twilio's ErrorCode of an absent or failed recording. Only in the body when set, so
+    # a callback's record keeps the body (and hash) it always had.
+    found_by: str | None = None
+    error_code: str | None = None
+
+    def to_event(self) -> NewEvent:
+        fields: dict[str, Any] = {
+            "recording_sid": self.recording_sid,
+            "status": self.status,
+            "url": self.url,
+            "duration": self.duration,
+        }
+        if self.found_by is not None:
+            fields["found_by"] = self.found_by
+        if self.error_code is not None:
+            fields["error_code"] = self.error_code
+        return NewEvent(
+            kind="recording",
+            idempotency_key=f"recording:{self.call_sid}:{self.recording_sid}:{self.status}",
+            call_sid=self.call_sid,
+            fields=fields,
+        )
+
+
+# How an archived recording was found: its status callback, or `ivr recordings sync` asking Twilio.
+FoundBy = Literal["callback", "reconciliation"]
+
+
+@dataclass(frozen=True)
+class RecordingArchived:
+    """A call's recording fetched from Twilio and kept in the recording archive, by SHA-256.
+
+    Appended only once the bytes are durable in the archive; `location` is the archive's URL
+    and this file's place in it. `url` is the RecordingUrl Twilio gave (None if not known).
+    """
+
+    call_sid: str
+    recording_sid: str
+    sha256: str
+    bytes: int
+    media_type: str
+    duration: int | None
+    location: str
+    found_by: FoundBy
+    url: str | None = None
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="recording_archived",
+            idempotency_key=f"recording_archived:{self.recording_sid}",
+            call_sid=self.call_sid,
+            fields={
+                "recording_sid": self.recording_sid,
+                "sha256": self.sha256,
+                "bytes": self.bytes,
+                "media_type": self.media_type,
+                "duration": self.duration,
+                "location": self.location,
+                "found_by": self.found_by,
+                "url": self.url,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class RecordingToFetch:
+    """A completed recording with no `recording_archived` event yet (derived from the log)."""
+
+    seq: int
+    call_sid: str
+    recording_sid: str
+    url: str | None
+    duration: int | None
+
+
+@dataclass(frozen=True)
+class ArchivedRecording:
+    """A call's archived recording, as its `recording_archived` event says."""
+
+    seq: int
+    recorded_at: str
+    call_sid: str
+    recording_sid: str
+    sha256: str
+    bytes: int
+    media_type: str
+    duration: int | None
+    location: str
+    found_by: str
+
+
+# Where a recording's audio was deleted, and why: an erasure request (`ivr forget`), the
+# business's retention period (`ivr recordings purge`), or at Twilio once it was archived.
+DeletedWhere = Literal["archive", "twilio"]
+DeletedReason = Literal["erasure", "purge", "archived"]
+
+
+@dataclass(frozen=True)
+class RecordingDeleted:
+    """A recording's audio deleted from the archive or at Twilio. Its SHA-256 stays in the chain,
+    so the decision and the `recording_archived` event still verify; `ivr verify` does not count
+    a recording deleted from the archive as missing."""
+
+    call_sid: str
+    recording_sid: str
+    sha256: str | None
+    where: DeletedWhere
+    reason: DeletedReason
+    author: str
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="recording_deleted",
+            idempotency_key=f"recording_deleted:{self.recording_sid}:{self.where}",
+            call_sid=self.call_sid,
+            fields={
+                "recording_sid": self.recording_sid,
+                "sha256": self.sha256,
+                "where": self.where,
+                "reason": self.reason,
+                "author": self.author,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class LegalHold:
+    """A legal hold placed (held) or released on a caller's phone or a whole business: while it
+    holds, `ivr recordings purge` keeps the audio and `ivr forget` refuses. The phone is kept
+    outside the chain like a decision's (a salted commitment in the chain)."""
+
+    held: bool
+    author: str
+    reason: str
+    at: str  # when it was asked for (UTC), so holding again after a release is a new record
+    phone: str | None = None
+    business: str | None = None
+
+    def to_event(self) -> NewEvent:
+        target = "phone" if self.phone is not None else "business"
+        return NewEvent(
+            kind="legal_hold",
+            idempotency_key=f"legal_hold:{target}:{self.business or ''}:{self.held}:{self.at}",
+            business=self.business,
+            phone=self.phone,
+            fields={"target": target, "held": self.held, "author": self.author, "reason": self.reason},
+        )
+
+
+# What Twilio's Recordings list said about a call that had no completed recording: "none" (no
+# recording at all), or the status of the one it has ("absent", "failed", "processing", ...).
+@dataclass(frozen=True)
+class RecordingCheck:
+    """`ivr recordings sync` asked Twilio's Recordings list for a call and found no completed
+    recording. Chained once per call and outcome (a repeat with the same answer adds nothing)."""
+
+    call_sid: str
+    outcome: str
+    recording_sid: str | None
+    error_code: str | None
+
+    def to_event(self) -> NewEvent:
+        return NewEvent(
+            kind="recording_check",
+            idempotency_key=":".join(
+                ["recording_check", self.call_sid, self.outcome]
+                + [self.recording_sid or "", self.error_code or ""]
+            ),
+            call_sid=self.call_sid,
+            fields={
+                "outcome": self.outcome,
+                "recording_sid": self.recording_sid,
+                "error_code": self.error_code,
+            },
+        )
