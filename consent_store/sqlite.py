@@ -41,13 +41,13 @@ from consent_store.sqlite_export_sql import RowDecoder, rows_sql
 from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite_verify import verify_database
 from consent_store.sqlite_writer import (
-    MAX_BATCH,
     PRAGMAS,
     SQLiteWriter,
     create_private_file,
     write_private_text,
 )
 from consent_store.stats import StatsMixin
+from consent_store.writing import MAX_BATCH
 
 _CHUNK = 2000
 
