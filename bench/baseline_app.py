@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-# What `ivr serve` passes to uvicorn.run (ivr/cli.py), besides the app, host and port.
+# What `ivr serve` passes to uvicorn.run (ivr/cli/main.py), besides the app, host and port.
 UVICORN_OPTIONS: dict[str, Any] = {"log_level": "info", "proxy_headers": True}
 
 CONSTANT_TWIML = (

@@ -39,7 +39,7 @@ from twilio.request_validator import RequestValidator
 
 from consent_store import ConsentDecision, SQLiteStore, text_sha256
 from ivr.businesses import add_business
-from ivr.call_flow import CallContext, LoadedScript, confirmation, start_call
+from ivr.twilio.call_flow import CallContext, LoadedScript, confirmation, start_call
 from voice_scripts import parse_script
 
 NUMBER = "+15550199001"

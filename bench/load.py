@@ -92,7 +92,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--client",
         choices=("lean", "emulator"),
         default="lean",
-        help="load generator: lean asyncio client (default) or ivr.emulator.TwilioEmulator over httpx",
+        help="load generator: lean asyncio client (default) or ivr.twilio.emulator.TwilioEmulator over httpx",
     )
     parser.add_argument(
         "--wrk-seconds", type=positive_int, default=10, help="duration of each wrk run (default 10)"
@@ -189,7 +189,9 @@ def ivr_serve(
     python = [sys.executable, "-m", "ivr"]
     if switch_interval is not None:
         # Same as `python -m ivr`, with the GIL's switch interval changed first.
-        code = f"import sys; sys.setswitchinterval({switch_interval!r}); from ivr.cli import main; main()"
+        code = (
+            f"import sys; sys.setswitchinterval({switch_interval!r}); from ivr.cli.main import main; main()"
+        )
         python = [sys.executable, "-c", code]
     command = [*python, "serve", "--host", "127.0.0.1", "--port", str(port)]
     return serve("ivr serve", command, env, directory / "ivr-serve.log", port)

@@ -20,7 +20,7 @@ an opted-in phone presses 9 (opt out), others press 1 (70%) or 2 (30%).
 
 Two clients: `lean` (default; HTTP/1.1 keep-alive over asyncio streams, requests signed with
 twilio's RequestValidator, TwiML parsed with ElementTree: about 0.2 ms of client CPU a call) and
-`emulator` (`ivr.emulator.TwilioEmulator` over `httpx.AsyncClient`: exactly what the tests use,
+`emulator` (`ivr.twilio.emulator.TwilioEmulator` over `httpx.AsyncClient`: exactly what the tests use,
 several times more client CPU). With `check` off (the baseline) the replies are not checked: the
 client posts the same four requests, following the constant document's Gather and callback URLs.
 """
@@ -423,7 +423,7 @@ class EmulatorCaller:
     def __init__(self, config: Config, recorder: Recorder) -> None:
         import httpx
 
-        from ivr.emulator import TwilioEmulator
+        from ivr.twilio.emulator import TwilioEmulator
 
         self.config = config
         self.recorder = recorder
@@ -460,7 +460,7 @@ class EmulatorCaller:
     async def call(self, n: int, phone: str, opted_in: bool, key: str) -> bool:
         import httpx
 
-        from ivr.emulator import EmulatorError
+        from ivr.twilio.emulator import EmulatorError
 
         sid = call_sid(n)
         try:

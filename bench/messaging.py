@@ -4,7 +4,7 @@
 
 1. `python -m ivr business add` on a fresh SQLite file, then `python -m ivr serve` on a free port;
 2. `--bodies` distinct incoming WhatsApp messages to the business's number, signed by the
-   server's token, as Twilio sends them (ivr/message_emulator.py): most are ordinary text (an
+   server's token, as Twilio sends them (ivr/twilio/message_emulator.py): most are ordinary text (an
    empty <Response/>, nothing written); `--stop-share` of them are STOP from distinct senders
    (a chained opt-out, durably committed before the reply, and its confirmation). A run longer
    than the list posts them again, as Twilio's retries would: the same reply, nothing new;
@@ -34,7 +34,7 @@ from bench.load_procs import BenchError, Server, cpu_percent, sample
 from bench.load_report import print_wrk
 from bench.load_wrk import WrkRun
 from bench.message_status import write_script
-from ivr.message_emulator import message_params
+from ivr.twilio.message_emulator import message_params
 
 ACCOUNT = "AC" + "0" * 32
 PATH = "/twilio/messaging"

@@ -103,7 +103,7 @@ def read_profile(lines: Iterable[str]) -> Profile:
             profile.leaves[fold(body[-1])] += count
         for index, frame in enumerate(body):
             func, file = frame_name(frame)
-            if file == "ivr/webhooks.py" and func in HANDLERS:
+            if file == "ivr/twilio/webhooks.py" and func in HANDLERS:
                 profile.handlers[func].add([fold(f) for f in body[index + 1 :]], count)
                 break
         else:
@@ -144,7 +144,8 @@ def report(profile: Profile, rate: float, requests: int | None, depth: int, min_
     print("event-loop thread (MainThread):")
     for func, node in sorted(profile.handlers.items(), key=lambda item: -item[1].samples):
         per = f"  {node.samples / rate / requests * 1e6:6.0f} µs/request" if requests else ""
-        print(f"  {100 * node.samples / main:5.1f}%  {HANDLERS[func]} handler (ivr.webhooks.{func}){per}")
+        where = f"ivr.twilio.webhooks.{func}"
+        print(f"  {100 * node.samples / main:5.1f}%  {HANDLERS[func]} handler ({where}){per}")
     for label, samples in profile.around.most_common():
         per = f"  {samples / rate / (4 * requests) * 1e6:6.0f} µs/request" if requests else ""
         print(f"  {100 * samples / main:5.1f}%  {label}{per}")

@@ -3,7 +3,7 @@ while the archive fills beside the same webhook with archiving off, in one run.
 
 `python -m bench recordings [--recordings 10000] [--seconds 1] [--concurrency 16]`
 
-1. the REST emulator (ivr/twilio_rest_emulator.py) runs in a process of its own, holding
+1. the REST emulator (ivr/twilio/rest_emulator.py) runs in a process of its own, holding
    `--recordings` completed recordings of `--seconds` each (two-channel 8 kHz 16-bit WAV, 32 kB a
    second), each media request answered by a redirect to a one-use media URL, as Twilio's are;
 2. without archiving: `ivr serve` with no Twilio credentials (nothing is fetched) takes the
@@ -59,7 +59,7 @@ def serve_api(port: int, count: int, seconds: int) -> None:
     """The REST emulator with `count` recordings, until killed (run in its own process)."""
     import uvicorn
 
-    from ivr.twilio_rest_emulator import TwilioRestEmulator, add_recording
+    from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording
 
     api = TwilioRestEmulator()
     api.add_account(ACCOUNT, TOKEN)

@@ -26,7 +26,7 @@ import httpx
 
 from bench.load import add_business, server_env
 from bench.load_procs import free_port, sample, serve
-from ivr.emulator import HANG_UP, EmulatorError, TwilioEmulator
+from ivr.twilio.emulator import HANG_UP, EmulatorError, TwilioEmulator
 
 NUMBER = "+15550199001"
 CONFIRMED = "Your choice has been recorded"

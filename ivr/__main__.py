@@ -1,4 +1,4 @@
-from ivr.cli import main
+from ivr.cli.main import main
 
 if __name__ == "__main__":
     main()

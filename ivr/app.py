@@ -11,17 +11,20 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from consent_store import open_store
-from ivr import api, audit, auth, businesses_admin, manage, quality, try_phone, users_admin, web, webhooks
-from ivr.compliance import routes as compliance_routes
-from ivr.message_status import routes as message_status_routes
-from ivr.messaging import routes as messaging_routes
-from ivr.opt_outs_api import routes as opt_outs_routes
+from ivr.api import consent as api
+from ivr.api.opt_outs import routes as opt_outs_routes
 from ivr.optout_webhooks import running_notifier
+from ivr.pages import audit, auth, businesses_admin, manage, try_phone, users_admin, web
+from ivr.pages.compliance import routes as compliance_routes
+from ivr.quality import page as quality
 from ivr.recordings.fetch import running_fetcher
 from ivr.recordings.sync import running_reconciler
 from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
+from ivr.twilio import webhooks
+from ivr.twilio.message_status import routes as message_status_routes
+from ivr.twilio.messaging import routes as messaging_routes
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

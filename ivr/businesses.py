@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from consent_store import Business, ConsentStore
 from consent_store.exceptions import BusinessExists, NumberTaken, UnknownBusiness
 from consent_store.phone import is_e164
-from ivr.script_form import with_type_names
+from ivr.pages.script_form import with_type_names
 from voice_scripts import DEFAULT_LOCALES, default_script_text, errors, lint_script, parse_script
 
 

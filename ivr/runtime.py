@@ -13,11 +13,11 @@ from functools import cached_property
 from twilio.request_validator import RequestValidator
 
 from consent_store import ConsentStore
-from ivr.catalog import Catalog
 from ivr.passwords import CHECKS_AT_ONCE
 from ivr.settings import Settings
-from ivr.signature import WebhookSecrets
 from ivr.throttle import LoginThrottle
+from ivr.twilio.catalog import Catalog
+from ivr.twilio.signature import WebhookSecrets
 
 LOG = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Runtime:
 
 
 def webhook_secrets_for(settings: Settings, token: str, local: bool) -> WebhookSecrets:
-    """The secrets that may sign webhooks, per account (see ivr.signature)."""
+    """The secrets that may sign webhooks, per account (see ivr.twilio.signature)."""
     return WebhookSecrets.from_tokens(
         token,
         local=local,

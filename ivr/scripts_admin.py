@@ -10,8 +10,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from consent_store import Business, ConsentStore, ScriptVersion
-from ivr.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from ivr.lint_worker import WORKER, LintTimeout
+from ivr.twilio.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from voice_scripts import (
     DEFAULT_LOCALES,
     Finding,

@@ -14,8 +14,8 @@ import pytest
 from consent_store import ConsentStore
 from ivr.app import create_app
 from ivr.businesses import add_business
-from ivr.emulator import TwilioEmulator
 from ivr.settings import Settings
+from ivr.twilio.emulator import TwilioEmulator
 from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

@@ -7,7 +7,7 @@ import html
 import pytest
 
 from consent_store import event_hash
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, sign_in
 

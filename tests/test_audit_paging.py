@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from consent_store import Business, ConsentDecision, ConsentStore, ExportFilter, open_store, text_sha256
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, sign_in
 

@@ -7,8 +7,8 @@ import html
 import httpx
 import pytest
 
-from ivr.api import new_token, token_sha256
-from ivr.auth import hash_password
+from ivr.api.consent import new_token, token_sha256
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, BILINGUAL_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 

@@ -13,9 +13,9 @@ import pytest
 from consent_store import ConsentStore
 from consent_store.business_changes import BusinessChangeRefused
 from consent_store.exceptions import NumberTaken
-from ivr.auth import hash_password
 from ivr.businesses import set_whatsapp_numbers, with_frequency
 from ivr.lint_worker import WORKER
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.live_server import SITE_PASSWORD, ivr
 from tests.page_walk import DOC_IMAGES, serious_violations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from consent_store import Business
-from ivr.call_flow import (
+from ivr.twilio.call_flow import (
     CallContext,
     Decide,
     GatherState,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from consent_store import open_store
 from ivr.businesses import add_business
-from ivr.catalog import Catalog
+from ivr.twilio.catalog import Catalog
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from consent_store.columns import COLUMNS as EXPORT_COLUMNS
 from ivr import __version__
-from ivr.emulator import CallResult
+from ivr.twilio.emulator import CallResult
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, BILINGUAL_NUMBER, CALLER, Service
 
 # The export's columns: a public contract (DESIGN.md), written out here so that a rename or a

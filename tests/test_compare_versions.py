@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 

@@ -18,9 +18,9 @@ from consent_store.message_statuses import (
     record_message_status,
     unconsented_messages,
 )
-from ivr.auth import hash_password
-from ivr.emulator import new_sid
-from ivr.status_emulator import MessageStatusEmulator
+from ivr.pages.auth import hash_password
+from ivr.twilio.emulator import new_sid
+from ivr.twilio.status_emulator import MessageStatusEmulator
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.test_cli import ivr_async, one_line_error
 from tests.test_manage_http import PASSWORD, sign_in

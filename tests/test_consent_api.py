@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from consent_store import ExportFilter
-from ivr.api import new_token, token_sha256
+from ivr.api.consent import new_token, token_sha256
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 
 

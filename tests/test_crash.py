@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.emulator import EmulatorError, Spoken, TwilioEmulator, new_sid
+from ivr.twilio.emulator import EmulatorError, Spoken, TwilioEmulator, new_sid
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN
 from tests.live_server import server
 

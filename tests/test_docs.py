@@ -10,20 +10,20 @@ from pathlib import Path
 import click
 import pytest
 
-from ivr.api import routes as api_routes
-from ivr.audit import routes as audit_routes
-from ivr.auth import routes as auth_routes
-from ivr.businesses_admin import routes as businesses_routes
-from ivr.cli import cli
-from ivr.export import COLUMNS
-from ivr.manage import routes as manage_routes
-from ivr.messaging import routes as messaging_routes
-from ivr.opt_outs_api import routes as opt_outs_routes
-from ivr.quality import routes as quality_routes
-from ivr.try_phone import routes as try_routes
-from ivr.users_admin import routes as users_routes
-from ivr.web import routes as page_routes
-from ivr.webhooks import routes as webhook_routes
+from ivr.api.consent import routes as api_routes
+from ivr.api.opt_outs import routes as opt_outs_routes
+from ivr.cli.main import cli
+from ivr.evidence.export import COLUMNS
+from ivr.pages.audit import routes as audit_routes
+from ivr.pages.auth import routes as auth_routes
+from ivr.pages.businesses_admin import routes as businesses_routes
+from ivr.pages.manage import routes as manage_routes
+from ivr.pages.try_phone import routes as try_routes
+from ivr.pages.users_admin import routes as users_routes
+from ivr.pages.web import routes as page_routes
+from ivr.quality.page import routes as quality_routes
+from ivr.twilio.messaging import routes as messaging_routes
+from ivr.twilio.webhooks import routes as webhook_routes
 from tests.conftest import ACME_NUMBER, CALLER, Service
 from voice_scripts import RULES
 

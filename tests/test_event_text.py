@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ivr.event_text import describe_event
+from ivr.evidence.event_text import describe_event
 
 
 @pytest.mark.parametrize(

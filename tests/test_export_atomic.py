@@ -22,8 +22,8 @@ import pytest
 
 from bench.fill import fill_store
 from consent_store import Business, ConsentDecision, open_store, text_sha256
-from ivr import cli_evidence
-from ivr.cli import main
+from ivr.cli import evidence as cli_evidence
+from ivr.cli.main import main
 
 ACME = "Acme Parcels"
 

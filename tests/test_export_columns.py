@@ -24,7 +24,7 @@ import consent_store.sqlite_export as sqlite_export
 from consent_store import ConsentDecision, DecisionRow, ExportFilter, RecordingStatus, SQLiteStore
 from consent_store.columns import COLUMNS, FORMULA_STARTS, csv_cells, render_csv, restore
 from consent_store.phone import is_e164_format
-from ivr.export import render_rows
+from ivr.evidence.export import render_rows
 
 IDENTITY = ("stir_verstat", "called_number", "account_sid", "from_country", "caller_name")
 EVERYTHING = ExportFilter()

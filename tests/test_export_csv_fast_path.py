@@ -2,7 +2,7 @@
 
 SQLite builds the lines itself (consent_store.sqlite_export) on two processes; every
 export here is compared byte for byte with rendering `export_decisions`' rows through
-`ivr.export.render_rows`, over awkward values: formula starts, quotes, commas, CR/LF,
+`ivr.evidence.export.render_rows`, over awkward values: formula starts, quotes, commas, CR/LF,
 NUL, non-E.164 and erased phones, missing and odd recordings, unicode.
 """
 
@@ -26,7 +26,7 @@ from consent_store import (
     SQLiteStore,
     sqlite_export_worker,
 )
-from ivr.export import render_csv_rows, render_rows
+from ivr.evidence.export import render_csv_rows, render_rows
 
 AWKWARD = (
     "=1+1",

@@ -24,7 +24,7 @@ import pytest
 
 from consent_store import Business, DecisionRow
 from ivr.businesses import add_business
-from ivr.export import COLUMNS, csv_line, neutralise, restore
+from ivr.evidence.export import COLUMNS, csv_line, neutralise, restore
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 from tests.test_cli import ivr_async
 from voice_scripts import default_script_text

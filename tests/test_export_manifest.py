@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ivr import __version__
-from ivr.export_check import check_export
-from ivr.manifest import ManifestError, manifest_path, read_manifest
+from ivr.evidence.export_check import check_export
+from ivr.evidence.manifest import ManifestError, manifest_path, read_manifest
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 from tests.test_cli import ivr, ivr_async, one_line_error
 from tests.test_export_formats import db_path, stored_decisions

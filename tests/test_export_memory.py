@@ -24,7 +24,7 @@ ALLOWED_GROWTH_KB = 8 * 1024
 # reset once the imports are done.
 MEASURED_IVR = """
 import atexit, sys
-from ivr.cli import main
+from ivr.cli.main import main
 
 def report():
     with open("/proc/self/status") as status:

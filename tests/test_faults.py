@@ -10,7 +10,7 @@ import pytest
 
 from consent_store import ExportFilter
 from ivr.app import create_app
-from ivr.emulator import TwilioEmulator
+from ivr.twilio.emulator import TwilioEmulator
 from tests.conftest import ACME_NUMBER, AUTH_TOKEN, CALLER, Service, make_settings
 
 FAIL_WRITES = (
@@ -84,7 +84,7 @@ async def test_logs_never_hold_a_full_phone_number_or_a_token(
 
 
 async def test_session_cookie_is_secure_behind_https(db_url: str) -> None:
-    from ivr.auth import hash_password
+    from ivr.pages.auth import hash_password
     from tests.test_manage_http import PASSWORD, sign_in
 
     app = create_app(make_settings(db_url, public_url="https://ivr.example.com"))

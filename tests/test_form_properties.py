@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 

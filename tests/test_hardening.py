@@ -25,14 +25,14 @@ import pytest
 from starlette.applications import Starlette
 
 from consent_store import ConsentStore, open_store
-from ivr import web
 from ivr.app import create_app
-from ivr.auth import hash_password
 from ivr.businesses import DEMO_MESSAGE_TYPES, DEMO_NAME, DEMO_NUMBER, add_business
-from ivr.emulator import TwilioEmulator, new_sid
+from ivr.pages import web
+from ivr.pages.auth import hash_password
+from ivr.pages.try_phone import CALLS_PER_MINUTE, MAX_ANONYMOUS_CALLS, MAX_REHEARSALS, CallRate
 from ivr.safe_logging import MAX_LOGGED_CHARS, SafeLogValues
 from ivr.settings import Settings
-from ivr.try_phone import CALLS_PER_MINUTE, MAX_ANONYMOUS_CALLS, MAX_REHEARSALS, CallRate
+from ivr.twilio.emulator import TwilioEmulator, new_sid
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, Service, make_settings
 from tests.live_server import free_port, ivr, wait_until_healthy
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
@@ -107,7 +107,7 @@ async def test_recording_link_is_only_for_https_urls(service: Service) -> None:
 
 @pytest.mark.parametrize("url", ["http://api.twilio.com/x", " javascript:alert(1)", "data:text/html,x"])
 def test_only_https_urls_count_as_links(url: str) -> None:
-    from ivr.web import is_https_url
+    from ivr.pages.web import is_https_url
 
     assert not is_https_url(url)
     assert is_https_url("https://api.twilio.com/x")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.routing import Route
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 

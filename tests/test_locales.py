@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from consent_store import Business, ExportFilter
-from ivr.auth import hash_password
-from ivr.call_flow import (
+from ivr.pages.auth import hash_password
+from ivr.twilio.call_flow import (
     CallContext,
     GatherState,
     LoadedScript,

@@ -8,7 +8,7 @@ import sqlite3
 import httpx
 import pytest
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 
 PASSWORD = "a long enough password"

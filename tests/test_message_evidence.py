@@ -11,9 +11,9 @@ import pytest
 from consent_store import ExportFilter, sqlite_export
 from consent_store.columns import NAMES
 from consent_store.recording_gaps import calls_to_reconcile, recording_gaps
-from ivr.api import new_token, token_sha256
-from ivr.auth import hash_password
-from ivr.message_emulator import MessageEmulator
+from ivr.api.consent import new_token, token_sha256
+from ivr.pages.auth import hash_password
+from ivr.twilio.message_emulator import MessageEmulator
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_export_csv_fast_path import both_ways
 from tests.test_manage_http import PASSWORD, sign_in

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ivr.businesses import add_business
-from ivr.emulator import new_sid
-from ivr.status_emulator import ConnectionOverrides, MessageStatusEmulator, statuses_for
+from ivr.twilio.emulator import new_sid
+from ivr.twilio.status_emulator import ConnectionOverrides, MessageStatusEmulator, statuses_for
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 
 PATH = "/twilio/message-status"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from consent_store import ExportFilter
-from ivr.api import new_token, token_sha256
-from ivr.emulator import TwilioEmulator, new_sid
-from ivr.message_emulator import MessageEmulator, message_params, replies_of
-from ivr.webhooks import REHEARSAL_PARAM, simulated_mark
+from ivr.api.consent import new_token, token_sha256
+from ivr.twilio.emulator import TwilioEmulator, new_sid
+from ivr.twilio.message_emulator import MessageEmulator, message_params, replies_of
+from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, BILINGUAL, BILINGUAL_NUMBER, CALLER, Service
 
 WHATSAPP_SENDER = "+15550002222"  # Acme's WhatsApp sender, not one of its voice numbers

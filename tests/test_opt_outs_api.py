@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from consent_store import ExportFilter
-from ivr.api import new_token, token_sha256
-from ivr.export import render_rows
+from ivr.api.consent import new_token, token_sha256
+from ivr.evidence.export import render_rows
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 
 URL = "/api/opt-outs"

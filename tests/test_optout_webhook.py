@@ -20,8 +20,8 @@ import pytest
 from consent_store import ExportFilter
 from ivr.app import create_app
 from ivr.businesses import add_business
-from ivr.emulator import TwilioEmulator
 from ivr.settings import Settings
+from ivr.twilio.emulator import TwilioEmulator
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER
 
 SECRET = "webhook-secret-for-tests"

@@ -18,7 +18,7 @@ import pytest
 from consent_store import ExportFilter
 from ivr.app import create_app
 from ivr.businesses import DEMO_NAME, add_business
-from ivr.emulator import TwilioEmulator, new_sid
+from ivr.twilio.emulator import TwilioEmulator, new_sid
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, make_settings
 from tests.live_server import server, wait_until_healthy
 

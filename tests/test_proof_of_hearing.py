@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from consent_store import Business, ExportFilter
-from ivr.call_flow import CallContext, LoadedScript, start_call
-from ivr.disclosure import heard_parts
-from ivr.emulator import AT_ONCE_SECONDS, WORDS_PER_SECOND, TwilioEmulator
+from ivr.twilio.call_flow import CallContext, LoadedScript, start_call
+from ivr.twilio.disclosure import heard_parts
+from ivr.twilio.emulator import AT_ONCE_SECONDS, WORDS_PER_SECOND, TwilioEmulator
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, BILINGUAL_NUMBER, CALLER, Service
 from tests.test_audit_pages import auditor  # noqa: F401 (a fixture)
 from voice_scripts import default_script_text, parse_script
@@ -237,7 +237,7 @@ async def test_a_recording_status_outside_twilios_list_is_refused_and_nothing_wr
 async def test_an_absent_or_failed_recording_is_attached_and_its_error_code_logged(
     service: Service, caplog: pytest.LogCaptureFixture, timing: str, code: str | None
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="ivr.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="ivr.twilio.webhooks"):
         call = await service.twilio.call(ACME_NUMBER, CALLER, ["1"], recording="none")
         response = await service.twilio.send_recording(
             call, ACME_NUMBER, CALLER, status=timing, error_code=code or "16105"

@@ -17,11 +17,11 @@ import pytest
 from consent_store import Business, ConsentDecision, ConsentStore, open_store, text_sha256
 from consent_store.delivery_stats import DeliveryFigures
 from consent_store.message_statuses import MessageStatusReport, record_message_status
-from ivr.auth import hash_password
-from ivr.emulator import new_sid
-from ivr.quality_delivery import DELIVERY_COLUMNS, error_meaning
-from ivr.quality_report import COLUMNS, quality_csv, quality_flags, quality_json, quality_table
-from ivr.status_emulator import MessageStatusEmulator
+from ivr.pages.auth import hash_password
+from ivr.quality.delivery import DELIVERY_COLUMNS, error_meaning
+from ivr.quality.report import COLUMNS, quality_csv, quality_flags, quality_json, quality_table
+from ivr.twilio.emulator import new_sid
+from ivr.twilio.status_emulator import MessageStatusEmulator
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_cli import ivr_async
 from tests.test_manage_http import PASSWORD, sign_in

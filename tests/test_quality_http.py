@@ -10,8 +10,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from ivr.auth import hash_password
-from ivr.cli import cli
+from ivr.cli.main import cli
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, SHOTS, Service
 from tests.live_server import SITE_PASSWORD, ivr
 from tests.test_manage_http import PASSWORD, sign_in

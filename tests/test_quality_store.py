@@ -22,7 +22,7 @@ from consent_store import (
     text_sha256,
 )
 from consent_store.stats import QualityFigures, ScriptFigures
-from ivr.quality_report import (
+from ivr.quality.report import (
     quality_csv,
     quality_flags,
     quality_json,

@@ -19,7 +19,7 @@ from consent_store.events import RecordingArchived, RecordingDeleted
 from ivr.recordings.archive import LocalArchive, open_archive, recordings_url
 from ivr.recordings.exceptions import RecordingMissing
 from ivr.settings import Settings
-from ivr.twilio_rest_emulator import recording_media
+from ivr.twilio.rest_emulator import recording_media
 from tests.conftest import ACME_NUMBER
 from tests.live_server import ivr
 from tests.test_postgres_contract import decision, store  # noqa: F401  (the two-backend fixture)
@@ -183,7 +183,7 @@ def test_a_recordings_url_naming_a_file_is_refused(tmp_path: Path) -> None:
 async def test_the_receipt_page_shows_the_archived_sha256_or_that_it_is_not_archived_yet(
     archiving: Archiving,
 ) -> None:
-    from ivr.auth import hash_password
+    from ivr.pages.auth import hash_password
     from tests.test_manage_http import PASSWORD, sign_in
 
     [(call_sid, _, sha256)] = await archived_calls(archiving, 1)

@@ -15,12 +15,12 @@ import pytest
 from consent_store import ConsentStore, RecordingStatus
 from ivr.app import create_app
 from ivr.businesses import add_business
-from ivr.emulator import TwilioEmulator, new_sid
 from ivr.recordings.exceptions import FetchError
 from ivr.recordings.fetch import RecordingFetcher, fetcher_of
 from ivr.recordings.twilio_media import TwilioCredentials, fetch_media
 from ivr.settings import Settings
-from ivr.twilio_rest_emulator import TwilioRestEmulator, add_recording, recording_media
+from ivr.twilio.emulator import TwilioEmulator, new_sid
+from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording, recording_media
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER
 
 ACCOUNT = "AC" + "5" * 32

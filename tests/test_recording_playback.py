@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from consent_store.events import ArchivedRecording
-from ivr.auth import hash_password
-from ivr.emulator import CallResult
+from ivr.pages.auth import hash_password
 from ivr.recordings.playback import byte_range
-from ivr.twilio_rest_emulator import recording_media
+from ivr.twilio.emulator import CallResult
+from ivr.twilio.rest_emulator import recording_media
 from tests.conftest import ACME_NUMBER, CALLER
 from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
 from tests.test_manage_http import PASSWORD, sign_in

@@ -15,11 +15,11 @@ import pytest
 from consent_store import ConsentStore
 from consent_store.events import ArchivedRecording
 from consent_store.recording_holds import change_legal_hold, set_recording_retention
-from ivr.emulator import CallResult
 from ivr.recordings.archive import open_archive
 from ivr.recordings.fetch import fetcher_of
 from ivr.recordings.retention import purge
 from ivr.recordings.sync import reconcile
+from ivr.twilio.emulator import CallResult
 from tests.conftest import ACME, ACME_NUMBER, CALLER
 from tests.live_server import ivr
 from tests.test_recording_sync import ACCOUNT, Env, Running, emulated, running

@@ -19,7 +19,7 @@ from ivr.recordings.archive import open_archive
 from ivr.recordings.exceptions import ArchiveError, RecordingMissing
 from ivr.recordings.s3 import S3Archive
 from ivr.settings import Settings
-from ivr.twilio_rest_emulator import TwilioRestEmulator, recording_media
+from ivr.twilio.rest_emulator import TwilioRestEmulator, recording_media
 from tests.conftest import ACME_NUMBER, AUTH_TOKEN, CALLER
 from tests.live_server import free_port, ivr
 from tests.test_recording_fetch import ACCOUNT, archived_sha256, running

@@ -18,15 +18,15 @@ import pytest
 
 from consent_store import ConsentStore
 from ivr.app import create_app
-from ivr.auth import hash_password
 from ivr.businesses import add_business
-from ivr.emulator import CallResult, TwilioEmulator
+from ivr.pages.auth import hash_password
 from ivr.recordings import sync
 from ivr.recordings.fetch import fetcher_of
 from ivr.recordings.twilio_media import TwilioCredentials
 from ivr.recordings.twilio_recordings import TwilioApiError, list_call_recordings
 from ivr.settings import Settings
-from ivr.twilio_rest_emulator import TwilioRestEmulator, add_recording, recording_media
+from ivr.twilio.emulator import CallResult, TwilioEmulator
+from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording, recording_media
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER
 from tests.live_server import ivr
 from tests.test_manage_http import PASSWORD, sign_in
@@ -256,7 +256,7 @@ async def test_incomplete_shows_only_the_users_businesses(env: Env, auditor: Run
 async def test_twilio_failing_is_one_line_exit_1_and_nothing_is_chained(
     env: Env, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ivr.twilio_rest_emulator.LIST_TIMEOUT_SECONDS", 2.0)
+    monkeypatch.setattr("ivr.twilio.rest_emulator.LIST_TIMEOUT_SECONDS", 2.0)
     async for service in running(env):
         call = await call_without_callback(env, service)
         count = await service.store.event_count()
@@ -327,7 +327,7 @@ async def test_the_list_is_followed_across_pages_and_never_to_another_host(env: 
 
 
 def test_the_receipt_says_in_words_what_reconciliation_found_and_deleted() -> None:
-    from ivr.event_text import describe_event
+    from ivr.evidence.event_text import describe_event
 
     found = {"recording_sid": "RE1", "status": "completed", "duration": 31, "found_by": "reconciliation"}
     assert describe_event("recording", found) == "Recording RE1: completed, 31 s, found by asking Twilio."

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivr.script_form import (
+from ivr.pages.script_form import (
     apply_form,
     box_of,
     describe,

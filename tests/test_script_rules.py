@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.emulator import KeySource, Spoken
+from ivr.twilio.emulator import KeySource, Spoken
 from tests.conftest import ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 from voice_scripts import (
     DEFAULT_LOCALES,

@@ -11,8 +11,8 @@ import time
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from ivr import auth
-from ivr.auth import SESSION_COOKIE, hash_password
+from ivr.pages import auth
+from ivr.pages.auth import SESSION_COOKIE, hash_password
 from ivr.passwords import BadUserName, WeakPassword, check_password_strength, normal_user_name
 from ivr.runtime import SESSION_SECRET_SETTING, secret_key_for
 from ivr.settings import Settings

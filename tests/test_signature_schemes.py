@@ -17,8 +17,8 @@ import pytest
 from consent_store import ConsentStore
 from ivr.app import create_app
 from ivr.businesses import add_business
-from ivr.emulator import TwilioEmulator
 from ivr.settings import Settings
+from ivr.twilio.emulator import TwilioEmulator
 from tests.conftest import ACME_NUMBER, CALLER
 
 MAIN = "AC" + "a1" * 16
@@ -69,7 +69,9 @@ async def site(db_url: str) -> AsyncIterator[Site]:
 
 def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.name == "ivr.webhooks" and r.levelno >= logging.WARNING
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "ivr.twilio.webhooks" and r.levelno >= logging.WARNING
     ]
 
 

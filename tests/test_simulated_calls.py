@@ -20,7 +20,7 @@ import pytest
 
 from consent_store import ExportFilter, open_store
 from ivr.businesses import DEMO_NUMBER, ensure_demo_business
-from ivr.webhooks import REHEARSAL_PARAM, simulated_mark
+from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, Service
 
 NUMBER = "+15550001111"
@@ -121,7 +121,7 @@ async def test_a_simulated_mark_not_bound_to_the_call_is_recorded_as_real(servic
 
 
 async def test_a_simulated_mark_bound_to_the_call_flags_it(service: Service) -> None:
-    from ivr.emulator import new_sid
+    from ivr.twilio.emulator import new_sid
 
     call_sid = new_sid("CA")
     mark = {REHEARSAL_PARAM: simulated_mark(AUTH_TOKEN, call_sid)}

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from consent_store import ConsentDecision, ExportFilter, SQLiteStore, StoredEvent
-from ivr.emulator import CallResult, TwilioEmulator
+from ivr.twilio.emulator import CallResult, TwilioEmulator
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, Service
 
 CALLERS = 100

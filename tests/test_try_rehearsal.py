@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, Service
 from tests.test_manage_http import PASSWORD, sign_in
 

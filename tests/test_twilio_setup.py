@@ -1,4 +1,4 @@
-"""Going live: `ivr twilio connect|check` against Twilio's REST API (ivr.twilio_rest_emulator over
+"""Going live: `ivr twilio connect|check` against Twilio's REST API (ivr.twilio.rest_emulator over
 real HTTP, driven by the twilio library) and a real `ivr serve` as the public URL; and the
 operator's mistakes (a port in use, a server that is not there) in one line."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.twilio_rest_emulator import TwilioRestEmulator
+from ivr.twilio.rest_emulator import TwilioRestEmulator
 from tests.live_server import free_port, ivr, server, wait_until_healthy
 
 ACCOUNT = "AC" + "d4" * 16

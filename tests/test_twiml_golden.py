@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from consent_store import Business
-from ivr.call_flow import (
+from ivr.twilio.call_flow import (
     CallContext,
     LoadedScript,
     rehearsal_confirmation,

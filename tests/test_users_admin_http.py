@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, BILINGUAL, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ivr.auth import hash_password
+from ivr.pages.auth import hash_password
 from tests.conftest import ACME, BILINGUAL, Service
 from tests.live_server import SITE_PASSWORD, ivr
 from tests.page_walk import DOC_IMAGES, serious_violations

@@ -148,7 +148,7 @@ async def test_repeated_keys_are_signed_and_read_like_twilio(service: Service) -
 def test_the_fast_form_parser_reads_exactly_what_parse_qsl_reads(pairs: list[tuple[str, str]]) -> None:
     from urllib.parse import parse_qsl, urlencode
 
-    from ivr.webhooks import parse_urlencoded
+    from ivr.twilio.webhooks import parse_urlencoded
 
     body = urlencode(pairs)
     assert parse_urlencoded(body) == parse_qsl(body, keep_blank_values=True)

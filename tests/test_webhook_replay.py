@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 
 from consent_store import Business, ExportFilter
-from ivr.call_flow import START_PLACEHOLDER, CallContext, LoadedScript, stamp_start, start_call
-from ivr.signature import expected_signature
+from ivr.twilio.call_flow import START_PLACEHOLDER, CallContext, LoadedScript, stamp_start, start_call
+from ivr.twilio.signature import expected_signature
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, BILINGUAL_NUMBER, CALLER, Service
 from voice_scripts import default_script_text, parse_script
 
@@ -138,7 +138,7 @@ async def test_a_state_too_old_or_from_the_future_is_refused(
     service: Service, monkeypatch: pytest.MonkeyPatch, answered_ns_ago: int, accepted: bool
 ) -> None:
     answered = SimpleNamespace(time_ns=lambda: time.time_ns() - answered_ns_ago)
-    monkeypatch.setattr("ivr.webhooks.time", answered)
+    monkeypatch.setattr("ivr.twilio.webhooks.time", answered)
     url = await first_gather_url(service, sid("CA", 5))
     monkeypatch.undo()
     before = await event_count(service)

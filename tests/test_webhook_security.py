@@ -7,7 +7,7 @@ import pytest
 
 from ivr.app import create_app
 from ivr.businesses import add_business
-from ivr.emulator import TwilioEmulator
+from ivr.twilio.emulator import TwilioEmulator
 from tests.conftest import ACME_NUMBER, AUTH_TOKEN, CALLER, Service, make_settings
 
 

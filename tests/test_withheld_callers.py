@@ -21,7 +21,7 @@ from consent_store.phone import (
     is_e164_format,
     is_withheld,
 )
-from ivr.call_flow import system_reply
+from ivr.twilio.call_flow import system_reply
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 
 PLACEHOLDERS = ["+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"]

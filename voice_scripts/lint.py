@@ -38,7 +38,7 @@ MAX_PROMPT_SECONDS = 45.0
 # part of Digits; the page notes that finishOnKey only works after a sequence of digits and cannot
 # stop a <Gather> without prior digit input (es-MX page: "finishOnKey solo funciona cuando una
 # secuencia de dígitos la precede"). So a "#" pressed alone never reaches us as a choice. Our
-# Gathers keep the default (ivr/call_flow.py), so "#" can be no key.
+# Gathers keep the default (ivr/twilio/call_flow.py), so "#" can be no key.
 KEY_HASH_MESSAGE = "# ends the keypad entry on Twilio and cannot be a choice; use 0-9 or *"
 CHOICE_KEYS = DTMF_KEYS - {"#"}
 # The prompts that ask for a key: the notice that the call is recorded must come before the keys.

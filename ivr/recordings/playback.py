@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from consent_store import ExportFilter
 from consent_store.events import ArchivedRecording
-from ivr.auth import SessionUser, requires
+from ivr.pages.auth import SessionUser, requires
 from ivr.recordings.archive import RecordingArchive, open_archive
 from ivr.recordings.exceptions import RecordingError, RecordingMissing
 from ivr.recordings.fetch import fetcher_of

@@ -1,0 +1,1 @@
+"""JSON APIs for a business's other systems: the consent check and reported opt-outs."""

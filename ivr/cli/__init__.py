@@ -1,0 +1,1 @@
+"""The `ivr` command line, one module per group of commands."""

@@ -1,0 +1,42 @@
+"""`ivr compliance`: the messages a business sent without consent, for people, cron and CI.
+
+Exit status: 0 none found, 1 at least one found (listed), 2 bad input (one line). A store
+that cannot be read is exit 1 too, with its one-line error on standard error.
+"""
+
+from __future__ import annotations
+
+import click
+
+from consent_store import ConsentStore
+from ivr.cli.support import CliFailure, database_read, with_store
+from ivr.evidence.export import parse_timestamp
+from ivr.pages.compliance import ComplianceReport, compliance_report, report_json_text, report_table
+
+
+@click.command("compliance")
+@click.option("--business", required=True, help="Business name.")
+@click.option("--since", help="First reported from this time (inclusive), ISO-8601; naive means UTC.")
+@click.option("--until", help="First reported before this time (exclusive), ISO-8601; naive means UTC.")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def compliance(business: str, since: str | None, until: str | None, output: str) -> None:
+    """Messages sent to numbers never opted in, or after an opt-out; exit 1 when any."""
+    try:
+        low = parse_timestamp(since, "--since") if since else None
+        high = parse_timestamp(until, "--until") if until else None
+    except ValueError as exc:
+        raise CliFailure(str(exc), 2) from exc
+    if low is not None and high is not None and low >= high:
+        raise CliFailure(f"--since {since} is not before --until {until}.", 2)
+    database_read()  # a read: never create a database
+
+    async def work(store: ConsentStore) -> ComplianceReport:
+        return await compliance_report(store, business, low, high)
+
+    report = with_store(work)
+    if output == "json":
+        click.echo(report_json_text(report))
+    else:
+        click.echo(report_table(report), nl=False)
+    if report.unconsented:
+        raise SystemExit(1)

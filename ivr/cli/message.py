@@ -1,0 +1,130 @@
+"""`ivr message` (a WhatsApp or SMS message to a business, sent as Twilio would) and
+`ivr business update` (a business's WhatsApp senders).
+
+`ivr message` signs with the server's auth token like `ivr call`, in-process on
+IVR_DATABASE_URL or against a running server (`--url`), and prints the reply Twilio would
+send back. Its messages carry the simulated mark bound to their MessageSid (see
+ivr.twilio.webhooks.simulated_mark): an opt-out one records is flagged simulated.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+import click
+import httpx
+
+from consent_store import ConsentStore, open_store
+from ivr.businesses import WHATSAPP_ADDRESS, set_whatsapp_numbers
+from ivr.cli.admin import region_option, typed_phone
+from ivr.cli.support import CliFailure, settings_from_env, with_store, with_store_errors
+from ivr.runtime import auth_token_for
+from ivr.settings import Settings
+from ivr.twilio.emulator import EmulatorError, TwilioEmulator, new_sid
+from ivr.twilio.message_emulator import MessageEmulator, MessageReply
+from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
+
+MAX_BODY = 1600  # Twilio's limit for a message body
+
+
+@click.command("update")
+@click.option("--name", required=True, help="The business to change.")
+@click.option(
+    "--whatsapp-number",
+    "whatsapp_numbers",
+    multiple=True,
+    help="A WhatsApp sender of the business (repeatable): the whole list after the change.",
+)
+@click.option("--clear-whatsapp-numbers", is_flag=True, help="Remove every WhatsApp sender of the business.")
+@region_option
+def business_update(
+    name: str, whatsapp_numbers: tuple[str, ...], clear_whatsapp_numbers: bool, region: str | None
+) -> None:
+    """Change a business: its WhatsApp senders (each change chained with its author)."""
+    if bool(whatsapp_numbers) == clear_whatsapp_numbers:
+        raise click.UsageError("give --whatsapp-number (repeatable) or --clear-whatsapp-numbers, not both")
+    numbers = tuple(
+        typed_phone("--whatsapp-number", n.removeprefix(WHATSAPP_ADDRESS), region) for n in whatsapp_numbers
+    )
+
+    async def work(store: ConsentStore) -> None:
+        changed = await set_whatsapp_numbers(store, name, numbers, "cli")
+        senders = ", ".join(changed.whatsapp_numbers) or "none"
+        click.echo(f"Business {changed.name!r}: WhatsApp senders {senders}.")
+
+    with_store(work)
+
+
+async def send_message(
+    settings: Settings, to: str, from_: str, body: str, whatsapp: bool, url: str | None
+) -> MessageReply:
+    """Send one message as Twilio would, in-process or to `url`; Twilio's reading of the answer."""
+    async with AsyncExitStack() as stack:
+        store = open_store(settings.database_url)
+        await stack.enter_async_context(store)
+        token, _ = await auth_token_for(settings, store)
+        if url is None:
+            from ivr.app import create_app
+
+            app = create_app(settings)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            base = settings.public_url or "http://ivr.local"
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
+        else:
+            client = httpx.AsyncClient(base_url=url, timeout=20)
+            base = url
+        await stack.enter_async_context(client)
+        texting = MessageEmulator(TwilioEmulator(client, base, token, settings.twilio_account_sid))
+        sid = new_sid("SM")
+        mark = {REHEARSAL_PARAM: simulated_mark(token, sid)}
+        return await texting.send(to, from_, body, whatsapp=whatsapp, message_sid=sid, extra_params=mark)
+
+
+@click.command("message")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    help="The business's WhatsApp sender or number (whatsapp:+... implies --whatsapp).",
+)
+@click.option("--from", "from_", default="+15005550006", show_default=True, help="The sender's number.")
+@click.option("--body", required=True, help="The text, e.g. STOP, BAJA, HELP, START.")
+@click.option(
+    "--whatsapp", is_flag=True, help="Send it over WhatsApp (whatsapp:+E164 addresses); default SMS."
+)
+@click.option(
+    "--url", help="A running server (e.g. http://127.0.0.1:8000); default: in-process on IVR_DATABASE_URL."
+)
+def message(to: str, from_: str, body: str, whatsapp: bool, url: str | None) -> None:
+    """Send a WhatsApp or SMS message to a business, signed like Twilio, and show the reply."""
+    whatsapp = whatsapp or to.startswith(WHATSAPP_ADDRESS) or from_.startswith(WHATSAPP_ADDRESS)
+    to = typed_phone("--to", to.removeprefix(WHATSAPP_ADDRESS), None)
+    from_ = typed_phone("--from", from_.removeprefix(WHATSAPP_ADDRESS), None)
+    if len(body) > MAX_BODY:
+        raise CliFailure(f"--body is longer than {MAX_BODY} characters (Twilio's limit)", 2)
+    logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
+    try:
+        reply = with_store_errors(lambda: send_message(settings_from_env(), to, from_, body, whatsapp, url))
+    except httpx.TransportError as exc:
+        raise CliFailure(
+            f"nothing answers at {url} ({type(exc).__name__}): is `ivr serve` running there? "
+            "(or leave out --url to send in-process)",
+            1,
+        ) from exc
+    except (EmulatorError, OSError) as exc:
+        raise CliFailure(f"the message could not be sent: {exc}", 1) from exc
+    if reply.status_code == 403:
+        raise CliFailure(
+            "the server refused the signature: run ivr message with the server's TWILIO_AUTH_TOKEN, "
+            "or with its IVR_DATABASE_URL when the server uses the local token",
+            1,
+        )
+    channel = "WhatsApp" if whatsapp else "SMS"
+    click.echo(f"Sent {channel} message {reply.message_sid} from {from_} to {to}: {body!r}")
+    if reply.problem is not None:
+        raise CliFailure(f"no reply: {reply.problem}", 1)
+    if not reply.replies:
+        click.echo("No reply (nothing was recorded: not a keyword, or not a business's number).")
+    for text in reply.replies:
+        click.echo(f"Reply: {text}")

@@ -1,0 +1,45 @@
+"""`ivr stats`: a business's opt-in quality per script version and locale, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from consent_store import ConsentStore
+from consent_store.stats import QualityFigures
+from ivr.cli.support import CliFailure, with_store
+from ivr.evidence.export import parse_timestamp
+from ivr.quality.report import quality_json, quality_table, with_frequency_changes
+
+
+async def business_quality(
+    store: ConsentStore, business: str, since: str | None, until: str | None
+) -> QualityFigures:
+    """The figures of a business (UnknownBusiness if there is none by that name)."""
+    found = await store.get_business(business)
+    figures = await store.opt_in_quality(found.name, found.locales, since, until)
+    return await with_frequency_changes(store, figures, found.locales)
+
+
+@click.command("stats")
+@click.option("--business", required=True, help="Business name.")
+@click.option("--since", help="From this time (inclusive), ISO-8601; naive means UTC.")
+@click.option("--until", help="Up to this time (exclusive), ISO-8601; naive means UTC.")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def stats(business: str, since: str | None, until: str | None, output: str) -> None:
+    """Opt-in quality per script version and locale: calls, decisions, opt-outs within 7/30 days, flags."""
+    try:
+        low = parse_timestamp(since, "--since") if since else None
+        high = parse_timestamp(until, "--until") if until else None
+    except ValueError as exc:
+        raise CliFailure(str(exc), 2) from exc
+
+    async def work(store: ConsentStore) -> QualityFigures:
+        return await business_quality(store, business, low, high)
+
+    figures = with_store(work)
+    if output == "json":
+        click.echo(json.dumps(quality_json(figures), ensure_ascii=False, indent=2))
+    else:
+        click.echo(quality_table(figures), nl=False)

@@ -1,0 +1,2 @@
+"""Evidence out of the store: exports (CSV, JSONL, receipts), their manifests and checks,
+the receipt's sentences."""

@@ -1,0 +1,124 @@
+"""The manifest written beside an export file: what it holds and where the chain stood.
+
+`FILE.manifest.json` records the format, the filters, the row count, the SHA-256 of
+the file's bytes, the first and last record hashes, and the store's chain head at
+export time, so `ivr verify --export FILE` can prove the file against the store.
+Never written for an export to standard output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consent_store import ExportFilter
+from ivr.evidence.export import EXPORT_FORMATS, ExportFormat, ExportResult
+
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_VERSION = 1
+
+
+class ManifestError(Exception):
+    """The manifest beside an export is missing or cannot be read."""
+
+
+def manifest_path(export_path: Path) -> Path:
+    return export_path.with_name(export_path.name + MANIFEST_SUFFIX)
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    file: str  # the export's file name, without its directory
+    format: ExportFormat
+    filters: dict[str, Any]  # the ExportFilter's fields
+    rows: int
+    bytes: int
+    sha256: str
+    first_record_hash: str | None
+    last_record_hash: str | None
+    event_count: int  # records in the chain when the export was read
+    chain_head: str  # the hash of record `event_count` (the genesis hash for 0)
+    created_at: str
+    ivr_version: str
+    manifest_version: int = MANIFEST_VERSION
+
+    @classmethod
+    def for_export(
+        cls,
+        path: Path,
+        fmt: ExportFormat,
+        where: ExportFilter,
+        result: ExportResult,
+        head: tuple[int, str],
+        ivr_version: str,
+    ) -> ExportManifest:
+        return cls(
+            file=path.name,
+            format=fmt,
+            filters=dataclasses.asdict(where),
+            rows=result.rows,
+            bytes=result.size,
+            sha256=result.sha256,
+            first_record_hash=result.first_record_hash,
+            last_record_hash=result.last_record_hash,
+            event_count=head[0],
+            chain_head=head[1],
+            created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            ivr_version=ivr_version,
+        )
+
+    def export_filter(self) -> ExportFilter:
+        """The filter the export was read with."""
+        try:
+            return ExportFilter(**self.filters)
+        except TypeError as exc:
+            raise ManifestError(f"its filters are not export filters ({exc})") from exc
+
+
+def write_manifest(path: Path, manifest: ExportManifest) -> None:
+    """Write the manifest whole or not at all (a temporary file, then a rename)."""
+    os.replace(staged_manifest(path, manifest), path)
+
+
+def staged_manifest(path: Path, manifest: ExportManifest, mode: int = 0o600) -> Path:
+    """The manifest written whole and synced beside `path` under a temporary name, for the
+    caller to rename onto `path` (an export renames its file, then this, back to back)."""
+    temporary = path.with_name(path.name + ".tmp")
+    text = json.dumps(dataclasses.asdict(manifest), indent=2, ensure_ascii=False) + "\n"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, mode)  # an old temporary file keeps its mode otherwise
+        out.write(text)
+        out.flush()
+        os.fsync(fd)
+    return temporary
+
+
+def read_manifest(path: Path) -> ExportManifest:
+    """The manifest at `path`; ManifestError naming what is wrong with it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ManifestError(
+            f"there is no manifest {path} beside it (only exports written with -o FILE have one)"
+        ) from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ManifestError(f"its manifest {path} cannot be read ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ManifestError(f"its manifest {path} is not a JSON object")
+    names = {field.name for field in dataclasses.fields(ExportManifest)}
+    missing = sorted(names - set(raw) - {"manifest_version"})
+    if missing or set(raw) - names:
+        problem = f"lacks {', '.join(missing)}" if missing else f"has unknown keys {sorted(set(raw) - names)}"
+        raise ManifestError(f"its manifest {path} {problem}")
+    manifest = ExportManifest(**raw)
+    if manifest.format not in EXPORT_FORMATS or not isinstance(manifest.filters, dict):
+        raise ManifestError(f"its manifest {path} names an unknown format or filters")
+    if not isinstance(manifest.event_count, int) or not isinstance(manifest.rows, int):
+        raise ManifestError(f"its manifest {path} has a row or record count that is not a number")
+    return manifest

@@ -1,0 +1,304 @@
+"""Businesses from the web: /manage/businesses (admins create them) and /manage/business (one business).
+
+What `ivr business add` does, through the same code (ivr/businesses.py: the default scripts
+checked by the policy linter before anything is written), with the same chained audit events,
+authored by the signed-in user. Who may do what:
+
+- admins create businesses, add or remove numbers and add locales: numbers decide whose consent
+  a call records, so they are not a manager's to move;
+- managers (of that business, or of every business) change the message types (the existing
+  /manage/message-types) and the promised frequency of each locale;
+- auditors and managers see the business page of the businesses they may see.
+
+Every refusal is a sentence on the page (status 4xx) and nothing is written.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from consent_store import Business, StoreError
+from ivr.businesses import (
+    InvalidBusiness,
+    add_business,
+    add_locale,
+    with_frequency,
+)
+from ivr.pages.auth import SessionUser, requires, template_user
+from ivr.pages.web import templates
+from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
+from ivr.runtime import Runtime
+from ivr.scripts_admin import ScriptRejected, publish_checked
+from voice_scripts import DEFAULT_LOCALES, parse_script
+from voice_scripts.exceptions import ScriptError
+
+# A form field longer than this is someone else's data, not a business detail: refused.
+MAX_FIELD_CHARACTERS = 2_000
+MAX_LINES = 20
+
+
+class FormRefused(ValueError):
+    """A form that cannot be acted on; the message says which field and why."""
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    text = value if isinstance(value, str) else ""
+    if len(text) > MAX_FIELD_CHARACTERS:
+        raise FormRefused(f"{name.replace('_', ' ')}: at most {MAX_FIELD_CHARACTERS:,} characters")
+    return text
+
+
+def _lines(form: FormData, name: str) -> list[str]:
+    lines = [line.strip() for line in _field(form, name).splitlines() if line.strip()]
+    if len(lines) > MAX_LINES:
+        raise FormRefused(f"{name.replace('_', ' ')}: at most {MAX_LINES} lines")
+    return lines
+
+
+def _numbers(request: Request, typed: list[str]) -> list[str]:
+    """Typed numbers as E.164 (spaces, dashes, brackets; national with IVR_DEFAULT_REGION)."""
+    region = _runtime(request).settings.default_region
+    try:
+        return [normalise_typed_phone(number, region) for number in typed]
+    except NotAPhoneNumber as exc:
+        raise FormRefused(f"Number: {exc}") from exc
+
+
+def business_url(name: str) -> str:
+    return f"/manage/business?{urlencode({'name': name})}"
+
+
+async def _frequencies(request: Request, business: Business) -> dict[str, str]:
+    """The frequency each locale's published script promises."""
+    store, found = _runtime(request).store, {}
+    for locale in business.locales:
+        try:
+            found[locale] = parse_script((await store.script_version(business.name, locale)).text).frequency
+        except (StoreError, ScriptError):
+            found[locale] = ""
+    return found
+
+
+async def _list_page(
+    request: Request,
+    user: SessionUser,
+    *,
+    error: str | None = None,
+    form: dict[str, object] | None = None,
+    status: int = 200,
+) -> Response:
+    businesses = await _runtime(request).store.list_businesses()
+    return templates.TemplateResponse(
+        request,
+        "manage_businesses.html",
+        {
+            "businesses": businesses,
+            "default_locales": DEFAULT_LOCALES,
+            "error": error,
+            "form": form or {},
+            **template_user(user),
+        },
+        status_code=status,
+    )
+
+
+async def _business_page(
+    request: Request,
+    user: SessionUser,
+    business: Business,
+    *,
+    message: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    store = _runtime(request).store
+    drafts = [locale for locale in business.locales if await store.script_draft(business.name, locale)]
+    return templates.TemplateResponse(
+        request,
+        "manage_business.html",
+        {
+            "business": business,
+            "frequencies": await _frequencies(request, business),
+            "drafts": drafts,
+            "new_locales": [loc for loc in DEFAULT_LOCALES if loc not in business.locales],
+            "message": message,
+            "error": error,
+            **template_user(user),
+        },
+        status_code=status,
+    )
+
+
+async def _visible_business(request: Request, user: SessionUser, name: str) -> Business | None:
+    """The business if it exists and the user may see it; None (one 404 for both) otherwise."""
+    if not name or not user.may_see(name):
+        return None
+    try:
+        return await _runtime(request).store.get_business(name)
+    except StoreError:
+        return None
+
+
+def _no_business(name: str) -> Response:
+    return PlainTextResponse(f"No business named {name[:100]!r}.", status_code=404)
+
+
+@requires("admin")
+async def businesses_page(request: Request, user: SessionUser) -> Response:
+    return await _list_page(request, user)
+
+
+@requires("admin")
+async def create_business(request: Request, user: SessionUser) -> Response:
+    form = await request.form()
+    kept: dict[str, object] = {
+        key: str(form.get(key) or "")[:MAX_FIELD_CHARACTERS]
+        for key in ("name", "numbers", "message_types", "frequency")
+    }
+    kept["locales"] = [str(loc) for loc in form.getlist("locale")]
+    try:
+        locales = [str(loc) for loc in form.getlist("locale")]
+        unknown = [loc for loc in locales if loc not in DEFAULT_LOCALES]
+        if unknown:
+            raise FormRefused(f"Locales: choose from {', '.join(DEFAULT_LOCALES)}")
+        if not locales:
+            raise FormRefused("Locales: tick at least one language callers hear")
+        name = _field(form, "name")
+        numbers = _numbers(request, _lines(form, "numbers"))
+        message_types = _lines(form, "message_types")
+        frequency = _field(form, "frequency").strip() or None
+        created = await add_business(
+            _runtime(request).store,
+            name,
+            numbers,
+            message_types,
+            locales,
+            author=user.name,
+            frequency=frequency,
+        )
+    except (FormRefused, InvalidBusiness, StoreError) as exc:
+        return await _list_page(request, user, error=_sentence(exc), form=kept, status=400)
+    _runtime(request).catalog.invalidate()
+    return RedirectResponse(business_url(created.name) + "&created=1", status_code=303)
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+@requires("manager", "auditor")
+async def business_page(request: Request, user: SessionUser) -> Response:
+    name = request.query_params.get("name", "")
+    business = await _visible_business(request, user, name)
+    if business is None:
+        return _no_business(name)
+    created = request.query_params.get("created") == "1"
+    return await _business_page(
+        request, user, business, message=f"Created {business.name}." if created else None
+    )
+
+
+@requires("admin")
+async def change_numbers(request: Request, user: SessionUser) -> Response:
+    form = await request.form()
+    name = str(form.get("business") or "")
+    business = await _visible_business(request, user, name)
+    if business is None:
+        return _no_business(name)
+    store, change = _runtime(request).store, str(form.get("change") or "")
+    try:
+        if change == "add":
+            number = _numbers(request, [_field(form, "number")])[0]
+            await store.add_number(business.name, number, user.name)
+            message = f"Calls to {number} now reach {business.name}."
+        elif change == "remove":
+            number = _field(form, "number")
+            await store.remove_number(business.name, number, user.name)
+            message = f"Calls to {number} no longer reach {business.name}."
+        else:
+            raise FormRefused(f"Unknown change {change[:40]!r}")
+    except (FormRefused, StoreError, ValueError) as exc:
+        return await _business_page(request, user, business, error=_sentence(exc), status=400)
+    _runtime(request).catalog.invalidate()
+    business = await store.get_business(business.name)
+    return await _business_page(request, user, business, message=message)
+
+
+@requires("admin")
+async def new_locale(request: Request, user: SessionUser) -> Response:
+    form = await request.form()
+    name = str(form.get("business") or "")
+    business = await _visible_business(request, user, name)
+    if business is None:
+        return _no_business(name)
+    locale = str(form.get("locale") or "")
+    try:
+        if locale not in DEFAULT_LOCALES:
+            raise FormRefused(f"Locale: choose from {', '.join(DEFAULT_LOCALES)}")
+        await add_locale(_runtime(request).store, business, locale, user.name)
+    except (FormRefused, InvalidBusiness, StoreError) as exc:
+        return await _business_page(request, user, business, error=_sentence(exc), status=400)
+    _runtime(request).catalog.invalidate()
+    business = await _runtime(request).store.get_business(business.name)
+    return await _business_page(
+        request, user, business, message=f"Added {locale}: its default script is published as version 1."
+    )
+
+
+@requires("manager")
+async def change_frequency(request: Request, user: SessionUser) -> Response:
+    """Publish each locale's script again with the new promised frequency, checked by the linter."""
+    form = await request.form()
+    name = str(form.get("business") or "")
+    business = await _visible_business(request, user, name)
+    if business is None:
+        return _no_business(name)
+    locale, store = str(form.get("locale") or ""), _runtime(request).store
+    try:
+        if locale not in business.locales:
+            raise FormRefused(f"{business.name} has no {locale[:20]!r} script")
+        if await store.script_draft(business.name, locale) is not None:
+            raise FormRefused(
+                f"the {locale} script has an unpublished draft: change the frequency in the script "
+                "editor, so the draft is not lost"
+            )
+        published = await store.script_version(business.name, locale)
+        text = with_frequency(published.text, _field(form, "frequency"))
+        if text == published.text:
+            return await _business_page(request, user, business, message="The frequency is unchanged.")
+        version = await publish_checked(store, business, locale, text, user.name, "frequency changed")
+    except ScriptRejected as exc:
+        problem = exc.problems[0]
+        return await _business_page(request, user, business, error=f"Not published: {problem}", status=422)
+    except (FormRefused, InvalidBusiness, StoreError) as exc:
+        return await _business_page(request, user, business, error=_sentence(exc), status=400)
+    _runtime(request).catalog.invalidate()
+    return await _business_page(
+        request,
+        user,
+        business,
+        message=f"Published {locale} version {version.version}: callers hear the new frequency now.",
+    )
+
+
+routes = [
+    Route("/manage/businesses", businesses_page, methods=["GET"]),
+    Route("/manage/businesses", create_business, methods=["POST"]),
+    Route("/manage/business", business_page, methods=["GET"]),
+    Route("/manage/business/numbers", change_numbers, methods=["POST"]),
+    Route("/manage/business/locales", new_locale, methods=["POST"]),
+    Route("/manage/business/frequency", change_frequency, methods=["POST"]),
+]

@@ -1,0 +1,1 @@
+"""Opt-in quality and delivery figures per script version: the page, the report, the charts."""
