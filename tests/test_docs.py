@@ -122,7 +122,7 @@ async def test_the_readme_audit_script_verifies_a_real_chain(service: Service, t
 
 
 def test_the_readme_is_short_and_links_every_doc() -> None:
-    assert len(README.splitlines()) <= 300
+    assert len(README.splitlines()) <= 170  # a newcomer's five minutes; the rest is in docs/
     for path in DOC_FILES:
         assert f"(docs/{path.name})" in README, path.name
 
