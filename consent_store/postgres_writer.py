@@ -3,7 +3,7 @@
 Every append from this process goes through one queue to one task, which
 drains what is waiting (up to MAX_BATCH) and writes it in one transaction.
 Several processes share the database: the group goes to the server in one
-call of `consent_store_append` (postgres_schema version 2), which locks the
+call of `consent_store_append` (schema version 4, consent_store/schema/v4.py), which locks the
 single `chain_head` row, numbers and hashes the events after the head, inserts
 them and moves the head, all in one statement and its commit, so the chain
 stays one line whoever appends and the lock is never held across a round trip
@@ -68,7 +68,7 @@ record_clock: Callable[[], str] | None = None
 def body_prefix(event: NewEvent) -> str:
     """The event's canonical body up to the keys only the database knows, ending in a comma.
 
-    `consent_store_append` (postgres_schema version 2) adds `"recorded_at":...,"seq":...,
+    `consent_store_append` (schema version 4, consent_store/schema/v4.py) adds `"recorded_at":...,"seq":...,
     "subject":...}`: those three sort after every other key, so prefix and suffix make
     exactly the body `chain_event` builds (a test holds the two to it)."""
     head = canonical_json(
@@ -119,7 +119,7 @@ async def _write_with_side_writes(conn: asyncpg.Connection, batch: Group) -> lis
     keys = [event.idempotency_key for event, _ in batch if event is not None]
     seen: set[str] = set()
     if keys:
-        # As the append does, and before the lock (see postgres_schema version 2).
+        # As the append does, and before the lock (see consent_store/schema/v4.py).
         await conn.execute(
             "SELECT consent_store_add_subjects_and_texts($1, $2, $3, $4, $5)",
             *_subjects_and_texts([event for event, _ in batch]),
