@@ -26,8 +26,9 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Macro
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import Namespace, _PassArg
 
 MAX_TEXT = 10_000  # characters in any text a template makes, the prompt included

@@ -116,8 +116,9 @@ def _base_url(request: Request, public_url: str | None) -> str:
 
 def _signed_url(request: Request, base_url: str) -> str:
     """The URL Twilio signed: where it sent the request, query string included."""
-    query = request.scope.get("query_string", b"")
-    return base_url + request.scope["path"] + ("?" + query.decode() if query else "")
+    query: bytes = request.scope.get("query_string", b"")
+    path: str = request.scope["path"]
+    return base_url + path + ("?" + query.decode() if query else "")
 
 
 # The same few escaped values come again and again (the called numbers, a caller's number on
