@@ -100,7 +100,7 @@ class UnconsentedMessage:
         """How long after the opt-out the message was first reported, in seconds."""
         if self.opt_out_at is None:
             return None
-        return round((_parse(self.first_at) - _parse(self.opt_out_at)).total_seconds(), 3)
+        return seconds_between(self.opt_out_at, self.first_at)
 
 
 def _parse(moment: str) -> dt.datetime:
@@ -169,38 +169,65 @@ async def count_message_statuses(store: MessageStore) -> tuple[int, int]:
     return int(statuses[0][0]), int(messages[0][0])
 
 
-async def unconsented_messages(
-    store: MessageStore, business: str, since: str | None = None, until: str | None = None
-) -> list[UnconsentedMessage]:
-    """Messages of the business first reported in [since, until) whose recipient had not opted
-    in, or had opted out, at that moment; oldest first."""
-    rows = await store._fetchall(
+# One listed message as read: sid, to, from, channel, first status, first reported at, then the
+# standing record's action, time and seq (all three None when the recipient never opted in).
+UnconsentedRow = tuple[str, str, str, str, str, str, str | None, str | None, int | None]
+
+
+def _listing_sql() -> str:
+    return (
         f"WITH {RECIPIENTS_CTE}, c AS MATERIALIZED (SELECT m.message_sid, m.to_number, m.from_number,"
         f" m.channel, m.first_status, m.first_at, {standing_sql(False)} AS standing_seq"
         " FROM messages m LEFT JOIN r ON r.phone = m.to_number"
         " WHERE m.business = ? AND m.first_at >= ? AND m.first_at < ?)"
         " SELECT c.message_sid, c.to_number, c.from_number, c.channel, c.first_status, c.first_at,"
-        " e.action, e.recorded_at, e.seq FROM c LEFT JOIN events e ON e.seq = c.standing_seq"
-        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY c.first_at, c.message_sid",
-        (business, business, since or "0000", until or "9999"),
+        " e.action, e.recorded_at, e.seq, (SELECT count(*) FROM c) FROM c"
+        " LEFT JOIN events e ON e.seq = c.standing_seq"
+        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY c.first_at, c.message_sid"
     )
-    found = []
-    for sid, to, sender, channel, first_status, first_at, action, opt_out_at, seq in rows:
-        after = action == "opt_out"
-        found.append(
-            UnconsentedMessage(
-                str(sid),
-                str(to),
-                str(sender),
-                str(channel),
-                str(first_status),
-                str(first_at),
-                "after_opt_out" if after else "never_opted_in",
-                str(opt_out_at) if after else None,
-                int(seq) if after else None,
-            )
-        )
-    return found
+
+
+async def unconsented_rows(
+    store: MessageStore, business: str, since: str | None = None, until: str | None = None
+) -> tuple[int, list[UnconsentedRow]]:
+    """(messages of the business first reported in [since, until), the unconsented ones among
+    them as rows, oldest first): one read, with the count carried on each row; a second (the
+    count alone) only when nothing is listed."""
+    rows = await store._fetchall(_listing_sql(), (business, business, since or "0000", until or "9999"))
+    if not rows:
+        return await count_messages(store, business, since, until), []
+    return int(rows[0][9]), [tuple(row[:9]) for row in rows]
+
+
+def message_from_row(row: UnconsentedRow) -> UnconsentedMessage:
+    """The record of one listed row."""
+    sid, to, sender, channel, first_status, first_at, action, opt_out_at, seq = row
+    after = action == "opt_out"
+    return UnconsentedMessage(
+        str(sid),
+        str(to),
+        str(sender),
+        str(channel),
+        str(first_status),
+        str(first_at),
+        "after_opt_out" if after else "never_opted_in",
+        str(opt_out_at) if after else None,
+        int(seq) if after and seq is not None else None,
+    )
+
+
+def seconds_between(earlier: str, later: str) -> float:
+    """Seconds from one stored time to another, to the millisecond."""
+    return round((_parse(later) - _parse(earlier)).total_seconds(), 3)
+
+
+async def unconsented_messages(
+    store: MessageStore, business: str, since: str | None = None, until: str | None = None
+) -> list[UnconsentedMessage]:
+    """Messages of the business first reported in [since, until) whose recipient had not opted
+    in, or had opted out, at that moment; oldest first."""
+    _, rows = await unconsented_rows(store, business, since, until)
+    return [message_from_row(row) for row in rows]
 
 
 async def count_messages(store: MessageStore, business: str, since: str | None, until: str | None) -> int:

@@ -10,8 +10,8 @@ import click
 
 from consent_store import ConsentStore
 from ivr.cli.support import CliFailure, database_read, with_store
+from ivr.compliance_report import ComplianceReport, compliance_report, report_json_text, report_table
 from ivr.evidence.export import parse_timestamp
-from ivr.pages.compliance import ComplianceReport, compliance_report, report_json_text, report_table
 
 
 @click.command("compliance")
@@ -38,5 +38,5 @@ def compliance(business: str, since: str | None, until: str | None, output: str)
         click.echo(report_json_text(report))
     else:
         click.echo(report_table(report), nl=False)
-    if report.unconsented:
+    if report.rows:
         raise SystemExit(1)
