@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
 from consent_store import ConsentStore
@@ -106,3 +107,9 @@ async def secret_key_for(settings: Settings, store: ConsentStore) -> str:
     if settings.secret_key:
         return settings.secret_key
     return await store.setting_or_default(SESSION_SECRET_SETTING, secrets.token_urlsafe(32))
+
+
+def request_runtime(request: Request) -> Runtime:
+    """The Runtime the app was started with (app.state.runtime), for a request's handler."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime

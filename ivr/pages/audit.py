@@ -44,15 +44,10 @@ from ivr.recordings import playback
 from ivr.recordings.fetch import fetcher_of
 from ivr.recordings.incomplete import missing_recordings
 from ivr.recordings.playback import receipt_audio
-from ivr.runtime import Runtime
+from ivr.runtime import request_runtime
 
 PAGE_SIZE = 200
 RECORDING_GRACE_MINUTES = 15
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _filter(
@@ -127,9 +122,9 @@ async def _simulated_seqs(store: ConsentStore, where: ExportFilter, rows: list[D
 
 @requires("auditor", "manager")
 async def search(request: Request, user: SessionUser) -> Response:
-    store = _runtime(request).store
+    store = request_runtime(request).store
     query = dict(request.query_params)
-    where, problems = _filter(query, user, _runtime(request).settings.default_region)
+    where, problems = _filter(query, user, request_runtime(request).settings.default_region)
     after = _seq(query, "after", problems)
     rows: list[DecisionRow] = []
     total = before = head = 0
@@ -176,7 +171,7 @@ async def search(request: Request, user: SessionUser) -> Response:
 
 @requires("auditor", "manager")
 async def receipt(request: Request, user: SessionUser) -> Response:
-    store = _runtime(request).store
+    store = request_runtime(request).store
     call_sid = request.query_params.get("call_sid", "")
     async with contextlib.aclosing(
         store.export_decisions(ExportFilter(call_sid=call_sid, include_demo=True))
@@ -222,7 +217,7 @@ async def receipt(request: Request, user: SessionUser) -> Response:
             "standing": standing,
             "demo": (await store.get_business(decision.business)).demo,
             "simulated": any(e["kind"] == "decision" and e["data"].get("simulated") is True for e in events),
-            "audio": await receipt_audio(request, _runtime(request), call_sid),
+            "audio": await receipt_audio(request, request_runtime(request), call_sid),
             **template_user(user),
         },
     )
@@ -245,7 +240,7 @@ def _download(request: Request, user: SessionUser) -> Download | Response:
     fmt = query.get("format", "csv")
     if fmt not in EXPORT_FORMATS:
         return PlainTextResponse(f"Unknown format {fmt!r}: use csv, jsonl or receipts.", status_code=400)
-    where, problems = _filter(query, user, _runtime(request).settings.default_region)
+    where, problems = _filter(query, user, request_runtime(request).settings.default_region)
     through = _seq(query, "through", problems)
     if where.business is not None and not user.may_see(where.business):
         return PlainTextResponse(f"No business named {where.business!r}.", status_code=404)
@@ -268,7 +263,7 @@ async def export(request: Request, user: SessionUser) -> Response:
     if isinstance(download, Response):
         return download
     fmt, where, through = download
-    store = _runtime(request).store
+    store = request_runtime(request).store
 
     async def body() -> AsyncIterator[bytes]:
         yield render_header(fmt)
@@ -316,7 +311,7 @@ async def export_manifest(request: Request, user: SessionUser) -> Response:
     fmt, where, through = download
     if through is None:
         return PlainTextResponse("A manifest needs the record the download is pinned to: through=N.", 400)
-    store = _runtime(request).store
+    store = request_runtime(request).store
     heads: list[tuple[int, str | None]] = []
     rows = store.export_decisions(where, through_seq=through, on_snapshot=lambda n, h: heads.append((n, h)))
     result = await write_export(rows, _Digest(), fmt)  # type: ignore[arg-type]
@@ -340,7 +335,7 @@ async def incomplete(request: Request, user: SessionUser) -> Response:
     businesses only (filtered in the query, so another business's rows never count)."""
     fetcher = fetcher_of(request.app)
     rows = await missing_recordings(
-        _runtime(request).store,
+        request_runtime(request).store,
         fetcher.failures() if fetcher is not None else [],
         user.businesses,
         RECORDING_GRACE_MINUTES,

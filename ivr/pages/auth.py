@@ -31,7 +31,7 @@ from starlette.routing import Route
 from consent_store.events import Role
 from ivr.pages.web import templates
 from ivr.passwords import BadUserName, hash_password, normal_user_name, password_matches_async
-from ivr.runtime import Runtime
+from ivr.runtime import request_runtime
 
 __all__ = ["SessionUser", "current_user", "hash_password", "requires", "template_user"]
 
@@ -63,17 +63,12 @@ class SessionUser:
         return [b for b in businesses if self.may_see(b)]
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 def _serializer(request: Request) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(_runtime(request).secret_key, salt="ivr-session")
+    return URLSafeTimedSerializer(request_runtime(request).secret_key, salt="ivr-session")
 
 
 def _secure(request: Request) -> bool:
-    public = _runtime(request).settings.public_url
+    public = request_runtime(request).settings.public_url
     return (public or str(request.url)).startswith("https://")
 
 
@@ -105,7 +100,7 @@ async def current_user(request: Request) -> SessionUser | None:
     if found is None:
         return None
     session_id, csrf = found
-    runtime = _runtime(request)
+    runtime = request_runtime(request)
     key = _session_key(session_id)
     session = await runtime.store.web_session(key)
     now = int(time.time())
@@ -182,7 +177,7 @@ async def login_page(request: Request, error: str | None = None, status: int = 2
 
 
 async def login(request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = request_runtime(request)
     form = await request.form()
     typed, password = str(form.get("name") or "")[:256], str(form.get("password") or "")
     cookie_token, form_token = request.cookies.get(LOGIN_CSRF_COOKIE), str(form.get("csrf_token") or "")
@@ -231,7 +226,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request, user: SessionUser) -> Response:
     found = _cookie_session(request)
     if found is not None:
-        await _runtime(request).store.end_session(_session_key(found[0]), int(time.time()))
+        await request_runtime(request).store.end_session(_session_key(found[0]), int(time.time()))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -32,7 +32,7 @@ from ivr.businesses import (
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
 from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
-from ivr.runtime import Runtime
+from ivr.runtime import request_runtime
 from ivr.scripts_admin import ScriptRejected, publish_checked
 from voice_scripts import DEFAULT_LOCALES, parse_script
 from voice_scripts.exceptions import ScriptError
@@ -44,11 +44,6 @@ MAX_LINES = 20
 
 class FormRefused(ValueError):
     """A form that cannot be acted on; the message says which field and why."""
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _field(form: FormData, name: str) -> str:
@@ -68,7 +63,7 @@ def _lines(form: FormData, name: str) -> list[str]:
 
 def _numbers(request: Request, typed: list[str]) -> list[str]:
     """Typed numbers as E.164 (spaces, dashes, brackets; national with IVR_DEFAULT_REGION)."""
-    region = _runtime(request).settings.default_region
+    region = request_runtime(request).settings.default_region
     try:
         return [normalise_typed_phone(number, region) for number in typed]
     except NotAPhoneNumber as exc:
@@ -81,7 +76,7 @@ def business_url(name: str) -> str:
 
 async def _frequencies(request: Request, business: Business) -> dict[str, str]:
     """The frequency each locale's published script promises."""
-    store, found = _runtime(request).store, {}
+    store, found = request_runtime(request).store, {}
     for locale in business.locales:
         try:
             found[locale] = parse_script((await store.script_version(business.name, locale)).text).frequency
@@ -98,7 +93,7 @@ async def _list_page(
     form: dict[str, object] | None = None,
     status: int = 200,
 ) -> Response:
-    businesses = await _runtime(request).store.list_businesses()
+    businesses = await request_runtime(request).store.list_businesses()
     return templates.TemplateResponse(
         request,
         "manage_businesses.html",
@@ -122,7 +117,7 @@ async def _business_page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    store = _runtime(request).store
+    store = request_runtime(request).store
     drafts = [locale for locale in business.locales if await store.script_draft(business.name, locale)]
     return templates.TemplateResponse(
         request,
@@ -145,7 +140,7 @@ async def _visible_business(request: Request, user: SessionUser, name: str) -> B
     if not name or not user.may_see(name):
         return None
     try:
-        return await _runtime(request).store.get_business(name)
+        return await request_runtime(request).store.get_business(name)
     except StoreError:
         return None
 
@@ -179,7 +174,7 @@ async def create_business(request: Request, user: SessionUser) -> Response:
         message_types = _lines(form, "message_types")
         frequency = _field(form, "frequency").strip() or None
         created = await add_business(
-            _runtime(request).store,
+            request_runtime(request).store,
             name,
             numbers,
             message_types,
@@ -189,7 +184,7 @@ async def create_business(request: Request, user: SessionUser) -> Response:
         )
     except (FormRefused, InvalidBusiness, StoreError) as exc:
         return await _list_page(request, user, error=_sentence(exc), form=kept, status=400)
-    _runtime(request).catalog.invalidate()
+    request_runtime(request).catalog.invalidate()
     return RedirectResponse(business_url(created.name) + "&created=1", status_code=303)
 
 
@@ -218,7 +213,7 @@ async def change_numbers(request: Request, user: SessionUser) -> Response:
     business = await _visible_business(request, user, name)
     if business is None:
         return _no_business(name)
-    store, change = _runtime(request).store, str(form.get("change") or "")
+    store, change = request_runtime(request).store, str(form.get("change") or "")
     try:
         if change == "add":
             number = _numbers(request, [_field(form, "number")])[0]
@@ -232,7 +227,7 @@ async def change_numbers(request: Request, user: SessionUser) -> Response:
             raise FormRefused(f"Unknown change {change[:40]!r}")
     except (FormRefused, StoreError, ValueError) as exc:
         return await _business_page(request, user, business, error=_sentence(exc), status=400)
-    _runtime(request).catalog.invalidate()
+    request_runtime(request).catalog.invalidate()
     business = await store.get_business(business.name)
     return await _business_page(request, user, business, message=message)
 
@@ -248,11 +243,11 @@ async def new_locale(request: Request, user: SessionUser) -> Response:
     try:
         if locale not in DEFAULT_LOCALES:
             raise FormRefused(f"Locale: choose from {', '.join(DEFAULT_LOCALES)}")
-        await add_locale(_runtime(request).store, business, locale, user.name)
+        await add_locale(request_runtime(request).store, business, locale, user.name)
     except (FormRefused, InvalidBusiness, StoreError) as exc:
         return await _business_page(request, user, business, error=_sentence(exc), status=400)
-    _runtime(request).catalog.invalidate()
-    business = await _runtime(request).store.get_business(business.name)
+    request_runtime(request).catalog.invalidate()
+    business = await request_runtime(request).store.get_business(business.name)
     return await _business_page(
         request, user, business, message=f"Added {locale}: its default script is published as version 1."
     )
@@ -266,7 +261,7 @@ async def change_frequency(request: Request, user: SessionUser) -> Response:
     business = await _visible_business(request, user, name)
     if business is None:
         return _no_business(name)
-    locale, store = str(form.get("locale") or ""), _runtime(request).store
+    locale, store = str(form.get("locale") or ""), request_runtime(request).store
     try:
         if locale not in business.locales:
             raise FormRefused(f"{business.name} has no {locale[:20]!r} script")
@@ -285,7 +280,7 @@ async def change_frequency(request: Request, user: SessionUser) -> Response:
         return await _business_page(request, user, business, error=f"Not published: {problem}", status=422)
     except (FormRefused, InvalidBusiness, StoreError) as exc:
         return await _business_page(request, user, business, error=_sentence(exc), status=400)
-    _runtime(request).catalog.invalidate()
+    request_runtime(request).catalog.invalidate()
     return await _business_page(
         request,
         user,

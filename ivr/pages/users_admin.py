@@ -18,15 +18,10 @@ from consent_store.events import ROLES
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
 from ivr.passwords import BadUserName, hash_password, normal_user_name
-from ivr.runtime import Runtime
+from ivr.runtime import request_runtime
 
 # 96 random bits as 16 URL-safe characters: far beyond what zxcvbn asks, and easy to copy.
 GENERATED_PASSWORD_BYTES = 12
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def new_password() -> str:
@@ -42,7 +37,7 @@ async def _page(
     shown_password: tuple[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    store = _runtime(request).store
+    store = request_runtime(request).store
     return templates.TemplateResponse(
         request,
         "manage_users.html",
@@ -79,7 +74,7 @@ async def create_user(request: Request, user: SessionUser) -> Response:
         return await _page(request, user, error="An admin manages every business: tick none.", status=400)
     password = new_password()
     try:
-        await _runtime(request).store.add_user(
+        await request_runtime(request).store.add_user(
             name,
             role,
             hash_password(password),
@@ -98,7 +93,7 @@ async def change_user(request: Request, user: SessionUser) -> Response:
     """Disable, enable, reset the password of, or end the sessions of a user."""
     form = await request.form()
     name, change = str(form.get("name") or ""), str(form.get("change") or "")
-    store = _runtime(request).store
+    store = request_runtime(request).store
     if await store.get_user(name) is None:
         return PlainTextResponse(f"No user named {name!r}.", status_code=404)
     if name == user.name and change == "disable":

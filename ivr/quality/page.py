@@ -19,12 +19,7 @@ from ivr.pages.web import templates
 from ivr.quality.delivery import delivery_label, delivery_row
 from ivr.quality.report import figure_row, quality_csv, quality_flags, with_frequency_changes
 from ivr.quality.svg import rate_bars, stacked_bars
-from ivr.runtime import Runtime
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+from ivr.runtime import request_runtime
 
 
 async def _figures(request: Request, user: SessionUser) -> QualityFigures | Response:
@@ -37,7 +32,7 @@ async def _figures(request: Request, user: SessionUser) -> QualityFigures | Resp
             times[name] = parse_timestamp(value, name) if value else None
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=400)
-    store = _runtime(request).store
+    store = request_runtime(request).store
     try:
         if not user.may_see(query.get("business", "")):
             raise StoreError("not this user's business")  # answered like one that does not exist

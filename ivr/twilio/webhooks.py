@@ -14,14 +14,10 @@ FromCountry, CallerName) verbatim.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import hmac
 import logging
 import time
-from urllib.parse import unquote_plus
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -36,7 +32,7 @@ from consent_store import (
 )
 from consent_store.phone import is_e164, masked
 from ivr.recordings import fetch as recording_fetch
-from ivr.runtime import Runtime
+from ivr.runtime import Runtime, request_runtime
 from ivr.twilio.call_flow import (
     START_PLACEHOLDER,
     CallContext,
@@ -54,6 +50,13 @@ from ivr.twilio.call_flow import (
     unknown_number_reply,
     write_failed,
 )
+from ivr.twilio.inbound import REHEARSAL_PARAM as REHEARSAL_PARAM
+from ivr.twilio.inbound import Form, _bad_sid, _not_one_of, _rehearsal, _simulated, _twiml
+from ivr.twilio.inbound import _bad_request as _bad_request
+from ivr.twilio.inbound import _forbidden as _forbidden
+from ivr.twilio.inbound import _from_twilio as _from_twilio
+from ivr.twilio.inbound import parse_urlencoded as parse_urlencoded
+from ivr.twilio.inbound import simulated_mark as simulated_mark
 from ivr.twilio.signature import twilio_sid_ok
 from voice_scripts import ScriptError, parse_script
 
@@ -71,206 +74,6 @@ CALL_STATUSES = frozenset(
 # (https://support.twilio.com/hc/en-us/articles/360014251313-Getting-Started-with-Recording-Status-Callbacks);
 # absent and failed come with an ErrorCode (16101 too short, 16102 silent).
 RECORDING_STATUSES = frozenset(("in-progress", "completed", "absent", "failed"))
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _twiml(twiml: str) -> Response:
-    return Response(twiml, media_type="application/xml")
-
-
-def _forbidden() -> Response:
-    return PlainTextResponse("Forbidden: missing or invalid X-Twilio-Signature.", status_code=403)
-
-
-def _bad_request(message: str) -> Response:
-    return PlainTextResponse(f"Bad request: {message}", status_code=400)
-
-
-def _bad_sid(name: str, value: str, prefix: str) -> Response:
-    return _bad_request(f"{name} {value[:40]!r} is not a Twilio SID ({prefix} and 32 lower-case hex digits).")
-
-
-def _not_one_of(name: str, value: str, allowed: frozenset[str]) -> Response:
-    return _bad_request(f"{name} {value[:40]!r} is not one of Twilio's: {', '.join(sorted(allowed))}.")
-
-
-def _base_url(request: Request, public_url: str | None) -> str:
-    """Where Twilio reaches this service: IVR_PUBLIC_URL, else the scheme and Host of the request."""
-    if public_url:
-        return public_url
-    scope = request.scope
-    if not scope.get("root_path"):
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value.decode("latin-1")
-                if host and not any(c in host for c in "/?#@ \\"):
-                    return f"{scope['scheme']}://{host}"
-                break
-    url = request.url  # no usable Host header (or a root path): Starlette's own rules
-    return f"{url.scheme}://{url.netloc}" + (scope.get("root_path") or "")
-
-
-def _signed_url(request: Request, base_url: str) -> str:
-    """The URL Twilio signed: where it sent the request, query string included."""
-    query: bytes = request.scope.get("query_string", b"")
-    path: str = request.scope["path"]
-    return base_url + path + ("?" + query.decode() if query else "")
-
-
-# The same few escaped values come again and again (the called numbers, a caller's number on
-# each webhook of a call): unquote each once.
-_unquote = functools.lru_cache(maxsize=4096)(unquote_plus)
-
-
-def parse_urlencoded(body: str) -> list[tuple[str, str]]:
-    """What parse_qsl(body, keep_blank_values=True) returns, without unquoting plain values."""
-    pairs = []
-    for part in body.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        if "%" in name or "+" in name:
-            name = _unquote(name)
-        if "%" in value or "+" in value:
-            value = _unquote(value) if len(value) <= 64 else unquote_plus(value)
-        pairs.append((name, value))
-    return pairs
-
-
-async def _body(request: Request) -> bytes:
-    """The request body, read straight from the ASGI messages (once: nothing else reads it)."""
-    chunks = []
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _parameters(request: Request, content_type: str) -> list[tuple[str, str]]:
-    """The posted parameters, in order (Twilio posts urlencoded UTF-8 forms)."""
-    if request.method != "POST":
-        return []
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        return parse_urlencoded((await _body(request)).decode("utf-8", errors="replace"))
-    return [(k, str(v)) for k, v in (await request.form()).multi_items()]
-
-
-# A webhook's parameters: Twilio sends each name once (a repeated name keeps its last value).
-Form = dict[str, str]
-
-
-async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> Form | None:
-    """The request's parameters if Twilio signed them, else None (and one log line saying why)."""
-    signature = content_type = settings_header = ""
-    for name, value in request.scope["headers"]:
-        if name == b"x-twilio-signature":
-            signature = value.decode("latin-1")
-        elif name == b"content-type":
-            content_type = value.decode("latin-1")
-        elif name == b"x-twilio-webhooks-signature-settings":
-            settings_header = value.decode("latin-1")
-    items = await _parameters(request, content_type)
-    if request.method == "GET":
-        # A callback configured as GET carries its parameters in the signed URL's query.
-        query_items = request.query_params.multi_items()
-    else:
-        query_items = []
-    account_sid = next((v for k, v in items if k == "AccountSid"), "") or next(
-        (v for k, v in query_items if k == "AccountSid"), ""
-    )
-    url = _signed_url(request, base_url)
-    verdict = runtime.webhook_secrets.check(
-        url,
-        items,
-        signature,
-        account_sid,
-        settings_header,
-        functools.partial(_other_urls, request, base_url, runtime.settings.public_url),
-    )
-    if not verdict.ok:
-        query = request.scope.get("query_string", b"")
-        LOG.warning(
-            "refused %s %s: %s; checked %s for AccountSid %s with %s; likely fix: %s",
-            request.method,
-            request.url.path,
-            verdict.problem,
-            # The query may carry a caller's number (a GET callback): the log names the URL only.
-            base_url + request.scope["path"] + ("?..." if query else ""),
-            verdict.account_sid or "(none)",
-            f"{', '.join(verdict.tried)} ({verdict.algorithm})" if verdict.tried else "no secret",
-            verdict.fix,
-        )
-        return None
-    return dict([*items, *query_items])
-
-
-def _other_urls(request: Request, base_url: str, public_url: str | None) -> list[tuple[str, str]]:
-    """URLs a refused request may have been signed for instead, and what each one means."""
-    host_url = _base_url(request, None)
-    scheme, _, rest = host_url.partition("://")
-    flipped = ("https" if scheme == "http" else "http") + "://" + rest
-    others = []
-    if public_url and host_url != base_url:
-        others.append(
-            (
-                _signed_url(request, host_url),
-                f"IVR_PUBLIC_URL ({public_url}) differs from the host Twilio called ({host_url}): "
-                "set IVR_PUBLIC_URL to the URL in the number's Voice configuration",
-            )
-        )
-    others.append(
-        (
-            _signed_url(request, flipped),
-            f"Twilio called {flipped} but this server saw {scheme}: the proxy in front is not in "
-            f"--forwarded-allow-ips (its X-Forwarded-Proto is ignored), or set IVR_PUBLIC_URL={flipped}",
-        )
-    )
-    return others
-
-
-async def _from_twilio(request: Request) -> tuple[Runtime, str, Form | None]:
-    """The runtime, this service's base URL, and the parameters if Twilio signed the request."""
-    runtime = _runtime(request)
-    base_url = _base_url(request, runtime.settings.public_url)
-    return runtime, base_url, await _signed_form(request, runtime, base_url)
-
-
-# Set only by this service's own simulator (/try, `ivr call`), which signs with the auth token like
-# Twilio: "published" or "draft" (version 0 in the call state), a rehearsal that writes nothing;
-# or simulated_mark(), a call that records, its decision flagged `"simulated": true`.
-REHEARSAL_PARAM = "IvrRehearsal"
-
-
-def _rehearsal(form: Form) -> str | None:
-    value = str(form.get(REHEARSAL_PARAM) or "")
-    return value if value in ("published", "draft") else None
-
-
-def simulated_mark(auth_token: str, call_sid: str) -> str:
-    """REHEARSAL_PARAM's value for a simulated call that records (`ivr call --record`).
-
-    Bound to its CallSid by the auth token, so a signed request cannot be re-cut (see the
-    module docstring) into one marking a real call simulated: the mark is checked, not trusted.
-    """
-    mac = hmac.new(auth_token.encode("utf-8"), f"simulated {call_sid}".encode(), hashlib.sha256)
-    return "simulated." + mac.hexdigest()[:32]
-
-
-def _simulated(runtime: Runtime, form: Form) -> bool:
-    value = form.get(REHEARSAL_PARAM) or ""
-    if not value.startswith("simulated."):
-        return False
-    if hmac.compare_digest(value, simulated_mark(runtime.auth_token, form.get("CallSid") or "")):
-        return True
-    LOG.warning("call %s carries a simulated mark that does not hold: recorded as real", form.get("CallSid"))
-    return False
 
 
 async def _script(
@@ -550,7 +353,7 @@ async def call_status(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     try:
-        await _runtime(request).store.ping()
+        await request_runtime(request).store.ping()
     except StoreError as exc:
         return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
     return JSONResponse({"status": "ok"})
