@@ -8,6 +8,11 @@ are both read forward a chunk at a time. A CSV export is first compared with the
 the store builds (`export_csv_chunks`: SQLite writes them itself, fast); only if
 something differs is it read again row by row, to say which row and how. Never writes
 anything.
+
+An export written before some column existed holds a prefix of today's columns (they are
+only ever appended): its columns are read from the file (ivr.evidence.export_columns),
+must be the manifest's when it lists them, and the store's decisions are rendered again
+with exactly those columns.
 """
 
 from __future__ import annotations
@@ -28,8 +33,13 @@ from ivr.evidence.export import (
     COLUMNS,
     ExportFormat,
     csv_cells,
-    render_header,
-    render_rows,
+)
+from ivr.evidence.export_columns import (
+    ColumnsError,
+    file_columns,
+    header_for,
+    prefix_length,
+    render_rows_with,
 )
 from ivr.evidence.manifest import ExportManifest, ManifestError
 
@@ -75,23 +85,23 @@ def _short(digest: object) -> str:
     return f"{digest[:12]}..." if isinstance(digest, str) else repr(digest)
 
 
-def _parsed(text: str, fmt: ExportFormat) -> dict[str, Any]:
+def _parsed(text: str, fmt: ExportFormat, count: int) -> dict[str, Any]:
     """The first row of `text` as column -> value (CSV cells as text, JSON as parsed)."""
     if fmt == "csv":
         cells = next(csv.reader(io.StringIO(text, newline="")))
-        if len(cells) != len(COLUMNS):
-            raise ValueError(f"{len(cells)} cells where the export has {len(COLUMNS)}")
-        return dict(zip(COLUMNS, cells, strict=True))
+        if len(cells) != count:
+            raise ValueError(f"{len(cells)} cells where the export has {count}")
+        return dict(zip(COLUMNS[:count], cells, strict=True))
     parsed = json.loads(text.split("\n", 1)[0])
     if not isinstance(parsed, dict):
         raise ValueError("not a JSON object")
     return parsed
 
 
-def _expected(row: DecisionRow, fmt: ExportFormat) -> dict[str, Any]:
+def _expected(row: DecisionRow, fmt: ExportFormat, count: int) -> dict[str, Any]:
     if fmt == "csv":
-        return dict(zip(COLUMNS, csv_cells(row), strict=True))
-    expected: dict[str, Any] = json.loads(render_rows([row], fmt))
+        return dict(zip(COLUMNS[:count], csv_cells(row)[:count], strict=True))
+    expected: dict[str, Any] = json.loads(render_rows_with([row], fmt, count))
     return expected
 
 
@@ -102,40 +112,49 @@ def _record_hash(values: dict[str, Any], fmt: ExportFormat) -> Any:
     return values.get("record_hash")
 
 
-def describe_difference(found: bytes, row: DecisionRow, fmt: ExportFormat) -> str:
+def describe_difference(found: bytes, row: DecisionRow, fmt: ExportFormat, count: int = len(COLUMNS)) -> str:
     """What is wrong with the file's bytes where `row` should be (`found` starts there)."""
     if not found:
         return "missing: the export ends before it, the store has more rows"
     try:
-        values = _parsed(found.decode("utf-8", errors="replace"), fmt)
+        values = _parsed(found.decode("utf-8", errors="replace"), fmt, count)
     except (csv.Error, StopIteration, ValueError) as exc:
         return f"it is not a valid {'CSV' if fmt == 'csv' else 'JSON'} row ({exc})"
-    expected = _expected(row, fmt)
+    expected = _expected(row, fmt, count)
     if _record_hash(values, fmt) != row.record_hash:
         return (
             f"it holds record hash {_short(_record_hash(values, fmt))} where the store's decision is "
             f"{_short(row.record_hash)} (a row was deleted, added, moved or edited)"
         )
-    differing = [key for key in expected if values.get(key) != expected[key]]
-    differing += [key for key in values if key not in expected]
+    missing = [key for key in expected if key not in values]
+    if missing:
+        return f"it lacks {', '.join(missing)}, which the export's other rows have"
+    added = [key for key in values if key not in expected]
+    if added:
+        return f"it has {', '.join(map(repr, added))}, which the export's other rows lack"
+    differing = [key for key in expected if values[key] != expected[key]]
     if differing:
         verb = "differs" if len(differing) == 1 else "differ"
         return f"its {', '.join(differing)} {verb} from the store's record"
+    if list(values) != list(expected):
+        return "its keys are not in the export's order"
     return "its bytes differ from the export as written (quoting, spacing or line ending changed)"
 
 
-def _compare_chunk(file: _HashingReader, rows: list[DecisionRow], done: int, fmt: ExportFormat) -> None:
+def _compare_chunk(
+    file: _HashingReader, rows: list[DecisionRow], done: int, fmt: ExportFormat, count: int
+) -> None:
     """Raise _Mismatch naming the first of these rows whose bytes in the file differ."""
-    expected = render_rows(rows, fmt)
+    expected = render_rows_with(rows, fmt, count)
     found = file.read(len(expected))
     if found == expected:
         return
     offset = 0
     for number, row in enumerate(rows, start=done + 1):
-        one = render_rows([row], fmt)
+        one = render_rows_with([row], fmt, count)
         if found[offset : offset + len(one)] != one:
             tail = found[offset:] + file.read(_DIAGNOSIS_BYTES)
-            raise _Mismatch(f"row {number}: {describe_difference(tail, row, fmt)}")
+            raise _Mismatch(f"row {number}: {describe_difference(tail, row, fmt, count)}")
         offset += len(one)
 
 
@@ -167,11 +186,40 @@ async def check_export(
     progress: Callable[[int], None] | None = None,
 ) -> ExportCheck:
     """Compare the export at `path` with the store, as its manifest describes it."""
-    if manifest.format == "csv":
+    try:
+        count = export_column_count(path, manifest)
+    except ColumnsError as exc:
+        return ExportCheck(0, None, str(exc))
+    if manifest.format == "csv" and count == len(COLUMNS):
         matched = await _csv_matches_whole(store, path, manifest, progress)
         if matched is not None:
             return matched
-    return await _check_row_by_row(store, path, manifest, progress)
+    return await _check_row_by_row(store, path, manifest, progress, count)
+
+
+def export_column_count(path: Path, manifest: ExportManifest) -> int:
+    """How many of today's columns the export holds (a prefix: see ivr.evidence.export_columns),
+    read from the file and held to the manifest's list when it has one; ColumnsError if neither
+    a prefix of today's columns nor the manifest's."""
+    with path.open("rb") as handle:
+        found = file_columns(handle, manifest.format)
+    where = "row 0 (the header)" if manifest.format == "csv" else "row 1"
+    listed = manifest.columns
+    if found is None:  # a JSON export without rows: only the manifest can say
+        return prefix_length(tuple(listed) if listed is not None else COLUMNS, "the manifest's columns")
+    count = prefix_length(found, where)
+    if listed is not None and list(found) != listed:
+        place = next(
+            (i for i, (a, b) in enumerate(zip(found, listed, strict=False)) if a != b),
+            min(len(found), len(listed)),
+        )
+        in_file = repr(found[place][:40]) if place < len(found) else "nothing"
+        in_manifest = repr(listed[place][:40]) if place < len(listed) else "nothing"
+        raise ColumnsError(
+            f"{where}: it holds {len(found)} columns where the manifest lists {len(listed)}: column "
+            f"{place + 1} is {in_file} in the file and {in_manifest} in the manifest"
+        )
+    return count
 
 
 async def _csv_matches_whole(
@@ -184,7 +232,7 @@ async def _csv_matches_whole(
     last: str | None = None
     with path.open("rb") as handle:
         file = _HashingReader(handle)
-        header = render_header("csv")
+        header = header_for("csv", len(COLUMNS))
         if file.read(len(header)) != header:
             return None
         try:
@@ -217,9 +265,14 @@ def _verdict(manifest: ExportManifest, rows: int, sha256: str) -> ExportCheck:
 
 
 async def _check_row_by_row(
-    store: ConsentStore, path: Path, manifest: ExportManifest, progress: Callable[[int], None] | None
+    store: ConsentStore,
+    path: Path,
+    manifest: ExportManifest,
+    progress: Callable[[int], None] | None,
+    count: int,
 ) -> ExportCheck:
-    """The check from DecisionRows, rendered again; at a difference, says which row and how."""
+    """The check from DecisionRows, rendered again with the export's first `count` columns; at a
+    difference, says which row and how."""
     fmt = manifest.format
     done = 0
     first: str | None = None
@@ -228,7 +281,7 @@ async def _check_row_by_row(
         file = _HashingReader(handle)
         try:
             where = manifest.export_filter()
-            header = render_header(fmt)
+            header = header_for(fmt, count)
             if file.read(len(header)) != header:
                 raise _Mismatch("row 0 (the header): it is not the export's column names")
             rows = store.export_decisions(
@@ -241,13 +294,13 @@ async def _check_row_by_row(
                 async for row in rows:
                     chunk.append(row)
                     if len(chunk) == CHUNK_ROWS:
-                        _compare_chunk(file, chunk, done, fmt)
+                        _compare_chunk(file, chunk, done, fmt, count)
                         done, first, last = done + len(chunk), first or chunk[0].record_hash, row.record_hash
                         chunk.clear()
                         if progress is not None:
                             progress(done)
             if chunk:
-                _compare_chunk(file, chunk, done, fmt)
+                _compare_chunk(file, chunk, done, fmt, count)
                 done, first, last = done + len(chunk), first or chunk[0].record_hash, chunk[-1].record_hash
             if file.read(1):
                 raise _Mismatch(

@@ -1,8 +1,9 @@
 """The manifest written beside an export file: what it holds and where the chain stood.
 
 `FILE.manifest.json` records the format, the filters, the row count, the SHA-256 of
-the file's bytes, the first and last record hashes, and the store's chain head at
-export time, so `ivr verify --export FILE` can prove the file against the store.
+the file's bytes, the first and last record hashes, the store's chain head at
+export time and the export's columns (names in order, and how many the spec had), so
+`ivr verify --export FILE` can prove the file against the store.
 Never written for an export to standard output.
 """
 
@@ -17,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from consent_store import ExportFilter
+from consent_store.columns import NAMES
 from ivr.evidence.export import EXPORT_FORMATS, ExportFormat, ExportResult
 
 MANIFEST_SUFFIX = ".manifest.json"
-MANIFEST_VERSION = 1
+# 2: records `columns` and `columns_version`; a version 1 manifest lacks them (its export's
+# columns are then read from the file alone).
+MANIFEST_VERSION = 2
 
 
 class ManifestError(Exception):
@@ -46,6 +50,12 @@ class ExportManifest:
     created_at: str
     ivr_version: str
     manifest_version: int = MANIFEST_VERSION
+    # The export's column names, in order (None in a version 1 manifest). Columns are only ever
+    # appended, so an older export's are a prefix of today's.
+    columns: list[str] | None = None
+    # How many columns the column spec had when the export was written (its version: columns
+    # are only ever appended, so the count names the set); None in a version 1 manifest.
+    columns_version: int | None = None
 
     @classmethod
     def for_export(
@@ -70,6 +80,8 @@ class ExportManifest:
             chain_head=head[1],
             created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             ivr_version=ivr_version,
+            columns=list(NAMES),
+            columns_version=len(NAMES),
         )
 
     def export_filter(self) -> ExportFilter:
@@ -112,7 +124,7 @@ def read_manifest(path: Path) -> ExportManifest:
     if not isinstance(raw, dict):
         raise ManifestError(f"its manifest {path} is not a JSON object")
     names = {field.name for field in dataclasses.fields(ExportManifest)}
-    missing = sorted(names - set(raw) - {"manifest_version"})
+    missing = sorted(names - set(raw) - {"manifest_version", "columns", "columns_version"})
     if missing or set(raw) - names:
         problem = f"lacks {', '.join(missing)}" if missing else f"has unknown keys {sorted(set(raw) - names)}"
         raise ManifestError(f"its manifest {path} {problem}")
@@ -121,4 +133,13 @@ def read_manifest(path: Path) -> ExportManifest:
         raise ManifestError(f"its manifest {path} names an unknown format or filters")
     if not isinstance(manifest.event_count, int) or not isinstance(manifest.rows, int):
         raise ManifestError(f"its manifest {path} has a row or record count that is not a number")
+    columns = manifest.columns
+    if columns is not None and (
+        not isinstance(columns, list) or not all(isinstance(name, str) for name in columns)
+    ):
+        raise ManifestError(f"its manifest {path} has columns that are not a list of names")
+    if manifest.columns_version is not None and (
+        not isinstance(manifest.columns_version, int) or manifest.columns_version != len(columns or ())
+    ):
+        raise ManifestError(f"its manifest {path} has a columns_version that is not its number of columns")
     return manifest
