@@ -164,14 +164,59 @@ async def test_verify_export_proves_untouched_exports_even_after_the_log_grew(
 # --- verify --export: exports that do not match ---------------------------------------------------
 
 
-async def test_every_one_byte_edit_of_an_export_is_caught_naming_its_row(
+def one_byte_edits(data: bytes) -> list[int]:
+    """Offsets to edit that cover every kind of byte on every line, not every byte.
+
+    A line is cut into runs of letters and digits (a value, a key, a part of a hash or URL)
+    and single other bytes (quotes, commas, colons, braces, spaces, CR, LF). On every line,
+    the first byte of each kind of separator is edited; of the runs, each line takes every
+    `lines`-th one starting at its own number, so each run position is edited on one line,
+    at a byte that moves with the run's number (its first, middle or last byte)."""
+    lines = data.splitlines(keepends=True)
+    offsets: list[int] = []
+    start = 0
+    for number, line in enumerate(lines):
+        separators: set[int] = set()
+        runs: list[tuple[int, int]] = []
+        at = 0
+        while at < len(line):
+            end = at
+            while end < len(line) and chr(line[end]).isalnum():
+                end += 1
+            if end > at:
+                runs.append((at, end))
+                at = end
+                continue
+            if line[at] not in separators:
+                separators.add(line[at])
+                offsets.append(start + at)
+            at += 1
+        for index in range(number % len(lines), len(runs), len(lines)):
+            first, end = runs[index]
+            offsets.append(start + first + (index * 7) % (end - first))
+        start += len(line)
+    return sorted(offsets)
+
+
+def test_the_one_byte_edits_reach_every_line_run_and_separator() -> None:
+    """The sample the sweep edits: every line's separators, each run position on some line."""
+    data = b'{"a": "x1", "bb": 22}\n{"a": "y2", "bb": 33}\n'
+    offsets = one_byte_edits(data)
+    assert {data[o : o + 1] for o in offsets} >= {b"{", b'"', b":", b" ", b",", b"}", b"\n"}
+    assert {offset // 22 for offset in offsets} == {0, 1}  # both lines
+    runs = ["a", "x1", "bb", "22"]  # the runs of each line, in order: each edited on one of them
+    edited = {(o // 22, data[o : o + 1]) for o in offsets if chr(data[o]).isalnum()}
+    assert len(edited) == len(runs) and {line for line, _ in edited} == {0, 1}
+
+
+async def test_every_kind_of_one_byte_edit_of_an_export_is_caught_naming_its_row(
     decisions: Service, tmp_path: Path
 ) -> None:
     for fmt, path in (await export_all_formats(decisions, tmp_path)).items():
         manifest = read_manifest(manifest_path(path))
         original = path.read_bytes()
         assert len(rows_of(original, fmt)[1]) == 4
-        for offset in range(0, len(original), 5):  # every 5th byte: each row, field and line ending
+        for offset in one_byte_edits(original):
             edited = bytearray(original)
             edited[offset] = original[offset] ^ 0x01 if original[offset] != ord("\n") else ord(" ")
             path.write_bytes(bytes(edited))
