@@ -19,16 +19,8 @@ from consent_store import (
     open_store,
 )
 from ivr import __version__
-from ivr.businesses import add_business, ensure_demo_business
-from ivr.cli.admin import business_webhook, forget, region_option, script, token, typed_phone, user
-from ivr.cli.compliance import compliance
-from ivr.cli.evidence import export, verify
-from ivr.cli.message import business_update, message
-from ivr.cli.recordings import business_retention, recordings
-from ivr.cli.stats import stats
+from ivr.cli.lazy import LazyCommands
 from ivr.cli.support import CliFailure, settings_from_env, with_store, with_store_errors
-from ivr.cli.twilio import twilio
-from voice_scripts import DEFAULT_LOCALES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +30,25 @@ def cli() -> None:
 
     Every command reads the database from IVR_DATABASE_URL (default sqlite:///ivr.db).
     """
+
+
+# Commands defined in other modules, imported when used (ivr/cli/lazy.py): start-up stays light.
+cli.commands = LazyCommands(
+    {
+        "business": "ivr.cli.business:business",
+        "export": "ivr.cli.evidence:export",
+        "verify": "ivr.cli.evidence:verify",
+        "script": "ivr.cli.admin:script",
+        "user": "ivr.cli.admin:user",
+        "forget": "ivr.cli.admin:forget",
+        "token": "ivr.cli.admin:token",
+        "stats": "ivr.cli.stats:stats",
+        "compliance": "ivr.cli.compliance:compliance",
+        "twilio": "ivr.cli.twilio:twilio",
+        "message": "ivr.cli.message:message",
+        "recordings": "ivr.cli.recordings:recordings",
+    }
+)
 
 
 @cli.command()
@@ -69,6 +80,8 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
 
     settings = settings_from_env()
     _check_port_free(host, port)
+
+    from ivr.businesses import ensure_demo_business
 
     async def check(store: ConsentStore) -> list[str]:
         await ensure_demo_business(store)
@@ -144,82 +157,6 @@ def _check_port_free(host: str, port: int) -> None:
         ) from exc
 
 
-@cli.group()
-def business() -> None:
-    """Create and list businesses (the callers' counterparties)."""
-
-
-@business.command("add")
-@click.option("--name", required=True, help="The business name callers hear.")
-@click.option(
-    "--number",
-    "numbers",
-    multiple=True,
-    required=True,
-    help="Twilio number, e.g. +14155550123 or '+1 (415) 555-0123'; repeatable.",
-)
-@region_option
-@click.option(
-    "--message-type",
-    "message_types",
-    multiple=True,
-    required=True,
-    help="A type of WhatsApp message callers agree to, e.g. 'delivery updates'; repeatable.",
-)
-@click.option(
-    "--whatsapp-number",
-    "whatsapp_numbers",
-    multiple=True,
-    help="A WhatsApp sender of the business whose incoming messages (STOP...) come here; repeatable.",
-)
-@click.option(
-    "--locale",
-    "locales",
-    multiple=True,
-    type=click.Choice(DEFAULT_LOCALES),
-    help="Caller language; repeat for a language menu (first = key 1). Default en-US.",
-)
-def business_add(
-    name: str,
-    numbers: tuple[str, ...],
-    region: str | None,
-    message_types: tuple[str, ...],
-    locales: tuple[str, ...],
-    whatsapp_numbers: tuple[str, ...] = (),
-) -> None:
-    """Create a business with the default scripts for its locales, published."""
-    numbers = tuple(typed_phone("--number", number, region) for number in numbers)
-    senders = tuple(
-        typed_phone("--whatsapp-number", n.removeprefix("whatsapp:"), region) for n in whatsapp_numbers
-    )
-
-    async def work(store: ConsentStore) -> None:
-        created = await add_business(
-            store, name, numbers, message_types, locales or ("en-US",), whatsapp_numbers=senders
-        )
-        whatsapp = ", ".join(created.whatsapp_numbers)
-        click.echo(
-            f"Created business {created.name!r}: numbers {', '.join(created.numbers)}; "
-            + (f"WhatsApp senders {whatsapp}; " if whatsapp else "")
-            + f"locales {', '.join(created.locales)} (default scripts published as version 1)."
-        )
-
-    with_store(work)
-
-
-@business.command("list")
-def business_list() -> None:
-    """List businesses with their numbers, locales and message types."""
-
-    async def work(store: ConsentStore) -> None:
-        for b in await store.list_businesses():
-            click.echo(
-                f"{b.name}\t{', '.join(b.numbers)}\t{', '.join(b.locales)}\t{'; '.join(b.message_types)}"
-            )
-
-    with_store(work)
-
-
 @cli.command()
 @click.option("--to", "to", required=True, help="The business's number to call (spaces and dashes are fine).")
 @click.option("--from", "from_", default="+15005550006", show_default=True, help="The caller's number.")
@@ -241,6 +178,7 @@ def call(to: str, from_: str, keys: str | None, url: str | None, record: bool) -
     """Place a simulated call, signed like Twilio, and show what was recorded."""
     import httpx
 
+    from ivr.cli.admin import typed_phone
     from ivr.twilio.emulator import EmulatorError
     from ivr.twilio.simulated_call import parse_keys, place_call
 
@@ -294,22 +232,6 @@ def migrate() -> None:
 
     with_store(work)
     click.echo("ok: schema up to date")
-
-
-cli.add_command(export)
-cli.add_command(verify)
-cli.add_command(script)
-cli.add_command(user)
-cli.add_command(forget)
-cli.add_command(token)
-cli.add_command(stats)
-cli.add_command(compliance)
-cli.add_command(twilio)
-business.add_command(business_webhook)
-business.add_command(business_update)
-cli.add_command(message)
-cli.add_command(recordings)
-business.add_command(business_retention)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,9 +15,7 @@ import click
 from consent_store import ConsentStore, StoreError, StoreUnavailable, open_store
 from consent_store.exceptions import BadDatabaseURL, DatabaseMissing, SchemaTooNew
 from consent_store.url import parse_database_url
-from ivr.businesses import InvalidBusiness
 from ivr.settings import Settings
-from voice_scripts import ScriptError
 
 T = TypeVar("T")
 
@@ -78,5 +76,13 @@ def with_store_errors(run: Callable[[], Awaitable[T]]) -> T:
         raise CliFailure(str(exc), 2) from exc
     except StoreUnavailable as exc:
         raise CliFailure(str(exc), 1) from exc
-    except (StoreError, ScriptError, InvalidBusiness, ValueError) as exc:
+    except (StoreError, ValueError) as exc:  # ivr.businesses.InvalidBusiness is a ValueError
         raise CliFailure(str(exc), 2) from exc
+    except Exception as exc:
+        # Imported here: voice_scripts loads its linter and Jinja2, which `ivr --version` and
+        # the read-only commands do not need at start-up.
+        from voice_scripts import ScriptError
+
+        if isinstance(exc, ScriptError):
+            raise CliFailure(str(exc), 2) from exc
+        raise
