@@ -11,7 +11,9 @@ so a client must compare the numbers it gets back. The twilio library talks to i
 real HTTP (`serve()`, or IVR_TWILIO_API_URL). It never touches the consent store.
 
 Adding a resource (Recordings, ...): write `async def handler(api, request, account)`
-returning a Response, and add it to ROUTES with its path below `/2010-04-01/Accounts/{AccountSid}`.
+returning a Response, and add it to ROUTES with its path below `/2010-04-01/Accounts/{AccountSid}`
+(accounts and phone numbers are in rest_numbers.py, recording media in rest_media.py, what they
+share in rest_base.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import re
 import secrets
 import socket
 import threading
@@ -36,27 +37,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-API_VERSION = "2010-04-01"
-ACCOUNTS = f"/{API_VERSION}/Accounts"
-
-
-def new_sid(prefix: str) -> str:
-    return prefix + secrets.token_hex(16)
-
-
-@dataclass
-class Account:
-    sid: str
-    auth_token: str
-    friendly_name: str = "My first Twilio account"
-    status: str = "active"  # active | suspended | closed
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    sid: str
-    secret: str
-    account_sid: str
+from ivr.twilio.rest_base import ACCOUNTS as ACCOUNTS
+from ivr.twilio.rest_base import API_VERSION as API_VERSION
+from ivr.twilio.rest_base import Account as Account
+from ivr.twilio.rest_base import ApiKey as ApiKey
+from ivr.twilio.rest_base import new_sid as new_sid
+from ivr.twilio.rest_base import not_found as _not_found
+from ivr.twilio.rest_base import twilio_error as twilio_error
+from ivr.twilio.rest_numbers import NUMBER_ROUTES
 
 
 @dataclass
@@ -166,17 +154,6 @@ class TwilioRestEmulator:
 Handler = Callable[[TwilioRestEmulator, Request, Account], Awaitable[Response]]
 
 
-def twilio_error(status: int, code: int, message: str) -> JSONResponse:
-    """Twilio's error body, e.g. {"code": 20003, "message": "Authenticate", ...}."""
-    body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}"}
-    headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if status == 401 else None
-    return JSONResponse(body | {"status": status}, status_code=status, headers=headers)
-
-
-def _not_found(request: Request) -> JSONResponse:
-    return twilio_error(404, 20404, f"The requested resource {request.url.path} was not found")
-
-
 def _credentials(api: TwilioRestEmulator, request: Request) -> Account | None:
     """The account the basic-auth credentials belong to, or None."""
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
@@ -208,102 +185,7 @@ def _endpoint(api: TwilioRestEmulator, handler: Handler) -> Callable[[Request], 
     return endpoint
 
 
-async def fetch_account(api: TwilioRestEmulator, request: Request, account: Account) -> Response:
-    return JSONResponse(
-        {
-            "sid": account.sid,
-            "friendly_name": account.friendly_name,
-            "status": account.status,
-            "type": "Full",
-            "uri": f"{ACCOUNTS}/{account.sid}.json",
-        }
-    )
-
-
-def _pattern(phone_filter: str) -> re.Pattern[str]:
-    """Twilio's PhoneNumber filter: partial numbers, '*' for any digit."""
-    digits = "".join(c for c in phone_filter if c.isdigit() or c == "*")
-    return re.compile(re.escape(digits).replace(r"\*", r"\d"))
-
-
-async def list_numbers(api: TwilioRestEmulator, request: Request, account: Account) -> Response:
-    phone_filter = request.query_params.get("PhoneNumber")
-    pattern = _pattern(phone_filter) if phone_filter else None
-    page_size = int(request.query_params.get("PageSize") or 50)
-    found = [
-        n
-        for n in api.numbers.values()
-        if n["account_sid"] == account.sid
-        and (pattern is None or pattern.search(re.sub(r"\D", "", n["phone_number"])))
-    ][:page_size]
-    uri = f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
-    return JSONResponse(
-        {
-            "end": max(len(found) - 1, 0),
-            "first_page_uri": uri,
-            "incoming_phone_numbers": found,
-            "next_page_uri": None,
-            "page": 0,
-            "page_size": page_size,
-            "previous_page_uri": None,
-            "start": 0,
-            "uri": uri,
-        }
-    )
-
-
-def _owned_number(api: TwilioRestEmulator, request: Request, account: Account) -> dict[str, Any] | None:
-    number = api.numbers.get(request.path_params["Sid"])
-    return number if number is not None and number["account_sid"] == account.sid else None
-
-
-async def fetch_number(api: TwilioRestEmulator, request: Request, account: Account) -> Response:
-    number = _owned_number(api, request, account)
-    return _not_found(request) if number is None else JSONResponse(number)
-
-
-# Writable IncomingPhoneNumber parameters: name -> field; *Method ones take GET or POST.
-UPDATABLE = {
-    "FriendlyName": "friendly_name",
-    "VoiceUrl": "voice_url",
-    "VoiceMethod": "voice_method",
-    "VoiceFallbackUrl": "voice_fallback_url",
-    "VoiceFallbackMethod": "voice_fallback_method",
-    "StatusCallback": "status_callback",
-    "StatusCallbackMethod": "status_callback_method",
-    "VoiceApplicationSid": "voice_application_sid",
-    "SmsUrl": "sms_url",
-    "SmsMethod": "sms_method",
-}
-
-
-async def update_number(api: TwilioRestEmulator, request: Request, account: Account) -> Response:
-    number = _owned_number(api, request, account)
-    if number is None:
-        return _not_found(request)
-    form = await request.form()
-    changes: dict[str, str] = {}
-    for name, value in form.multi_items():
-        if name not in UPDATABLE or not isinstance(value, str):
-            continue
-        if name.endswith("Method"):
-            if value.upper() not in ("GET", "POST"):
-                return twilio_error(400, 21101, f"{name} is not valid: {value!r} (GET or POST)")
-            value = value.upper()
-        elif name.endswith(("Url", "Callback")) and value and not value.startswith(("http://", "https://")):
-            return twilio_error(400, 21502, f"{name} is not a valid URL: {value!r}")
-        changes[UPDATABLE[name]] = value
-    number.update(changes, date_updated=formatdate(usegmt=True))
-    return JSONResponse(number)
-
-
-NUMBER = "/{AccountSid}/IncomingPhoneNumbers/{Sid}.json"
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("GET", "/{AccountSid}.json", fetch_account),
-    ("GET", "/{AccountSid}/IncomingPhoneNumbers.json", list_numbers),
-    ("GET", NUMBER, fetch_number),
-    ("POST", NUMBER, update_number),
-]
+ROUTES: list[tuple[str, str, Handler]] = [*NUMBER_ROUTES]
 
 
 # -- Recordings list by CallSid, and DELETE (ivr recordings sync, retention) --------------------
