@@ -97,3 +97,11 @@ def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         added = ivr(env, "user", "add", "alice", "--role", "manager", stdin=SITE_PASSWORD + "\n")
         assert added.returncode == 0, added.stderr
         yield base, env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start processes or are measured slow (tests/slow.py): `-m "not slow"`
+    is the quick subset."""
+    from tests.slow import mark_slow
+
+    mark_slow(items)
