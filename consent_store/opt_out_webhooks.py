@@ -52,7 +52,8 @@ class OptOutWebhooksMixin(RegistryMixin):
     async def opt_outs_after(self, business: str, after_seq: int, limit: int = 50) -> list[OptOutNotice]:
         """Opt-outs of a business recorded after record `after_seq`, oldest first."""
         rows = await self._fetchall(
-            "SELECT e.seq, e.recorded_at, e.call_sid, s.phone, e.hash FROM events e"
+            "SELECT e.seq, e.recorded_at, e.call_sid, s.phone, e.hash,"
+            f" coalesce({self._json_text('e.body', 'data', 'channel')}, 'voice') FROM events e"
             " LEFT JOIN subjects s ON s.subject = e.subject WHERE e.seq > ? AND e.kind = 'decision'"
             " AND e.action = 'opt_out' AND e.business = ? ORDER BY e.seq LIMIT ?",
             (after_seq, business, limit),

@@ -104,3 +104,6 @@ class OptOutNotice:
     call_sid: str
     phone: str | None
     record_hash: str
+    # How the opt-out came: "voice" (a call), "whatsapp" or "sms" (a keyword), or the channel
+    # another system named (POST /api/opt-outs).
+    channel: str = "voice"

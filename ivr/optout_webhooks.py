@@ -64,6 +64,7 @@ def payload(hook: OptOutWebhook, notice: OptOutNotice) -> bytes:
             "call_sid": notice.call_sid,
             "record_hash": notice.record_hash,
             "record": notice.seq,
+            "channel": notice.channel,
         },
         separators=(",", ":"),
     ).encode()

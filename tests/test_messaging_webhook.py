@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from consent_store import ExportFilter
+from consent_store.events import OptOutWebhook
 from ivr.api.consent import new_token, token_sha256
+from ivr.optout_webhooks import payload
 from ivr.twilio.emulator import TwilioEmulator, new_sid
 from ivr.twilio.message_emulator import MessageEmulator, message_params, replies_of
 from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
@@ -317,7 +319,9 @@ async def test_the_businesss_opt_out_webhook_is_told_of_a_stop(
     reply = await texting.send(WHATSAPP_SENDER, CALLER, "STOP")
     await texting.send(WHATSAPP_SENDER, CALLER, "STOP", message_sid=reply.message_sid)  # a retry: no second
     notices = await service.store.opt_outs_after(ACME, 0)
-    assert [(n.call_sid, n.phone) for n in notices] == [(reply.message_sid, CALLER)]
+    assert [(n.call_sid, n.phone, n.channel) for n in notices] == [(reply.message_sid, CALLER, "whatsapp")]
+    hook = OptOutWebhook(ACME, "https://crm.example.com/hook", "secret", 0, 0, None)
+    assert json.loads(payload(hook, notices[0]))["channel"] == "whatsapp"  # what the business is told
 
 
 async def test_help_names_the_message_types_as_the_locales_script_says_them(

@@ -95,6 +95,7 @@ async def test_opt_outs_are_posted_signed_retried_and_sent_once_in_order(
     delivered = receiver.delivered()
     assert [d["phone"] for d in delivered] == ["+14155550001", "+14155550002"]
     assert [d["record_hash"] for d in delivered] == [r.record_hash for r in rows[1:]]
+    assert [d["channel"] for d in delivered] == ["voice", "voice"]  # opt-outs by phone (key 9)
     assert [status for status, _, _ in receiver.received] == [500, 500, 200, 200]
     for _, headers, body in receiver.received:
         stamp, mac = dict(part.split("=", 1) for part in headers["X-IVR-Signature"].split(",")).values()
