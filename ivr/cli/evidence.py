@@ -186,8 +186,8 @@ def export(
     "export_file",
     metavar="FILE",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Also prove that FILE, written by 'ivr export -o FILE', matches the store, "
-    "using FILE.manifest.json beside it.",
+    help="Also prove that FILE, written by 'ivr export -o FILE' (by this or an older version), "
+    "matches the store, using FILE.manifest.json beside it.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no warnings; errors still print.")
 @click.option(
@@ -204,6 +204,8 @@ def verify(reanchor: bool, export_file: Path | None, quiet: bool, skip_recording
     With --export FILE, then prove the export against the store: its bytes against the
     same decisions rendered again, its manifest's SHA-256, rows, first and last record
     hash, and its chain head against the chain; exit 1 naming the first row that differs.
+    An export written before some columns existed (a prefix of today's columns, read
+    from its header) is proved with exactly its columns.
     """
     if reanchor and export_file is not None:
         raise click.UsageError("--reanchor and --export cannot be used together")
