@@ -83,6 +83,7 @@ class Erasure:
     decisions: int
     recording_sids: tuple[str, ...]
     record_hash: str
+    message_statuses: int = 0  # set when only messages were sent to the number (no subject)
 
 
 @dataclass(frozen=True)

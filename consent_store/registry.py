@@ -10,6 +10,7 @@ portable; JSON through the backend's `_json_text`).
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -305,7 +306,7 @@ class RegistryMixin(StoreBackend):
         """
         row = await self._fetchone("SELECT subject FROM subjects WHERE phone = ?", (phone,))
         if row is None:
-            return None
+            return await self._forget_message_recipient(phone, author, reason)
         subject = str(row[0])
         counted = await self._fetchone(
             "SELECT count(*) FROM events WHERE subject = ? AND kind = 'decision'", (subject,)
@@ -337,3 +338,31 @@ class RegistryMixin(StoreBackend):
         stored = await self._append(event, erase)
         await self._checkpoint()  # old copies of the page may still sit in the write-ahead log
         return Erasure(subject, int(counted[0]), sids, stored.hash)
+
+    async def _forget_message_recipient(self, phone: str, author: str, reason: str) -> Erasure | None:
+        """A number that never decided anything but was sent messages: its status callbacks
+        (outside the chain) are erased, and the erasure is chained like any other (without the
+        number, nor a subject: it never had one). None if no message was sent to it."""
+        found = await self._fetchone("SELECT count(*) FROM message_statuses WHERE to_number = ?", (phone,))
+        statuses = int(found[0]) if found is not None else 0
+        if statuses == 0:
+            return None
+        event = NewEvent(
+            kind="erasure",
+            idempotency_key=f"erasure:messages:{secrets.token_hex(16)}",  # nothing that hints at the number
+            fields={
+                "subject_erased": None,
+                "decisions": 0,
+                "message_statuses": statuses,
+                "recording_sids": [],
+                "author": author,
+                "reason": reason,
+            },
+        )
+        erase = [
+            ("DELETE FROM message_statuses WHERE to_number = ?", (phone,)),
+            ("DELETE FROM messages WHERE to_number = ?", (phone,)),
+        ]
+        stored = await self._append(event, erase)
+        await self._checkpoint()
+        return Erasure("", 0, (), stored.hash, statuses)

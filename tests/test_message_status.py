@@ -207,3 +207,32 @@ async def test_forgetting_a_phone_erases_its_message_statuses_too(
     path = service.db_url.removeprefix("sqlite:///")
     raw = b"".join(Path(p).read_bytes() for p in (path, path + "-wal") if os.path.exists(p))
     assert CALLER.encode() not in raw
+
+
+async def test_forget_finds_a_number_that_only_received_messages(
+    service: Service, sender: MessageStatusEmulator
+) -> None:
+    """Never called, never decided: `ivr forget` still erases its status callbacks, chained."""
+    import asyncio
+    import json
+
+    from tests.test_forget import ivr
+
+    stranger = "+14155550177"
+    sent = await sender.send(f"whatsapp:{stranger}", f"whatsapp:{ACME_NUMBER}", "read")
+    other = await sender.send("whatsapp:+14155550166", f"whatsapp:{ACME_NUMBER}", "sent")
+    result = await asyncio.to_thread(ivr, service.db_url, "forget", "--phone", stranger)
+    assert result.returncode == 0, result.stderr
+    assert "message status(es)" in result.stdout and sent.sid not in result.stdout
+    assert {r[0] for r in stored(service)} == {other.sid}
+    assert [r[0] for r in first_reports(service)] == [other.sid]
+    path = service.db_url.removeprefix("sqlite:///")
+    raw = b"".join(Path(p).read_bytes() for p in (path, path + "-wal") if os.path.exists(p))
+    assert stranger.encode() not in raw and stranger.removeprefix("+").encode() not in raw
+    with sqlite3.connect(path) as db:
+        [erasure] = [json.loads(b) for (b,) in db.execute("SELECT body FROM events WHERE kind = 'erasure'")]
+    assert erasure["data"]["message_statuses"] >= 1 and erasure["data"]["subject_erased"] is None
+    assert (await service.store.verify()).intact
+    # Nothing left: a second request says so (exit 2), and writes no second erasure.
+    again = await asyncio.to_thread(ivr, service.db_url, "forget", "--phone", stranger)
+    assert again.returncode == 2 and "holds nothing" in again.stderr

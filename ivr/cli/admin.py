@@ -257,10 +257,16 @@ def forget(phone: str, region: str | None, reason: str) -> None:
         erased = await store.forget_phone(phone, author="cli", reason=reason)
         if erased is None:
             raise CliFailure(f"the store holds nothing for {phone}", 2)
-        click.echo(
-            f"Erased the phone number from {erased.decisions} decision(s); the erasure is record "
-            f"{erased.record_hash[:16]}... in the chain."
-        )
+        if erased.message_statuses:  # a number that was only sent messages
+            click.echo(
+                f"Erased the phone number from {erased.message_statuses} message status(es); the "
+                f"erasure is record {erased.record_hash[:16]}... in the chain."
+            )
+        else:
+            click.echo(
+                f"Erased the phone number from {erased.decisions} decision(s); the erasure is record "
+                f"{erased.record_hash[:16]}... in the chain."
+            )
         if audio.from_archive or audio.at_twilio:
             click.echo(
                 f"Deleted {len(audio.from_archive)} archived recording(s)"
