@@ -6,6 +6,7 @@ the figures as one JSON line; the server's CPU is read from /proc around the run
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -85,6 +86,13 @@ def run_wrk(
             f"the wrk request gets HTTP {reply.status_code} from {server.name}: {reply.text[:200]}"
         )
     write_wrk_script(script, body, signature)
+    return wrk_measured(server, script, url, connections, seconds)
+
+
+def wrk_measured(server: Server, script: Path, url: str, connections: int, seconds: int) -> WrkRun:
+    """wrk (one thread, a 5 s timeout) with a Lua script that ends by printing WRK_DONE's
+    BENCH-WRK line, against `url` of `server`: its figures, the server's CPU and wrk's own over
+    the run. Shared by the voice, status-callback and messaging benchmarks."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url]
     before, children = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
@@ -98,3 +106,20 @@ def run_wrk(
         server_cpu=cpu_percent(before, after),
         wrk_cpu=100 * wrk_cpu / (after.at - before.at),
     )
+
+
+def add_wrk_options(parser: argparse.ArgumentParser) -> None:
+    """--seconds, --connections and --seed, as every wrk benchmark takes them."""
+    parser.add_argument("--seconds", type=int, default=15, help="each wrk run (default 15)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument("--seed", type=int, default=1)
+
+
+def print_ratio(ours: WrkRun, floor: WrkRun) -> bool:
+    """Print ours against the floor (requests/s, p50, p99); True when within 1.5x of its rate."""
+    print(
+        f"ours / floor: requests/s {ours.rate / floor.rate:.2f}x;"
+        f" p50 {ours.ms('p50') / floor.ms('p50'):.2f}x;"
+        f" p99 {ours.ms('p99') / floor.ms('p99'):.2f}x"
+    )
+    return floor.rate / ours.rate <= 1.5

@@ -16,12 +16,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import resource
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,9 +28,9 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from bench.load import BUSINESS, NUMBER, add_business, baseline_serve, ivr_serve, server_env
-from bench.load_procs import BenchError, Server, cpu_percent, sample
+from bench.load_procs import BenchError, Server
 from bench.load_report import print_wrk
-from bench.load_wrk import WRK_DONE, WrkRun
+from bench.load_wrk import WRK_DONE, WrkRun, add_wrk_options, print_ratio, wrk_measured
 
 ACCOUNT = "AC" + "0" * 32
 PATH = "/twilio/message-status"
@@ -44,9 +41,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--bodies", type=int, default=40_000, help="distinct signed callbacks (default 40000)"
     )
-    parser.add_argument("--seconds", type=int, default=15, help="each wrk run (default 15)")
-    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    parser.add_argument("--seed", type=int, default=1)
+    add_wrk_options(parser)
     return parser.parse_args(list(argv))
 
 
@@ -128,27 +123,7 @@ def run(server: Server, script: Path, args: argparse.Namespace, check: bool, tok
         raise BenchError(
             f"{server.name} answers the status callback with HTTP {reply.status_code}: {reply.text}"
         )
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{args.connections}",
-        f"-d{args.seconds}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(script),
-        url,
-    ]
-    before, children = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 60, check=False)
-    after, children_after = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH-WRK ")), None)
-    if done.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
-    wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (children.ru_utime + children.ru_stime)
-    return WrkRun(
-        json.loads(line.split(" ", 1)[1]), cpu_percent(before, after), 100 * wrk_cpu / (after.at - before.at)
-    )
+    return wrk_measured(server, script, url, args.connections, args.seconds)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -181,12 +156,7 @@ def main(argv: Sequence[str]) -> int:
             write_script(directory / "floor.lua", server.base_url + PATH, token, bodies)
             floor = run(server, directory / "floor.lua", args, False, token)
             print_wrk("wrk: the same posts against the floor (bench/baseline_app.py)", floor)
-        print(
-            f"ours / floor: requests/s {ours.rate / floor.rate:.2f}x;"
-            f" p50 {ours.ms('p50') / floor.ms('p50'):.2f}x;"
-            f" p99 {ours.ms('p99') / floor.ms('p99'):.2f}x"
-        )
-        target = floor.rate / ours.rate <= 1.5
+        target = print_ratio(ours, floor)
         print(f"target: within 1.5x of the floor's requests/s: {'met' if target else 'NOT met'}")
         if statuses < acknowledged + 1 or messages < expected_messages:
             print(f"LOST: {acknowledged + 1 - statuses} acknowledged callbacks are not in the database")

@@ -15,12 +15,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import resource
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,9 +27,9 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from bench.load import BUSINESS, NUMBER, add_business, baseline_serve, ivr_serve, server_env
-from bench.load_procs import BenchError, Server, cpu_percent, sample
+from bench.load_procs import BenchError, Server
 from bench.load_report import print_wrk
-from bench.load_wrk import WrkRun
+from bench.load_wrk import WrkRun, add_wrk_options, print_ratio, wrk_measured
 from bench.message_status import write_script
 from ivr.twilio.message_emulator import message_params
 
@@ -47,9 +44,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--stop-share", type=float, default=0.05, help="share of STOP messages (default 0.05)"
     )
-    parser.add_argument("--seconds", type=int, default=15, help="each wrk run (default 15)")
-    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    parser.add_argument("--seed", type=int, default=1)
+    add_wrk_options(parser)
     return parser.parse_args(list(argv))
 
 
@@ -88,32 +83,7 @@ def probe(server: Server, token: str, expect_reply: bool) -> None:
 
 def run_wrk(server: Server, script: Path, args: argparse.Namespace) -> WrkRun:
     """wrk with the script against the server's /twilio/messaging (as bench/message_status.py runs it)."""
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{args.connections}",
-        f"-d{args.seconds}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(script),
-    ]
-    before, children = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(
-        [*command, server.base_url + PATH],
-        capture_output=True,
-        text=True,
-        timeout=args.seconds + 60,
-        check=False,
-    )
-    after, children_after = sample(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH-WRK ")), None)
-    if done.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
-    wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (children.ru_utime + children.ru_stime)
-    return WrkRun(
-        json.loads(line.split(" ", 1)[1]), cpu_percent(before, after), 100 * wrk_cpu / (after.at - before.at)
-    )
+    return wrk_measured(server, script, server.base_url + PATH, args.connections, args.seconds)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -149,9 +119,5 @@ def main(argv: Sequence[str]) -> int:
             write_script(directory / "floor.lua", server.base_url + PATH, token, bodies)
             floor = run_wrk(server, directory / "floor.lua", args)
             print_wrk("wrk: the same posts against the floor (bench/baseline_app.py)", floor)
-        print(
-            f"ours / floor: requests/s {ours.rate / floor.rate:.2f}x;"
-            f" p50 {ours.ms('p50') / floor.ms('p50'):.2f}x;"
-            f" p99 {ours.ms('p99') / floor.ms('p99'):.2f}x"
-        )
+        print_ratio(ours, floor)
     return 0
