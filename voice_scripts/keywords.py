@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from voice_scripts.exceptions import ScriptFormatError
-from voice_scripts.languages import language_for, offered_languages
+from voice_scripts.languages import Messaging, language_for, offered_languages
 
 __all__ = [
     "KEYWORD_KINDS",
@@ -44,17 +44,10 @@ _LONGEST = 64
 
 
 @dataclass(frozen=True)
-class MessagingTexts:
-    """One language's keywords (normalised) and replies."""
+class MessagingTexts(Messaging):
+    """One language's keywords (normalised) and replies: its [messaging] table, checked."""
 
     language: str
-    opt_out_keywords: tuple[str, ...]
-    help_keywords: tuple[str, ...]
-    start_keywords: tuple[str, ...]
-    opt_out_reply: str
-    help_reply: str
-    start_reply: str
-    error_reply: str
 
     def keywords(self, kind: KeywordKind) -> tuple[str, ...]:
         words = {"opt_out": self.opt_out_keywords, "help": self.help_keywords, "start": self.start_keywords}
@@ -116,14 +109,14 @@ def _texts(language: str) -> MessagingTexts | None:
         return None
     where = str(found.path)
     return MessagingTexts(
-        language,
-        _words(table.opt_out_keywords, "opt_out_keywords", where),
-        _words(table.help_keywords, "help_keywords", where),
-        _words(table.start_keywords, "start_keywords", where),
-        _text(table.opt_out_reply, "opt_out_reply", where),
-        _text(table.help_reply, "help_reply", where),
-        _text(table.start_reply, "start_reply", where),
-        _text(table.error_reply, "error_reply", where),
+        language=language,
+        opt_out_keywords=_words(table.opt_out_keywords, "opt_out_keywords", where),
+        help_keywords=_words(table.help_keywords, "help_keywords", where),
+        start_keywords=_words(table.start_keywords, "start_keywords", where),
+        opt_out_reply=_text(table.opt_out_reply, "opt_out_reply", where),
+        help_reply=_text(table.help_reply, "help_reply", where),
+        start_reply=_text(table.start_reply, "start_reply", where),
+        error_reply=_text(table.error_reply, "error_reply", where),
     )
 
 

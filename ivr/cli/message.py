@@ -15,14 +15,14 @@ from contextlib import AsyncExitStack
 import click
 import httpx
 
-from consent_store import ConsentStore, open_store
+from consent_store import ConsentStore
 from ivr.businesses import WHATSAPP_ADDRESS, set_whatsapp_numbers
 from ivr.cli.admin import region_option, typed_phone
 from ivr.cli.support import CliFailure, settings_from_env, with_store, with_store_errors
-from ivr.runtime import auth_token_for
 from ivr.settings import Settings
-from ivr.twilio.emulator import EmulatorError, TwilioEmulator, new_sid
+from ivr.twilio.emulator import EmulatorError, new_sid
 from ivr.twilio.message_emulator import MessageEmulator, MessageReply
+from ivr.twilio.simulated_call import simulator
 from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
 
 MAX_BODY = 1600  # Twilio's limit for a message body
@@ -61,21 +61,8 @@ async def send_message(
 ) -> MessageReply:
     """Send one message as Twilio would, in-process or to `url`; Twilio's reading of the answer."""
     async with AsyncExitStack() as stack:
-        store = open_store(settings.database_url)
-        await stack.enter_async_context(store)
-        token, _ = await auth_token_for(settings, store)
-        if url is None:
-            from ivr.app import create_app
-
-            app = create_app(settings)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            base = settings.public_url or "http://ivr.local"
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
-        else:
-            client = httpx.AsyncClient(base_url=url, timeout=20)
-            base = url
-        await stack.enter_async_context(client)
-        texting = MessageEmulator(TwilioEmulator(client, base, token, settings.twilio_account_sid))
+        _, twilio, token = await simulator(stack, settings, url)
+        texting = MessageEmulator(twilio)
         sid = new_sid("SM")
         mark = {REHEARSAL_PARAM: simulated_mark(token, sid)}
         return await texting.send(to, from_, body, whatsapp=whatsapp, message_sid=sid, extra_params=mark)

@@ -25,18 +25,18 @@ from ivr.pages.script_editing import (
     FormNotApplied,
     business_for,
     check_draft,
-    runtime_of,
     text_from_post,
 )
 from ivr.pages.script_form import KEY_CHOICES, KEY_LABELS, PROMPT_HELP, PROMPT_LABELS, voice_choices
 from ivr.pages.web import templates
+from ivr.runtime import request_runtime
 from ivr.scripts_admin import ScriptRejected, publish_checked
 from voice_scripts.plain_text import PLACEHOLDERS
 
 
 @requires("manager", "auditor")
 async def index(request: Request, user: SessionUser) -> Response:
-    businesses = [b for b in await runtime_of(request).store.list_businesses() if user.may_see(b.name)]
+    businesses = [b for b in await request_runtime(request).store.list_businesses() if user.may_see(b.name)]
     return templates.TemplateResponse(
         request, "manage_index.html", {"businesses": businesses, **template_user(user)}
     )
@@ -52,7 +52,7 @@ async def _editor(
     status: int = 200,
     view: str = "form",
 ) -> Response:
-    store = runtime_of(request).store
+    store = request_runtime(request).store
     published = await store.script_version(business.name, locale)
     draft = await store.script_draft(business.name, locale)
     text = text if text is not None else (draft.text if draft else published.text)
@@ -93,7 +93,7 @@ async def _editor(
             "voices": voice_choices(locale, checked.form.voice if checked.form else ""),
             "placeholders": PLACEHOLDERS,
             "versions": await store.script_versions(business.name, locale),
-            "rehearse": bool(runtime_of(request).settings.try_phone) and user.can_edit,
+            "rehearse": bool(request_runtime(request).settings.try_phone) and user.can_edit,
             # Escaped for a <script type="application/json"> element: no "</" can close it.
             "context_json": json.dumps(context).replace("</", "<\\/"),
             **template_user(user),
@@ -127,7 +127,7 @@ async def script_action(request: Request, user: SessionUser) -> Response:
         return PlainTextResponse(f"No script for business {name!r} in locale {locale!r}.", status_code=404)
     if sum(len(v.encode()) for v in fields.values()) > 2 * MAX_SCRIPT_BYTES:
         return PlainTextResponse("The script is too long.", status_code=413)
-    store = runtime_of(request).store
+    store = request_runtime(request).store
     if action == "discard":
         await store.discard_draft(business.name, locale)
         return RedirectResponse(_script_url(business.name, locale), status_code=303)
@@ -177,8 +177,8 @@ async def _publish(
     request: Request, business: Business, locale: str, text: str, user: SessionUser, note: str = "published"
 ) -> ScriptVersion:
     """Lint and publish; this process's calls hear it at once (others within a second)."""
-    version = await publish_checked(runtime_of(request).store, business, locale, text, user.name, note)
-    runtime_of(request).catalog.invalidate()
+    version = await publish_checked(request_runtime(request).store, business, locale, text, user.name, note)
+    request_runtime(request).catalog.invalidate()
     return version
 
 
@@ -193,7 +193,7 @@ async def rollback(request: Request, user: SessionUser) -> Response:
         return PlainTextResponse("version must be a number", status_code=400)
     if business is None or locale not in business.locales:
         return PlainTextResponse("No such script.", status_code=404)
-    store = runtime_of(request).store
+    store = request_runtime(request).store
     try:
         old = await store.script_version(business.name, locale, target)
     except StoreError:
@@ -233,7 +233,7 @@ async def diff_page(request: Request, user: SessionUser) -> Response:
         if not user.may_see(name):
             raise ValueError(name)
         new = int(request.query_params.get("version", ""))
-        store = runtime_of(request).store
+        store = request_runtime(request).store
         after = await store.script_version(name, locale, new)
         before = await store.script_version(name, locale, new - 1)
     except (ValueError, StoreError):
@@ -263,8 +263,8 @@ async def message_types(request: Request, user: SessionUser) -> Response:
     types = [t.strip() for t in str(form.get("message_types") or "").splitlines() if t.strip()]
     if not types or any(";" in t for t in types):
         return PlainTextResponse("Give at least one message type per line, without ';'.", status_code=400)
-    await runtime_of(request).store.set_message_types(business.name, types, user.name)
-    runtime_of(request).catalog.invalidate()
+    await request_runtime(request).store.set_message_types(business.name, types, user.name)
+    request_runtime(request).catalog.invalidate()
     return RedirectResponse("/manage", status_code=303)
 
 

@@ -22,9 +22,9 @@ from ivr.pages.script_editing import (
     FormNotApplied,
     business_for,
     check_draft,
-    runtime_of,
     text_from_post,
 )
+from ivr.runtime import request_runtime
 from ivr.scripts_admin import render_versions_off_loop
 from voice_scripts import ScriptError, language_for
 
@@ -98,7 +98,7 @@ async def draft_api(request: Request, user: SessionUser) -> Response:
     business, locale, text = asked
     if len(text.encode()) > MAX_SCRIPT_BYTES:
         return JSONResponse({"error": "the script is too long"}, status_code=413)
-    store = runtime_of(request).store
+    store = request_runtime(request).store
     published = await store.script_version(business.name, locale)
     if text == published.text:
         await store.discard_draft(business.name, locale)
@@ -117,7 +117,7 @@ async def changes_api(request: Request, user: SessionUser) -> Response:
     if isinstance(asked, JSONResponse):
         return asked
     business, locale, text = asked
-    published = await runtime_of(request).store.script_version(business.name, locale)
+    published = await request_runtime(request).store.script_version(business.name, locale)
     if text == published.text:
         return JSONResponse({"same": True, "version": published.version, "prompts": [], "settings": []})
     old, new = await render_versions_off_loop(business, (published.text, text))

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from consent_store import Business, StoreError
+from ivr.exceptions import FormNotApplied as FormNotApplied
 from ivr.pages.auth import SessionUser
 from ivr.pages.script_form import (
     BOX_LABELS,
@@ -27,7 +28,7 @@ from ivr.pages.script_form import (
     read_form,
 )
 from ivr.pages.web import base_url
-from ivr.runtime import Runtime
+from ivr.runtime import request_runtime
 from ivr.scripts_admin import ScriptPreview, preview_script_off_loop
 from voice_scripts import ScriptFormatError
 
@@ -35,17 +36,12 @@ MAX_SCRIPT_BYTES = 64_000
 _AT_LINE = re.compile(r"at line (\d+)")
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 async def business_for(request: Request, user: SessionUser, name: str) -> Business | None:
     """The named business if it exists and the user may see it (else None: a 404, the same for both)."""
     if not user.may_see(name):
         return None
     try:
-        return await runtime_of(request).store.get_business(name)
+        return await request_runtime(request).store.get_business(name)
     except StoreError:
         return None
 
@@ -147,14 +143,6 @@ async def check_draft(request: Request, business: Business, locale: str, text: s
             Note(box, BOX_LABELS[box], finding.severity, finding.rule, finding.message, line_of(text, box))
         )
     return CheckedDraft(text, form, tuple(notes), preview)
-
-
-class FormNotApplied(ValueError):
-    """The form's fields cannot be written: the TOML text under them does not parse."""
-
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
-        super().__init__(problem)
 
 
 def text_from_post(fields: Mapping[str, str], text: str, message_types: tuple[str, ...]) -> str:

@@ -39,6 +39,32 @@ def parse_keys(keys: str) -> list[str]:
     return tokens
 
 
+async def simulator(
+    stack: AsyncExitStack, settings: Settings, url: str | None
+) -> tuple[ConsentStore, TwilioEmulator, str]:
+    """The store, a Twilio emulator signing with the server's auth token, and that token.
+
+    The emulator posts in-process to an app on IVR_DATABASE_URL, or to the server at `url`;
+    everything it opens closes with `stack`. Used by `ivr call` and `ivr message`.
+    """
+    store = open_store(settings.database_url)
+    await stack.enter_async_context(store)
+    token, _ = await auth_token_for(settings, store)
+    if url is None:
+        from ivr.app import create_app
+
+        app = create_app(settings)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        # The app checks signatures over IVR_PUBLIC_URL when it is set: sign what it checks.
+        base = settings.public_url or "http://ivr.local"
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
+    else:
+        client = httpx.AsyncClient(base_url=url, timeout=20)
+        base = url
+    await stack.enter_async_context(client)
+    return store, TwilioEmulator(client, base, token, settings.twilio_account_sid), token
+
+
 def _read_key_with_countdown(timeout: int) -> str:
     """Wait for one key press on the terminal, showing a countdown; '-' on timeout."""
     stream = sys.stdin
@@ -90,22 +116,7 @@ async def place_call(
 ) -> tuple[CallResult, str]:
     """Run one call; return it and a sentence saying what the store holds for it."""
     async with AsyncExitStack() as stack:
-        store = open_store(settings.database_url)
-        await stack.enter_async_context(store)
-        token, _ = await auth_token_for(settings, store)
-        if url is None:
-            from ivr.app import create_app
-
-            app = create_app(settings)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            # The app checks signatures over IVR_PUBLIC_URL when it is set: sign what it checks.
-            base = settings.public_url or "http://ivr.local"
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
-        else:
-            client = httpx.AsyncClient(base_url=url, timeout=20)
-            base = url
-        await stack.enter_async_context(client)
-        twilio = TwilioEmulator(client, base, token, settings.twilio_account_sid)
+        store, twilio, token = await simulator(stack, settings, url)
         twilio.on_say = _print_spoken
         source: Sequence[str] | Callable[[int], Awaitable[str]]
         if keys is not None:
