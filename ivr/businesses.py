@@ -10,13 +10,9 @@ from collections.abc import Mapping, Sequence
 from consent_store import Business, ConsentStore
 from consent_store.exceptions import BusinessExists, NumberTaken, UnknownBusiness
 from consent_store.phone import is_e164
+from ivr.exceptions import InvalidBusiness as InvalidBusiness
 from ivr.pages.script_form import with_type_names
 from voice_scripts import DEFAULT_LOCALES, default_script_text, errors, lint_script, parse_script
-
-
-class InvalidBusiness(ValueError):
-    """The business's details are not acceptable; the message says which and why."""
-
 
 MAX_FREQUENCY_CHARACTERS = 200
 # How Twilio addresses a WhatsApp sender, and how the store keeps one among a business's numbers.

@@ -24,6 +24,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
+from ivr.exceptions import LintTimeout as LintTimeout
+
 LINT_SECONDS = 2.0
 WORKER_MEMORY = 1 << 30  # bytes of address space: a check that wants more fails with MemoryError
 WORKER_START_SECONDS = 60.0
@@ -31,14 +33,6 @@ PARENT_CHECK_SECONDS = 1.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class LintTimeout(Exception):
-    """The check ran past its deadline; the worker running it was killed."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        super().__init__(f"the check took over {seconds:g} s")
 
 
 def _prepare_this_worker() -> None:

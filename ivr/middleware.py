@@ -16,13 +16,11 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ivr.exceptions import HeadersTooLarge as HeadersTooLarge
+
 REQUEST_TIMEOUT_SECONDS = 10.0
 # Request line plus headers; a Twilio webhook's are about 1 KB.
 MAX_HEADER_BYTES = 64 * 1024
-
-
-class HeadersTooLarge(Exception):
-    pass
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):

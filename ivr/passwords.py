@@ -19,6 +19,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 from zxcvbn import zxcvbn
 
+from ivr.exceptions import BadUserName as BadUserName
+from ivr.exceptions import WeakPassword as WeakPassword
+
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a bound keeps a 10 MB "password" out
 MIN_PASSWORD_SCORE = 3
@@ -27,14 +30,6 @@ USER_NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 _hasher = PasswordHasher()
 # Each argon2 check takes 64 MiB and a core for ~0.1 s: a few at once, off the event loop.
 CHECKS_AT_ONCE = 2
-
-
-class BadUserName(ValueError):
-    pass
-
-
-class WeakPassword(ValueError):
-    pass
 
 
 def normal_user_name(raw: str) -> str:

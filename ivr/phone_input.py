@@ -14,6 +14,8 @@ import re
 import phonenumbers
 
 from consent_store.phone import is_e164
+from ivr.exceptions import MAX_TYPED_LENGTH as MAX_TYPED_LENGTH  # longer: refused without being parsed
+from ivr.exceptions import NotAPhoneNumber as NotAPhoneNumber
 
 __all__ = ["NotAPhoneNumber", "check_region", "normalise_typed_phone"]
 
@@ -22,17 +24,6 @@ __all__ = ["NotAPhoneNumber", "check_region", "normalise_typed_phone"]
 # characters are refused before libphonenumber sees them: it would quietly turn 'FLOWERS'
 # into digits, and a consent record must name the number the person meant.
 _TYPED = re.compile(r"\+?[0-9 ().\-/]*[0-9][0-9 ().\-/]*")
-# Longer than any number with its separators: refused without being parsed.
-MAX_TYPED_LENGTH = 40
-
-
-class NotAPhoneNumber(ValueError):
-    """Typed text that is not a phone number; the message names it and says what to write."""
-
-    def __init__(self, text: str, why: str) -> None:
-        shown = text if len(text) <= MAX_TYPED_LENGTH else text[:MAX_TYPED_LENGTH] + "..."
-        super().__init__(f"{shown!r} is not a phone number: {why}")
-        self.text = text
 
 
 def check_region(raw: str) -> str:

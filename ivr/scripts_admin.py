@@ -10,6 +10,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from consent_store import Business, ConsentStore, ScriptVersion
+from ivr.exceptions import ScriptRejected as ScriptRejected
 from ivr.lint_worker import WORKER, LintTimeout
 from ivr.twilio.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from voice_scripts import (
@@ -25,14 +26,6 @@ from voice_scripts import (
     render_all,
 )
 from voice_scripts.sandbox import render_budget
-
-
-class ScriptRejected(ValueError):
-    """The script breaks the opt-in policy or is not a valid script; nothing was published."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"script not published: {len(problems)} problem(s): " + "; ".join(problems))
 
 
 @dataclass(frozen=True)

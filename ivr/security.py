@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ivr.exceptions import BodyTooLarge as BodyTooLarge
+
 MAX_BODY_BYTES = 256 * 1024
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -21,10 +23,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class HardeningMiddleware:

@@ -27,6 +27,7 @@ from consent_store import Business, ConsentDecision, ExportFilter, StoredEvent, 
 from consent_store.events import CHANNELS, ApiToken, Channel
 from consent_store.phone import is_e164, masked
 from ivr.api.consent import token_sha256
+from ivr.exceptions import Refused as Refused
 from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
 from ivr.runtime import Runtime
 from ivr.twilio.messaging import last_locale
@@ -41,22 +42,6 @@ FIELDS = ("phone", "business", "channel", "evidence")
 REQUIRED = ("phone", "business", "channel")
 # Printable ASCII without spaces at the ends, as most idempotency-key schemes (Stripe's) allow.
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?")
-
-
-class Refused(Exception):
-    """A request refused before anything is written: its status, message and field."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        self.status = status
-        self.message = message
-        self.field = field
-        super().__init__(message)
-
-    def response(self) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="consent"'} if self.status == 401 else None
-        return JSONResponse(
-            {"error": self.message, "field": self.field}, status_code=self.status, headers=headers
-        )
 
 
 async def _grant(runtime: Runtime, request: Request) -> ApiToken:

@@ -15,6 +15,7 @@ import click
 from consent_store import ConsentStore, StoreError, StoreUnavailable, open_store
 from consent_store.exceptions import BadDatabaseURL, DatabaseMissing, SchemaTooNew
 from consent_store.url import parse_database_url
+from ivr.exceptions import CliFailure as CliFailure
 from ivr.settings import Settings
 
 T = TypeVar("T")
@@ -22,12 +23,6 @@ T = TypeVar("T")
 # By command path below `ivr`. `ivr call` writes a decision, but only into a store that
 # already holds the business called: a missing file is a wrong folder, not a new store.
 READ_ONLY_COMMANDS = frozenset({"verify", "export", "stats", "business list", "call"})
-
-
-class CliFailure(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def settings_from_env() -> Settings:

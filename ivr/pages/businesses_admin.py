@@ -29,6 +29,7 @@ from ivr.businesses import (
     add_locale,
     with_frequency,
 )
+from ivr.exceptions import FormRefused as FormRefused
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
 from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
@@ -40,10 +41,6 @@ from voice_scripts.exceptions import ScriptError
 # A form field longer than this is someone else's data, not a business detail: refused.
 MAX_FIELD_CHARACTERS = 2_000
 MAX_LINES = 20
-
-
-class FormRefused(ValueError):
-    """A form that cannot be acted on; the message says which field and why."""
 
 
 def _field(form: FormData, name: str) -> str:

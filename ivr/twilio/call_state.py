@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from consent_store import text_sha256
+from ivr.exceptions import InvalidCallState as InvalidCallState
 
 Step = Literal["language", "consent", "subscribed"]
 STEPS: tuple[Step, ...] = ("language", "consent", "subscribed")
@@ -36,10 +37,6 @@ MAX_CALL_MS = 4 * 3600 * 1000
 CLOCK_SKEW_MS = 60 * 1000
 # The MAC in a first TwiML made for the cache (or a preview): each call gets its own, see stamp_start.
 UNSEALED = "unsealed"
-
-
-class InvalidCallState(ValueError):
-    """The Gather action URL does not describe a call state we issued."""
 
 
 @dataclass(frozen=True)

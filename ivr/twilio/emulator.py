@@ -41,6 +41,7 @@ from urllib.parse import urljoin
 import httpx
 from twilio.request_validator import RequestValidator
 
+from ivr.exceptions import EmulatorError as EmulatorError
 from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording
 
 MAX_REQUESTS_PER_CALL = 60
@@ -57,10 +58,6 @@ RecordingTiming = Literal["after", "before", "twice", "none", "absent", "failed"
 # What Twilio does with a key pressed during a <Say> outside a <Gather>: its pages say such keys
 # are not gathered (dropped); "buffered" hands them to the next Gather, the unkinder reading.
 EarlyKeys = Literal["dropped", "buffered"]
-
-
-class EmulatorError(Exception):
-    """The service answered something Twilio would not accept."""
 
 
 @dataclass(frozen=True)
