@@ -62,6 +62,10 @@ words_per_second = 2.6
 
 [lint]
 opt_out_words = '(ne plus recevoir|vous désabonner|désinscrire)'
+common_words = [
+    "commande", "commandes", "de", "des", "du", "et", "jour", "jours", "la", "le", "les",
+    "livraison", "messages", "mises", "mois", "offres", "par", "rappels", "semaine",
+]
 
 [recording_notice]
 call = ["appel", "appels", "conversation"]
@@ -187,7 +191,7 @@ def test_a_file_missing_any_entry_is_refused_naming_the_file_and_the_entry(
 ) -> None:
     path = folder / "en.toml"
     text = path.read_text("utf-8")
-    pattern = re.compile(rf"^{re.escape(entry)} = .*$", re.M)
+    pattern = re.compile(rf"^{re.escape(entry)} = (?:\[[^\]]*\]|.*)$", re.M)  # a list may span lines
     section = text.index(f"\n[{table}]\n")
     end = text.find("\n[", section + 1)
     end = len(text) if end == -1 else end
@@ -273,6 +277,21 @@ def test_the_linter_reports_a_language_without_a_file_or_with_a_missing_entry(fo
     findings = lint_script(parse_script(default_script_text("es-ES")), BUSINESS.name, TYPES)
     assert [(f.rule, f.severity) for f in findings] == [("locale-data", "error")]
     assert "es.toml: 'speech.and' is missing" in findings[0].message
+
+
+def test_a_language_file_brings_its_common_words_to_the_caller_language_rule(folder: Path) -> None:
+    (folder / "fr.toml").write_text(FRENCH, "utf-8")
+    english = FRENCH_SCRIPT.replace("au plus quatre messages par mois", "at most four messages a month")
+    assert english != FRENCH_SCRIPT
+    findings = lint_script(parse_script(english), BUSINESS.name, TYPES)
+    found = [f for f in findings if f.rule == "caller-language"]
+    assert [(f.severity, f.prompt) for f in found] == [("warning", "frequency")]
+    assert "in 'en' words" in found[0].message
+    # The French words are fr.toml's: without them the list is refused, not silently empty.
+    (folder / "fr.toml").write_text(FRENCH.replace("common_words = [", "common_words_x = ["), "utf-8")
+    with pytest.raises(LanguageFileError) as raised:
+        LanguageFiles(folder).for_locale("fr-FR")  # a fresh reader: the one in use keeps what it read
+    assert raised.value.key == "lint.common_words_x"
 
 
 def test_adding_french_is_one_file(folder: Path) -> None:

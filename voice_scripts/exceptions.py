@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jinja2.exceptions import SecurityError
+
 
 class ScriptError(Exception):
     """Base class for every voice-script error."""
@@ -49,3 +51,9 @@ class LanguageFileError(ScriptError):
         self.key = key
         self.problem = problem
         super().__init__(f"{path}: '{key}' {problem}")
+
+
+class TemplateLimitExceeded(SecurityError):
+    """A template asked for more time or space than a spoken prompt can need (voice_scripts.sandbox).
+
+    A SecurityError, as Jinja2's sandbox raises for what a template may not do at all."""

@@ -90,6 +90,7 @@ class Language:
     key_words: Mapping[str, str]  # how a key that is not a digit is said: "*" -> "star"
     words_per_second: float
     opt_out_words: re.Pattern[str]
+    common_words: frozenset[str]  # for the caller-language rule, lower case
     espeak_voice: str
     system: SystemSpeech
     recording_notice: RecordingNotice
@@ -115,7 +116,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "rehearsal": "str",
         "unknown_number": "str",
     },
-    "lint": {"opt_out_words": "regex"},
+    "lint": {"opt_out_words": "regex", "common_words": "strs"},
     "recording_notice": {"call": "strs", "recorded": "strs", "example": "str"},
     "preview": {"espeak_voice": "str"},
     "messaging": {
@@ -237,6 +238,7 @@ def _language(path: Path, raw: Mapping[str, Any], locale: str) -> Language:
         key_words=speech["keys"],
         words_per_second=speech["words_per_second"],
         opt_out_words=t["lint"]["opt_out_words"],
+        common_words=frozenset(w.casefold() for w in t["lint"]["common_words"]),
         espeak_voice=t["preview"]["espeak_voice"],
         system=SystemSpeech(**system),
         recording_notice=RecordingNotice(**notice),

@@ -5,19 +5,17 @@
   the brackets' words instead of the message types).
 - caller-language: a locale's message type names and frequency are in the caller's language, not
   left in another language's words ('order updates' in a Spanish prompt; a warning). The word lists
-  are data (voice_scripts/data/common_words.toml).
+  are data: [lint] common_words in each voice_scripts/locales/<language>.toml.
 
 Returns (rule, prompt, message) triples that voice_scripts.lint turns into findings.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import tomllib
 from collections.abc import Mapping
-from importlib import resources
 
+from voice_scripts.languages import language_for, offered_languages
 from voice_scripts.model import Script
 from voice_scripts.plain_text import PLACEHOLDERS, unknown_placeholders
 
@@ -26,16 +24,15 @@ RULES: dict[str, str] = {
     "([business name], [message types], [frequency], [opt-in key], [decline key], [opt-out key], "
     "[repeat key], [menu key])",
     "caller-language": "the message types and the frequency are said in the script's language, not "
-    "left in another language's words (voice_scripts/data/common_words.toml; warning)",
+    "left in another language's words ([lint] common_words in "
+    "voice_scripts/locales/<language>.toml; warning)",
 }
 _WORD = re.compile(r"[^\W\d_]+")
 
 
-@functools.cache
 def common_words() -> Mapping[str, frozenset[str]]:
-    """Each language's common words (read once)."""
-    text = resources.files("voice_scripts").joinpath("data", "common_words.toml").read_text("utf-8")
-    return {language: frozenset(words) for language, words in tomllib.loads(text).items()}
+    """Each offered language's common words: [lint] common_words of its file (read once per file)."""
+    return {language: language_for(language).common_words for language in offered_languages()}
 
 
 def placeholder_problems(texts: Mapping[str, str], said: tuple[str, ...]) -> list[tuple[str, str, str]]:

@@ -15,8 +15,9 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from jinja2.exceptions import SecurityError
 from jinja2.utils import Namespace
+
+from voice_scripts.exceptions import TemplateLimitExceeded as TemplateLimitExceeded
 
 MAX_TEXT = 10_000  # characters in any text a template makes, the prompt included
 MAX_TEMPLATE = 5_000  # characters in a template (compiling costs about 0.1 s per 2,000)
@@ -29,10 +30,6 @@ MAX_WORK = 1_000_000  # characters made in all, per budget
 MAX_SECONDS = 0.5  # per budget
 
 _MAX_BITS = int(MAX_DIGITS / math.log10(2))
-
-
-class TemplateLimitExceeded(SecurityError):
-    """A template asked for more time or space than a spoken prompt can need."""
 
 
 @dataclass
