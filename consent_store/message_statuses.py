@@ -175,15 +175,16 @@ UnconsentedRow = tuple[str, str, str, str, str, str, str | None, str | None, int
 
 
 def _listing_sql() -> str:
+    # `c` keeps only each message's SID and standing, from indexes alone (the messages' other
+    # columns are read for the listed ones only): 2.1 s against 2.9 s of CPU over 266,540 messages.
     return (
-        f"WITH {RECIPIENTS_CTE}, c AS MATERIALIZED (SELECT m.message_sid, m.to_number, m.from_number,"
-        f" m.channel, m.first_status, m.first_at, {standing_sql(False)} AS standing_seq"
-        " FROM messages m LEFT JOIN r ON r.phone = m.to_number"
+        f"WITH {RECIPIENTS_CTE}, c AS MATERIALIZED (SELECT m.message_sid AS sid,"
+        f" {standing_sql(False)} AS standing_seq FROM messages m LEFT JOIN r ON r.phone = m.to_number"
         " WHERE m.business = ? AND m.first_at >= ? AND m.first_at < ?)"
-        " SELECT c.message_sid, c.to_number, c.from_number, c.channel, c.first_status, c.first_at,"
+        " SELECT m.message_sid, m.to_number, m.from_number, m.channel, m.first_status, m.first_at,"
         " e.action, e.recorded_at, e.seq, (SELECT count(*) FROM c) FROM c"
-        " LEFT JOIN events e ON e.seq = c.standing_seq"
-        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY c.first_at, c.message_sid"
+        " LEFT JOIN events e ON e.seq = c.standing_seq JOIN messages m ON m.message_sid = c.sid"
+        " WHERE c.standing_seq IS NULL OR e.action = 'opt_out' ORDER BY m.first_at, m.message_sid"
     )
 
 
