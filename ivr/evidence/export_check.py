@@ -128,10 +128,10 @@ def describe_difference(found: bytes, row: DecisionRow, fmt: ExportFormat, count
         )
     missing = [key for key in expected if key not in values]
     if missing:
-        return f"it lacks {', '.join(missing)}, which the export's other rows have"
+        return f"it lacks {', '.join(missing)}, which the export's rows hold (see its first row)"
     added = [key for key in values if key not in expected]
     if added:
-        return f"it has {', '.join(map(repr, added))}, which the export's other rows lack"
+        return f"it has {', '.join(map(repr, added))}, which the export's rows lack (see its first row)"
     differing = [key for key in expected if values[key] != expected[key]]
     if differing:
         verb = "differs" if len(differing) == 1 else "differ"
