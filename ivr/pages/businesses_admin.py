@@ -146,6 +146,14 @@ def _no_business(name: str) -> Response:
     return PlainTextResponse(f"No business named {name[:100]!r}.", status_code=404)
 
 
+async def _posted_business(request: Request, user: SessionUser) -> tuple[FormData, Business] | Response:
+    """The posted form and the business it names, or the 404 when the user may not see it."""
+    form = await request.form()
+    name = str(form.get("business") or "")
+    business = await _visible_business(request, user, name)
+    return _no_business(name) if business is None else (form, business)
+
+
 @requires("admin")
 async def businesses_page(request: Request, user: SessionUser) -> Response:
     return await _list_page(request, user)
@@ -205,11 +213,10 @@ async def business_page(request: Request, user: SessionUser) -> Response:
 
 @requires("admin")
 async def change_numbers(request: Request, user: SessionUser) -> Response:
-    form = await request.form()
-    name = str(form.get("business") or "")
-    business = await _visible_business(request, user, name)
-    if business is None:
-        return _no_business(name)
+    posted = await _posted_business(request, user)
+    if isinstance(posted, Response):
+        return posted
+    form, business = posted
     store, change = request_runtime(request).store, str(form.get("change") or "")
     try:
         if change == "add":
@@ -231,11 +238,10 @@ async def change_numbers(request: Request, user: SessionUser) -> Response:
 
 @requires("admin")
 async def new_locale(request: Request, user: SessionUser) -> Response:
-    form = await request.form()
-    name = str(form.get("business") or "")
-    business = await _visible_business(request, user, name)
-    if business is None:
-        return _no_business(name)
+    posted = await _posted_business(request, user)
+    if isinstance(posted, Response):
+        return posted
+    form, business = posted
     locale = str(form.get("locale") or "")
     try:
         if locale not in DEFAULT_LOCALES:
@@ -253,11 +259,10 @@ async def new_locale(request: Request, user: SessionUser) -> Response:
 @requires("manager")
 async def change_frequency(request: Request, user: SessionUser) -> Response:
     """Publish each locale's script again with the new promised frequency, checked by the linter."""
-    form = await request.form()
-    name = str(form.get("business") or "")
-    business = await _visible_business(request, user, name)
-    if business is None:
-        return _no_business(name)
+    posted = await _posted_business(request, user)
+    if isinstance(posted, Response):
+        return posted
+    form, business = posted
     locale, store = str(form.get("locale") or ""), request_runtime(request).store
     try:
         if locale not in business.locales:

@@ -162,15 +162,8 @@ async def script_action(request: Request, user: SessionUser) -> Response:
         first = next((n.text for n in checked.notes if n.severity == "error"), "see the policy check")
         refused = f"Not published: {first}. Your text is kept as a draft."
         return await _editor(request, user, business, locale, text, refused, 422, view)
-    return await _editor(
-        request,
-        user,
-        business,
-        locale,
-        None,
-        f"Published version {version.version}: callers hear it from now on.",
-        view=view,
-    )
+    announced = f"Published version {version.version}: callers hear it from now on."
+    return await _editor(request, user, business, locale, None, announced, view=view)
 
 
 async def _publish(
@@ -216,14 +209,8 @@ async def rollback(request: Request, user: SessionUser) -> Response:
             f"Version {target} no longer passes the policy check ({exc.problems[0]}).",
             422,
         )
-    return await _editor(
-        request,
-        user,
-        business,
-        locale,
-        None,
-        f"Rolled back: version {version.version} has the text of version {target}.",
-    )
+    rolled_back = f"Rolled back: version {version.version} has the text of version {target}."
+    return await _editor(request, user, business, locale, None, rolled_back)
 
 
 @requires("manager", "auditor")
