@@ -1,10 +1,11 @@
 """Which tests are `slow`: the quick subset for the inner loop is `pytest -m "not slow"`.
 
 A test is slow when it uses a fixture that starts a process (a browser, `ivr serve`, the
-PostgreSQL server), or sits in a file of SLOW_FILES (measured: their tests start `ivr`
-processes, espeak-ng, S3 or fill large stores, a second or more each on a loaded 2-core
-machine). tests/conftest.py adds the marker at collection, so a new test using one of these
-fixtures is slow without anyone marking it. A `pytest.mark.slow` written on a test still counts.
+PostgreSQL server), runs on a fixture parametrized "postgresql" (its server), or sits in a
+file of SLOW_FILES (measured: their tests start `ivr` processes, espeak-ng, S3 or fill large
+stores, a second or more each on a loaded 2-core machine). tests/conftest.py adds the marker
+at collection, so a new test using one of these fixtures is slow without anyone marking it.
+A `pytest.mark.slow` written on a test still counts.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SLOW_FILES = frozenset(
         "test_export_formats.py",
         "test_export_manifest.py",
         "test_export_memory.py",
+        "test_export_old_versions.py",
         "test_faults.py",
         "test_forget.py",
         "test_form_properties.py",
@@ -82,12 +84,14 @@ SLOW_FILES = frozenset(
 )
 
 
-def is_slow(fixtures: Iterable[str], file_name: str) -> bool:
-    return file_name in SLOW_FILES or not SLOW_FIXTURES.isdisjoint(fixtures)
+def is_slow(fixtures: Iterable[str], file_name: str, params: Iterable[object] = ()) -> bool:
+    return file_name in SLOW_FILES or not SLOW_FIXTURES.isdisjoint(fixtures) or "postgresql" in params
 
 
 def mark_slow(items: Iterable[pytest.Item]) -> None:
     """Add the `slow` marker to every collected test that is_slow."""
     for item in items:
-        if is_slow(getattr(item, "fixturenames", ()), item.path.name):
+        callspec = getattr(item, "callspec", None)
+        params = list(callspec.params.values()) if callspec is not None else []
+        if is_slow(getattr(item, "fixturenames", ()), item.path.name, params):
             item.add_marker(pytest.mark.slow)
