@@ -12,6 +12,7 @@ from typing import Any
 
 from consent_store.backend import StoreBackend
 from consent_store.chain import ChainRow
+from consent_store.decisions import completed_sql
 from consent_store.events import ExportFilter, Standing
 from consent_store.queries import decision_filter
 
@@ -98,7 +99,7 @@ class AuditMixin(StoreBackend):
             "  WHERE r.call_sid = e.call_sid AND r.kind = 'recording') AS statuses"
             f" FROM events e WHERE e.kind = 'decision' AND {channel} IS NULL AND NOT EXISTS ("
             "  SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
-            f"  AND {status} = 'completed')"
+            f"  AND {completed_sql(self._json_text)})"
             " AND (e.recorded_at < ? OR EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid"
             "  AND r.kind = 'recording'))"
             " ORDER BY e.seq DESC LIMIT ?",

@@ -14,11 +14,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Protocol
 
 import asyncpg
-import orjson
 
 from consent_store.backend import StoreBackend
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
-from consent_store.columns import EVENT_COLUMNS, CsvChunk, csv_chunks, decision_row_from_data
+from consent_store.columns import EVENT_COLUMNS, CsvChunk, csv_chunks
+from consent_store.decisions import RECORDING_HEADS, decision_row_from_record, recording_sql
 from consent_store.events import DecisionRow, ExportFilter, VerifyResult
 from consent_store.exceptions import StoreUnavailable
 from consent_store.postgres_writer import PG_ERRORS, pg_sql
@@ -36,7 +36,6 @@ from consent_store.subject_check import (
 
 _CHUNK = 5000
 _CHAIN_SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"
-_STATUS = "(r.body::jsonb #>> '{data,status}')"
 
 
 class PostgresBackend(StoreBackend, Protocol):
@@ -70,16 +69,12 @@ class PostgresReadsMixin(PostgresBackend):
         """
         clause, params = decision_filter(where)
         events = ", ".join(f"e.{c.key}" for c in EVENT_COLUMNS)
-        # The archived recording if there is one, else a 'completed' status if there is one,
-        # else the latest status (e.g. 'absent').
+        # The decision's recording by the one rule of consent_store.decisions.
         sql = pg_sql(
-            f"SELECT e.seq, s.phone, e.body, (SELECT r.body FROM events r"
-            " WHERE r.call_sid = e.call_sid AND r.kind IN ('recording', 'recording_archived') AND r.seq <= ?"
-            f" ORDER BY r.kind = 'recording_archived' DESC, {_STATUS} = 'completed' DESC, r.seq DESC"
-            f" LIMIT 1), {events} FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
+            f"SELECT e.seq, s.phone, e.body, {recording_sql(self._json_text, 'r.body')},"
+            f" {events} FROM events e LEFT JOIN subjects s ON s.subject = e.subject"
             f" WHERE {clause} AND e.seq <= ? ORDER BY e.seq"
         )
-        loads = orjson.loads
         try:
             async with self._snapshot() as conn:
                 if through_seq is None:
@@ -90,13 +85,12 @@ class PostgresReadsMixin(PostgresBackend):
                     head_seq, head_hash = through_seq, GENESIS_HASH if through_seq == 0 else found
                 if on_snapshot is not None:
                     on_snapshot(head_seq, head_hash)
+                heads = (head_seq,) * RECORDING_HEADS
                 async for seq, phone, body, recording, *event in conn.cursor(
-                    sql, head_seq, *params, head_seq, prefetch=2000
+                    sql, *heads, *params, head_seq, prefetch=2000
                 ):
                     try:
-                        data = loads(body)["data"]
-                        heard = loads(recording)["data"] if recording else {}
-                        row = decision_row_from_data(seq, event, phone, data, heard)
+                        row = decision_row_from_record(seq, event, phone, body, recording)
                     except (ValueError, KeyError, TypeError) as exc:
                         raise StoreUnavailable(
                             f"decision record {seq} cannot be read ({exc}): run 'ivr verify'"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from consent_store.backend import StoreBackend
+from consent_store.decisions import completed_sql
 from consent_store.events import (
     ArchivedRecording,
     RecordingArchived,
@@ -37,11 +38,10 @@ class RecordingArchiveMixin(StoreBackend):
         """Completed recordings after record `after_seq` not yet archived, oldest first."""
         data = "r.body"
         sid = self._json_text(data, "data", "recording_sid")
-        status = self._json_text(data, "data", "status")
         rows = await self._fetchall(
             f"SELECT r.seq, r.call_sid, {sid}, {self._json_text(data, 'data', 'url')},"
             f" {self._json_text(data, 'data', 'duration')} FROM events r"
-            f" WHERE r.seq > ? AND r.kind = 'recording' AND {status} = 'completed'"
+            f" WHERE r.seq > ? AND r.kind = 'recording' AND {completed_sql(self._json_text)}"
             " AND NOT EXISTS (SELECT 1 FROM events a"
             f"  WHERE a.idempotency_key = 'recording_archived:' || {sid})"
             " ORDER BY r.seq LIMIT ?",

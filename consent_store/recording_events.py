@@ -5,10 +5,16 @@ Plain frozen dataclasses; they never talk to a database. consent_store/events.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from consent_store.event_base import NewEvent
+
+
+def _body_fields(record: Any) -> dict[str, Any]:
+    """Every field of a recording record but its call_sid (the event's own column), for its
+    body: the chain sorts the keys, so the body's bytes do not depend on the fields' order."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name != "call_sid"}
 
 
 @dataclass(frozen=True)
@@ -72,16 +78,7 @@ class RecordingArchived:
             kind="recording_archived",
             idempotency_key=f"recording_archived:{self.recording_sid}",
             call_sid=self.call_sid,
-            fields={
-                "recording_sid": self.recording_sid,
-                "sha256": self.sha256,
-                "bytes": self.bytes,
-                "media_type": self.media_type,
-                "duration": self.duration,
-                "location": self.location,
-                "found_by": self.found_by,
-                "url": self.url,
-            },
+            fields=_body_fields(self),
         )
 
 
@@ -136,13 +133,7 @@ class RecordingDeleted:
             kind="recording_deleted",
             idempotency_key=f"recording_deleted:{self.recording_sid}:{self.where}",
             call_sid=self.call_sid,
-            fields={
-                "recording_sid": self.recording_sid,
-                "sha256": self.sha256,
-                "where": self.where,
-                "reason": self.reason,
-                "author": self.author,
-            },
+            fields=_body_fields(self),
         )
 
 
@@ -190,9 +181,5 @@ class RecordingCheck:
                 + [self.recording_sid or "", self.error_code or ""]
             ),
             call_sid=self.call_sid,
-            fields={
-                "outcome": self.outcome,
-                "recording_sid": self.recording_sid,
-                "error_code": self.error_code,
-            },
+            fields=_body_fields(self),
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consent_store.backend import StoreBackend
+from consent_store.decisions import COMPLETED, completed_sql
 
 # A recording in one of these states will not become a completed one: asking again is useless.
 FINAL_OUTCOMES = ("absent", "failed", "deleted")
@@ -78,7 +79,7 @@ async def calls_to_reconcile(
         " WHERE e.kind = 'decision' AND e.recorded_at < ? AND e.recorded_at >= ?"
         f" AND {simulated} IS NULL AND {channel} IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM events r WHERE r.call_sid = e.call_sid AND r.kind = 'recording'"
-        f"  AND {status} IN ('completed', {finals}))"
+        f"  AND ({completed_sql(store._json_text)} OR {status} IN ({finals})))"
         " AND NOT EXISTS (SELECT 1 FROM events c WHERE c.call_sid = e.call_sid AND c.kind = 'recording_check'"
         f"  AND {outcome} IN ({finals}))"
         " ORDER BY e.seq LIMIT ?",
@@ -144,7 +145,7 @@ async def recording_gaps(
     gaps = []
     for seq, at, call_sid, business, action in rows:
         check = checks.get(call_sid)
-        completed = next((r.recording_sid for r in reports[call_sid] if r.status == "completed"), None)
+        completed = next((r.recording_sid for r in reports[call_sid] if r.status == COMPLETED), None)
         gaps.append(
             RecordingGap(
                 seq,

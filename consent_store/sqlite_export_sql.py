@@ -28,8 +28,10 @@ from consent_store.columns import (
     data_values,
     decision_row,
 )
+from consent_store.decisions import heard_data, recording_sql
 from consent_store.events import DecisionRow
 from consent_store.exceptions import StoreUnavailable
+from consent_store.stats import StatsMixin
 
 
 def _sql_char(char: str) -> str:
@@ -56,20 +58,10 @@ def _kept_as_is(column: Column, value: str) -> str | None:
     return f"({unchanged} OR {_E164.format(value)})" if column.csv == "phone" else unchanged
 
 
-# The decision's recording: its archived audio (`recording_archived`) if any, else a 'completed'
-# status if any, else the latest status (which ends the idempotency key; `verify` holds the key
-# to the hashed body). ?1 is the snapshot's head. Lookups in index order are cheaper than one
-# that sorts by kind and status.
-_RECORDING = "FROM events r WHERE r.call_sid = e.call_sid AND r.kind = '{}' AND r.seq <= ?1{}"
-_COMPLETED = " AND substr(r.idempotency_key, -10) = ':completed'"
-_LATEST = " ORDER BY r.seq DESC LIMIT 1"
-
-
 def _recording(value: str) -> str:
-    """`value` (over `events r`) of the decision's recording, or NULL if it has none."""
-    archived = f"(SELECT {value} {_RECORDING.format('recording_archived', _LATEST)})"
-    completed = f"(SELECT {value} {_RECORDING.format('recording', _COMPLETED + _LATEST)})"
-    return f"coalesce({archived}, {completed}, (SELECT {value} {_RECORDING.format('recording', _LATEST)}))"
+    """`value` (over `events r`) of the decision's recording, or NULL if it has none: the one
+    rule of consent_store.decisions; ?1 is the snapshot's head."""
+    return recording_sql(StatsMixin._json_text, value, "?1")
 
 
 def _json_values(body: str, columns: Sequence[Column]) -> str:
@@ -166,7 +158,7 @@ class RowDecoder:
                     if per_call_json == _NO_PER_CALL
                     else data_values(PER_CALL_DATA, loads(per_call_json))
                 )
-                heard = loads(heard_body)["data"] if heard_body else {}
+                heard = heard_data(heard_body)
                 event = [unquote(v) for v in fields[:events]]
                 row = decision_row(int(seq), event, unquote(phone), shared, per_call, heard)
                 rows.append((row, shared_key))
