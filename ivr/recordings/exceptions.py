@@ -37,3 +37,24 @@ class FetchError(RecordingError):
 
 class NoCredentials(FetchError):
     """No Twilio account and secret to fetch recordings with (TWILIO_ACCOUNT_SID and a token or key)."""
+
+
+class TwilioApiError(RecordingError):
+    """Twilio's REST API refused or did not answer; `status` None when it did not answer."""
+
+    def __init__(self, what: str, reason: str, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(f"{what}: {reason}")
+        self.what = what
+        self.reason = reason
+        self.status = status
+        self.code = code
+
+
+class DeletionNotConfigured(RecordingError):
+    """IVR_RECORDINGS_DELETE_AT_TWILIO=1 without credentials to delete with."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "IVR_RECORDINGS_DELETE_AT_TWILIO=1 needs TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN"
+            " (or TWILIO_API_KEY and TWILIO_API_SECRET); nothing was deleted"
+        )

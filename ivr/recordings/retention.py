@@ -33,22 +33,12 @@ from consent_store.recording_holds import (
     subject_of,
 )
 from ivr.recordings.archive import RecordingArchive
-from ivr.recordings.exceptions import RecordingError
+from ivr.recordings.exceptions import DeletionNotConfigured as DeletionNotConfigured
 from ivr.recordings.twilio_media import TwilioCredentials
 from ivr.recordings.twilio_recordings import TwilioApiError, delete_recording
 from ivr.settings import Settings
 
 TIMEOUT = httpx.Timeout(20.0, connect=5.0)
-
-
-class DeletionNotConfigured(RecordingError):
-    """IVR_RECORDINGS_DELETE_AT_TWILIO=1 without credentials to delete with."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "IVR_RECORDINGS_DELETE_AT_TWILIO=1 needs TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN"
-            " (or TWILIO_API_KEY and TWILIO_API_SECRET); nothing was deleted"
-        )
 
 
 @contextlib.asynccontextmanager

@@ -19,24 +19,14 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from ivr.recordings.exceptions import NoCredentials, RecordingError
+from ivr.recordings.exceptions import NoCredentials
+from ivr.recordings.exceptions import TwilioApiError as TwilioApiError
 from ivr.recordings.twilio_media import TwilioCredentials
 
 API_VERSION = "2010-04-01"
 MAX_PAGES = 20  # a call has a handful of recordings; more pages than this is a broken answer
 _RECORDING_SID = re.compile("RE[0-9a-f]{32}")
 _CALL_SID = re.compile("CA[0-9a-f]{32}")
-
-
-class TwilioApiError(RecordingError):
-    """Twilio's REST API refused or did not answer; `status` None when it did not answer."""
-
-    def __init__(self, what: str, reason: str, status: int | None = None, code: int | None = None) -> None:
-        super().__init__(f"{what}: {reason}")
-        self.what = what
-        self.reason = reason
-        self.status = status
-        self.code = code
 
 
 @dataclass(frozen=True)
