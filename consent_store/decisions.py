@@ -59,8 +59,7 @@ def recording_sql(json_text: JsonText, value: str, head: str = "?") -> str:
 
     completed = f" AND {completed_sql(json_text)}"
     return (
-        f"coalesce({lookup('recording_archived')}, {lookup('recording', completed)},"
-        f" {lookup('recording')})"
+        f"coalesce({lookup('recording_archived')}, {lookup('recording', completed)}, {lookup('recording')})"
     )
 
 

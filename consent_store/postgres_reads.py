@@ -15,6 +15,7 @@ from typing import Protocol
 
 import asyncpg
 
+from consent_store import subject_check as subjects
 from consent_store.backend import StoreBackend
 from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
 from consent_store.columns import EVENT_COLUMNS, CsvChunk, csv_chunks
@@ -23,16 +24,6 @@ from consent_store.events import DecisionRow, ExportFilter, VerifyResult
 from consent_store.exceptions import StoreUnavailable
 from consent_store.postgres_writer import PG_ERRORS, pg_sql
 from consent_store.queries import decision_filter
-from consent_store.subject_check import (
-    ERASURE_SQL,
-    FIRST_RECORD_SQL,
-    MISSING_SUBJECTS_SQL,
-    SUBJECT_ROWS_SQL,
-    binding_result,
-    edited_subjects,
-    erased,
-    erasure_key,
-)
 
 _CHUNK = 5000
 _CHAIN_SELECT = f"SELECT {', '.join(ChainRow._fields)} FROM events"
@@ -172,12 +163,13 @@ async def _verify_subjects(conn: asyncpg.Connection, result: VerifyResult) -> Ve
     if not result.intact:
         return result
     edited: list[str] = []
-    cursor = await conn.cursor(SUBJECT_ROWS_SQL)
+    cursor = await conn.cursor(subjects.SUBJECT_ROWS_SQL)
     while batch := await cursor.fetch(_CHUNK):
-        edited += await asyncio.to_thread(edited_subjects, [tuple(row) for row in batch])
+        edited += await asyncio.to_thread(subjects.edited_subjects, [tuple(row) for row in batch])
     deleted = []
-    for subject, seq in await conn.fetch(MISSING_SUBJECTS_SQL):
-        if not erased(subject, await conn.fetchrow(pg_sql(ERASURE_SQL), erasure_key(subject))):
+    for subject, seq in await conn.fetch(subjects.MISSING_SUBJECTS_SQL):
+        erasure = await conn.fetchrow(pg_sql(subjects.ERASURE_SQL), subjects.erasure_key(subject))
+        if not subjects.erased(subject, erasure):
             deleted.append((str(subject), int(seq)))
-    first = [(subject, await conn.fetchval(pg_sql(FIRST_RECORD_SQL), subject)) for subject in edited]
-    return binding_result(result, first, deleted)
+    first = [(subject, await conn.fetchval(pg_sql(subjects.FIRST_RECORD_SQL), subject)) for subject in edited]
+    return subjects.binding_result(result, first, deleted)

@@ -8,13 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from consent_store.event_base import NewEvent
+from consent_store.event_base import EventKind, NewEvent
 
 
 def _body_fields(record: Any) -> dict[str, Any]:
     """Every field of a recording record but its call_sid (the event's own column), for its
     body: the chain sorts the keys, so the body's bytes do not depend on the fields' order."""
     return {f.name: getattr(record, f.name) for f in fields(record) if f.name != "call_sid"}
+
+
+def _call_event(record: Any, kind: EventKind, idempotency_key: str) -> NewEvent:
+    """A recording record of a call as its event: the call's column and the other fields' body."""
+    return NewEvent(
+        kind=kind, idempotency_key=idempotency_key, call_sid=record.call_sid, fields=_body_fields(record)
+    )
 
 
 @dataclass(frozen=True)
@@ -74,12 +81,7 @@ class RecordingArchived:
     url: str | None = None
 
     def to_event(self) -> NewEvent:
-        return NewEvent(
-            kind="recording_archived",
-            idempotency_key=f"recording_archived:{self.recording_sid}",
-            call_sid=self.call_sid,
-            fields=_body_fields(self),
-        )
+        return _call_event(self, "recording_archived", f"recording_archived:{self.recording_sid}")
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,7 @@ class RecordingDeleted:
     author: str
 
     def to_event(self) -> NewEvent:
-        return NewEvent(
-            kind="recording_deleted",
-            idempotency_key=f"recording_deleted:{self.recording_sid}:{self.where}",
-            call_sid=self.call_sid,
-            fields=_body_fields(self),
-        )
+        return _call_event(self, "recording_deleted", f"recording_deleted:{self.recording_sid}:{self.where}")
 
 
 @dataclass(frozen=True)
@@ -174,12 +171,5 @@ class RecordingCheck:
     error_code: str | None
 
     def to_event(self) -> NewEvent:
-        return NewEvent(
-            kind="recording_check",
-            idempotency_key=":".join(
-                ["recording_check", self.call_sid, self.outcome]
-                + [self.recording_sid or "", self.error_code or ""]
-            ),
-            call_sid=self.call_sid,
-            fields=_body_fields(self),
-        )
+        key = [self.call_sid, self.outcome, self.recording_sid or "", self.error_code or ""]
+        return _call_event(self, "recording_check", ":".join(["recording_check", *key]))
