@@ -12,7 +12,7 @@ import json
 from consent_store.chain import text_sha256
 from consent_store.events import NewEvent
 from consent_store.exceptions import BusinessChangeRefused, NumberTaken
-from consent_store.registry import WHATSAPP_PREFIX, RegistryMixin
+from consent_store.registry import WHATSAPP_PREFIX, RegistryMixin, business_change
 from consent_store.writing import utc_now
 
 __all__ = ["BusinessChangeRefused", "BusinessChangesMixin"]
@@ -28,11 +28,8 @@ class BusinessChangesMixin(RegistryMixin):
             row = await self._fetchone("SELECT business FROM numbers WHERE number = ?", (address,))
             if row and (address == number or row[0] != business):
                 raise NumberTaken(plain, row[0])
-        event = NewEvent(
-            kind="business",
-            idempotency_key=f"business:{business}:number_added:{number}:{utc_now()}",
-            business=business,
-            fields={"change": "number_added", "number": number, "author": author},
+        event = business_change(
+            business, "number_added", f"number_added:{number}", {"number": number, "author": author}
         )
         await self._append(
             event, [("INSERT INTO numbers (number, business) VALUES (?, ?)", (number, business))]
@@ -50,11 +47,8 @@ class BusinessChangesMixin(RegistryMixin):
             raise BusinessChangeRefused(
                 business, f"{number} is its only number: add another before removing this one"
             )
-        event = NewEvent(
-            kind="business",
-            idempotency_key=f"business:{business}:number_removed:{number}:{utc_now()}",
-            business=business,
-            fields={"change": "number_removed", "number": number, "author": author},
+        event = business_change(
+            business, "number_removed", f"number_removed:{number}", {"number": number, "author": author}
         )
         await self._append(
             event, [("DELETE FROM numbers WHERE number = ? AND business = ?", (number, business))]

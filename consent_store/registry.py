@@ -39,6 +39,17 @@ WHATSAPP_PREFIX = "whatsapp:"
 _SCRIPT_COLUMNS = "business, locale, version, status, text, sha256, created_at, author"
 
 
+def business_change(business: str, change: str, key: str, fields: dict[str, Any]) -> NewEvent:
+    """A change to a business as its chained event; the key ends with the time, so making the
+    same change again later is a record of its own."""
+    return NewEvent(
+        kind="business",
+        idempotency_key=f"business:{business}:{key}:{utc_now()}",
+        business=business,
+        fields={"change": change, **fields},
+    )
+
+
 class RegistryMixin(StoreBackend):
     """Mixed into both stores, which provide the `StoreBackend` primitives."""
 
@@ -285,11 +296,8 @@ class RegistryMixin(StoreBackend):
         """Change what a business's callers are asked to agree to; chained, since it changes the wording."""
         await self._require_business(business)
         types = list(message_types)
-        event = NewEvent(
-            kind="business",
-            idempotency_key=f"business:{business}:message_types:{utc_now()}",
-            business=business,
-            fields={"change": "message_types", "message_types": types, "author": author},
+        event = business_change(
+            business, "message_types", "message_types", {"message_types": types, "author": author}
         )
         await self._append(
             event, [("UPDATE businesses SET message_types = ? WHERE name = ?", (json.dumps(types), business))]
