@@ -144,6 +144,9 @@ def test_an_export_interrupted_midway_leaves_the_previous_pair(tmp_path: Path, s
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # A shell without job control starts background jobs with SIGINT ignored, and children
+            # inherit that: the export must get SIGINT's default whatever started pytest.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 60
         # Wait until the new export is being written (its temporary file has some of the rows).
