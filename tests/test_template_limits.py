@@ -378,3 +378,16 @@ async def test_live_lint_refuses_bombs_fast_while_the_server_keeps_answering(
             assert max(latencies) < max(2.5, seconds / 2), report
         (tmp_path / "report.txt").write_text("\n".join(report) + "\n")
         print("\n".join(report))
+
+
+def test_the_time_budget_counts_the_renders_cpu_not_a_busy_machines_waiting() -> None:
+    from voice_scripts.template_limits import MAX_SECONDS, TemplateLimitExceeded, render_budget
+
+    with render_budget() as budget:
+        time.sleep(MAX_SECONDS + 0.2)  # as if the machine ran other processes meanwhile
+        budget.step()  # a cheap script on a loaded server is not refused
+    with render_budget() as budget, pytest.raises(TemplateLimitExceeded, match="too long to render"):
+        spent = time.thread_time() + MAX_SECONDS + 0.05
+        while time.thread_time() < spent:  # real work past the budget
+            pass
+        budget.step()
