@@ -37,7 +37,7 @@ from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, Service, make_
 from tests.live_server import free_port, ivr, wait_until_healthy
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 
-TEMPLATES = Path(web.__file__).parent / "templates"
+TEMPLATES = Path(web.__file__).parent.parent / "templates"  # ivr/templates, beside ivr/pages
 HOSTILE = "<!--<script>alert(1)</script>-->&"
 
 
