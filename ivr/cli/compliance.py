@@ -9,23 +9,18 @@ from __future__ import annotations
 import click
 
 from consent_store import ConsentStore
-from ivr.cli.support import CliFailure, database_read, with_store
+from ivr.cli.support import CliFailure, database_read, period_options, report_options, with_store
 from ivr.compliance_report import ComplianceReport, compliance_report, report_json_text, report_table
-from ivr.evidence.export import parse_timestamp
 
 
 @click.command("compliance")
-@click.option("--business", required=True, help="Business name.")
-@click.option("--since", help="First reported from this time (inclusive), ISO-8601; naive means UTC.")
-@click.option("--until", help="First reported before this time (exclusive), ISO-8601; naive means UTC.")
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@report_options(
+    since_help="First reported from this time (inclusive), ISO-8601; naive means UTC.",
+    until_help="First reported before this time (exclusive), ISO-8601; naive means UTC.",
+)
 def compliance(business: str, since: str | None, until: str | None, output: str) -> None:
     """Messages sent to numbers never opted in, or after an opt-out; exit 1 when any."""
-    try:
-        low = parse_timestamp(since, "--since") if since else None
-        high = parse_timestamp(until, "--until") if until else None
-    except ValueError as exc:
-        raise CliFailure(str(exc), 2) from exc
+    low, high = period_options(since, until)
     if low is not None and high is not None and low >= high:
         raise CliFailure(f"--since {since} is not before --until {until}.", 2)
     database_read()  # a read: never create a database

@@ -8,8 +8,7 @@ import click
 
 from consent_store import ConsentStore
 from consent_store.stats import QualityFigures
-from ivr.cli.support import CliFailure, with_store
-from ivr.evidence.export import parse_timestamp
+from ivr.cli.support import period_options, report_options, with_store
 from ivr.quality.report import quality_json, quality_table, with_frequency_changes
 
 
@@ -23,17 +22,13 @@ async def business_quality(
 
 
 @click.command("stats")
-@click.option("--business", required=True, help="Business name.")
-@click.option("--since", help="From this time (inclusive), ISO-8601; naive means UTC.")
-@click.option("--until", help="Up to this time (exclusive), ISO-8601; naive means UTC.")
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@report_options(
+    since_help="From this time (inclusive), ISO-8601; naive means UTC.",
+    until_help="Up to this time (exclusive), ISO-8601; naive means UTC.",
+)
 def stats(business: str, since: str | None, until: str | None, output: str) -> None:
     """Opt-in quality per script version and locale: calls, decisions, opt-outs within 7/30 days, flags."""
-    try:
-        low = parse_timestamp(since, "--since") if since else None
-        high = parse_timestamp(until, "--until") if until else None
-    except ValueError as exc:
-        raise CliFailure(str(exc), 2) from exc
+    low, high = period_options(since, until)
 
     async def work(store: ConsentStore) -> QualityFigures:
         return await business_quality(store, business, low, high)

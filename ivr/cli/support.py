@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -19,6 +19,7 @@ from ivr.exceptions import CliFailure as CliFailure
 from ivr.settings import Settings
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # By command path below `ivr`. `ivr call` writes a decision, but only into a store that
 # already holds the business called: a missing file is a wrong folder, not a new store.
@@ -81,3 +82,39 @@ def with_store_errors(run: Callable[[], Awaitable[T]]) -> T:
         if isinstance(exc, ScriptError):
             raise CliFailure(str(exc), 2) from exc
         raise
+
+
+def report_options(since_help: str, until_help: str) -> Callable[[F], F]:
+    """The options of a per-business report (`ivr stats`, `ivr compliance`): --business,
+    --since, --until and --format table|json."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            (
+                click.option("--business", required=True, help="Business name."),
+                click.option("--since", help=since_help),
+                click.option("--until", help=until_help),
+                click.option(
+                    "--format",
+                    "output",
+                    type=click.Choice(["table", "json"]),
+                    default="table",
+                    show_default=True,
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def period_options(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    """--since and --until in the store's form (None when not given); CliFailure, exit 2, naming
+    the bad one."""
+    from ivr.evidence.export import parse_period  # loads consent_store's columns: only when used
+
+    try:
+        return parse_period(since, until, "--")
+    except ValueError as exc:
+        raise CliFailure(str(exc), 2) from exc

@@ -225,3 +225,13 @@ def parse_timestamp(value: str, option: str) -> str:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_period(since: str | None, until: str | None, prefix: str = "") -> tuple[str | None, str | None]:
+    """`since` and `until` (None or "" means open) in the store's form; ValueError names the bad one.
+
+    `prefix` goes before each name in the message: "--" for the CLI's options, "" for a query.
+    """
+    low = parse_timestamp(since, f"{prefix}since") if since else None
+    high = parse_timestamp(until, f"{prefix}until") if until else None
+    return low, high

@@ -25,10 +25,10 @@ from ivr.compliance_report import (
     report_json_text,
     report_table,
 )
-from ivr.evidence.export import parse_timestamp
+from ivr.evidence.export import parse_period
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
-from ivr.runtime import Runtime
+from ivr.runtime import request_runtime
 
 # The report itself lives in ivr/compliance_report.py (the command needs no Starlette); these
 # names stay importable from here.
@@ -43,27 +43,19 @@ __all__ = [
 ]
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 @requires("manager", "auditor")
 async def compliance_page(request: Request, user: SessionUser) -> Response:
     query = request.query_params
-    times: dict[str, str | None] = {}
-    for name in ("since", "until"):
-        value = query.get(name, "").strip()
-        try:
-            times[name] = parse_timestamp(value, name) if value else None
-        except ValueError as exc:
-            return PlainTextResponse(str(exc), status_code=400)
+    try:
+        since, until = parse_period(query.get("since", "").strip(), query.get("until", "").strip())
+    except ValueError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
     name = query.get("business", "")
-    store = _runtime(request).store
+    store = request_runtime(request).store
     try:
         if not user.may_see(name):
             raise StoreError("not this user's business")  # answered like one that does not exist
-        report = await compliance_report(store, name, times["since"], times["until"])
+        report = await compliance_report(store, name, since, until)
     except StoreError:
         return PlainTextResponse(f"No business named {name[:80]!r}.", status_code=404)
     kept = {k: v for k, v in query.items() if k in ("business", "since", "until") and v}

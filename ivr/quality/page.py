@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from consent_store import StoreError
 from consent_store.stats import QualityFigures
-from ivr.evidence.export import parse_timestamp
+from ivr.evidence.export import parse_period
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
 from ivr.quality.delivery import delivery_label, delivery_row
@@ -25,13 +25,10 @@ from ivr.runtime import request_runtime
 async def _figures(request: Request, user: SessionUser) -> QualityFigures | Response:
     """The figures the query asks for, or the 400/404 response saying what is wrong."""
     query = request.query_params
-    times: dict[str, str | None] = {}
-    for name in ("since", "until"):
-        value = query.get(name, "").strip()
-        try:
-            times[name] = parse_timestamp(value, name) if value else None
-        except ValueError as exc:
-            return PlainTextResponse(str(exc), status_code=400)
+    try:
+        since, until = parse_period(query.get("since", "").strip(), query.get("until", "").strip())
+    except ValueError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
     store = request_runtime(request).store
     try:
         if not user.may_see(query.get("business", "")):
@@ -39,7 +36,7 @@ async def _figures(request: Request, user: SessionUser) -> QualityFigures | Resp
         business = await store.get_business(query.get("business", ""))
     except StoreError:
         return PlainTextResponse(f"No business named {query.get('business', '')!r}.", status_code=404)
-    figures = await store.opt_in_quality(business.name, business.locales, times["since"], times["until"])
+    figures = await store.opt_in_quality(business.name, business.locales, since, until)
     return await with_frequency_changes(store, figures, business.locales)
 
 
