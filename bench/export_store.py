@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from consent_store import RecordingStatus, canonical_json, event_hash
-from consent_store.sqlite_writer import CHECKPOINT_EVERY
+from consent_store.writing import CHECKPOINT_EVERY
 
 _CHUNK = 20_000  # events handed to executemany at a time
 

@@ -36,7 +36,7 @@ from typing import Any
 from bench.workload import BUSINESSES, Workload, add_businesses
 from consent_store import Business, SQLiteStore
 from consent_store.chain import chain_event, text_sha256
-from consent_store.sqlite_writer import CHECKPOINT_EVERY, subject_commitment
+from consent_store.writing import CHECKPOINT_EVERY, subject_commitment
 
 _INSERT_EVENT = (
     "INSERT INTO events (seq, recorded_at, kind, idempotency_key, call_sid, business,"

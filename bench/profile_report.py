@@ -39,7 +39,7 @@ AROUND = (
     ("uvicorn HTTP protocol (httptools parsing, responses)", ("uvicorn/protocols/",)),
     ("Starlette middleware, routing, Request/Response", ("starlette/",)),
     ("aiosqlite futures and thread hand-offs", ("aiosqlite/",)),
-    ("consent store writer task (event loop side)", ("consent_store/sqlite_writer.py",)),
+    ("consent store writer task (event loop side)", ("consent_store/sqlite/writer.py",)),
     ("asyncio / uvloop internals", ("asyncio/", "uvloop/", "<frozen")),
 )
 

@@ -5,7 +5,7 @@ and recording reads, and the module-level functions of `recording_holds`, `recor
 is written against `StoreBackend`; `SQLiteStore` and `PostgresStore` provide it. SQL is
 written with `?` placeholders (PostgreSQL translates them once); the three dialect
 helpers produce the few fragments whose syntax differs (their SQLite forms live in
-`consent_store.stats`, their PostgreSQL forms in `consent_store.postgres_stats`).
+`consent_store.stats`, their PostgreSQL forms in `consent_store.postgres.stats`).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def chain_event(event: NewEvent, seq: int, prev_hash: str, recorded_at: str, sub
     """The row an event becomes at position `seq` after `prev_hash`: its canonical body and hash.
 
     The SQLite writer (and the benchmark filler) build rows through this. PostgreSQL builds
-    the same body in SQL: the process sends it up to `recorded_at` (`postgres_writer.
+    the same body in SQL: the process sends it up to `recorded_at` (`postgres.writer.
     body_prefix`) and `consent_store_append` adds the last three keys, so a change to the
     body's top-level keys must change both (tests/test_postgres_append.py holds them equal)."""
     body = canonical_json(

@@ -6,7 +6,7 @@ caller's phone, a key of its hashed data, a key of its call's recording), how CS
 writes it (as is: values the store writes itself; neutralised: text from outside;
 the phone rule), and where it sits in a consent receipt. Everything else derives
 from COLUMNS: DecisionRow's field order (checked below), both backends' reads, the
-SQLite fast path's SQL (consent_store.sqlite_export_sql), the CSV header and cells,
+SQLite fast path's SQL (consent_store.sqlite.export_sql), the CSV header and cells,
 JSON Lines keys, receipts (ivr.evidence.export) and `ivr verify --export`.
 
 Adding a column: a Column at the end of COLUMNS (the order is a public contract),

@@ -8,7 +8,7 @@ status if any, else its latest `recording` status (e.g. "absent"); `recording_sq
 lookup, the same SQL for both backends apart from the backend's `_json_text` hook.
 `decision_row_from_record` decodes a decision and that recording into a DecisionRow.
 
-SQLite's CSV fast path (consent_store.sqlite_export_sql) uses the same `recording_sql`. The
+SQLite's CSV fast path (consent_store.sqlite.export_sql) uses the same `recording_sql`. The
 rule reads the idempotency key first, which ends with ":" + status (`RecordingStatus.to_event`;
 `verify` holds the key to the hashed body), so the JSON is parsed only where it can match.
 tests/test_store_decisions.py holds every read to the rule on hostile statuses.

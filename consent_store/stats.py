@@ -5,7 +5,7 @@ heard, seconds to decide), prompts played after a key press or a silence (langua
 re-prompts, the goodbye after the last attempt), call status callbacks (status, duration)
 and script / message-type changes; simulated calls (`ivr call --record`) are left out.
 Reads only. The SQL serves both backends: the dialect hooks here (`_json_text`,
-`_within_days`, `_joined_text`) are SQLite's, and PostgreSQL's mixin (postgres_stats)
+`_within_days`, `_joined_text`) are SQLite's, and PostgreSQL's mixin (postgres/stats.py)
 overrides them.
 """
 

@@ -1,7 +1,7 @@
 """Checking that each caller's phone is still the one the chain committed to, for both stores' verify.
 
 The chain never holds a phone: it holds a subject, SHA-256 of a random salt and the phone
-(`sqlite_writer.subject_commitment`). The `subjects` table keeps phone and salt beside it,
+(`consent_store.writing.subject_commitment`). The `subjects` table keeps phone and salt beside it,
 outside the chain, so that reads can show the phone and an erasure can delete it. Verify
 checks that table here: each row's commitment is computed again from its salt and phone
 (an edited phone, consent moved to another number, no longer matches), and each subject

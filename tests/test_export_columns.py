@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import consent_store.sqlite_export as sqlite_export
+import consent_store.sqlite.export as sqlite_export
 from consent_store import ConsentDecision, DecisionRow, ExportFilter, RecordingStatus, SQLiteStore
 from consent_store.columns import COLUMNS, FORMULA_STARTS, csv_cells, render_csv, restore
 from consent_store.phone import is_e164_format

@@ -1,6 +1,6 @@
 """The SQLite CSV fast path writes exactly the bytes `csv_line` writes, whatever the values.
 
-SQLite builds the lines itself (consent_store.sqlite_export) on two processes; every
+SQLite builds the lines itself (consent_store.sqlite.export) on two processes; every
 export here is compared byte for byte with rendering `export_decisions`' rows through
 `ivr.evidence.export.render_rows`, over awkward values: formula starts, quotes, commas, CR/LF,
 NUL, non-E.164 and erased phones, missing and odd recordings, unicode.
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-import consent_store.sqlite_export as sqlite_export
+import consent_store.sqlite.export as sqlite_export
 from consent_store import (
     ConsentDecision,
     DecisionRow,
     ExportFilter,
     RecordingStatus,
     SQLiteStore,
-    sqlite_export_worker,
 )
+from consent_store.sqlite import export_worker as sqlite_export_worker
 from ivr.evidence.export import render_csv_rows, render_rows
 
 AWKWARD = (

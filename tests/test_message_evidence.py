@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from consent_store import ExportFilter, sqlite_export
+from consent_store import ExportFilter
 from consent_store.columns import NAMES
 from consent_store.recording_gaps import calls_to_reconcile, recording_gaps
+from consent_store.sqlite import export as sqlite_export
 from ivr.api.consent import new_token, token_sha256
 from ivr.pages.auth import hash_password
 from ivr.twilio.message_emulator import MessageEmulator

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consent_store import ConsentDecision, SQLiteStore
-from consent_store.sqlite_verify import verify_database
+from consent_store.sqlite.verify import verify_database
 
 Tamper = Callable[[sqlite3.Connection], None]
 

@@ -20,7 +20,7 @@ from consent_store import (
 from consent_store.chain import chain_event
 from consent_store.events import NewEvent
 from consent_store.exceptions import BusinessExists, ConflictingWrite
-from consent_store.postgres_writer import body_prefix
+from consent_store.postgres.writer import body_prefix
 
 pytest_plugins = ["tests.pg_server"]
 

@@ -59,9 +59,9 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     fake = Clock()
-    for module in ("consent_store.sqlite_writer", "consent_store.registry"):
+    for module in ("consent_store.sqlite.writer", "consent_store.registry"):
         monkeypatch.setattr(f"{module}.utc_now", fake)
-    monkeypatch.setattr("consent_store.postgres_writer.record_clock", fake)
+    monkeypatch.setattr("consent_store.postgres.writer.record_clock", fake)
     yield fake
 
 

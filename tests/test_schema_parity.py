@@ -9,9 +9,9 @@ from pathlib import Path
 import asyncpg
 
 from consent_store import PostgresStore, SQLiteStore
-from consent_store.postgres_schema import MIGRATIONS as POSTGRES_MIGRATIONS
+from consent_store.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
 from consent_store.schema import BACKEND_ONLY_TABLES, SCHEMA_VERSION, VERSIONS
-from consent_store.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
+from consent_store.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 
 pytest_plugins = ["tests.pg_server"]
 

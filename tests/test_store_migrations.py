@@ -16,7 +16,7 @@ import pytest
 from consent_store import ConsentDecision, ExportFilter, SQLiteStore
 from consent_store.chain import GENESIS_HASH, canonical_json, event_hash
 from consent_store.exceptions import SchemaTooNew
-from consent_store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from consent_store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 PHONE = "+14155550123"
 SALT = "00112233445566778899aabbccddeeff"

@@ -20,8 +20,8 @@ import asyncpg
 import pytest
 
 from consent_store import Business, ConsentDecision, open_store, text_sha256
-from consent_store.sqlite_verify import verify_database
-from consent_store.sqlite_writer import subject_commitment
+from consent_store.sqlite.verify import verify_database
+from consent_store.writing import subject_commitment
 
 pytest_plugins = ["tests.pg_server"]
 

@@ -2,8 +2,8 @@
 
 Version n of the schema is `VERSIONS[n - 1]`: what SQLite and what PostgreSQL each run to
 go from version n - 1 to n, side by side (the DDL is in this package's modules, by
-version). SQLite records the version in `PRAGMA user_version` (consent_store/sqlite_schema.py),
-PostgreSQL in its `schema_sequence` table (consent_store/postgres_schema.py, which also maps
+version). SQLite records the version in `PRAGMA user_version` (consent_store/sqlite/schema.py),
+PostgreSQL in its `schema_sequence` table (consent_store/postgres/schema.py, which also maps
 the numbers PostgreSQL databases recorded before there was one sequence). From version 4
 on (PostgreSQL's first version held SQLite's first four at once), after every version both
 schemas hold the same tables with the same columns, apart from each backend's own

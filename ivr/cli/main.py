@@ -213,7 +213,7 @@ def call(to: str, from_: str, keys: str | None, url: str | None, record: bool) -
 )
 def copy_command(source_url: str, target_url: str) -> None:
     """Copy the whole consent log, hashes included, into an empty database, and verify it there."""
-    from consent_store.postgres_copy import CopyReport, copy_log
+    from consent_store.postgres.copy import CopyReport, copy_log
 
     async def run() -> CopyReport:
         async with open_store(source_url) as source, open_store(target_url) as target:

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from consent_store import StoreError
 from consent_store.message_statuses import MessageChannel, MessageStatusReport, record_message_status
 from consent_store.phone import is_e164, masked
-from consent_store.sqlite_writer import utc_now
+from consent_store.writing import utc_now
 from ivr.twilio.signature import twilio_sid_ok
 from ivr.twilio.webhooks import _bad_request, _forbidden, _from_twilio
 

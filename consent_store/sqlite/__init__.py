@@ -36,11 +36,11 @@ from consent_store.exceptions import (
 from consent_store.group_commit import QueuedStore
 from consent_store.opt_out_webhooks import OptOutWebhooksMixin
 from consent_store.queries import decision_filter
-from consent_store.sqlite_export import export_csv_chunks
-from consent_store.sqlite_export_sql import RowDecoder, rows_sql
-from consent_store.sqlite_schema import HEAD_FILE_SINCE_VERSION, migrate
-from consent_store.sqlite_verify import verify_database
-from consent_store.sqlite_writer import (
+from consent_store.sqlite.export import export_csv_chunks
+from consent_store.sqlite.export_sql import RowDecoder, rows_sql
+from consent_store.sqlite.schema import HEAD_FILE_SINCE_VERSION, migrate
+from consent_store.sqlite.verify import verify_database
+from consent_store.sqlite.writer import (
     PRAGMAS,
     SQLiteWriter,
     create_private_file,
@@ -251,7 +251,7 @@ class SQLiteStore(
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows (no header) of `export_decisions`, built mostly by SQLite on two
         processes: exactly `consent_store.columns.render_csv`'s bytes for those rows (see
-        consent_store.sqlite_export)."""
+        consent_store.sqlite.export)."""
         return export_csv_chunks(self.path, where, through_seq=through_seq, on_snapshot=on_snapshot)
 
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:

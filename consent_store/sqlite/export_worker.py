@@ -2,7 +2,7 @@
 
 Two threads of one process running SQLite statements slow each other down (1.5x the CPU
 for 1.3x the speed on 2 cores: SQLite's process-wide locks); two processes do not. Run
-as a script (`python .../sqlite_export_worker.py`: the standard library only, so it
+as a script (`python -I .../sqlite/export_worker.py`: the standard library only, so it
 starts in milliseconds), it reads its task as one JSON line on standard input, opens a
 read transaction, reports its head record and waits for "go SEQ" (the exporter goes on
 only if both processes see the same head, so the same rows; SEQ is the last record

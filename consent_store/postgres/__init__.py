@@ -30,10 +30,10 @@ from consent_store.exceptions import (
 )
 from consent_store.group_commit import QueuedStore
 from consent_store.opt_out_webhooks import OptOutWebhooksMixin
-from consent_store.postgres_reads import PostgresReadsMixin
-from consent_store.postgres_schema import migrate
-from consent_store.postgres_stats import PostgresStatsMixin
-from consent_store.postgres_writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
+from consent_store.postgres.reads import PostgresReadsMixin
+from consent_store.postgres.schema import migrate
+from consent_store.postgres.stats import PostgresStatsMixin
+from consent_store.postgres.writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
 from consent_store.writing import MAX_BATCH
 
 LOG = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from consent_store.columns import EVENT_COLUMNS, CsvChunk, csv_chunks
 from consent_store.decisions import RECORDING_HEADS, decision_row_from_record, recording_sql
 from consent_store.events import DecisionRow, ExportFilter, VerifyResult
 from consent_store.exceptions import StoreUnavailable
-from consent_store.postgres_writer import PG_ERRORS, pg_sql
+from consent_store.postgres.writer import PG_ERRORS, pg_sql
 from consent_store.queries import decision_filter
 
 _CHUNK = 5000

@@ -26,12 +26,7 @@ from consent_store.chain import GENESIS_HASH, chain_event, text_sha256
 from consent_store.events import StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreUnavailable
 from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
-
-# Re-exported: older imports of these names from here keep working.
-from consent_store.writing import CHECKPOINT_EVERY as CHECKPOINT_EVERY
-from consent_store.writing import MAX_BATCH as MAX_BATCH
-from consent_store.writing import subject_commitment as subject_commitment
-from consent_store.writing import utc_now as utc_now
+from consent_store.writing import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment, utc_now
 
 LOG = logging.getLogger(__name__)
 

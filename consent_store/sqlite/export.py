@@ -3,9 +3,9 @@
 `export_csv_chunks` yields the bytes of the CSV rows of every decision a filter names,
 oldest first, in windows of WINDOW records. This process reads some windows (on its
 aiosqlite thread, while the caller hashes and writes) and a worker process
-(consent_store.sqlite_export_worker) the others, on a read transaction that sees the same
+(consent_store.sqlite.export_worker) the others, on a read transaction that sees the same
 log. SQLite builds each line itself from SQL generated from consent_store.columns
-(consent_store.sqlite_export_sql); the cells many rows share (business, action, message
+(consent_store.sqlite.export_sql); the cells many rows share (business, action, message
 types, digits, locale, script) come from a temporary table filled with cells rendered by
 the columns' own CSV rules. A window holding any value that would need quoting or
 neutralising, or a decision whose shared cells are not in the table yet, is rendered the
@@ -29,13 +29,13 @@ from typing import Any
 
 import aiosqlite
 
-from consent_store import sqlite_export_worker as worker_protocol
 from consent_store.chain import GENESIS_HASH
 from consent_store.columns import RECORD_HASH, CsvChunk, render_csv
 from consent_store.events import ExportFilter
 from consent_store.exceptions import StoreUnavailable
 from consent_store.queries import decision_filter
-from consent_store.sqlite_export_sql import (
+from consent_store.sqlite import export_worker as worker_protocol
+from consent_store.sqlite.export_sql import (
     CELLS_INSERT,
     CELLS_TABLE,
     SEPARATORS,
@@ -45,7 +45,7 @@ from consent_store.sqlite_export_sql import (
     shared_cells,
     shared_cells_key,
 )
-from consent_store.sqlite_writer import PRAGMAS
+from consent_store.sqlite.writer import PRAGMAS
 
 LOG = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def _head(conn: aiosqlite.Connection) -> tuple[int, str]:
 
 
 class _Worker:
-    """The second process (consent_store.sqlite_export_worker) and its end of the pipes."""
+    """The second process (consent_store.sqlite.export_worker) and its end of the pipes."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
