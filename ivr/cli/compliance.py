@@ -14,10 +14,7 @@ from ivr.compliance_report import ComplianceReport, compliance_report, report_js
 
 
 @click.command("compliance")
-@report_options(
-    since_help="First reported from this time (inclusive), ISO-8601; naive means UTC.",
-    until_help="First reported before this time (exclusive), ISO-8601; naive means UTC.",
-)
+@report_options(counted="Messages first reported")
 def compliance(business: str, since: str | None, until: str | None, output: str) -> None:
     """Messages sent to numbers never opted in, or after an opt-out; exit 1 when any."""
     low, high = period_options(since, until)

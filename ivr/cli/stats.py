@@ -22,10 +22,7 @@ async def business_quality(
 
 
 @click.command("stats")
-@report_options(
-    since_help="From this time (inclusive), ISO-8601; naive means UTC.",
-    until_help="Up to this time (exclusive), ISO-8601; naive means UTC.",
-)
+@report_options(counted="Calls recorded")
 def stats(business: str, since: str | None, until: str | None, output: str) -> None:
     """Opt-in quality per script version and locale: calls, decisions, opt-outs within 7/30 days, flags."""
     low, high = period_options(since, until)

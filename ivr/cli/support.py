@@ -84,16 +84,19 @@ def with_store_errors(run: Callable[[], Awaitable[T]]) -> T:
         raise
 
 
-def report_options(since_help: str, until_help: str) -> Callable[[F], F]:
+_TIME_HELP = "ISO-8601; naive means UTC."
+
+
+def report_options(counted: str) -> Callable[[F], F]:
     """The options of a per-business report (`ivr stats`, `ivr compliance`): --business,
-    --since, --until and --format table|json."""
+    --since and --until bounding what is `counted` ("Calls recorded"), --format table|json."""
 
     def decorate(command: F) -> F:
         for option in reversed(
             (
                 click.option("--business", required=True, help="Business name."),
-                click.option("--since", help=since_help),
-                click.option("--until", help=until_help),
+                click.option("--since", help=f"{counted} from this time (inclusive), {_TIME_HELP}"),
+                click.option("--until", help=f"{counted} before this time (exclusive), {_TIME_HELP}"),
                 click.option(
                     "--format",
                     "output",

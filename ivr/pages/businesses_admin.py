@@ -15,6 +15,7 @@ Every refusal is a sentence on the page (status 4xx) and nothing is written.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from consent_store import Business, StoreError
+from consent_store import Business, ConsentStore, StoreError
 from ivr.businesses import (
     InvalidBusiness,
     add_business,
@@ -211,25 +212,27 @@ async def business_page(request: Request, user: SessionUser) -> Response:
     )
 
 
-@requires("admin")
-async def change_numbers(request: Request, user: SessionUser) -> Response:
+BusinessChange = Callable[[FormData, Business, ConsentStore], Awaitable[str]]
+
+
+async def _change_business(request: Request, user: SessionUser, change: BusinessChange) -> Response:
+    """Apply `change` to the business the form names and show its page with the change's message.
+
+    404 when the user may not see that business; a refusal is the page with its sentence and
+    status 400 (422 when the linter rejects a script) and nothing written. After a change the
+    call catalog is invalidated, so the next call hears it.
+    """
     posted = await _posted_business(request, user)
     if isinstance(posted, Response):
         return posted
     form, business = posted
-    store, change = request_runtime(request).store, str(form.get("change") or "")
+    store = request_runtime(request).store
     try:
-        if change == "add":
-            number = _numbers(request, [_field(form, "number")])[0]
-            await store.add_number(business.name, number, user.name)
-            message = f"Calls to {number} now reach {business.name}."
-        elif change == "remove":
-            number = _field(form, "number")
-            await store.remove_number(business.name, number, user.name)
-            message = f"Calls to {number} no longer reach {business.name}."
-        else:
-            raise FormRefused(f"Unknown change {change[:40]!r}")
-    except (FormRefused, StoreError, ValueError) as exc:
+        message = await change(form, business, store)
+    except ScriptRejected as exc:
+        problem = exc.problems[0]
+        return await _business_page(request, user, business, error=f"Not published: {problem}", status=422)
+    except (FormRefused, StoreError, ValueError) as exc:  # InvalidBusiness is a ValueError
         return await _business_page(request, user, business, error=_sentence(exc), status=400)
     request_runtime(request).catalog.invalidate()
     business = await store.get_business(business.name)
@@ -237,34 +240,40 @@ async def change_numbers(request: Request, user: SessionUser) -> Response:
 
 
 @requires("admin")
+async def change_numbers(request: Request, user: SessionUser) -> Response:
+    async def change(form: FormData, business: Business, store: ConsentStore) -> str:
+        kind = str(form.get("change") or "")
+        if kind == "add":
+            number = _numbers(request, [_field(form, "number")])[0]
+            await store.add_number(business.name, number, user.name)
+            return f"Calls to {number} now reach {business.name}."
+        if kind == "remove":
+            number = _field(form, "number")
+            await store.remove_number(business.name, number, user.name)
+            return f"Calls to {number} no longer reach {business.name}."
+        raise FormRefused(f"Unknown change {kind[:40]!r}")
+
+    return await _change_business(request, user, change)
+
+
+@requires("admin")
 async def new_locale(request: Request, user: SessionUser) -> Response:
-    posted = await _posted_business(request, user)
-    if isinstance(posted, Response):
-        return posted
-    form, business = posted
-    locale = str(form.get("locale") or "")
-    try:
+    async def change(form: FormData, business: Business, store: ConsentStore) -> str:
+        locale = str(form.get("locale") or "")
         if locale not in DEFAULT_LOCALES:
             raise FormRefused(f"Locale: choose from {', '.join(DEFAULT_LOCALES)}")
-        await add_locale(request_runtime(request).store, business, locale, user.name)
-    except (FormRefused, InvalidBusiness, StoreError) as exc:
-        return await _business_page(request, user, business, error=_sentence(exc), status=400)
-    request_runtime(request).catalog.invalidate()
-    business = await request_runtime(request).store.get_business(business.name)
-    return await _business_page(
-        request, user, business, message=f"Added {locale}: its default script is published as version 1."
-    )
+        await add_locale(store, business, locale, user.name)
+        return f"Added {locale}: its default script is published as version 1."
+
+    return await _change_business(request, user, change)
 
 
 @requires("manager")
 async def change_frequency(request: Request, user: SessionUser) -> Response:
     """Publish each locale's script again with the new promised frequency, checked by the linter."""
-    posted = await _posted_business(request, user)
-    if isinstance(posted, Response):
-        return posted
-    form, business = posted
-    locale, store = str(form.get("locale") or ""), request_runtime(request).store
-    try:
+
+    async def change(form: FormData, business: Business, store: ConsentStore) -> str:
+        locale = str(form.get("locale") or "")
         if locale not in business.locales:
             raise FormRefused(f"{business.name} has no {locale[:20]!r} script")
         if await store.script_draft(business.name, locale) is not None:
@@ -275,20 +284,11 @@ async def change_frequency(request: Request, user: SessionUser) -> Response:
         published = await store.script_version(business.name, locale)
         text = with_frequency(published.text, _field(form, "frequency"))
         if text == published.text:
-            return await _business_page(request, user, business, message="The frequency is unchanged.")
+            return "The frequency is unchanged."
         version = await publish_checked(store, business, locale, text, user.name, "frequency changed")
-    except ScriptRejected as exc:
-        problem = exc.problems[0]
-        return await _business_page(request, user, business, error=f"Not published: {problem}", status=422)
-    except (FormRefused, InvalidBusiness, StoreError) as exc:
-        return await _business_page(request, user, business, error=_sentence(exc), status=400)
-    request_runtime(request).catalog.invalidate()
-    return await _business_page(
-        request,
-        user,
-        business,
-        message=f"Published {locale} version {version.version}: callers hear the new frequency now.",
-    )
+        return f"Published {locale} version {version.version}: callers hear the new frequency now."
+
+    return await _change_business(request, user, change)
 
 
 routes = [
