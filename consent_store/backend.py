@@ -4,8 +4,8 @@ Declared once here. The logic that both backends share (the registry, access, au
 and recording reads, and the module-level functions of `recording_holds`, `recording_gaps`)
 is written against `StoreBackend`; `SQLiteStore` and `PostgresStore` provide it. SQL is
 written with `?` placeholders (PostgreSQL translates them once); the three dialect
-helpers produce the few fragments whose syntax differs (their SQLite forms live in
-`consent_store.stats`, their PostgreSQL forms in `consent_store.postgres.stats`).
+helpers produce the few fragments whose syntax differs (both forms in
+`consent_store.dialect`: SQLite's set on `StatsMixin`, PostgreSQL's on `PostgresStore`).
 """
 
 from __future__ import annotations
@@ -40,17 +40,16 @@ class StoreBackend(StoreReads, Protocol):
         """After an erasure: make deleted content leave the files (SQLite WAL, PostgreSQL VACUUM)."""
         ...
 
-    @staticmethod
-    def _json_text(column: str, *path: str) -> str:
+    # The dialect hooks: each store class sets them to its `consent_store.dialect.Dialect`'s
+    # methods (static: `StatsMixin._json_text` is SQLite's, callable without a store).
+    def _json_text(self, column: str, *path: str) -> str:
         """SQL for a field of a JSON body, as text or number."""
         ...
 
-    @staticmethod
-    def _within_days(earlier: str, later: str, days: int) -> str:
+    def _within_days(self, earlier: str, later: str, days: int) -> str:
         """SQL: is the ISO-8601 text `later` at most `days` days after `earlier`?"""
         ...
 
-    @staticmethod
-    def _joined_text(expression: str, separator: str, order_by: str) -> str:
+    def _joined_text(self, expression: str, separator: str, order_by: str) -> str:
         """SQL aggregate: the texts joined by `separator`, in `order_by` order."""
         ...

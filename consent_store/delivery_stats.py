@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from consent_store.message_statuses import RECIPIENTS_CTE, standing_sql
-
-FOLLOW_UP_DAYS = (7, 30)
+from consent_store.queries import follow_up_counts, follow_up_cutoffs
 
 
 @dataclass(frozen=True)
@@ -51,11 +50,9 @@ class DeliveryStore(Protocol):
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
-    @staticmethod
-    def _json_text(column: str, *path: str) -> str: ...
+    def _json_text(self, column: str, *path: str) -> str: ...
 
-    @staticmethod
-    def _within_days(earlier: str, later: str, days: int) -> str: ...
+    def _within_days(self, earlier: str, later: str, days: int) -> str: ...
 
 
 def _version_columns(store: DeliveryStore, event: str) -> str:
@@ -88,13 +85,7 @@ def _outcomes_sql(store: DeliveryStore) -> str:
 
 def _opt_outs_sql(store: DeliveryStore) -> str:
     channel = store._json_text("o.body", "data", "channel")
-    counts = []
-    for days in FOLLOW_UP_DAYS:
-        within = store._within_days("first_at", "out_at", days)
-        counts.append(f"count(*) FILTER (WHERE first_at <= ?) AS followed_{days}")
-        counts.append(
-            f"count(*) FILTER (WHERE first_at <= ? AND out_at IS NOT NULL AND {within}) AS out_{days}"
-        )
+    counts = follow_up_counts(store._within_days, "first_at", "out_at", "out_at IS NOT NULL", "out")
     opted_out = (
         "(SELECT min(e.seq) FROM subjects s JOIN events e ON e.subject = s.subject"
         " WHERE s.phone = m.to_number AND e.business = m.business AND e.kind = 'decision'"
@@ -109,13 +100,9 @@ def _opt_outs_sql(store: DeliveryStore) -> str:
         f" versioned AS (SELECT p.first_at, {_version_columns(store, 'e')}, o.recorded_at AS out_at,"
         f" CASE WHEN o.seq IS NULL THEN NULL ELSE COALESCE({channel}, 'voice') END AS channel"
         " FROM placed p LEFT JOIN events e ON e.seq = p.standing_seq LEFT JOIN events o ON o.seq = p.out_seq)"
-        f" SELECT locale, version, channel, count(*), {', '.join(counts)}"
+        f" SELECT locale, version, channel, count(*), {counts}"
         " FROM versioned GROUP BY locale, version, channel"
     )
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def delivery_figures(
@@ -144,7 +131,7 @@ async def delivery_figures(
         if int(failed or 0):
             key = None if code is None else int(code)
             g["errors"][key] = g["errors"].get(key, 0) + int(failed)
-    cutoffs = [_iso(now - dt.timedelta(days=d)) for d in FOLLOW_UP_DAYS for _ in range(2)]
+    cutoffs = follow_up_cutoffs(now)
     for locale, version, channel, recipients, f7, o7, f30, o30 in await store._fetchall(
         _opt_outs_sql(store), (business, business, low, high, *cutoffs)
     ):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from consent_store.events import ExportFilter
+
+# Opt-outs are followed for this many days after an opt-in (quality figures) or after a
+# recipient's first message (delivery figures).
+FOLLOW_UP_DAYS = (7, 30)
 
 # A decision's body is its canonical JSON (consent_store.chain: sorted keys, no spaces), the
 # bytes its hash covers. A JSON string cannot hold an unescaped quote, so these texts occur in
@@ -46,3 +52,23 @@ def decision_filter(where: ExportFilter) -> tuple[str, list[Any]]:
         sql.append(f"NOT {CONTAINS}")
         params.append(ATTESTED_A_TEXT)
     return " AND ".join(sql), params
+
+
+def follow_up_counts(
+    within_days: Callable[[str, str, int], str], start: str, end: str, ended: str, alias: str
+) -> str:
+    """SQL select columns, for each d of FOLLOW_UP_DAYS: `followed_d`, the rows whose `start`
+    is at least d days old, and `{alias}_d`, those of them where `ended` holds and `end` is
+    at most d days after `start`. Each column takes one `?`: `follow_up_cutoffs`, in order."""
+    counts = []
+    for days in FOLLOW_UP_DAYS:
+        within = within_days(start, end, days)
+        counts.append(f"count(*) FILTER (WHERE {start} <= ?) AS followed_{days}")
+        counts.append(f"count(*) FILTER (WHERE {start} <= ? AND {ended} AND {within}) AS {alias}_{days}")
+    return ", ".join(counts)
+
+
+def follow_up_cutoffs(now: dt.datetime) -> list[str]:
+    """The parameters of `follow_up_counts`' columns: `now` less d days (ISO-8601 UTC), twice each."""
+    moments = [now - dt.timedelta(days=d) for d in FOLLOW_UP_DAYS for _ in range(2)]
+    return [moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for moment in moments]

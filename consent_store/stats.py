@@ -5,8 +5,8 @@ heard, seconds to decide), prompts played after a key press or a silence (langua
 re-prompts, the goodbye after the last attempt), call status callbacks (status, duration)
 and script / message-type changes; simulated calls (`ivr call --record`) are left out.
 Reads only. The SQL serves both backends: the dialect hooks here (`_json_text`,
-`_within_days`, `_joined_text`) are SQLite's, and PostgreSQL's mixin (postgres/stats.py)
-overrides them.
+`_within_days`, `_joined_text`, from consent_store.dialect) are SQLite's, and PostgresStore
+sets PostgreSQL's over them.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from consent_store.backend import StoreBackend
 from consent_store.delivery_stats import DeliveryFigures, delivery_figures
+from consent_store.dialect import SQLITE
+from consent_store.queries import follow_up_counts, follow_up_cutoffs
 
 # Call statuses of a call that never connected: the caller heard nothing.
 UNANSWERED_STATUSES = ("no-answer", "busy", "failed", "canceled")
-FOLLOW_UP_DAYS = (7, 30)
 _NO_LOCALE, _NO_VERSION = "", 0  # NULL stand-ins, so groups join with plain "="
 
 
@@ -123,22 +124,12 @@ def _iso(moment: dt.datetime) -> str:
 
 
 class StatsMixin(StoreBackend):
-    """Mixed into both stores, which provide `_fetchall`; the dialect hooks below are SQLite's."""
+    """Mixed into both stores, which provide `_fetchall`; the dialect hooks here are SQLite's
+    (PostgresStore sets PostgreSQL's over them)."""
 
-    @staticmethod
-    def _json_text(column: str, *path: str) -> str:
-        """SQL for a field of a JSON body, as text or number."""
-        return f"json_extract({column}, '$.{'.'.join(path)}')"
-
-    @staticmethod
-    def _within_days(earlier: str, later: str, days: int) -> str:
-        """SQL: is the ISO-8601 text `later` at most `days` days after `earlier`?"""
-        return f"julianday({later}) - julianday({earlier}) <= {days}"
-
-    @staticmethod
-    def _joined_text(expression: str, separator: str, order_by: str) -> str:
-        """SQL aggregate: the texts joined by `separator` (SQLite keeps the scan's order)."""
-        return f"group_concat({expression}, '{separator}')"
+    _json_text = staticmethod(SQLITE.json_text)
+    _within_days = staticmethod(SQLITE.within_days)
+    _joined_text = staticmethod(SQLITE.joined_text)
 
     async def opt_in_quality(
         self,
@@ -157,7 +148,7 @@ class StatsMixin(StoreBackend):
         moment = now or dt.datetime.now(dt.UTC)
         low, high = since or "0000", until or "9999"
         single = locales[0] if len(locales) == 1 else None
-        cutoffs = [_iso(moment - dt.timedelta(days=d)) for d in FOLLOW_UP_DAYS for _ in range(2)]
+        cutoffs = follow_up_cutoffs(moment)
         rows = await self._fetchall(
             self._figures_sql(), (business, low, high, business, *cutoffs, single, business, single)
         )
@@ -195,14 +186,9 @@ class StatsMixin(StoreBackend):
     def _figures_sql(self) -> str:
         field, status = self._json_text, self._json_text("body", "data", "status")
         unanswered = ", ".join(f"'{s}'" for s in UNANSWERED_STATUSES)
-        follow_ups = []
-        for days in FOLLOW_UP_DAYS:
-            within = self._within_days("f.recorded_at", "n.recorded_at", days)
-            follow_ups.append(f"count(*) FILTER (WHERE f.recorded_at <= ?) AS followed_{days}")
-            follow_ups.append(
-                f"count(*) FILTER (WHERE f.recorded_at <= ? AND n.action = 'opt_out' AND {within})"
-                f" AS opted_out_{days}"
-            )
+        follow_ups = follow_up_counts(
+            self._within_days, "f.recorded_at", "n.recorded_at", "n.action = 'opt_out'", "opted_out"
+        )
         in_call = "kind IN ('decision', 'prompt')"
         # Simulated calls (`ivr call --record`) are evidence, not callers: none of their events count.
         # Decisions not made on a call (a STOP by WhatsApp or SMS, an opt-out another system
@@ -237,7 +223,7 @@ class StatsMixin(StoreBackend):
             " AND o.action IN ('opt_in', 'opt_out') AND o.seq > b.seq"
             f" AND {field('o.body', 'data', 'simulated')} IS NULL) AS next_seq"
             " FROM base b WHERE b.action = 'opt_in'),"
-            f" follow AS (SELECT f.locale, f.version, {', '.join(follow_ups)}"
+            f" follow AS (SELECT f.locale, f.version, {follow_ups}"
             " FROM ins f LEFT JOIN events n ON n.seq = f.next_seq GROUP BY f.locale, f.version),"
             " calls AS (SELECT call_sid, max(action) AS action, max(locale) AS locale,"
             " max(version) AS version, max(heard) AS heard, max(gave_up) AS gave_up,"

@@ -22,6 +22,7 @@ from consent_store.access import AccessMixin
 from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
 from consent_store.business_changes import BusinessChangesMixin
 from consent_store.call_log import CallLogMixin
+from consent_store.dialect import POSTGRESQL
 from consent_store.events import (
     Standing,
 )
@@ -32,8 +33,8 @@ from consent_store.group_commit import QueuedStore
 from consent_store.opt_out_webhooks import OptOutWebhooksMixin
 from consent_store.postgres.reads import PostgresReadsMixin
 from consent_store.postgres.schema import migrate
-from consent_store.postgres.stats import PostgresStatsMixin
 from consent_store.postgres.writer import ACQUIRE_TIMEOUT, PG_ERRORS, PostgresWriter, pg_sql
+from consent_store.stats import StatsMixin
 from consent_store.writing import MAX_BATCH
 
 LOG = logging.getLogger(__name__)
@@ -49,13 +50,18 @@ class PostgresStore(
     QueuedStore,
     CallLogMixin,
     PostgresReadsMixin,
-    PostgresStatsMixin,
+    StatsMixin,
     AccessMixin,
     AuditMixin,
     BusinessChangesMixin,
     OptOutWebhooksMixin,
 ):
     """Consent store on a PostgreSQL database that several `ivr serve` processes may share."""
+
+    # The dialect hooks of the shared SQL (StatsMixin holds SQLite's).
+    _json_text = staticmethod(POSTGRESQL.json_text)
+    _within_days = staticmethod(POSTGRESQL.within_days)
+    _joined_text = staticmethod(POSTGRESQL.joined_text)
 
     def __init__(
         self,

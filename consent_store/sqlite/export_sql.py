@@ -29,9 +29,9 @@ from consent_store.columns import (
     decision_row,
 )
 from consent_store.decisions import heard_data, recording_sql
+from consent_store.dialect import SQLITE
 from consent_store.events import DecisionRow
 from consent_store.exceptions import StoreUnavailable
-from consent_store.stats import StatsMixin
 
 
 def _sql_char(char: str) -> str:
@@ -61,7 +61,7 @@ def _kept_as_is(column: Column, value: str) -> str | None:
 def _recording(value: str) -> str:
     """`value` (over `events r`) of the decision's recording, or NULL if it has none: the one
     rule of consent_store.decisions; ?1 is the snapshot's head."""
-    return recording_sql(StatsMixin._json_text, value, "?1")
+    return recording_sql(SQLITE.json_text, value, "?1")
 
 
 def _json_values(body: str, columns: Sequence[Column]) -> str:
