@@ -1,4 +1,5 @@
-"""The `ivr` command run for real as a subprocess against a real SQLite file (no mocks)."""
+"""The `ivr` command against a real SQLite file (no mocks): in-process through tests/cli_runner.py,
+and as a real `python -m ivr` process where the process is the point (start-up, exiting, the real pipe)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 from consent_store.columns import COLUMNS as EXPORT_COLUMNS
 from ivr import __version__
 from ivr.twilio.emulator import CallResult
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, BILINGUAL_NUMBER, CALLER, Service
 
 # The export's columns: a public contract (DESIGN.md), written out here so that a rename or a
@@ -65,8 +67,13 @@ ADD_ACME = [
 ]
 
 
-def ivr(db_url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `python -m ivr ARGS` with IVR_DATABASE_URL set; capture its output."""
+def ivr(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `ivr ARGS` in this process (tests/cli_runner.py) with IVR_DATABASE_URL set; capture its output."""
+    return run_ivr(*args, env={"IVR_DATABASE_URL": db_url})
+
+
+def ivr_process(db_url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ivr ARGS` for real, for the tests whose point is the process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {"IVR_DATABASE_URL": db_url}
     return subprocess.run(
         [sys.executable, "-m", "ivr", *args],
@@ -141,7 +148,8 @@ def test_help_exits_0_and_shows_usage_of_the_command(db_url: str, command: list[
 
 
 def test_version_prints_the_package_version(db_url: str) -> None:
-    result = ivr(db_url, "--version")
+    """A real process: `python -m ivr --version` is the interpreter's entry point and start-up."""
+    result = ivr_process(db_url, "--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"ivr, version {__version__}"
 
@@ -210,9 +218,10 @@ def test_bad_database_url_exits_2_with_one_line_error(tmp_path: Path, url: str, 
 
 
 def test_database_file_that_is_not_sqlite_fails_with_one_line_error_and_exits(tmp_path: Path) -> None:
+    """A real process: the point is that `python -m ivr verify` exits (within 10 s), not only its error."""
     garbage = tmp_path / "garbage.db"
     garbage.write_text("this is not a database\n")
-    result = ivr(f"sqlite:///{garbage}", "verify", timeout=10)
+    result = ivr_process(f"sqlite:///{garbage}", "verify", timeout=10)
     assert result.returncode != 0 and result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line == f"ivr: error: cannot open SQLite database {garbage}: file is not a database"
@@ -271,7 +280,8 @@ def test_the_export_columns_are_the_public_contract_in_order() -> None:
 async def test_export_csv_has_the_contract_columns_and_one_row_per_decision_oldest_first(
     calls: Calls,
 ) -> None:
-    result = await ivr_async(calls.service.db_url, "export")
+    """A real process: the export family's one run of `python -m ivr`, its CSV through a real pipe."""
+    result = await asyncio.to_thread(ivr_process, calls.service.db_url, "export")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     header, rows = csv_rows(result.stdout)

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_ivr
+
 
 def ivr(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`ivr ARGS` in this process (tests/cli_runner.py), without IVR_* and TWILIO_* but the database."""
+    return run_ivr(*args, env={"IVR_DATABASE_URL": f"sqlite:///{db}"}, drop=("IVR_", "TWILIO_"), stdin=stdin)
+
+
+def ivr_process(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m ivr ARGS` for real, for the tests whose point is the process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
     env["IVR_DATABASE_URL"] = f"sqlite:///{db}"
     return subprocess.run(
@@ -94,9 +102,10 @@ def test_script_publish_bad_input_exits_non_zero_with_a_message(db: Path, args: 
 
 
 def test_user_add_reads_the_password_from_stdin_and_refuses_short_ones(db: Path) -> None:
-    created = ivr(db, "user", "add", "mia", "--role", "manager", stdin="a long enough password\n")
+    """A real process (the admin family's one): the password comes through a real stdin pipe."""
+    created = ivr_process(db, "user", "add", "mia", "--role", "manager", stdin="a long enough password\n")
     assert created.returncode == 0 and "Created manager 'mia'" in created.stdout
-    again = ivr(db, "user", "add", "mia", "--role", "auditor", stdin="a long enough password\n")
+    again = ivr_process(db, "user", "add", "mia", "--role", "auditor", stdin="a long enough password\n")
     assert again.returncode == 2 and "already exists" in again.stderr
     short = ivr(db, "user", "add", "leo", "--role", "auditor", stdin="short\n")
     assert short.returncode == 2 and "at least 12 characters" in short.stderr
