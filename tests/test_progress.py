@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_ivr
+
 
 def run_on_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """Run `ivr` with its standard error on a pseudo-terminal; return exit code and what it showed."""
+    """Run `ivr` with its standard error on a pseudo-terminal; return exit code and what it showed.
+
+    A real process: what is shown depends on `isatty()` of a real terminal."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "ivr", *args], env=env, stdout=subprocess.DEVNULL, stderr=follower
@@ -36,32 +40,17 @@ def env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
     env["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.db'}"
     for i in range(3):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ivr",
-                "business",
-                "add",
-                "--name",
-                f"B{i}",
-                "--number",
-                f"+1555000{i:04d}",
-                "--message-type",
-                "offers",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        added = run_ivr(
+            "business", "add", "--name", f"B{i}", "--number", f"+1555000{i:04d}", "--message-type", "offers",
+            env=env, drop=("IVR_", "TWILIO_"),
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
     for caller, keys in (("+15550100001", "1"), ("+15550100002", "2")):
-        subprocess.run(
-            [sys.executable, "-m", "ivr", "call", "--to", "+15550000000", "--from", caller, "--keys", keys,
-             "--record"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        called = run_ivr(
+            "call", "--to", "+15550000000", "--from", caller, "--keys", keys, "--record",
+            env=env, drop=("IVR_", "TWILIO_"),
+        )  # fmt: skip
+        assert called.returncode == 0, called.stderr
     return env
 
 
@@ -88,8 +77,7 @@ def test_quiet_shows_nothing_on_a_terminal(
 
 
 def test_piped_verify_prints_no_progress(env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ivr", "verify"], env=env, capture_output=True, text=True, check=False
-    )
+    # In-process (tests/cli_runner.py): its standard error is a pipe-like buffer, no terminal.
+    result = run_ivr("verify", env=env, drop=("IVR_", "TWILIO_"))
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.startswith("ok: 9 records, chain intact")
