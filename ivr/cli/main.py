@@ -20,7 +20,14 @@ from consent_store import (
 )
 from ivr import __version__
 from ivr.cli.lazy import LazyCommands
-from ivr.cli.support import CliFailure, settings_from_env, with_store, with_store_errors
+from ivr.cli.support import (
+    CliFailure,
+    server_url_option,
+    settings_from_env,
+    simulate,
+    with_store,
+    with_store_errors,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -165,9 +172,7 @@ def _check_port_free(host: str, port: int) -> None:
     help="Keys to press, one per prompt ('1', '21', '1,-,*'; '-' = no input). "
     "Without it the call is interactive.",
 )
-@click.option(
-    "--url", help="A running server (e.g. http://127.0.0.1:8000); default: in-process on IVR_DATABASE_URL."
-)
+@server_url_option
 @click.option(
     "--record",
     is_flag=True,
@@ -176,33 +181,17 @@ def _check_port_free(host: str, port: int) -> None:
 )
 def call(to: str, from_: str, keys: str | None, url: str | None, record: bool) -> None:
     """Place a simulated call, signed like Twilio, and show what was recorded."""
-    import httpx
-
     from ivr.cli.admin import typed_phone
-    from ivr.twilio.emulator import EmulatorError
     from ivr.twilio.simulated_call import parse_keys, place_call
 
     to, from_ = typed_phone("--to", to, None), typed_phone("--from", from_, None)
     pressed = parse_keys(keys) if keys is not None else None
-    logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
-    try:
-        result, outcome = with_store_errors(
-            lambda: place_call(settings_from_env(), to, from_, pressed, url, record)
-        )
-    except httpx.TransportError as exc:
-        raise CliFailure(
-            f"nothing answers at {url} ({type(exc).__name__}): is `ivr serve` running there? "
-            "(or leave out --url to call in-process)",
-            1,
-        ) from exc
-    except (EmulatorError, OSError) as exc:
-        if "HTTP 403" in str(exc):
-            raise CliFailure(
-                "the server refused the signature: run ivr call with the server's TWILIO_AUTH_TOKEN, "
-                "or with its IVR_DATABASE_URL when the server uses the local token",
-                1,
-            ) from exc
-        raise CliFailure(f"the call failed: {exc}", 1) from exc
+    result, outcome = simulate(
+        lambda: place_call(settings_from_env(), to, from_, pressed, url, record),
+        url,
+        "ivr call",
+        "the call failed",
+    )
     click.echo(f"Call {result.call_sid} ended ({result.ended_by}). {outcome}")
 
 

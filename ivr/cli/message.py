@@ -9,18 +9,23 @@ ivr.twilio.webhooks.simulated_mark): an opt-out one records is flagged simulated
 
 from __future__ import annotations
 
-import logging
 from contextlib import AsyncExitStack
 
 import click
-import httpx
 
 from consent_store import ConsentStore
 from ivr.businesses import WHATSAPP_ADDRESS, set_whatsapp_numbers
 from ivr.cli.admin import region_option, typed_phone
-from ivr.cli.support import CliFailure, settings_from_env, with_store, with_store_errors
+from ivr.cli.support import (
+    CliFailure,
+    server_url_option,
+    settings_from_env,
+    signature_refused,
+    simulate,
+    with_store,
+)
 from ivr.settings import Settings
-from ivr.twilio.emulator import EmulatorError, new_sid
+from ivr.twilio.emulator import new_sid
 from ivr.twilio.message_emulator import MessageEmulator, MessageReply
 from ivr.twilio.simulated_call import simulator
 from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
@@ -80,9 +85,7 @@ async def send_message(
 @click.option(
     "--whatsapp", is_flag=True, help="Send it over WhatsApp (whatsapp:+E164 addresses); default SMS."
 )
-@click.option(
-    "--url", help="A running server (e.g. http://127.0.0.1:8000); default: in-process on IVR_DATABASE_URL."
-)
+@server_url_option
 def message(to: str, from_: str, body: str, whatsapp: bool, url: str | None) -> None:
     """Send a WhatsApp or SMS message to a business, signed like Twilio, and show the reply."""
     whatsapp = whatsapp or to.startswith(WHATSAPP_ADDRESS) or from_.startswith(WHATSAPP_ADDRESS)
@@ -90,23 +93,14 @@ def message(to: str, from_: str, body: str, whatsapp: bool, url: str | None) -> 
     from_ = typed_phone("--from", from_.removeprefix(WHATSAPP_ADDRESS), None)
     if len(body) > MAX_BODY:
         raise CliFailure(f"--body is longer than {MAX_BODY} characters (Twilio's limit)", 2)
-    logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
-    try:
-        reply = with_store_errors(lambda: send_message(settings_from_env(), to, from_, body, whatsapp, url))
-    except httpx.TransportError as exc:
-        raise CliFailure(
-            f"nothing answers at {url} ({type(exc).__name__}): is `ivr serve` running there? "
-            "(or leave out --url to send in-process)",
-            1,
-        ) from exc
-    except (EmulatorError, OSError) as exc:
-        raise CliFailure(f"the message could not be sent: {exc}", 1) from exc
+    reply = simulate(
+        lambda: send_message(settings_from_env(), to, from_, body, whatsapp, url),
+        url,
+        "ivr message",
+        "the message could not be sent",
+    )
     if reply.status_code == 403:
-        raise CliFailure(
-            "the server refused the signature: run ivr message with the server's TWILIO_AUTH_TOKEN, "
-            "or with its IVR_DATABASE_URL when the server uses the local token",
-            1,
-        )
+        raise signature_refused("ivr message")
     channel = "WhatsApp" if whatsapp else "SMS"
     click.echo(f"Sent {channel} message {reply.message_sid} from {from_} to {to}: {body!r}")
     if reply.problem is not None:

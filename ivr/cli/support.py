@@ -7,6 +7,7 @@ whose file does not exist they stop with one line naming the path.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -121,3 +122,41 @@ def period_options(since: str | None, until: str | None) -> tuple[str | None, st
         return parse_period(since, until, "--")
     except ValueError as exc:
         raise CliFailure(str(exc), 2) from exc
+
+
+# `ivr call` and `ivr message`: requests signed like Twilio's, in-process or to a running server.
+server_url_option = click.option(
+    "--url", help="A running server (e.g. http://127.0.0.1:8000); default: in-process on IVR_DATABASE_URL."
+)
+
+
+def simulate(run: Callable[[], Awaitable[T]], url: str | None, command: str, failed: str) -> T:
+    """Run the simulated Twilio request of `command` ("ivr call"): store errors mapped as in
+    with_store_errors; one line, exit 1, when nothing answers at `url`, the server refuses the
+    signature, or the emulator fails (`failed` says what: "the call failed")."""
+    import httpx  # only these two commands talk HTTP
+
+    from ivr.twilio.emulator import EmulatorError
+
+    logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
+    try:
+        return with_store_errors(run)
+    except httpx.TransportError as exc:
+        raise CliFailure(
+            f"nothing answers at {url} ({type(exc).__name__}): is `ivr serve` running there? "
+            f"(or leave out --url to run {command} in-process)",
+            1,
+        ) from exc
+    except (EmulatorError, OSError) as exc:
+        if "HTTP 403" in str(exc):
+            raise signature_refused(command) from exc
+        raise CliFailure(f"{failed}: {exc}", 1) from exc
+
+
+def signature_refused(command: str) -> CliFailure:
+    """The one line when a server refuses the signature of `command` ("ivr call")."""
+    return CliFailure(
+        f"the server refused the signature: run {command} with the server's TWILIO_AUTH_TOKEN, "
+        "or with its IVR_DATABASE_URL when the server uses the local token",
+        1,
+    )
