@@ -14,28 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from consent_store.events import ApiToken, NewEvent, Role, User, WebSession
-from consent_store.exceptions import ConflictingWrite, StoreError
+from consent_store.exceptions import ConflictingWrite, TokenExists, UnknownUser, UserExists
 from consent_store.group_commit import SideWrite
 from consent_store.registry import RegistryMixin
 from consent_store.writing import utc_now
-
-
-class UserExists(StoreError):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"A user named {name!r} already exists.")
-
-
-class TokenExists(StoreError):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"A live API token named {name!r} exists; revoke it first.")
-
-
-class UnknownUser(StoreError):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"There is no user named {name!r}; see 'ivr user list'.")
 
 
 def _json_list(values: Sequence[str] | None) -> str | None:

@@ -1,67 +1,90 @@
-"""Errors raised by the consent store; each names the bad value and what to do."""
+"""Errors raised by the consent store; each names the bad value and what to do.
+
+An error that names values is a dataclass: its fields are those values, kept as attributes
+for the caller, and its `template` words the message from them (`str.format` over the
+fields), so each error is declared once, here.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from consent_store.events import VerifyResult
 
 
 class StoreError(Exception):
     """Base class for every consent-store error."""
 
+    template: ClassVar[str] = ""
 
+    def __post_init__(self) -> None:
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        """The error's text: `template` filled in with the error's fields."""
+        return self.template.format_map(vars(self))
+
+
+@dataclass(eq=False, repr=False)
 class BadDatabaseURL(StoreError):
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        super().__init__(f"Database URL {url!r} is not usable: {reason}")
+    template = "Database URL {url!r} is not usable: {reason}"
+    url: str
+    reason: str
 
 
+@dataclass(eq=False, repr=False)
 class DatabaseMissing(StoreError):
-    def __init__(self, path: str) -> None:
-        self.path = path
-        super().__init__(
-            f"There is no database at {path}: run this where it is, or set IVR_DATABASE_URL "
-            "(nothing was created; 'ivr migrate' creates a new, empty one)."
-        )
+    template = (
+        "There is no database at {path}: run this where it is, or set IVR_DATABASE_URL "
+        "(nothing was created; 'ivr migrate' creates a new, empty one)."
+    )
+    path: str
 
 
 class StoreUnavailable(StoreError):
     """The database could not be reached or written; nothing was recorded."""
 
 
+@dataclass(eq=False, repr=False)
 class SchemaTooNew(StoreError):
-    def __init__(self, found: int, supported: int) -> None:
-        self.found = found
-        self.supported = supported
-        super().__init__(
-            f"Database schema version {found} is newer than this program supports "
-            f"({supported}); upgrade ivr before opening it."
-        )
+    template = (
+        "Database schema version {found} is newer than this program supports "
+        "({supported}); upgrade ivr before opening it."
+    )
+    found: int
+    supported: int
 
 
+@dataclass(eq=False, repr=False)
 class UnknownBusiness(StoreError):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"No business named {name!r}; list them with 'ivr business list'.")
+    template = "No business named {name!r}; list them with 'ivr business list'."
+    name: str
 
 
+@dataclass(eq=False, repr=False)
 class BusinessExists(StoreError):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"A business named {name!r} already exists.")
+    template = "A business named {name!r} already exists."
+    name: str
 
 
+@dataclass(eq=False, repr=False)
 class NumberTaken(StoreError):
-    def __init__(self, number: str, business: str) -> None:
-        self.number = number
-        self.business = business
-        super().__init__(f"Number {number} already belongs to business {business!r}.")
+    template = "Number {number} already belongs to business {business!r}."
+    number: str
+    business: str
 
 
+@dataclass(eq=False, repr=False)
 class ScriptNotFound(StoreError):
-    def __init__(self, business: str, locale: str, version: int | None = None) -> None:
-        self.business = business
-        self.locale = locale
-        self.version = version
-        which = f"version {version}" if version is not None else "a published version"
-        super().__init__(f"Business {business!r} has no {locale} script {which}.")
+    business: str
+    locale: str
+    version: int | None = None
+
+    def message(self) -> str:
+        which = f"version {self.version}" if self.version is not None else "a published version"
+        return f"Business {self.business!r} has no {self.locale} script {which}."
 
 
 class AppendOnlyViolation(StoreError):
@@ -72,20 +95,90 @@ class ConflictingWrite(StoreError):
     """A write clashed with data written meanwhile (a name or number taken)."""
 
 
+@dataclass(eq=False, repr=False)
 class WithheldCaller(StoreError):
     """A record was asked for a caller whose number is withheld (a Twilio placeholder)."""
 
-    def __init__(self, phone: str) -> None:
-        self.phone = phone
-        super().__init__(
-            f"{phone!r} is a withheld caller ID, not a caller's number: no consent record is kept for it."
-        )
+    template = "{phone!r} is a withheld caller ID, not a caller's number: no consent record is kept for it."
+    phone: str
 
 
+@dataclass(eq=False, repr=False)
 class BusinessChangeRefused(StoreError):
     """A change that would leave a business unusable or clash with what is there; nothing changed."""
 
-    def __init__(self, business: str, reason: str) -> None:
-        self.business = business
-        self.reason = reason
-        super().__init__(f"{business}: {reason}")
+    template = "{business}: {reason}"
+    business: str
+    reason: str
+
+
+# -- users and API tokens (consent_store.access) ---------------------------------
+
+
+@dataclass(eq=False, repr=False)
+class UserExists(StoreError):
+    template = "A user named {name!r} already exists."
+    name: str
+
+
+@dataclass(eq=False, repr=False)
+class TokenExists(StoreError):
+    template = "A live API token named {name!r} exists; revoke it first."
+    name: str
+
+
+@dataclass(eq=False, repr=False)
+class UnknownUser(StoreError):
+    template = "There is no user named {name!r}; see 'ivr user list'."
+    name: str
+
+
+# -- legal holds (consent_store.recording_holds) ---------------------------------
+
+
+@dataclass(eq=False, repr=False)
+class HoldNotPlaced(StoreError):
+    """A release asked for a hold that is not in place; nothing was recorded."""
+
+    template = "There is no legal hold on {target}; list them with 'ivr recordings holds'."
+    target: str
+
+
+@dataclass(eq=False, repr=False)
+class UnderLegalHold(StoreError):
+    """A deletion refused because a legal hold covers it; nothing was deleted."""
+
+    template = (
+        "{target} is under a legal hold: its recordings and records may not be deleted until the"
+        " hold is released ('ivr recordings release')."
+    )
+    target: str
+
+
+# -- copying a log between stores (consent_store.postgres.copy) -----------------
+
+
+@dataclass(eq=False, repr=False)
+class TargetNotEmpty(StoreError):
+    template = "The target database already holds {what}; copy only into an empty database."
+    what: str
+
+
+@dataclass(eq=False, repr=False)
+class SourceChainBroken(StoreError):
+    template = (
+        "The source chain is broken at record {result.first_bad_seq} ({result.problem}); "
+        "nothing was copied. Run 'ivr verify' on the source."
+    )
+    result: VerifyResult
+
+
+@dataclass(eq=False, repr=False)
+class CopyNotVerified(StoreError):
+    template = (
+        "The copy does not verify as the source does (source: {source.count} records, head "
+        "{source.head}; target: {target.count} records, head {target.head}, "
+        "problem: {target.problem}). Drop the target database and copy again."
+    )
+    source: VerifyResult
+    target: VerifyResult

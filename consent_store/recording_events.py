@@ -63,12 +63,9 @@ FoundBy = Literal["callback", "reconciliation"]
 
 
 @dataclass(frozen=True)
-class RecordingArchived:
-    """A call's recording fetched from Twilio and kept in the recording archive, by SHA-256.
-
-    Appended only once the bytes are durable in the archive; `location` is the archive's URL
-    and this file's place in it. `url` is the RecordingUrl Twilio gave (None if not known).
-    """
+class ArchiveEntry:
+    """What the recording archive holds of one call's recording: the file (SHA-256, size, media
+    type, `location`: the archive's URL and the file's place in it) and what Twilio said of it."""
 
     call_sid: str
     recording_sid: str
@@ -77,6 +74,16 @@ class RecordingArchived:
     media_type: str
     duration: int | None
     location: str
+
+
+@dataclass(frozen=True)
+class RecordingArchived(ArchiveEntry):
+    """A call's recording fetched from Twilio and kept in the recording archive, by SHA-256.
+
+    Appended only once the bytes are durable in the archive. `url` is the RecordingUrl Twilio
+    gave (None if not known).
+    """
+
     found_by: FoundBy
     url: str | None = None
 
@@ -95,19 +102,12 @@ class RecordingToFetch:
     duration: int | None
 
 
-@dataclass(frozen=True)
-class ArchivedRecording:
-    """A call's archived recording, as its `recording_archived` event says."""
+@dataclass(frozen=True, kw_only=True)
+class ArchivedRecording(ArchiveEntry):
+    """A call's archived recording, as its `recording_archived` event (record `seq`) says."""
 
     seq: int
     recorded_at: str
-    call_sid: str
-    recording_sid: str
-    sha256: str
-    bytes: int
-    media_type: str
-    duration: int | None
-    location: str
     found_by: str
 
 

@@ -17,27 +17,8 @@ from typing import Any
 
 from consent_store.backend import StoreBackend
 from consent_store.events import LegalHold, NewEvent, RecordingCheck, RecordingDeleted, StoredEvent
-from consent_store.exceptions import StoreError, UnknownBusiness
+from consent_store.exceptions import HoldNotPlaced, UnknownBusiness
 from consent_store.writing import utc_now
-
-
-class HoldNotPlaced(StoreError):
-    """A release asked for a hold that is not in place; nothing was recorded."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        super().__init__(f"There is no legal hold on {target}; list them with 'ivr recordings holds'.")
-
-
-class UnderLegalHold(StoreError):
-    """A deletion refused because a legal hold covers it; nothing was deleted."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        super().__init__(
-            f"{target} is under a legal hold: its recordings and records may not be deleted until the"
-            " hold is released ('ivr recordings release')."
-        )
 
 
 @dataclass(frozen=True)

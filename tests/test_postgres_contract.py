@@ -28,10 +28,16 @@ from consent_store import (
     open_store,
     text_sha256,
 )
-from consent_store.access import TokenExists, UserExists
 from consent_store.columns import NAMES, csv_cells, render_csv
 from consent_store.events import ApiToken
-from consent_store.exceptions import BusinessExists, NumberTaken, ScriptNotFound, UnknownBusiness
+from consent_store.exceptions import (
+    BusinessExists,
+    NumberTaken,
+    ScriptNotFound,
+    TokenExists,
+    UnknownBusiness,
+    UserExists,
+)
 
 pytest_plugins = ["tests.pg_server"]
 

@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from consent_store import Business, ConsentDecision, ExportFilter, PostgresStore, open_store, text_sha256
-from consent_store.exceptions import SchemaTooNew, StoreUnavailable
-from consent_store.postgres.copy import TargetNotEmpty, copy_log
+from consent_store.exceptions import SchemaTooNew, StoreUnavailable, TargetNotEmpty
+from consent_store.postgres.copy import copy_log
 from consent_store.postgres.schema import LEGACY_VERSIONS, SCHEMA_VERSION, from_legacy_version
 
 pytest_plugins = ["tests.pg_server"]

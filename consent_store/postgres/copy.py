@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from consent_store.chain import ChainRow
-from consent_store.events import VerifyResult
-from consent_store.exceptions import StoreError
+from consent_store.exceptions import CopyNotVerified, SourceChainBroken, TargetNotEmpty
 from consent_store.postgres import PostgresStore
 
 if TYPE_CHECKING:
@@ -38,30 +37,6 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("spoken_texts", ("sha256", "text")),
 )
 _CHUNK = 2000
-
-
-class TargetNotEmpty(StoreError):
-    def __init__(self, what: str) -> None:
-        super().__init__(f"The target database already holds {what}; copy only into an empty database.")
-
-
-class SourceChainBroken(StoreError):
-    def __init__(self, result: VerifyResult) -> None:
-        self.result = result
-        super().__init__(
-            f"The source chain is broken at record {result.first_bad_seq} ({result.problem}); "
-            "nothing was copied. Run 'ivr verify' on the source."
-        )
-
-
-class CopyNotVerified(StoreError):
-    def __init__(self, source: VerifyResult, target: VerifyResult) -> None:
-        self.source, self.target = source, target
-        super().__init__(
-            f"The copy does not verify as the source does (source: {source.count} records, head "
-            f"{source.head}; target: {target.count} records, head {target.head}, "
-            f"problem: {target.problem}). Drop the target database and copy again."
-        )
 
 
 @dataclass(frozen=True)

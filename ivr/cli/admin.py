@@ -14,7 +14,7 @@ import click
 
 from consent_store import ConsentStore
 from consent_store.events import ROLES, User
-from consent_store.recording_holds import UnderLegalHold
+from consent_store.exceptions import UnderLegalHold
 from ivr.cli.support import CliFailure, settings_from_env, with_store
 from ivr.optout_webhooks import DERIVED_PREFIX, derived_secret
 from ivr.passwords import BadUserName, WeakPassword, check_password_strength, hash_password, normal_user_name

@@ -20,9 +20,9 @@ import httpx
 
 from consent_store import ConsentStore
 from consent_store.events import DeletedReason, RecordingDeleted
+from consent_store.exceptions import UnderLegalHold
 from consent_store.recording_holds import (
     ArchivedAudio,
-    UnderLegalHold,
     archived_audio,
     businesses_of_subject,
     calls_of_subject,
