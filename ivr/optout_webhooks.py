@@ -22,6 +22,7 @@ import httpx
 
 from consent_store import ConsentStore, StoreError
 from consent_store.events import OptOutNotice, OptOutWebhook
+from ivr.background import running_task
 
 LOG = logging.getLogger(__name__)
 
@@ -137,12 +138,7 @@ async def running_notifier(
 ) -> AsyncIterator[None]:
     """Run the notifier for the life of the app."""
     async with httpx.AsyncClient() as client:
-        task = asyncio.create_task(
-            OptOutNotifier(store, client, retry_base_seconds, secret_key).run(), name="opt-out-webhooks"
-        )
-        try:
+        async with running_task(
+            OptOutNotifier(store, client, retry_base_seconds, secret_key).run(), "opt-out-webhooks"
+        ):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from consent_store import ConsentStore, StoreError
 from consent_store.events import FoundBy, RecordingArchived, RecordingToFetch, StoredEvent
 from consent_store.url import parse_database_url
+from ivr.background import running_task
 from ivr.recordings.archive import RecordingArchive, is_local, open_archive
 from ivr.recordings.exceptions import FetchError, NoCredentials, RecordingError
 from ivr.recordings.twilio_media import TIMEOUT, TwilioCredentials, fetch_media
@@ -263,14 +264,13 @@ async def running_fetcher(
         )
         app.state.recording_fetcher = fetcher
         # Without credentials every fetch would fail: the warning above says so once.
-        task = (
-            asyncio.create_task(fetcher.run(), name="recording-archive") if credentials.configured else None
+        fetching = (
+            running_task(fetcher.run(), "recording-archive")
+            if credentials.configured
+            else contextlib.nullcontext()
         )
         try:
-            yield fetcher
+            async with fetching:
+                yield fetcher
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             app.state.recording_fetcher = None

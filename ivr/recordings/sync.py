@@ -26,6 +26,7 @@ from consent_store import ConsentStore, StoreError
 from consent_store.events import RecordingCheck, RecordingStatus
 from consent_store.recording_gaps import calls_to_reconcile
 from consent_store.recording_holds import record_recording_check
+from ivr.background import running_task
 from ivr.recordings.archive import RecordingArchive
 from ivr.recordings.exceptions import NoCredentials, RecordingError
 from ivr.recordings.fetch import ArchiveDeps, archive_recording
@@ -178,10 +179,5 @@ async def running_reconciler(
         yield
         return
     async with reconciliation_deps(store, settings, archive) as deps:
-        task = asyncio.create_task(_loop(deps, settings, interval), name="recordings-sync")
-        try:
+        async with running_task(_loop(deps, settings, interval), "recordings-sync"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
