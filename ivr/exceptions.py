@@ -117,3 +117,16 @@ class LintTimeout(Exception):
 
 class EmulatorError(Exception):
     """The service answered something Twilio would not accept."""
+
+
+# -- Exports and their manifests (ivr/evidence/); `ivr verify --export` reports them, exit 1 ---
+class ManifestError(Exception):
+    """The manifest beside an export is missing or cannot be read."""
+
+
+class ColumnsError(ValueError):
+    """The file's columns are not a prefix of today's; the message names the column."""
+
+
+class ExportMismatch(Exception):
+    """An export's bytes differ from what the store holds: the first difference found, named."""

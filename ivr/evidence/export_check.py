@@ -35,13 +35,13 @@ from ivr.evidence.export import (
     csv_cells,
 )
 from ivr.evidence.export_columns import (
-    ColumnsError,
     file_columns,
     header_for,
     prefix_length,
     render_rows_with,
 )
-from ivr.evidence.manifest import ExportManifest, ManifestError
+from ivr.evidence.manifest import ExportManifest
+from ivr.exceptions import ColumnsError, ExportMismatch, ManifestError
 
 _DIAGNOSIS_BYTES = 1 << 16  # how far past a differing row is read to say what differs
 
@@ -57,10 +57,6 @@ class ExportCheck:
     @property
     def matches(self) -> bool:
         return self.problem is None
-
-
-class _Mismatch(Exception):
-    """The first difference found; its message names it."""
 
 
 class _HashingReader:
@@ -144,7 +140,7 @@ def describe_difference(found: bytes, row: DecisionRow, fmt: ExportFormat, count
 def _compare_chunk(
     file: _HashingReader, rows: list[DecisionRow], done: int, fmt: ExportFormat, count: int
 ) -> None:
-    """Raise _Mismatch naming the first of these rows whose bytes in the file differ."""
+    """Raise ExportMismatch naming the first of these rows whose bytes in the file differ."""
     expected = render_rows_with(rows, fmt, count)
     found = file.read(len(expected))
     if found == expected:
@@ -154,18 +150,18 @@ def _compare_chunk(
         one = render_rows_with([row], fmt, count)
         if found[offset : offset + len(one)] != one:
             tail = found[offset:] + file.read(_DIAGNOSIS_BYTES)
-            raise _Mismatch(f"row {number}: {describe_difference(tail, row, fmt, count)}")
+            raise ExportMismatch(f"row {number}: {describe_difference(tail, row, fmt, count)}")
         offset += len(one)
 
 
 def _check_head(manifest: ExportManifest, seq: int, digest: str | None) -> None:
     if digest is None:
-        raise _Mismatch(
+        raise ExportMismatch(
             f"the store has no record {seq}, the chain head when the export was taken "
             "(its tail was deleted, or this is another database)"
         )
     if digest != manifest.chain_head:
-        raise _Mismatch(
+        raise ExportMismatch(
             f"record {seq} has hash {_short(digest)} but was {_short(manifest.chain_head)} when the "
             "export was taken (the chain was rewritten since, or the manifest edited)"
         )
@@ -174,9 +170,9 @@ def _check_head(manifest: ExportManifest, seq: int, digest: str | None) -> None:
 def _check_manifest(manifest: ExportManifest, rows: int, first: str | None, last: str | None) -> None:
     """The file matches the store: now the manifest must describe it."""
     if manifest.rows != rows:
-        raise _Mismatch(f"the manifest says {manifest.rows} rows but the export has {rows}")
+        raise ExportMismatch(f"the manifest says {manifest.rows} rows but the export has {rows}")
     if (manifest.first_record_hash, manifest.last_record_hash) != (first, last):
-        raise _Mismatch("the manifest's first or last record hash is not the export's")
+        raise ExportMismatch("the manifest's first or last record hash is not the export's")
 
 
 async def check_export(
@@ -251,7 +247,7 @@ async def _csv_matches_whole(
             if file.read(1):
                 return None
             _check_manifest(manifest, done, first, last)
-        except (_Mismatch, ManifestError):
+        except (ExportMismatch, ManifestError):
             return None
         return _verdict(manifest, done, file.sha256_to_end())
 
@@ -283,7 +279,7 @@ async def _check_row_by_row(
             where = manifest.export_filter()
             header = header_for(fmt, count)
             if file.read(len(header)) != header:
-                raise _Mismatch("row 0 (the header): it is not the export's column names")
+                raise ExportMismatch("row 0 (the header): it is not the export's column names")
             rows = store.export_decisions(
                 where,
                 through_seq=manifest.event_count,
@@ -303,11 +299,11 @@ async def _check_row_by_row(
                 _compare_chunk(file, chunk, done, fmt, count)
                 done, first, last = done + len(chunk), first or chunk[0].record_hash, chunk[-1].record_hash
             if file.read(1):
-                raise _Mismatch(
+                raise ExportMismatch(
                     f"row {done + 1}: not in the store (the export has more rows than the store "
                     f"holds for its filters up to record {manifest.event_count})"
                 )
             _check_manifest(manifest, done, first, last)
-        except (_Mismatch, ManifestError) as exc:
+        except (ExportMismatch, ManifestError) as exc:
             return ExportCheck(done, None, str(exc))
         return _verdict(manifest, done, file.sha256_to_end())

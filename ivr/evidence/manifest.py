@@ -20,15 +20,12 @@ from typing import Any
 from consent_store import ExportFilter
 from consent_store.columns import NAMES
 from ivr.evidence.export import EXPORT_FORMATS, ExportFormat, ExportResult
+from ivr.exceptions import ManifestError as ManifestError  # moved there; importable from here still
 
 MANIFEST_SUFFIX = ".manifest.json"
 # 2: records `columns` and `columns_version`; a version 1 manifest lacks them (its export's
 # columns are then read from the file alone).
 MANIFEST_VERSION = 2
-
-
-class ManifestError(Exception):
-    """The manifest beside an export is missing or cannot be read."""
 
 
 def manifest_path(export_path: Path) -> Path:
