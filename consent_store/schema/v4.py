@@ -6,17 +6,13 @@ there (their DDL in the newest module of this package), never edit one that ship
 
 from __future__ import annotations
 
+from consent_store.schema.v1_v3 import API_TOKENS
+
 # -- version 4 -----------------------------------------------------------------------------------------
 
 # Version 4: bearer tokens of the sending systems that ask the consent-check API.
-SQLITE_V4 = """
-CREATE TABLE api_tokens (
-    name TEXT PRIMARY KEY,
-    token_sha256 TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-"""
+SQLITE_V4 = f"""
+{API_TOKENS}"""
 
 # PostgreSQL (its own version 2 before the one sequence): appends in one server-side step,
 # so the chain_head lock is held for one statement and its commit, not across several

@@ -2,9 +2,42 @@
 
 Part of the one version sequence of consent_store/schema/__init__.py: append new versions
 there (their DDL in the newest module of this package), never edit one that shipped.
+DDL both backends run alike is written once (the blocks at the top) and placed into each
+version's text; tests/test_schema_text.py holds every shipped version's text byte for byte.
 """
 
 from __future__ import annotations
+
+# -- DDL both backends run alike, placed where each backend's version runs it ------------------------
+
+# Every message status callback as Twilio reported it, once (version 7).
+_MESSAGE_STATUSES = """CREATE TABLE message_statuses (
+    message_sid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_code INTEGER,
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    account_sid TEXT,
+    business TEXT,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (message_sid, status)
+);
+"""
+
+# Each message's first report, and how the compliance check and delivery figures find it (version 7).
+_MESSAGES = """CREATE TABLE messages (
+    message_sid TEXT PRIMARY KEY,
+    business TEXT,
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    first_status TEXT NOT NULL,
+    first_at TEXT NOT NULL
+);
+CREATE INDEX messages_by_business ON messages (business, first_at);
+CREATE INDEX messages_by_recipient ON messages (to_number, business, first_at);
+"""
 
 # -- version 5 -----------------------------------------------------------------------------------------
 
@@ -86,62 +119,16 @@ CREATE INDEX web_sessions_user ON web_sessions (user_name);
 # Version 7: message status callbacks (POST /twilio/message-status), outside the hash chain:
 # every status as Twilio reported it, once, and each message's first report (what the
 # compliance check and the delivery figures read). Rows are never updated.
-SQLITE_V7 = """
-CREATE TABLE message_statuses (
-    message_sid TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error_code INTEGER,
-    to_number TEXT NOT NULL,
-    from_number TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    account_sid TEXT,
-    business TEXT,
-    received_at TEXT NOT NULL,
-    PRIMARY KEY (message_sid, status)
-);
-CREATE TRIGGER message_statuses_no_update BEFORE UPDATE ON message_statuses
+SQLITE_V7 = f"""
+{_MESSAGE_STATUSES}CREATE TRIGGER message_statuses_no_update BEFORE UPDATE ON message_statuses
 BEGIN SELECT RAISE(ABORT, 'message statuses are append-only: UPDATE refused'); END;
-CREATE TABLE messages (
-    message_sid TEXT PRIMARY KEY,
-    business TEXT,
-    to_number TEXT NOT NULL,
-    from_number TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    first_status TEXT NOT NULL,
-    first_at TEXT NOT NULL
-);
-CREATE INDEX messages_by_business ON messages (business, first_at);
-CREATE INDEX messages_by_recipient ON messages (to_number, business, first_at);
-CREATE TRIGGER messages_no_update BEFORE UPDATE ON messages
+{_MESSAGES}CREATE TRIGGER messages_no_update BEFORE UPDATE ON messages
 BEGIN SELECT RAISE(ABORT, 'message first reports are append-only: UPDATE refused'); END;
 """
 
 # PostgreSQL (its own version 5 before the one sequence): the same.
-POSTGRES_V7 = """
-CREATE TABLE message_statuses (
-    message_sid TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error_code INTEGER,
-    to_number TEXT NOT NULL,
-    from_number TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    account_sid TEXT,
-    business TEXT,
-    received_at TEXT NOT NULL,
-    PRIMARY KEY (message_sid, status)
-);
-CREATE TABLE messages (
-    message_sid TEXT PRIMARY KEY,
-    business TEXT,
-    to_number TEXT NOT NULL,
-    from_number TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    first_status TEXT NOT NULL,
-    first_at TEXT NOT NULL
-);
-CREATE INDEX messages_by_business ON messages (business, first_at);
-CREATE INDEX messages_by_recipient ON messages (to_number, business, first_at);
-CREATE TRIGGER message_statuses_no_update BEFORE UPDATE ON message_statuses
+POSTGRES_V7 = f"""
+{_MESSAGE_STATUSES}{_MESSAGES}CREATE TRIGGER message_statuses_no_update BEFORE UPDATE ON message_statuses
     FOR EACH ROW EXECUTE FUNCTION consent_store_refuse_change();
 CREATE TRIGGER messages_no_update BEFORE UPDATE ON messages
     FOR EACH ROW EXECUTE FUNCTION consent_store_refuse_change();
@@ -159,10 +146,5 @@ CREATE INDEX messages_by_business_first ON messages (business, first_at, to_numb
 DROP INDEX messages_by_business;
 """
 
-# PostgreSQL (its own version 6 before the one sequence): the same.
-POSTGRES_V8 = """
-CREATE INDEX events_decisions_by_business ON events (business, subject, seq, recorded_at, action)
-    WHERE kind = 'decision' AND action IN ('opt_in', 'opt_out');
-CREATE INDEX messages_by_business_first ON messages (business, first_at, to_number, message_sid);
-DROP INDEX messages_by_business;
-"""
+# PostgreSQL (its own version 6 before the one sequence): the same DDL.
+POSTGRES_V8 = SQLITE_V8
