@@ -12,6 +12,20 @@ from consent_store.chain import GENESIS_HASH
 
 # -- DDL both backends run alike, placed where each backend's version runs it ------------------------
 
+# The event log's columns after `seq` (SQLite's INTEGER, PostgreSQL's BIGINT).
+_EVENT_COLUMNS = """    recorded_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    call_sid TEXT,
+    business TEXT,
+    subject TEXT,
+    action TEXT,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
 # The event log's indexes (the table's seq type differs).
 _EVENT_INDEXES = """CREATE INDEX events_by_call ON events (call_sid, kind);
 CREATE INDEX events_standing ON events (subject, business, seq)
@@ -97,18 +111,7 @@ API_TOKENS = """CREATE TABLE api_tokens (
 SQLITE_V1 = f"""
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY,
-    recorded_at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    call_sid TEXT,
-    business TEXT,
-    subject TEXT,
-    action TEXT,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-{_EVENT_INDEXES}CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+{_EVENT_COLUMNS}{_EVENT_INDEXES}CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'consent events are append-only: UPDATE refused'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'consent events are append-only: DELETE refused'); END;
@@ -124,18 +127,7 @@ BEGIN SELECT RAISE(ABORT, 'spoken texts are append-only: UPDATE refused'); END;
 POSTGRES_V1 = f"""
 CREATE TABLE events (
     seq BIGINT PRIMARY KEY,
-    recorded_at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    call_sid TEXT,
-    business TEXT,
-    subject TEXT,
-    action TEXT,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-{_EVENT_INDEXES}
+{_EVENT_COLUMNS}{_EVENT_INDEXES}
 -- The chain's head, one row, locked by every appending transaction (FOR UPDATE):
 -- this is what keeps one linear chain when several processes append.
 CREATE TABLE chain_head (

@@ -10,6 +10,18 @@ from __future__ import annotations
 
 # -- DDL both backends run alike, placed where each backend's version runs it ------------------------
 
+# Where to tell a business about opt-outs (version 5): {seq} is the type of a record number.
+_OPT_OUT_WEBHOOKS = """CREATE TABLE opt_out_webhooks (
+    business TEXT PRIMARY KEY REFERENCES businesses (name),
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    cursor_seq {seq} NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_at TEXT NOT NULL
+);
+"""
+
 # Every message status callback as Twilio reported it, once (version 7).
 _MESSAGE_STATUSES = """CREATE TABLE message_statuses (
     message_sid TEXT NOT NULL,
@@ -42,31 +54,11 @@ CREATE INDEX messages_by_recipient ON messages (to_number, business, first_at);
 # -- version 5 -----------------------------------------------------------------------------------------
 
 # Version 5: where to tell a business about opt-outs, and how far the telling got.
-SQLITE_V5 = """
-CREATE TABLE opt_out_webhooks (
-    business TEXT PRIMARY KEY REFERENCES businesses (name),
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    cursor_seq INTEGER NOT NULL,
-    failures INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    updated_at TEXT NOT NULL
-);
-"""
+SQLITE_V5 = "\n" + _OPT_OUT_WEBHOOKS.format(seq="INTEGER")
 
 # PostgreSQL (its own version 3 before the one sequence, which its version 1 had left out:
 # every `ivr serve` on PostgreSQL logged that the table did not exist and sent no webhook).
-POSTGRES_V5 = """
-CREATE TABLE opt_out_webhooks (
-    business TEXT PRIMARY KEY REFERENCES businesses (name),
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    cursor_seq BIGINT NOT NULL,
-    failures INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    updated_at TEXT NOT NULL
-);
-"""
+POSTGRES_V5 = "\n" + _OPT_OUT_WEBHOOKS.format(seq="BIGINT")
 
 # -- version 6 -----------------------------------------------------------------------------------------
 
