@@ -248,8 +248,28 @@ class SQLiteWriter(GroupCommitQueue):
         self._db.execute("RELEASE item")
         return None
 
+    def _side_writes_together_sync(self, batch: Group) -> list[Outcome] | None:
+        """A group of side writes alone (status callbacks, millions a day) under one savepoint:
+        the same statements in the same order as item by item, without two more statements per
+        item; None (and nothing kept) if one fails, so each item is then run on its own."""
+        self._db.execute("SAVEPOINT together")
+        try:
+            for _, writes in batch:
+                for sql, params in writes:
+                    self._db.execute(sql, params)
+        except sqlite3.IntegrityError:
+            self._db.execute("ROLLBACK TO together")
+            self._db.execute("RELEASE together")
+            return None
+        self._db.execute("RELEASE together")
+        return [None] * len(batch)
+
     def _write_sync(self, batch: Group) -> list[Outcome]:
         events = [event for event, _ in batch if event is not None]
+        if not events and len(batch) > 1:
+            together = self._side_writes_together_sync(batch)
+            if together is not None:
+                return together
         existing = self._existing_sync(list({e.idempotency_key for e in events}))
         subjects = self._subjects_sync({e.phone for e in events if e.phone})
         results: list[Outcome] = []
