@@ -26,9 +26,9 @@ from ivr.cli.support import (
 )
 from ivr.settings import Settings
 from ivr.twilio.emulator import new_sid
+from ivr.twilio.inbound import REHEARSAL_PARAM, simulated_mark
 from ivr.twilio.message_emulator import MessageEmulator, MessageReply
 from ivr.twilio.simulated_call import simulator
-from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
 
 MAX_BODY = 1600  # Twilio's limit for a message body
 

@@ -35,8 +35,8 @@ from ivr.pages.web import templates
 from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
 from ivr.runtime import Runtime
 from ivr.twilio.emulator import NO_INPUT, CallResult, EmulatorError, Spoken, TwilioEmulator, new_sid
+from ivr.twilio.inbound import REHEARSAL_PARAM, simulated_mark
 from ivr.twilio.message_emulator import MessageEmulator
-from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
 
 # Calls in progress at once: anonymous demo calls, and managers' rehearsals (a pool each).
 MAX_ANONYMOUS_CALLS = 40

@@ -27,8 +27,8 @@ from consent_store import Business, ConsentDecision, ExportFilter, StoreError, t
 from consent_store.events import Channel
 from consent_store.phone import is_e164, masked
 from ivr.runtime import Runtime
+from ivr.twilio.inbound import REHEARSAL_PARAM, _from_twilio, simulated_mark
 from ivr.twilio.signature import twilio_sid_ok
-from ivr.twilio.webhooks import REHEARSAL_PARAM, _from_twilio, simulated_mark
 from voice_scripts import ScriptError, spoken_list
 from voice_scripts.keywords import KeywordMatch, MessagingTexts, match_keyword, messaging_texts
 

@@ -23,7 +23,7 @@ from consent_store import ConsentStore, ExportFilter, open_store
 from ivr.runtime import auth_token_for
 from ivr.settings import Settings
 from ivr.twilio.emulator import NO_INPUT, CallResult, Spoken, TwilioEmulator, new_sid
-from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
+from ivr.twilio.inbound import REHEARSAL_PARAM, simulated_mark
 
 VALID_KEYS = set("0123456789*#")
 
