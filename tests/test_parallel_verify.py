@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -55,13 +57,28 @@ TAMPERS: dict[str, Tamper] = {
 }
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A closed store of 59 events (slices of 20 with 3 workers, 30 with 2), built once: each
+    test tampers with its own copy."""
+    path = tmp_path_factory.mktemp("built") / "ivr.db"
+    asyncio.run(build(path, 59))
+    return path
+
+
+def copy_store(built: Path, folder: Path) -> Path:
+    """A copy of the closed store's files (the database and whatever lies beside it)."""
+    for file in built.parent.glob(built.name + "*"):
+        shutil.copyfile(file, folder / file.name)
+    return folder / built.name
+
+
 @pytest.mark.parametrize("name", sorted(TAMPERS))
 @pytest.mark.parametrize("workers", [2, 3])
-async def test_parallel_verification_agrees_with_a_single_pass(
-    tmp_path: Path, name: str, workers: int
+def test_parallel_verification_agrees_with_a_single_pass(
+    built: Path, tmp_path: Path, name: str, workers: int
 ) -> None:
-    path = tmp_path / "ivr.db"
-    await build(path, 59)  # 59 events: slices of 20 with 3 workers, 30 with 2
+    path = copy_store(built, tmp_path)
     with sqlite3.connect(path) as db:
         unguard(db)
         TAMPERS[name](db)
