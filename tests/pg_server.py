@@ -155,6 +155,13 @@ class LocalPostgres:
         run_sync(lambda: self.admin(f'CREATE DATABASE "{name}"'))
         return self.url(name)
 
+    def clone_database(self, template: str, prefix: str = "ivr_test") -> str:
+        """A new database copied from `template` (CREATE DATABASE ... TEMPLATE: a file copy, much
+        quicker than running the store's migrations again); its URL."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        run_sync(lambda: self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        return self.url(name)
+
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
         with contextlib.suppress(asyncpg.PostgresError, OSError):
@@ -197,6 +204,37 @@ def pg_url(pg_server: LocalPostgres | str) -> Iterator[str]:
         unavailable(pg_server)
         raise AssertionError("unreachable")
     url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: LocalPostgres | str) -> str:
+    """The name of a database this session's code migrated to the current schema (and nothing
+    more): the template `pg_migrated_url` copies. No connection stays open on it."""
+    if isinstance(pg_server, str):
+        unavailable(pg_server)
+        raise AssertionError("unreachable")
+    from consent_store import open_store
+
+    url = pg_server.create_database("ivr_template")
+
+    async def migrate() -> None:
+        async with open_store(url):
+            pass
+
+    run_sync(migrate)
+    return url.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def pg_migrated_url(pg_server: LocalPostgres | str, pg_template: str) -> Iterator[str]:
+    """A fresh database already at the current schema (a copy of `pg_template`), dropped afterwards.
+    For tests of what a store does, not of how it gets its schema: those take `pg_url` (empty)."""
+    assert isinstance(pg_server, LocalPostgres)
+    url = pg_server.clone_database(pg_template)
     try:
         yield url
     finally:

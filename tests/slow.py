@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pytest
 
 # Fixtures that start a process: Chromium, `ivr serve`, a PostgreSQL server.
-SLOW_FIXTURES = frozenset({"browser", "site", "world", "pg_server", "pg_url"})
+SLOW_FIXTURES = frozenset({"browser", "site", "world", "pg_server", "pg_url", "pg_migrated_url"})
 
 # Files whose tests are slow whatever their fixtures (from the --durations of a whole run).
 SLOW_FILES = frozenset(
