@@ -16,11 +16,12 @@ tests/test_store_decisions.py holds every read to the rule on hostile statuses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from consent_store.chain import GENESIS_HASH
 from consent_store.columns import decision_row_from_data
 from consent_store.events import DecisionRow
 
@@ -28,6 +29,12 @@ COMPLETED = "completed"
 
 # The backend's `_json_text(column, *path)` dialect hook.
 JsonText = Callable[..., str]
+# An export's `on_snapshot(seq, hash)`: told, before the first row, which record its read
+# snapshot ends at and that record's hash (the genesis hash for record 0, None if the log
+# holds no such record).
+OnSnapshot = Callable[[int, str | None], None]
+# One row of a read inside the caller's snapshot, or None (SQL with `?` placeholders).
+FetchOne = Callable[[str, Sequence[Any]], Awaitable[Any]]
 
 # The recording's idempotency key ends with ":" + its status (RecordingStatus.to_event).
 _KEY_SUFFIX = ":" + COMPLETED
@@ -83,3 +90,23 @@ def decision_row_from_record(
     a record that cannot be read."""
     data = orjson.loads(body)["data"]
     return decision_row_from_data(seq, event, phone, data, heard_data(recording_body))
+
+
+async def head_record(fetchone: FetchOne) -> tuple[int, str]:
+    """The log's last record and its hash (record 0 and the genesis hash if it is empty)."""
+    row = await fetchone("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", ())
+    return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+
+
+async def export_bound(
+    fetchone: FetchOne, through_seq: int | None, head: tuple[int, str] | None = None
+) -> tuple[int, str | None]:
+    """The last record an export reads, and its hash (what `on_snapshot` is told): the
+    snapshot's head (`head` if the caller read it already), or record `through_seq` (the
+    genesis hash for record 0; None if the log holds no such record)."""
+    if through_seq is None:
+        return head if head is not None else await head_record(fetchone)
+    if through_seq == 0:
+        return 0, GENESIS_HASH
+    row = await fetchone("SELECT hash FROM events WHERE seq = ?", (through_seq,))
+    return through_seq, None if row is None else str(row[0])

@@ -18,6 +18,7 @@ from consent_store.audit_reads import ChainProof, IncompleteEvidence
 from consent_store.backend import StoreBackend
 from consent_store.chain import ChainRow
 from consent_store.columns import CsvChunk
+from consent_store.decisions import OnSnapshot
 from consent_store.events import (
     ApiToken,
     ArchivedRecording,
@@ -137,7 +138,7 @@ class ConsentStore(StoreBackend, Protocol):
         where: ExportFilter,
         *,
         through_seq: int | None = None,
-        on_snapshot: Callable[[int, str | None], None] | None = None,
+        on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows (no header) of `export_decisions`, built mostly by SQLite on two"""
         ...
@@ -147,7 +148,7 @@ class ConsentStore(StoreBackend, Protocol):
         where: ExportFilter,
         *,
         through_seq: int | None = None,
-        on_snapshot: Callable[[int, str | None], None] | None = None,
+        on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[DecisionRow, None]:
         """Every decision matching the filter, oldest first, from one read snapshot (up to
         record `through_seq` if given); `on_snapshot(seq, hash)` learns which record that is."""

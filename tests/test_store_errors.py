@@ -53,8 +53,12 @@ COPIED = VerifyResult(4, "b" * 4)
             {"version": None},
         ),
         (exceptions.BusinessChangeRefused("Acme", "why {0}"), "Acme: why {0}", {"reason": "why {0}"}),
-        (exceptions.SchemaTooNew(9, 8), "Database schema version 9 is newer than this program supports (8); "
-         "upgrade ivr before opening it.", {"found": 9, "supported": 8}),
+        (
+            exceptions.SchemaTooNew(9, 8),
+            "Database schema version 9 is newer than this program supports (8); "
+            "upgrade ivr before opening it.",
+            {"found": 9, "supported": 8},
+        ),
         (exceptions.TokenExists("c"), "A live API token named 'c' exists; revoke it first.", {"name": "c"}),
         (
             exceptions.UnderLegalHold("+15550001111"),

@@ -17,9 +17,15 @@ import asyncpg
 
 from consent_store import subject_check as subjects
 from consent_store.backend import StoreBackend
-from consent_store.chain import GENESIS_HASH, ChainRow, ChainVerifier
+from consent_store.chain import ChainRow, ChainVerifier
 from consent_store.columns import EVENT_COLUMNS, CsvChunk, csv_chunks
-from consent_store.decisions import RECORDING_HEADS, decision_row_from_record, recording_sql
+from consent_store.decisions import (
+    RECORDING_HEADS,
+    OnSnapshot,
+    decision_row_from_record,
+    export_bound,
+    recording_sql,
+)
 from consent_store.events import DecisionRow, ExportFilter, VerifyResult
 from consent_store.exceptions import StoreUnavailable
 from consent_store.postgres.writer import PG_ERRORS, pg_sql
@@ -50,7 +56,7 @@ class PostgresReadsMixin(PostgresBackend):
         where: ExportFilter,
         *,
         through_seq: int | None = None,
-        on_snapshot: Callable[[int, str | None], None] | None = None,
+        on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[DecisionRow, None]:
         """Every decision matching the filter, oldest first, streamed by a server-side cursor.
 
@@ -68,12 +74,9 @@ class PostgresReadsMixin(PostgresBackend):
         )
         try:
             async with self._snapshot() as conn:
-                if through_seq is None:
-                    head = await conn.fetchrow("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-                    head_seq, head_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
-                else:
-                    found = await conn.fetchval("SELECT hash FROM events WHERE seq = $1", through_seq)
-                    head_seq, head_hash = through_seq, GENESIS_HASH if through_seq == 0 else found
+                head_seq, head_hash = await export_bound(
+                    lambda sql, params: conn.fetchrow(pg_sql(sql), *params), through_seq
+                )
                 if on_snapshot is not None:
                     on_snapshot(head_seq, head_hash)
                 heads = (head_seq,) * RECORDING_HEADS
@@ -95,7 +98,7 @@ class PostgresReadsMixin(PostgresBackend):
         where: ExportFilter,
         *,
         through_seq: int | None = None,
-        on_snapshot: Callable[[int, str | None], None] | None = None,
+        on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows (no header) of `export_decisions`, rendered in Python."""
         return csv_chunks(self.export_decisions(where, through_seq=through_seq, on_snapshot=on_snapshot))

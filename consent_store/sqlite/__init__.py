@@ -22,8 +22,9 @@ from consent_store.access import AccessMixin
 from consent_store.audit_reads import STANDING_SQL, AuditMixin, standing_from_row
 from consent_store.business_changes import BusinessChangesMixin
 from consent_store.call_log import CallLogMixin
-from consent_store.chain import GENESIS_HASH, ChainRow
+from consent_store.chain import ChainRow
 from consent_store.columns import CsvChunk
+from consent_store.decisions import OnSnapshot, export_bound
 from consent_store.events import (
     DecisionRow,
     ExportFilter,
@@ -36,7 +37,7 @@ from consent_store.exceptions import (
 from consent_store.group_commit import QueuedStore
 from consent_store.opt_out_webhooks import OptOutWebhooksMixin
 from consent_store.queries import decision_filter
-from consent_store.sqlite.export import export_csv_chunks
+from consent_store.sqlite.export import export_csv_chunks, fetchone_on
 from consent_store.sqlite.export_sql import RowDecoder, rows_sql
 from consent_store.sqlite.schema import HEAD_FILE_SINCE_VERSION, migrate
 from consent_store.sqlite.verify import verify_database
@@ -187,7 +188,7 @@ class SQLiteStore(
         where: ExportFilter,
         *,
         through_seq: int | None = None,
-        on_snapshot: Callable[[int, str | None], None] | None = None,
+        on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[DecisionRow, None]:
         """Every decision matching the filter, oldest first, streamed from its own connection.
 
@@ -208,13 +209,7 @@ class SQLiteStore(
         pending: asyncio.Future[Any] | None = None
         try:
             await conn.execute("BEGIN")  # one snapshot for the head and every chunk
-            if through_seq is None:
-                found = await conn.execute_fetchall("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-                head_seq, head_hash = next(iter(found), (0, GENESIS_HASH))
-            else:
-                found = await conn.execute_fetchall("SELECT hash FROM events WHERE seq = ?", (through_seq,))
-                head_seq = through_seq
-                head_hash = GENESIS_HASH if through_seq == 0 else next((h for (h,) in found), None)
+            head_seq, head_hash = await export_bound(fetchone_on(conn), through_seq)
             if on_snapshot is not None:
                 on_snapshot(head_seq, head_hash)
 
@@ -247,7 +242,7 @@ class SQLiteStore(
         where: ExportFilter,
         *,
         through_seq: int | None = None,
-        on_snapshot: Callable[[int, str | None], None] | None = None,
+        on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows (no header) of `export_decisions`, built mostly by SQLite on two
         processes: exactly `consent_store.columns.render_csv`'s bytes for those rows (see

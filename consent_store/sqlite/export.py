@@ -23,7 +23,7 @@ import json
 import logging
 import sqlite3
 import sys
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import aiosqlite
 
 from consent_store.chain import GENESIS_HASH
 from consent_store.columns import RECORD_HASH, CsvChunk, render_csv
+from consent_store.decisions import FetchOne, OnSnapshot, export_bound, head_record
 from consent_store.events import ExportFilter
 from consent_store.exceptions import StoreUnavailable
 from consent_store.queries import decision_filter
@@ -66,10 +67,13 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
-async def _head(conn: aiosqlite.Connection) -> tuple[int, str]:
-    found = await conn.execute_fetchall("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-    seq, digest = next(iter(found), (0, GENESIS_HASH))
-    return int(seq), str(digest)
+def fetchone_on(conn: aiosqlite.Connection) -> FetchOne:
+    """`conn`'s first row of a statement (None if none), read inside its open transaction."""
+
+    async def fetchone(sql: str, params: Sequence[Any]) -> Any:
+        return next(iter(await conn.execute_fetchall(sql, params)), None)
+
+    return fetchone
 
 
 class _Worker:
@@ -139,7 +143,7 @@ async def _open_snapshot(
             break
         theirs = await worker.head()
         await conn.execute("BEGIN")
-        ours = await _head(conn)
+        ours = await head_record(fetchone_on(conn))
         if ours == theirs:
             return ours, worker
         await conn.execute("COMMIT")
@@ -148,19 +152,7 @@ async def _open_snapshot(
         LOG.info("the log grew while the export started: reading CSV on one process")
         await worker.stop()
     await conn.execute("BEGIN")
-    return await _head(conn), None
-
-
-async def _bound(
-    conn: aiosqlite.Connection, head: tuple[int, str], through_seq: int | None
-) -> tuple[int, str | None]:
-    """The last record read and its hash (None if the log holds no such record)."""
-    if through_seq is None:
-        return head
-    if through_seq == 0:
-        return 0, GENESIS_HASH
-    found = await conn.execute_fetchall("SELECT hash FROM events WHERE seq = ?", (through_seq,))
-    return through_seq, next((str(h) for (h,) in found), None)
+    return await head_record(fetchone_on(conn)), None
 
 
 async def export_csv_chunks(
@@ -168,7 +160,7 @@ async def export_csv_chunks(
     where: ExportFilter,
     *,
     through_seq: int | None = None,
-    on_snapshot: Callable[[int, str | None], None] | None = None,
+    on_snapshot: OnSnapshot | None = None,
 ) -> AsyncGenerator[CsvChunk, None]:
     """The CSV rows (no header) of every decision matching the filter, oldest first.
 
@@ -189,7 +181,7 @@ async def export_csv_chunks(
             except OSError as exc:  # e.g. no processes left: one process reads it all
                 LOG.warning("cannot start the CSV export's second reader (%s): reading on one process", exc)
         head, worker = await _open_snapshot(conn, worker)
-        head_seq, head_hash = await _bound(conn, head, through_seq)
+        head_seq, head_hash = await export_bound(fetchone_on(conn), through_seq, head)
         last = min(head_seq, head[0])  # the last record read: none exists after the head
         if worker is not None:
             worker.say(f"go {last}".encode())
