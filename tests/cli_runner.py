@@ -20,7 +20,9 @@ keep real processes). Called from the main thread with no event loop running (a 
 stops what the process's exit would (the script lint worker), then checks that the command left no
 thread running and no signal handler changed, and fails if it did.
 From an async test, run it off the loop: `await asyncio.to_thread(run_ivr, ...)` (commands call
-`asyncio.run`); the thread check is skipped there, as the test's own server starts threads meanwhile.
+`asyncio.run`); called straight from a running loop it runs in a thread of its own while the loop
+waits, as it waited for `subprocess.run`. The thread check is skipped off the main thread, as the
+test's own server may start threads meanwhile.
 
 What stays a real process (`python -m ivr`): signals, the interpreter's entry point and start-up
 (`--version`, what is imported), crashes and recovery, several writers at once, `ivr serve`.
@@ -29,6 +31,7 @@ What stays a real process (`python -m ivr`): signals, the interpreter's entry po
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import io
 import logging
@@ -78,6 +81,11 @@ def run_ivr(
     stdin: str | bytes | None = None,
 ) -> Result:
     """Run `ivr ARGS` in this process; see the module docstring for what is isolated and checked."""
+    if _loop_running():
+        # Called straight from an async test: run beside its loop, which waits for the call as it
+        # waited for `subprocess.run` (commands call `asyncio.run`, which refuses a running loop).
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="run_ivr") as pool:
+            return pool.submit(run_ivr, *args, env=env, drop=drop, cwd=cwd, stdin=stdin).result()
     from ivr.cli.main import main  # imported once per test process, not per call
 
     strict = threading.current_thread() is threading.main_thread() and not _loop_running()

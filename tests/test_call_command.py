@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_ivr
+
 NUMBER = "+15550001111"
 
 
 def ivr(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ivr ARGS` in this process (tests/cli_runner.py), without TWILIO_AUTH_TOKEN."""
+    return run_ivr(*args, env={"IVR_DATABASE_URL": f"sqlite:///{db}"}, drop=("TWILIO_AUTH_TOKEN",))
+
+
+def ivr_process(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ivr ARGS` for real, for the test whose point is the process."""
     env = os.environ | {"IVR_DATABASE_URL": f"sqlite:///{db}"}
     env.pop("TWILIO_AUTH_TOKEN", None)
     return subprocess.run(
@@ -50,7 +58,8 @@ def test_ivr_call_with_keys_runs_the_whole_call_and_shows_the_record(
 
 
 def test_ivr_call_record_writes_records_that_are_verifiable(db: Path) -> None:
-    called = ivr(db, "call", "--to", NUMBER, "--from", "+34600111222", "--keys", "1", "--record")
+    """The call family's one real `python -m ivr call` (the in-process call through the real entry point)."""
+    called = ivr_process(db, "call", "--to", NUMBER, "--from", "+34600111222", "--keys", "1", "--record")
     assert called.returncode == 0
     exported = ivr(db, "export", "--format", "jsonl")
     assert '"phone": "+34600111222"' in exported.stdout and '"action": "opt_in"' in exported.stdout

@@ -1,18 +1,18 @@
 """Commands that only read never create a database, and say which one they read.
 
-Run as the real `ivr` command in a temporary folder: in the wrong folder `ivr verify`
-used to create an empty ivr.db and report "ok: 0 records".
+Run as the `ivr` command (in-process, tests/cli_runner.py) from a temporary folder: in the wrong
+folder `ivr verify` used to create an empty ivr.db and report "ok: 0 records".
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_ivr
 from tests.test_progress import run_on_terminal
 
 READ_ONLY = [
@@ -27,12 +27,9 @@ READ_ONLY = [
 
 
 def ivr(folder: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    if url is not None:
-        env["IVR_DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "ivr", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=60
-    )
+    """`ivr ARGS` in this process (tests/cli_runner.py), run from `folder`, without IVR_*/TWILIO_*."""
+    env = {"IVR_DATABASE_URL": url} if url is not None else {}
+    return run_ivr(*args, env=env, drop=("IVR_", "TWILIO_"), cwd=folder)
 
 
 @pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)

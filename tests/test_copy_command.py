@@ -7,8 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli_runner import run_ivr
+
 
 def ivr(db: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ivr ARGS` in this process (tests/cli_runner.py), without IVR_*/TWILIO_* but the database."""
+    env = {"IVR_DATABASE_URL": f"sqlite:///{db}"} if db is not None else {}
+    return run_ivr(*args, env=env, drop=("IVR_", "TWILIO_"))
+
+
+def ivr_process(db: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ivr ARGS` for real, for the test whose point is the process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
     if db is not None:
         env["IVR_DATABASE_URL"] = f"sqlite:///{db}"
@@ -34,6 +43,7 @@ def test_copy_reproduces_the_log_and_refuses_a_non_empty_target(tmp_path: Path) 
 
 
 def test_migrate_creates_and_then_leaves_the_schema(tmp_path: Path) -> None:
+    """A real process: `python -m ivr migrate`, the schema made by a fresh interpreter, twice."""
     for _ in range(2):
-        result = ivr(tmp_path / "ivr.db", "migrate")
+        result = ivr_process(tmp_path / "ivr.db", "migrate")
         assert result.returncode == 0 and result.stdout.strip() == "ok: schema up to date"

@@ -7,20 +7,18 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 from consent_store import ExportFilter
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 
 OTHER = "+14155550999"
 
 
 def ivr(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {"IVR_DATABASE_URL": db_url}
-    return subprocess.run(
-        [sys.executable, "-m", "ivr", *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    """`ivr ARGS` in this process (tests/cli_runner.py); async tests call it through asyncio.to_thread."""
+    return run_ivr(*args, env={"IVR_DATABASE_URL": db_url})
 
 
 async def test_forgetting_a_phone_erases_it_everywhere_and_keeps_the_chain(service: Service) -> None:

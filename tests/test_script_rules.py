@@ -5,16 +5,15 @@ fires on the default scripts; a new business's caller hears the notice before an
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ivr.twilio.emulator import KeySource, Spoken
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 from voice_scripts import (
     DEFAULT_LOCALES,
@@ -267,10 +266,8 @@ async def test_a_new_business_caller_hears_the_recording_notice_before_the_first
 
 
 def ivr(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    env["IVR_DATABASE_URL"] = f"sqlite:///{db}"
-    command = [sys.executable, "-m", "ivr", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    """`ivr ARGS` in this process (tests/cli_runner.py), without IVR_*/TWILIO_* but the database."""
+    return run_ivr(*args, env={"IVR_DATABASE_URL": f"sqlite:///{db}"}, drop=("IVR_", "TWILIO_"))
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,17 +19,16 @@ import pytest
 from consent_store import ExportFilter, open_store
 from ivr.businesses import DEMO_NUMBER, ensure_demo_business
 from ivr.twilio.webhooks import REHEARSAL_PARAM, simulated_mark
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, Service
 
 NUMBER = "+15550001111"
 
 
 def ivr(db: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"IVR_DATABASE_URL": f"sqlite:///{db}"} | extra_env
-    env.pop("TWILIO_AUTH_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "ivr", *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    """`ivr ARGS` in this process (tests/cli_runner.py), without TWILIO_AUTH_TOKEN."""
+    env = {"IVR_DATABASE_URL": f"sqlite:///{db}"} | extra_env
+    return run_ivr(*args, env=env, drop=("TWILIO_AUTH_TOKEN",))
 
 
 def events(db: Path) -> list[tuple[str, dict[str, object]]]:
@@ -60,6 +57,8 @@ def test_a_call_to_a_real_business_is_a_rehearsal_that_writes_nothing(db: Path) 
     assert result.returncode == 0, result.stderr
     assert "[en-US] Hello, thank you for calling Acme." in result.stdout
     assert "This was a rehearsal: nothing was recorded" in result.stdout and "--record" in result.stdout
+    # The CLI's own note, not only the spoken line that begins alike (voice_scripts/locales/en.toml).
+    assert "ended (hangup). This was a rehearsal: nothing was recorded (--record records it" in result.stdout
     assert len(events(db)) == before
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from consent_store import (
     VerifyResult,
 )
 from consent_store.chain import canonical_json, event_hash
+from tests.cli_runner import run_ivr
 
 CALLS = 12
 N = 1 + 3 * CALLS  # the business event, then decision, recording and call status per call
@@ -139,10 +138,8 @@ TAMPERS: dict[str, tuple[Callable[[sqlite3.Connection], object], int, str]] = {
 
 
 def ivr_verify(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
-    env["IVR_DATABASE_URL"] = f"sqlite:///{path}"
-    command = [sys.executable, "-m", "ivr", "verify", *options]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    """`ivr verify OPTIONS` in this process (tests/cli_runner.py)."""
+    return run_ivr("verify", *options, env={"IVR_DATABASE_URL": f"sqlite:///{path}"})
 
 
 async def verify(path: Path) -> VerifyResult:
