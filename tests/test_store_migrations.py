@@ -17,6 +17,7 @@ from consent_store import ConsentDecision, ExportFilter, SQLiteStore
 from consent_store.chain import GENESIS_HASH, canonical_json, event_hash
 from consent_store.exceptions import SchemaTooNew
 from consent_store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from tests.cli_runner import run_ivr
 
 PHONE = "+14155550123"
 SALT = "00112233445566778899aabbccddeeff"
@@ -34,6 +35,10 @@ V1_EVENTS: list[tuple[str, str | None, str | None, str | None, dict[str, object]
 
 
 def ivr(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ivr ARGS` in this process (tests/cli_runner.py); `ivr serve` as a real process (a server
+    that wrongly started would hang the test process; a process times out)."""
+    if args[0] != "serve":
+        return run_ivr(*args, env={"IVR_DATABASE_URL": f"sqlite:///{path}"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
     env["IVR_DATABASE_URL"] = f"sqlite:///{path}"
     command = [sys.executable, "-m", "ivr", *args]
@@ -197,6 +202,7 @@ def test_cli_on_a_database_that_cannot_be_upgraded_exits_1_with_one_line(tmp_pat
 
 
 def test_processes_opening_an_old_database_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    """Real processes: four at once, each with its own connection, racing for the upgrade."""
     # Each process read the version before taking the write lock, so the second one to get the
     # lock ran the same migration again ("duplicate column name").
     path = tmp_path / "ivr.db"
