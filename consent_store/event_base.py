@@ -66,3 +66,10 @@ class StoredEvent:
         """The event's own fields, read back from the hashed body."""
         data: Mapping[str, Any] = json.loads(self.body)["data"]
         return data
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The values that are set (not None), for the optional fields of an event's body: a field
+    goes into the body only when known, so a record without it keeps the body (and the hash)
+    records had before the field existed."""
+    return {key: value for key, value in values.items() if value is not None}

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from consent_store.event_base import EventKind as EventKind
 from consent_store.event_base import NewEvent as NewEvent
 from consent_store.event_base import StoredEvent as StoredEvent
+from consent_store.event_base import given
 from consent_store.recording_events import ArchivedRecording as ArchivedRecording
 from consent_store.recording_events import DeletedReason as DeletedReason
 from consent_store.recording_events import DeletedWhere as DeletedWhere
@@ -97,30 +98,25 @@ class ConsentDecision:
             "script_version": self.script_version,
             "script_sha256": self.script_sha256,
         }
-        if self.prompts_heard is not None:
-            fields["prompts_heard"] = self.prompts_heard
-        if self.seconds_to_decision is not None:
-            fields["seconds_to_decision"] = self.seconds_to_decision
         # Only when known: a decision without them keeps the body (and hash) it always had.
-        identity = {
-            "stir_verstat": self.stir_verstat,
-            "called_number": self.called_number,
-            "account_sid": self.account_sid,
-            "from_country": self.from_country,
-            "caller_name": self.caller_name,
-        }
-        fields.update((key, value) for key, value in identity.items() if value is not None)
-        if self.simulated:
-            fields["simulated"] = True
-        received = {
-            "channel": self.channel,
-            "message_sid": self.message_sid,
-            "message_text": self.message_text,
-            "source": self.source,
-            "token_name": self.token_name,
-            "evidence": self.evidence,
-        }
-        fields.update((key, value) for key, value in received.items() if value is not None)
+        fields.update(
+            given(
+                prompts_heard=self.prompts_heard,
+                seconds_to_decision=self.seconds_to_decision,
+                stir_verstat=self.stir_verstat,
+                called_number=self.called_number,
+                account_sid=self.account_sid,
+                from_country=self.from_country,
+                caller_name=self.caller_name,
+                simulated=True if self.simulated else None,
+                channel=self.channel,
+                message_sid=self.message_sid,
+                message_text=self.message_text,
+                source=self.source,
+                token_name=self.token_name,
+                evidence=self.evidence,
+            )
+        )
         return NewEvent(
             kind="decision",
             idempotency_key=f"decision:{self.idempotency or self.call_sid}",

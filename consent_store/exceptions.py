@@ -8,7 +8,7 @@ fields), so each error is declared once, here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from consent_store.events import VerifyResult
@@ -45,6 +45,17 @@ class DatabaseMissing(StoreError):
 
 class StoreUnavailable(StoreError):
     """The database could not be reached or written; nothing was recorded."""
+
+
+Resource = TypeVar("Resource")
+
+
+def opened(resource: Resource | None) -> Resource:
+    """A store's connection, pool or writer, which is None until the store is opened (and
+    after it is closed): StoreUnavailable then."""
+    if resource is None:
+        raise StoreUnavailable("the consent store is not open")
+    return resource
 
 
 @dataclass(eq=False, repr=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from consent_store.event_base import EventKind, NewEvent
+from consent_store.event_base import EventKind, NewEvent, given
 
 
 def _body_fields(record: Any) -> dict[str, Any]:
@@ -45,11 +45,8 @@ class RecordingStatus:
             "status": self.status,
             "url": self.url,
             "duration": self.duration,
+            **given(found_by=self.found_by, error_code=self.error_code),
         }
-        if self.found_by is not None:
-            fields["found_by"] = self.found_by
-        if self.error_code is not None:
-            fields["error_code"] = self.error_code
         return NewEvent(
             kind="recording",
             idempotency_key=f"recording:{self.call_sid}:{self.recording_sid}:{self.status}",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
 import consent_store
-from consent_store import exceptions
+from consent_store import PostgresStore, SQLiteStore, exceptions
 from consent_store.events import VerifyResult
-from consent_store.exceptions import StoreError
+from consent_store.exceptions import StoreError, StoreUnavailable
 
 
 def _every_subclass(cls: type) -> set[type]:
@@ -88,3 +89,12 @@ def test_an_error_words_its_message_and_keeps_its_values(
     assert repr(error) == f"{type(error).__name__}({message!r})"
     for name, value in data.items():
         assert getattr(error, name) == value
+
+
+async def test_a_store_not_opened_says_so_on_either_backend(tmp_path: Path) -> None:
+    for store in (SQLiteStore(tmp_path / "never.db"), PostgresStore("postgresql://u@localhost:1/none")):
+        with pytest.raises(StoreUnavailable, match="^the consent store is not open$"):
+            await store._fetchone("SELECT 1")
+        with pytest.raises(StoreUnavailable, match="^the consent store is not open$"):
+            await store._checkpoint()
+    assert not (tmp_path / "never.db").exists()

@@ -28,6 +28,7 @@ from consent_store.events import (
 )
 from consent_store.exceptions import (
     StoreUnavailable,
+    opened,
 )
 from consent_store.group_commit import QueuedStore
 from consent_store.opt_out_webhooks import OptOutWebhooksMixin
@@ -117,9 +118,7 @@ class PostgresStore(
 
     @property
     def _pool(self) -> asyncpg.Pool:
-        if self._pool_obj is None:
-            raise StoreUnavailable("the consent store is not open")
-        return self._pool_obj
+        return opened(self._pool_obj)
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:

@@ -33,6 +33,7 @@ from consent_store.events import (
 )
 from consent_store.exceptions import (
     StoreUnavailable,
+    opened,
 )
 from consent_store.group_commit import QueuedStore
 from consent_store.opt_out_webhooks import OptOutWebhooksMixin
@@ -136,9 +137,7 @@ class SQLiteStore(
 
     @property
     def _reader(self) -> aiosqlite.Connection:
-        if self._read_conn is None:
-            raise StoreUnavailable("the consent store is not open")
-        return self._read_conn
+        return opened(self._read_conn)
 
     def _quick_read(self, sql: str, params: Sequence[Any]) -> Any:
         """One small indexed read right on the event loop (about 10 µs, cheaper than a thread
@@ -168,9 +167,7 @@ class SQLiteStore(
 
     async def _checkpoint(self) -> None:
         """Copy the write-ahead log into the database file and empty it."""
-        if self._writer is None:
-            raise StoreUnavailable("the consent store is not open")
-        await self._writer.checkpoint()
+        await opened(self._writer).checkpoint()
 
     # -- businesses and scripts --------------------------------------------
 
