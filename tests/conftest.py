@@ -16,7 +16,7 @@ from ivr.app import create_app
 from ivr.businesses import add_business
 from ivr.settings import Settings
 from ivr.twilio.emulator import TwilioEmulator
-from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
+from tests.live_server import add_users, server, wait_until_healthy
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 ACME = "Acme Parcels"
@@ -94,8 +94,7 @@ def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     log = tmp_path / "serve.log"
     with server(env, log) as (process, base):
         wait_until_healthy(base, process, log)
-        added = ivr(env, "user", "add", "alice", "--role", "manager", stdin=SITE_PASSWORD + "\n")
-        assert added.returncode == 0, added.stderr
+        add_users(env["IVR_DATABASE_URL"], {"alice": "manager"})  # as `ivr user add`, in this process
         yield base, env
 
 

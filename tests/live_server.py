@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -59,3 +61,19 @@ def wait_until_healthy(base: str, process: subprocess.Popen[bytes], log: Path, s
                 return
         time.sleep(0.05)
     raise AssertionError(f"server never became healthy:\n{log.read_text()[-2000:]}")
+
+
+def add_users(database_url: str, roles: Mapping[str, str], password: str = SITE_PASSWORD) -> None:
+    """Add users (name: role, every business) to a store a running `ivr serve` has created, in this
+    process: what `ivr user add NAME --role ROLE` does (the same store call and password hash), without
+    starting an interpreter per user. The store is another writer beside the server's, as the CLI is."""
+    from consent_store import open_store
+    from ivr.passwords import hash_password
+
+    async def add() -> None:
+        async with open_store(database_url) as store:
+            for name, role in roles.items():
+                await store.add_user(name, role, hash_password(password), author="cli")  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(1) as thread:  # a browser's event loop may be running in this thread
+        thread.submit(asyncio.run, add()).result()
