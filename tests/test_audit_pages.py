@@ -8,6 +8,7 @@ import pytest
 
 from consent_store import event_hash
 from ivr.pages.auth import hash_password
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, sign_in
 
@@ -83,9 +84,6 @@ async def test_audit_pages_need_sign_in(service: Service) -> None:
 
 async def test_the_search_exports_as_a_streamed_file_identical_to_the_cli(auditor: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import asyncio
-    import os
-    import subprocess
-    import sys
 
     await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"])
     await auditor.twilio.call(ACME_NUMBER, "+14155550999", ["2"])
@@ -94,17 +92,10 @@ async def test_the_search_exports_as_a_streamed_file_identical_to_the_cli(audito
     response = await auditor.client.get("/audit/export", params={"business": ACME, "format": "csv"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert response.headers["content-disposition"].startswith('attachment; filename="consent-csv-')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {
-        "IVR_DATABASE_URL": auditor.db_url
-    }
     cli = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "ivr", "export", "--business", ACME],
-        env=env,
-        capture_output=True,
-        check=False,
+        run_ivr, "export", "--business", ACME, env={"IVR_DATABASE_URL": auditor.db_url}
     )
-    assert response.content == cli.stdout and response.content.count(b"\r\n") == 3
+    assert response.content == cli.stdout_bytes and response.content.count(b"\r\n") == 3
     receipts = await auditor.client.get("/audit/export", params={"action": "declined", "format": "receipts"})
     assert receipts.text.count("\n") == 1 and "+14155550999" in receipts.text
     assert (await auditor.client.get("/audit/export", params={"format": "xml"})).status_code == 400

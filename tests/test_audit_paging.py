@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 
 from consent_store import Business, ConsentDecision, ConsentStore, ExportFilter, open_store, text_sha256
 from ivr.pages.auth import hash_password
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, sign_in
 
@@ -59,7 +57,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     url = (
         f"sqlite:///{tmp_path / 'paging.db'}"
         if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
+        else request.getfixturevalue("pg_migrated_url")
     )
     async with open_store(url) as opened:
         await opened.add_business(
@@ -168,23 +166,9 @@ async def test_a_pinned_download_and_its_manifest_verify_with_the_cli(
     exported = tmp_path / name.group(1)
     exported.write_bytes(download.content)
     (tmp_path / f"{name.group(1)}.manifest.json").write_bytes(manifest.content)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    verify = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "ivr", "verify", "--export", str(exported)],
-        env=env | {"IVR_DATABASE_URL": auditor.db_url},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env, drop = {"IVR_DATABASE_URL": auditor.db_url}, ("IVR_", "TWILIO_")
+    verify = await asyncio.to_thread(run_ivr, "verify", "--export", str(exported), env=env, drop=drop)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     exported.write_bytes(download.content.replace(b"+1415555", b"+1415556", 1))
-    tampered = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "ivr", "verify", "--export", str(exported)],
-        env=env | {"IVR_DATABASE_URL": auditor.db_url},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    tampered = await asyncio.to_thread(run_ivr, "verify", "--export", str(exported), env=env, drop=drop)
     assert tampered.returncode != 0

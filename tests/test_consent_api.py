@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 
 import pytest
 
 from consent_store import ExportFilter
 from ivr.api.consent import new_token, token_sha256
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 
 
@@ -69,19 +68,9 @@ async def test_answers_follow_opt_in_opt_out_and_opt_in_again(service: Service, 
 
 
 async def test_tokens_from_the_cli_work_until_revoked(service: Service) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {
-        "IVR_DATABASE_URL": service.db_url
-    }
-
     def ivr(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ivr", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        """`ivr ARGS` in this process (tests/cli_runner.py) on the service's database."""
+        return run_ivr(*args, env={"IVR_DATABASE_URL": service.db_url})
 
     created = await asyncio.to_thread(ivr, "token", "add", "campaigns")
     secret = created.stdout.strip()

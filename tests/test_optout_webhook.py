@@ -6,9 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +19,7 @@ from ivr.app import create_app
 from ivr.businesses import add_business
 from ivr.settings import Settings
 from ivr.twilio.emulator import TwilioEmulator
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER
 
 SECRET = "webhook-secret-for-tests"
@@ -107,18 +105,14 @@ async def test_the_cli_webhook_secret_is_not_kept_in_the_database_and_signs_deli
     tmp_path: Path, receiver: Receiver
 ) -> None:
     db = tmp_path / "ivr.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
-    env |= {"IVR_DATABASE_URL": f"sqlite:///{db}", "IVR_SECRET_KEY": KEY}
-    run = [sys.executable, "-m", "ivr"]
-    added = subprocess.run(
-        [*run, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates"],
-        env=env, capture_output=True, text=True, check=False,
+    env = {"IVR_DATABASE_URL": f"sqlite:///{db}", "IVR_SECRET_KEY": KEY}
+    drop = ("IVR_", "TWILIO_")  # in-process (tests/cli_runner.py), run beside this test's loop
+    added = run_ivr(
+        "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates",
+        env=env, drop=drop,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    made = subprocess.run(
-        [*run, "business", "webhook", "--name", ACME, "--url", receiver.url],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    made = run_ivr("business", "webhook", "--name", ACME, "--url", receiver.url, env=env, drop=drop)
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
     assert len(secret) >= 32 and secret.encode() not in b"".join(

@@ -8,10 +8,8 @@ chained erasure, must fail verification naming the record; `ivr forget` must not
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from consent_store import Business, ConsentDecision, open_store, text_sha256
 from consent_store.sqlite.verify import verify_database
 from consent_store.writing import subject_commitment
+from tests.cli_runner import run_ivr
 
 pytest_plugins = ["tests.pg_server"]
 
@@ -77,10 +76,8 @@ async def filled(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 def verify(url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {"IVR_DATABASE_URL": url}
-    return subprocess.run(
-        [sys.executable, "-m", "ivr", "verify", "-q"], env=env, capture_output=True, text=True, timeout=120
-    )
+    """`ivr verify -q` in this process (tests/cli_runner.py)."""
+    return run_ivr("verify", "-q", env={"IVR_DATABASE_URL": url})
 
 
 async def failure(url: str) -> str:
@@ -136,14 +133,8 @@ async def test_two_tampered_subjects_name_the_first_record_and_count_the_other(f
 
 
 async def test_ivr_forget_is_a_chained_erasure_and_still_verifies(filled: Filled) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")} | {"IVR_DATABASE_URL": filled.url}
     forget = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "ivr", "forget", "--phone", CALLER],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        run_ivr, "forget", "--phone", CALLER, env={"IVR_DATABASE_URL": filled.url}
     )
     assert forget.returncode == 0, forget.stderr
     assert await sql(filled.url, "SELECT phone FROM subjects WHERE phone = ?", CALLER) == []
