@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from ivr.twilio.emulator import EmulatorError, Spoken, TwilioEmulator, new_sid
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN
 from tests.live_server import server
 
@@ -29,6 +30,7 @@ CONFIRMED = "Your choice has been recorded"
 
 
 def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """A real `python -m ivr` process: what a fresh process finds after the servers (crash, recovery)."""
     command = [sys.executable, "-m", "ivr", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
@@ -37,7 +39,10 @@ def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
     env |= {"IVR_DATABASE_URL": f"sqlite:///{tmp_path / 'ivr.db'}", "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
-    added = ivr(env, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates")
+    added = run_ivr(  # set-up in-process (tests/cli_runner.py); servers and the checks after: processes
+        "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates",
+        env=env, drop=("IVR_", "TWILIO_"),
+    )  # fmt: skip
     assert added.returncode == 0, added.stderr
     return env
 

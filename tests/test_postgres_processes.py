@@ -19,6 +19,7 @@ from consent_store import ExportFilter
 from ivr.app import create_app
 from ivr.businesses import DEMO_NAME, add_business
 from ivr.twilio.emulator import TwilioEmulator, new_sid
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, make_settings
 from tests.live_server import server, wait_until_healthy
 
@@ -35,6 +36,7 @@ STARTING = 5
 
 
 def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """A real `python -m ivr` process: what a fresh process finds after the servers (crash, recovery)."""
     command = [sys.executable, "-m", "ivr", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
@@ -59,7 +61,10 @@ def test_three_servers_on_one_database_record_every_call_once_in_one_chain(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
     env |= {"IVR_DATABASE_URL": pg_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "IVR_SECRET_KEY": SAME_KEY}
-    added = ivr(env, "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates")
+    added = run_ivr(  # set-up in-process (tests/cli_runner.py); servers and the checks after: processes
+        "business", "add", "--name", ACME, "--number", ACME_NUMBER, "--message-type", "updates",
+        env=env, drop=("IVR_", "TWILIO_"),
+    )  # fmt: skip
     assert added.returncode == 0, added.stderr
     logs = [tmp_path / f"server{i}.log" for i in range(SERVERS)]
     with server(env, logs[0]) as first, server(env, logs[1]) as second, server(env, logs[2]) as third:
