@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from consent_store import ConsentStore
 from ivr.app import create_app
@@ -34,6 +35,7 @@ class Service:
     twilio: TwilioEmulator
     db_url: str
     client: httpx.AsyncClient
+    app: Starlette | None = None  # e.g. to make its catalog see a change made straight in the store
 
 
 @pytest.fixture
@@ -54,7 +56,7 @@ async def service(db_url: str) -> AsyncIterator[Service]:
         await add_business(store, BILINGUAL, [BILINGUAL_NUMBER], ["avisos de entrega"], ["es-ES", "en-US"])
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Service(store, TwilioEmulator(client, "http://testserver", AUTH_TOKEN), db_url, client)
+            yield Service(store, TwilioEmulator(client, "http://testserver", AUTH_TOKEN), db_url, client, app)
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

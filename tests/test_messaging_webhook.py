@@ -30,13 +30,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every test here on both backends (the `service` fixture opens this URL)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ivr.db'}"
-    return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("pg_migrated_url"))
 
 
 @pytest.fixture
 async def texting(service: Service) -> AsyncIterator[MessageEmulator]:
     await service.store.add_number(ACME, "whatsapp:" + WHATSAPP_SENDER, "test")
     await service.client.get("/healthz")
+    # The app's catalog may have loaded before the number was added (its watcher checks the store
+    # once a second; a busy machine takes longer than that to get here): check the store now.
+    assert service.app is not None
+    await service.app.state.runtime.catalog.refresh()
     yield MessageEmulator(service.twilio)
 
 

@@ -25,7 +25,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every test here on both backends (the `service` fixture opens this URL)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ivr.db'}"
-    return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("pg_migrated_url"))
 
 
 async def token_for(

@@ -67,7 +67,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[ConsentStore]:
-    url = f"sqlite:///{tmp_path / 'q.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    url = (
+        f"sqlite:///{tmp_path / 'q.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_migrated_url")
+    )
     async with open_store(url) as opened:
         await opened.add_business(
             Business(SHOP, ("+15550002222",), ("offers",), ("en-US",)), {"en-US": SPOKEN}, "t"

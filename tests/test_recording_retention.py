@@ -233,7 +233,11 @@ async def test_holds_retention_gaps_and_deletions_read_the_same_on_both_backends
         recording_retention,
     )
 
-    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'x.db'}"
+    url = (
+        request.getfixturevalue("pg_migrated_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'x.db'}"
+    )
     calls = [f"CA{n:032x}" for n in range(1, 5)]
     async with open_store(url) as store:
         await store.add_business(

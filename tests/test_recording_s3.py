@@ -115,19 +115,21 @@ async def test_a_call_is_archived_into_s3_and_verified_from_there(s3: str, tmp_p
 
 
 async def test_on_postgresql_a_call_is_archived_into_s3_exported_and_verified(
-    s3: str, pg_url: str, tmp_path: Path
+    s3: str, pg_migrated_url: str, tmp_path: Path
 ) -> None:
     api = TwilioRestEmulator()
     api.add_account(ACCOUNT, AUTH_TOKEN)
     url = f"s3://{BUCKET}"
     with api.serve() as api_url:
-        async for service in running(tmp_path, api_url, api, recordings_url=url, database_url=pg_url):
+        async for service in running(
+            tmp_path, api_url, api, recordings_url=url, database_url=pg_migrated_url
+        ):
             call = await service.twilio.call(ACME_NUMBER, CALLER, ["1"])
             sha256 = await archived_sha256(service.store, call.call_sid)
             assert await service.store.recordings_to_fetch() == []
     assert call.recording_sid is not None
     assert sha256 == hashlib.sha256(recording_media(call.recording_sid, 31)).hexdigest()
-    env = dict(os.environ, IVR_DATABASE_URL=pg_url, IVR_RECORDINGS_URL=url)
+    env = dict(os.environ, IVR_DATABASE_URL=pg_migrated_url, IVR_RECORDINGS_URL=url)
     done = await asyncio.to_thread(ivr, env, "export", "--format", "jsonl")
     assert done.returncode == 0, done.stderr
     [row] = [json.loads(line) for line in done.stdout.splitlines()]
@@ -137,12 +139,12 @@ async def test_on_postgresql_a_call_is_archived_into_s3_exported_and_verified(
 
 
 async def test_postgresql_with_a_local_folder_archive_warns_at_start(
-    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_migrated_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     api = TwilioRestEmulator()
     api.add_account(ACCOUNT, AUTH_TOKEN)
     with api.serve() as api_url:
-        async for _ in running(tmp_path, api_url, api, database_url=pg_url):
+        async for _ in running(tmp_path, api_url, api, database_url=pg_migrated_url):
             pass
     [warning] = [r for r in caplog.records if "local folder" in r.getMessage()]
     assert warning.levelname == "WARNING" and "IVR_RECORDINGS_URL=s3://" in warning.getMessage()

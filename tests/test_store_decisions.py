@@ -40,7 +40,11 @@ HOSTILE = ("x:completed", "Completed", "completed ", " completed", "completed:",
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConsentStore]:
-    url = f"sqlite:///{tmp_path / 'd.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    url = (
+        f"sqlite:///{tmp_path / 'd.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_migrated_url")
+    )
     async with open_store(url) as opened:
         await opened.add_business(
             Business(ACME, ("+15550001111",), ("delivery updates",), ("en-US",)), {"en-US": SPOKEN}, "t"

@@ -62,7 +62,9 @@ def decision(n: int, phone: str) -> ConsentDecision:
 async def filled(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Filled]:
     """A database holding a business and decisions of two callers, closed again."""
     url = (
-        f"sqlite:///{tmp_path / 'ivr.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+        f"sqlite:///{tmp_path / 'ivr.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_migrated_url")
     )
     async with open_store(url) as store:
         await store.add_business(
