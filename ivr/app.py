@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +11,7 @@ from starlette.middleware import Middleware
 from consent_store import open_store
 from ivr.api import consent as api
 from ivr.api.opt_outs import routes as opt_outs_routes
+from ivr.background import running_task
 from ivr.optout_webhooks import running_notifier
 from ivr.pages import audit, auth, businesses_admin, manage, try_phone, users_admin, web
 from ivr.pages.compliance import routes as compliance_routes
@@ -37,18 +36,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await store.open()
         try:
             app.state.runtime = await start_runtime(settings, store)
-            watcher = asyncio.create_task(app.state.runtime.catalog.watch(), name="catalog-watch")
-            try:
+            async with running_task(app.state.runtime.catalog.watch(), "catalog-watch"):
                 async with running_notifier(
                     store, settings.webhook_retry_seconds, app.state.runtime.secret_key
                 ):
                     async with running_fetcher(app, settings, store) as fetcher:
                         async with running_reconciler(store, settings, fetcher.deps.archive):
                             yield
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
         finally:
             await store.close()
 
