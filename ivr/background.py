@@ -1,8 +1,8 @@
 """A task that runs beside the app for as long as a block lasts, cancelled and awaited at its end.
 
 The catalog watcher, the opt-out notifier, the recording fetcher and the recordings reconciler
-each run one; a task
-must never outlive the store or HTTP client it uses, so it is awaited before they close.
+each run one; a task must never outlive the store or HTTP client it uses, so it is awaited
+before they close.
 """
 
 from __future__ import annotations
