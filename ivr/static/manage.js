@@ -23,6 +23,8 @@
   let spokenConsent = context.consent;
   let badLines = new Set(context.bad_lines || []);
   const headers = { "Content-Type": "application/json", "X-CSRF-Token": context.csrf };
+  // Every call to /manage/api/*: a JSON body, with the session's CSRF token.
+  const postJson = (path, payload) => fetch(path, { method: "POST", headers, body: JSON.stringify(payload) });
 
   if (switchLink) switchLink.hidden = true; // the switch does it without a reload
   const fields = () =>
@@ -118,7 +120,7 @@
 
   async function check(view, again = true) {
     const mine = ++sequence;
-    const response = await fetch("/manage/api/lint", { method: "POST", headers, body: JSON.stringify(body(view)) });
+    const response = await postJson("/manage/api/lint", body(view));
     const data = await response.json();
     if (mine !== sequence) return null; // a newer check is on its way
     if (!response.ok) {
@@ -142,11 +144,7 @@
 
   async function save() {
     if (!context.can_edit) return;
-    const response = await fetch("/manage/api/draft", {
-      method: "POST",
-      headers,
-      body: JSON.stringify(body("toml")),
-    });
+    const response = await postJson("/manage/api/draft", body("toml"));
     const data = await response.json();
     if (response.ok) {
       dirty = false;
@@ -256,11 +254,7 @@
       if (control && !control.closest("[hidden]")) control.focus();
       return;
     }
-    const response = await fetch("/manage/api/changes", {
-      method: "POST",
-      headers,
-      body: JSON.stringify(body("toml")),
-    });
+    const response = await postJson("/manage/api/changes", body("toml"));
     const changes = await response.json();
     const list = document.getElementById("confirm-changes");
     list.replaceChildren();
@@ -324,11 +318,7 @@
   });
 
   document.getElementById("listen").addEventListener("click", async () => {
-    const response = await fetch("/manage/api/speech", {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ text: spokenConsent, locale: context.locale }),
-    });
+    const response = await postJson("/manage/api/speech", { text: spokenConsent, locale: context.locale });
     if (response.ok) {
       new Audio(URL.createObjectURL(await response.blob())).play();
     } else if ("speechSynthesis" in window) {
