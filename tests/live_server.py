@@ -59,7 +59,7 @@ def wait_until_healthy(base: str, process: subprocess.Popen[bytes], log: Path, s
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                 return
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise AssertionError(f"server never became healthy:\n{log.read_text()[-2000:]}")
 
 

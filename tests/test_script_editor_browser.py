@@ -4,13 +4,15 @@ the changes confirmed, and a call that hears the new words. Screenshots go to do
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.live_server import SITE_PASSWORD, ivr
+from tests.cli_runner import run_ivr
+from tests.live_server import SITE_PASSWORD
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +20,12 @@ DEMO = "+15550100100"
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 OPENING = "Good news on WhatsApp: we can send you"
 OPT_OUT = "You can stop these WhatsApp messages at any time: call this number again and press [opt-out key]."
+
+
+def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`ivr ARGS` in this process (tests/cli_runner.py) on the site's database; `ivr serve` is the
+    real process here."""
+    return run_ivr(*args, env=env, drop=("IVR_", "TWILIO_"))
 
 
 def _sign_in(page: Any, base: str) -> None:
