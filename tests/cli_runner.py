@@ -237,3 +237,8 @@ def _check_nothing_leaked(
         f"`ivr {' '.join(map(str, result.args[1:]))}` left signal handlers {changed} changed and threads "
         f"{alive} running; stderr: {result.stderr}"
     )
+
+
+def ivr_with_env(env: Mapping[str, str], *args: str, stdin: str | None = None) -> Result:
+    """`ivr(env, *args)` of tests/live_server.py in-process: `env` is the call's whole environment."""
+    return run_ivr(*args, env=env, drop=("",), stdin=stdin)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_server import ivr, server, wait_until_healthy
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
+from tests.live_server import server, wait_until_healthy
 from tests.test_cli import one_line_error
 
 NUMBER = "+15550001111"

@@ -20,8 +20,8 @@ from ivr.recordings.fetch import fetcher_of
 from ivr.recordings.retention import purge
 from ivr.recordings.sync import reconcile
 from ivr.twilio.emulator import CallResult
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME, ACME_NUMBER, CALLER
-from tests.live_server import ivr
 from tests.test_recording_sync import ACCOUNT, Env, Running, emulated, running
 
 pytest_plugins = ["tests.pg_server"]

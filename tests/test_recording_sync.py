@@ -27,8 +27,8 @@ from ivr.recordings.twilio_recordings import TwilioApiError, list_call_recording
 from ivr.settings import Settings
 from ivr.twilio.emulator import CallResult, TwilioEmulator
 from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording, recording_media
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER
-from tests.live_server import ivr
 from tests.test_manage_http import PASSWORD, sign_in
 
 ACCOUNT = "AC" + "7" * 32

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ivr.twilio.rest_emulator import TwilioRestEmulator
-from tests.live_server import free_port, ivr, server, wait_until_healthy
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
+from tests.live_server import free_port, server, wait_until_healthy
 
 ACCOUNT = "AC" + "d4" * 16
 TOKEN = "live-auth-token-0123456789abcdef"
