@@ -214,6 +214,9 @@ class ExportFilter:
     unattested: bool = False
     # Only decisions after this record (keyset paging: the last seq of the page before).
     after_seq: int | None = None
+    # Only records up to this one (else the read snapshot's head): reading again through the
+    # same record gives the same rows however the log has grown since (downloads, verify).
+    through_seq: int | None = None
 
 
 @dataclass(frozen=True)

@@ -136,8 +136,6 @@ class ConsentStore(StoreBackend, Protocol):
     def export_csv_chunks(
         self,
         where: ExportFilter,
-        *,
-        through_seq: int | None = None,
         on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows (no header) of `export_decisions`, built mostly by SQLite on two"""
@@ -146,12 +144,10 @@ class ConsentStore(StoreBackend, Protocol):
     def export_decisions(
         self,
         where: ExportFilter,
-        *,
-        through_seq: int | None = None,
         on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[DecisionRow, None]:
         """Every decision matching the filter, oldest first, from one read snapshot (up to
-        record `through_seq` if given); `on_snapshot(seq, hash)` learns which record that is."""
+        record `where.through_seq` if given); `on_snapshot(seq, hash)` learns which record that is."""
         ...
 
     async def forget_phone(self, phone: str, author: str, reason: str) -> Erasure | None:

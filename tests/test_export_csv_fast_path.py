@@ -247,8 +247,7 @@ async def test_fast_csv_through_an_older_record_is_what_export_decisions_reads(
         for through in (then, then + 3, 10**9):
             heads: list[tuple[int, str | None]] = []
             chunks = store.export_csv_chunks(
-                ExportFilter(),
-                through_seq=through,
+                ExportFilter(through_seq=through),
                 on_snapshot=lambda seq, digest, heads=heads: heads.append((seq, digest)),
             )
             fast = b"".join([chunk.data async for chunk in chunks])
@@ -256,8 +255,7 @@ async def test_fast_csv_through_an_older_record_is_what_export_decisions_reads(
             rows = [
                 row
                 async for row in store.export_decisions(
-                    ExportFilter(),
-                    through_seq=through,
+                    ExportFilter(through_seq=through),
                     on_snapshot=lambda s, d, found=expected_heads: found.append((s, d)),
                 )
             ]

@@ -181,7 +181,7 @@ async def test_export_joins_the_completed_recording_and_reads_one_snapshot(store
     early = [
         r
         async for r in store.export_decisions(
-            ExportFilter(), through_seq=3, on_snapshot=lambda s, h: seen.append((s, h))
+            ExportFilter(through_seq=3), on_snapshot=lambda s, h: seen.append((s, h))
         )
     ]
     assert seen == [(3, stored.hash)] and early[0].recording_sid is None

@@ -42,7 +42,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await store.close()
 
 
-async def queued_together(store: SQLiteStore, items: list[list[tuple[str, tuple[str]]]]) -> list[BaseException | None]:
+async def queued_together(
+    store: SQLiteStore, items: list[list[tuple[str, tuple[str]]]]
+) -> list[BaseException | None]:
     """Queue every item before the writer runs, so they share one group."""
     commits = store._open_writer().commits
     outcomes = await asyncio.gather(*(store._side_writes(writes) for writes in items), return_exceptions=True)

@@ -54,13 +54,11 @@ class PostgresReadsMixin(PostgresBackend):
     async def export_decisions(
         self,
         where: ExportFilter,
-        *,
-        through_seq: int | None = None,
         on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[DecisionRow, None]:
         """Every decision matching the filter, oldest first, streamed by a server-side cursor.
 
-        One snapshot, up to its head (or record `through_seq`), recordings included;
+        One snapshot, up to its head (or record `where.through_seq`), recordings included;
         `on_snapshot(seq, hash)` is told which record that is before the first row
         (the genesis hash for record 0, None if the log holds no such record).
         """
@@ -75,7 +73,7 @@ class PostgresReadsMixin(PostgresBackend):
         try:
             async with self._snapshot() as conn:
                 head_seq, head_hash = await export_bound(
-                    lambda sql, params: conn.fetchrow(pg_sql(sql), *params), through_seq
+                    lambda sql, params: conn.fetchrow(pg_sql(sql), *params), where.through_seq
                 )
                 if on_snapshot is not None:
                     on_snapshot(head_seq, head_hash)
@@ -96,12 +94,10 @@ class PostgresReadsMixin(PostgresBackend):
     def export_csv_chunks(
         self,
         where: ExportFilter,
-        *,
-        through_seq: int | None = None,
         on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows (no header) of `export_decisions`, rendered in Python."""
-        return csv_chunks(self.export_decisions(where, through_seq=through_seq, on_snapshot=on_snapshot))
+        return csv_chunks(self.export_decisions(where, on_snapshot))
 
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
         """All events in sequence order, in batches, from one snapshot."""

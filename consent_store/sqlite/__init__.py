@@ -183,14 +183,12 @@ class SQLiteStore(
     async def export_decisions(
         self,
         where: ExportFilter,
-        *,
-        through_seq: int | None = None,
         on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[DecisionRow, None]:
         """Every decision matching the filter, oldest first, streamed from its own connection.
 
         The rows come from one read snapshot and only from records up to its head (or up
-        to record `through_seq`), recordings included: reading again through the same
+        to record `where.through_seq`), recordings included: reading again through the same
         record gives the same rows however the log has grown since. `on_snapshot(seq,
         hash)` learns, before the first row, which record that is and its hash (the
         genesis hash for record 0, None if the log holds no such record).
@@ -206,7 +204,7 @@ class SQLiteStore(
         pending: asyncio.Future[Any] | None = None
         try:
             await conn.execute("BEGIN")  # one snapshot for the head and every chunk
-            head_seq, head_hash = await export_bound(fetchone_on(conn), through_seq)
+            head_seq, head_hash = await export_bound(fetchone_on(conn), where.through_seq)
             if on_snapshot is not None:
                 on_snapshot(head_seq, head_hash)
 
@@ -237,14 +235,12 @@ class SQLiteStore(
     def export_csv_chunks(
         self,
         where: ExportFilter,
-        *,
-        through_seq: int | None = None,
         on_snapshot: OnSnapshot | None = None,
     ) -> AsyncGenerator[CsvChunk, None]:
         """The CSV rows (no header) of `export_decisions`, built mostly by SQLite on two
         processes: exactly `consent_store.columns.render_csv`'s bytes for those rows (see
         consent_store.sqlite.export)."""
-        return export_csv_chunks(self.path, where, through_seq=through_seq, on_snapshot=on_snapshot)
+        return export_csv_chunks(self.path, where, on_snapshot)
 
     async def chain_rows(self) -> AsyncIterator[list[ChainRow]]:
         """All events in sequence order, in batches, from a connection of their own."""

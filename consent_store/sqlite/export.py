@@ -158,13 +158,11 @@ async def _open_snapshot(
 async def export_csv_chunks(
     path: Path,
     where: ExportFilter,
-    *,
-    through_seq: int | None = None,
     on_snapshot: OnSnapshot | None = None,
 ) -> AsyncGenerator[CsvChunk, None]:
     """The CSV rows (no header) of every decision matching the filter, oldest first.
 
-    From one snapshot and only records up to its head (or record `through_seq`), as
+    From one snapshot and only records up to its head (or record `where.through_seq`), as
     `SQLiteStore.export_decisions`; `on_snapshot(seq, hash)` learns, before the first
     chunk, which record that is and its hash."""
     clause, params = decision_filter(where)
@@ -181,7 +179,7 @@ async def export_csv_chunks(
             except OSError as exc:  # e.g. no processes left: one process reads it all
                 LOG.warning("cannot start the CSV export's second reader (%s): reading on one process", exc)
         head, worker = await _open_snapshot(conn, worker)
-        head_seq, head_hash = await export_bound(fetchone_on(conn), through_seq, head)
+        head_seq, head_hash = await export_bound(fetchone_on(conn), where.through_seq, head)
         last = min(head_seq, head[0])  # the last record read: none exists after the head
         if worker is not None:
             worker.say(f"go {last}".encode())

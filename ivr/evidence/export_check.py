@@ -23,7 +23,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -233,8 +233,7 @@ async def _csv_matches_whole(
             return None
         try:
             chunks = store.export_csv_chunks(
-                manifest.export_filter(),
-                through_seq=manifest.event_count,
+                replace(manifest.export_filter(), through_seq=manifest.event_count),
                 on_snapshot=lambda seq, digest: _check_head(manifest, seq, digest),
             )
             async with contextlib.aclosing(chunks):
@@ -281,8 +280,7 @@ async def _check_row_by_row(
             if file.read(len(header)) != header:
                 raise ExportMismatch("row 0 (the header): it is not the export's column names")
             rows = store.export_decisions(
-                where,
-                through_seq=manifest.event_count,
+                replace(where, through_seq=manifest.event_count),
                 on_snapshot=lambda seq, digest: _check_head(manifest, seq, digest),
             )
             chunk: list[DecisionRow] = []

@@ -67,7 +67,8 @@ class ExportManifest:
         return cls(
             file=path.name,
             format=fmt,
-            filters=dataclasses.asdict(where),
+            # The pin is event_count below, not a filter: the manifest's filters stay as they were.
+            filters={k: v for k, v in dataclasses.asdict(where).items() if k != "through_seq"},
             rows=result.rows,
             bytes=result.size,
             sha256=result.sha256,

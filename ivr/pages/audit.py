@@ -264,11 +264,12 @@ async def export(request: Request, user: SessionUser) -> Response:
         return download
     fmt, where, through = download
     store = request_runtime(request).store
+    pinned = dataclasses.replace(where, through_seq=through)
 
     async def body() -> AsyncIterator[bytes]:
         yield render_header(fmt)
         chunk: list[DecisionRow] = []
-        async with contextlib.aclosing(store.export_decisions(where, through_seq=through)) as rows:
+        async with contextlib.aclosing(store.export_decisions(pinned)) as rows:
             async for row in rows:
                 chunk.append(row)
                 if len(chunk) == CHUNK_ROWS:
@@ -313,7 +314,8 @@ async def export_manifest(request: Request, user: SessionUser) -> Response:
         return PlainTextResponse("A manifest needs the record the download is pinned to: through=N.", 400)
     store = request_runtime(request).store
     heads: list[tuple[int, str | None]] = []
-    rows = store.export_decisions(where, through_seq=through, on_snapshot=lambda n, h: heads.append((n, h)))
+    pinned = dataclasses.replace(where, through_seq=through)
+    rows = store.export_decisions(pinned, on_snapshot=lambda n, h: heads.append((n, h)))
     result = await write_export(rows, _Digest(), fmt)  # type: ignore[arg-type]
     [(seq, head)] = heads
     if head is None:
