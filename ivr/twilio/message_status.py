@@ -29,8 +29,8 @@ from consent_store import StoreError
 from consent_store.message_statuses import MessageChannel, MessageStatusReport, record_message_status
 from consent_store.phone import is_e164, masked
 from consent_store.writing import utc_now
+from ivr.twilio.inbound import _bad_request, _forbidden, _from_twilio
 from ivr.twilio.signature import twilio_sid_ok
-from ivr.twilio.webhooks import _bad_request, _forbidden, _from_twilio
 
 LOG = logging.getLogger(__name__)
 
