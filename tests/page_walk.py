@@ -25,7 +25,8 @@ from starlette.routing import Route
 from consent_store import ExportFilter, open_store
 from ivr.app import create_app
 from ivr.settings import Settings
-from tests.live_server import SITE_PASSWORD, add_users, ivr, server, wait_until_healthy
+from tests.cli_runner import run_ivr
+from tests.live_server import SITE_PASSWORD, add_users, server, wait_until_healthy
 
 DEMO = "Demo Bakery"
 DEMO_NUMBER = "+15550100100"
@@ -105,10 +106,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     log = tmp / "serve.log"
     with server(env, log) as (process, base):
         wait_until_healthy(base, process, log)
-        # Users, version 2 and the call's SID in this process (each `ivr` process costs a second or
-        # more on a loaded machine); the call itself is a real `ivr call`.
+        # Users, the call, version 2 and the call's SID in this process (each `ivr` process costs a
+        # second or more on a loaded machine); `ivr serve` is the real process.
         add_users(env["IVR_DATABASE_URL"], {name: role for role, name in USERS.items()})
-        call = ivr(env, "call", "--to", DEMO_NUMBER, "--from", "+15550100001", "--keys", "11")
+        call = run_ivr(
+            "call",
+            "--to",
+            DEMO_NUMBER,
+            "--from",
+            "+15550100001",
+            "--keys",
+            "11",
+            env=env,
+            drop=("IVR_", "TWILIO_"),
+        )
         assert "Recorded opt_in" in call.stdout, call.stdout + call.stderr
         with ThreadPoolExecutor(1) as thread:  # the browser's event loop may run in this one
             call_sid = thread.submit(asyncio.run, _prepare(env["IVR_DATABASE_URL"])).result()
