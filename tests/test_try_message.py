@@ -23,6 +23,10 @@ async def demo(service: Service) -> Service:
         service.store, "Demo Bakery", [DEMO_NUMBER], ["order updates"], ["en-US", "es-ES"], demo=True
     )
     await service.client.get("/healthz")
+    # The app's catalog may have loaded before the business was added (its watcher checks the
+    # store once a second; a busy machine takes longer than that to get here): check the store now.
+    assert service.app is not None
+    await service.app.state.runtime.catalog.refresh()
     return service
 
 
