@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from ivr.cli.main import cli
 from ivr.pages.auth import hash_password
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME, ACME_NUMBER, SHOTS, Service
-from tests.live_server import SITE_PASSWORD, ivr
+from tests.live_server import SITE_PASSWORD
 from tests.test_manage_http import PASSWORD, sign_in
 
 

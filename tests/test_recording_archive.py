@@ -20,8 +20,8 @@ from ivr.recordings.archive import LocalArchive, open_archive, recordings_url
 from ivr.recordings.exceptions import RecordingMissing
 from ivr.settings import Settings
 from ivr.twilio.rest_emulator import recording_media
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME_NUMBER
-from tests.live_server import ivr
 from tests.test_postgres_contract import decision, store  # noqa: F401  (the two-backend fixture)
 from tests.test_recording_fetch import (  # noqa: F401  (fixtures)
     Archiving,

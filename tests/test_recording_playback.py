@@ -20,8 +20,9 @@ from ivr.pages.auth import hash_password
 from ivr.recordings.playback import byte_range
 from ivr.twilio.emulator import CallResult
 from ivr.twilio.rest_emulator import recording_media
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME_NUMBER, CALLER
-from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
+from tests.live_server import SITE_PASSWORD, server, wait_until_healthy
 from tests.test_manage_http import PASSWORD, sign_in
 from tests.test_recording_sync import OTHER, Env, Running, emulated, running
 

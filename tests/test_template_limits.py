@@ -19,8 +19,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from consent_store import ConsentStore
 from ivr.lint_worker import LintTimeout, LintWorker
 from ivr.scripts_admin import ScriptRejected, publish_checked
+from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
-from tests.live_server import SITE_PASSWORD, ivr, server, wait_until_healthy
+from tests.live_server import SITE_PASSWORD, server, wait_until_healthy
 from tests.test_manage_http import csrf_of, sign_in
 from voice_scripts import (
     DEFAULT_LOCALES,
