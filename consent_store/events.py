@@ -48,6 +48,13 @@ Channel = Literal["whatsapp", "sms", "voice", "email", "web", "other"]
 CHANNELS: tuple[Channel, ...] = ("whatsapp", "sms", "voice", "email", "web", "other")
 
 
+# A decision body's optional fields: each goes into the body only when known (`given`).
+_OPTIONAL_BODY_FIELDS = tuple(
+    "prompts_heard seconds_to_decision stir_verstat called_number account_sid from_country"
+    " caller_name simulated channel message_sid message_text source token_name evidence".split()
+)
+
+
 @dataclass(frozen=True)
 class ConsentDecision:
     """What a caller chose, with everything needed to prove it later."""
@@ -99,24 +106,9 @@ class ConsentDecision:
             "script_sha256": self.script_sha256,
         }
         # Only when known: a decision without them keeps the body (and hash) it always had.
-        fields.update(
-            given(
-                prompts_heard=self.prompts_heard,
-                seconds_to_decision=self.seconds_to_decision,
-                stir_verstat=self.stir_verstat,
-                called_number=self.called_number,
-                account_sid=self.account_sid,
-                from_country=self.from_country,
-                caller_name=self.caller_name,
-                simulated=True if self.simulated else None,
-                channel=self.channel,
-                message_sid=self.message_sid,
-                message_text=self.message_text,
-                source=self.source,
-                token_name=self.token_name,
-                evidence=self.evidence,
-            )
-        )
+        optional = {name: getattr(self, name) for name in _OPTIONAL_BODY_FIELDS}
+        optional["simulated"] = True if self.simulated else None  # flagged only when true
+        fields.update(given(**optional))
         return NewEvent(
             kind="decision",
             idempotency_key=f"decision:{self.idempotency or self.call_sid}",
