@@ -98,7 +98,7 @@ def run_ivr(
             _environment(env or {}, drop),
             _directory(cwd),
             _streams(out.stream, err.stream, stdin),
-            _fresh_logging(),
+            _fresh_logging(err.stream, only_this_thread=not strict),
         ):
             try:
                 main(list(args))
@@ -189,8 +189,11 @@ def _streams(stdout: io.TextIOWrapper, stderr: io.TextIOWrapper, stdin: str | by
 
 
 @contextlib.contextmanager
-def _fresh_logging() -> Iterator[None]:
-    """The root logger as a new interpreter has it; every logger's settings put back afterwards."""
+def _fresh_logging(stderr: io.TextIOWrapper, only_this_thread: bool) -> Iterator[None]:
+    """The root logger as a new interpreter has it (warnings on standard error); every logger's
+    settings put back afterwards. Beside a test's running loop (`only_this_thread`), its own
+    handlers stay and only this thread's warnings reach the captured standard error, so the
+    test's in-process server logs where it did and not into the command's output."""
     root = logging.getLogger()
     manager = logging.Logger.manager
     saved = {
@@ -199,7 +202,14 @@ def _fresh_logging() -> Iterator[None]:
         if isinstance(logger, logging.Logger)
     }
     root_saved = root.level, list(root.handlers)
-    root.handlers, root.level = [], logging.WARNING
+    if only_this_thread:
+        mine = logging.StreamHandler(stderr)  # what logging.lastResort would write, from this thread
+        mine.setLevel(logging.WARNING)
+        ident = threading.get_ident()
+        mine.addFilter(lambda record: record.thread == ident)
+        root.addHandler(mine)
+    else:
+        root.handlers, root.level = [], logging.WARNING
     try:
         yield
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -96,3 +97,28 @@ def test_a_signal_handler_left_changed_fails_the_call_and_is_put_back(
 async def test_called_from_a_running_loop_it_runs_beside_it(tmp_path: Path) -> None:
     result = run_ivr("migrate", env={"IVR_DATABASE_URL": f"sqlite:///{tmp_path / 'ivr.db'}"})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("beside_a_loop", [False, True], ids=["sync", "to_thread"])
+def test_the_command_s_warnings_reach_its_standard_error_and_others_do_not(
+    monkeypatch: pytest.MonkeyPatch, beside_a_loop: bool
+) -> None:
+    elsewhere = logging.getLogger("tests.elsewhere")
+
+    def warns(argv: list[str]) -> None:
+        logging.getLogger("ivr.probe").warning("the command's own warning")
+        if beside_a_loop:  # another thread (a test's server) logging meanwhile
+            other = threading.Thread(target=elsewhere.warning, args=("the server's warning",))
+            other.start()
+            other.join()
+
+    monkeypatch.setattr(ivr.cli.main, "main", warns)
+    if beside_a_loop:
+
+        async def beside() -> cli_runner.Result:
+            return await asyncio.to_thread(run_ivr, "verify")
+
+        result = asyncio.run(beside())
+    else:
+        result = run_ivr("verify")
+    assert result.stderr == "the command's own warning\n"
