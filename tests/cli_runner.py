@@ -11,7 +11,8 @@ without a new interpreter's ~0.5 s of imports per call.
 - the exit code from `SystemExit` (an uncaught exception prints its traceback and gives 1, as the
   interpreter does);
 - the root logger as a fresh interpreter has it (no handlers, WARNING, so warnings reach the captured
-  standard error) and every logger's level put back afterwards (`main` and `ivr call` set some).
+  standard error; beside a running loop only this thread's warnings do, the test's handlers stay)
+  and every logger's level put back afterwards (`main` and `ivr call` set some).
 
 The result is a `subprocess.CompletedProcess[str]` (plus `stdout_bytes`), so assertions written
 for the process stay as they are. Calls take a lock: the environment, streams and directory are
