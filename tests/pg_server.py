@@ -21,13 +21,14 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
 import pytest
 
+from consent_store import Business, ConsentStore, open_store
 from tests.live_server import free_port
 
 T = TypeVar("T")
@@ -239,3 +240,27 @@ def pg_migrated_url(pg_server: LocalPostgres | str, pg_template: str) -> Iterato
         yield url
     finally:
         pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store on each backend: a SQLite file in tmp_path, or a PostgreSQL database copied
+    from one migrated once (pg_migrated_url). Tests on its "postgresql" case are `slow`."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ivr.db'}"
+    return str(request.getfixturevalue("pg_migrated_url"))
+
+
+ACME_SPOKEN = "Acme Parcels would like to send you delivery updates over WhatsApp. Press 1 to opt in."
+
+
+@pytest.fixture
+async def acme_store(store_url: str) -> AsyncIterator[ConsentStore]:
+    """An open store on each backend holding Acme Parcels (+15550001111, delivery updates, en-US)."""
+    async with open_store(store_url) as opened:
+        await opened.add_business(
+            Business("Acme Parcels", ("+15550001111",), ("delivery updates",), ("en-US",)),
+            {"en-US": ACME_SPOKEN},
+            "t",
+        )
+        yield opened

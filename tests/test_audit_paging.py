@@ -7,12 +7,11 @@ import asyncio
 import dataclasses
 import html
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from consent_store import Business, ConsentDecision, ConsentStore, ExportFilter, open_store, text_sha256
+from consent_store import Business, ConsentDecision, ConsentStore, ExportFilter, text_sha256
 from ivr.pages.auth import hash_password
 from tests.cli_runner import run_ivr
 from tests.conftest import ACME, Service
@@ -52,18 +51,9 @@ def decision(n: int, business: str = ACME, **fields: object) -> ConsentDecision:
     return dataclasses.replace(made, **fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConsentStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'paging.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_migrated_url")
-    )
-    async with open_store(url) as opened:
-        await opened.add_business(
-            Business(ACME, ("+15550001111",), ("delivery updates",), ("en-US",)), {"en-US": SPOKEN}, "t"
-        )
-        yield opened
+@pytest.fixture
+def store(acme_store: ConsentStore) -> ConsentStore:
+    return acme_store
 
 
 async def test_the_filters_select_unattested_simulated_and_later_decisions(store: ConsentStore) -> None:

@@ -10,7 +10,6 @@ import html
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -58,14 +57,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     yield fake
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[ConsentStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'd.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_migrated_url")
-    )
-    async with open_store(url) as opened:
+@pytest.fixture
+async def store(store_url: str, clock: Clock) -> AsyncIterator[ConsentStore]:
+    async with open_store(store_url) as opened:
         await opened.add_business(
             Business(SHOP, (SHOP_NUMBER,), ("offers",), ("en-US",)), {"en-US": SPOKEN}, "t"
         )

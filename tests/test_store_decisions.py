@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -38,18 +37,9 @@ SPOKEN = "Acme Parcels would like to send you delivery updates over WhatsApp. Pr
 HOSTILE = ("x:completed", "Completed", "completed ", " completed", "completed:", ":completed", "")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConsentStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'd.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_migrated_url")
-    )
-    async with open_store(url) as opened:
-        await opened.add_business(
-            Business(ACME, ("+15550001111",), ("delivery updates",), ("en-US",)), {"en-US": SPOKEN}, "t"
-        )
-        yield opened
+@pytest.fixture
+def store(acme_store: ConsentStore) -> ConsentStore:
+    return acme_store
 
 
 def decision(n: int) -> ConsentDecision:

@@ -58,14 +58,10 @@ def decision(n: int, phone: str) -> ConsentDecision:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def filled(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Filled]:
+@pytest.fixture
+async def filled(store_url: str) -> AsyncIterator[Filled]:
     """A database holding a business and decisions of two callers, closed again."""
-    url = (
-        f"sqlite:///{tmp_path / 'ivr.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_migrated_url")
-    )
+    url = store_url
     async with open_store(url) as store:
         await store.add_business(
             Business(ACME, ("+15550001111",), ("updates",), ("en-US",)), {"en-US": "hi"}, "t"
@@ -144,7 +140,7 @@ async def test_ivr_forget_is_a_chained_erasure_and_still_verifies(filled: Filled
     assert result.returncode == 0 and result.stdout.startswith("ok: 6 records"), result.stderr
 
 
-@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)  # SQLite alone verifies in slices
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # SQLite alone verifies in slices
 async def test_parallel_verify_checks_the_subjects_beside_the_slices(filled: Filled) -> None:
     path = Path(filled.url.removeprefix("sqlite:///"))
     intact = await asyncio.to_thread(verify_database, path, {}, (), 1, 2)
