@@ -8,7 +8,6 @@ from the rows by orjson in one pass.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from consent_store.message_statuses import (
     seconds_between,
     unconsented_rows,
 )
+from consent_store.writing import utc_now
 
 REASONS = {
     "never_opted_in": "never opted in",
@@ -58,7 +58,7 @@ async def compliance_report(
 ) -> ComplianceReport:
     """Check the business's messages first reported in the range (UnknownBusiness if none such)."""
     found = await store.get_business(business)
-    as_of = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    as_of = utc_now()
     checked, rows = await unconsented_rows(store, found.name, since, until)
     return ComplianceReport(found.name, since, until, as_of, checked, tuple(rows))
 

@@ -10,7 +10,6 @@ Never written for an export to standard output.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from consent_store import ExportFilter
 from consent_store.columns import NAMES
+from consent_store.writing import utc_now
 from ivr.evidence.export import EXPORT_FORMATS, ExportFormat, ExportResult
 from ivr.exceptions import ManifestError as ManifestError  # moved there; importable from here still
 
@@ -76,7 +76,7 @@ class ExportManifest:
             last_record_hash=result.last_record_hash,
             event_count=head[0],
             chain_head=head[1],
-            created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            created_at=utc_now(),
             ivr_version=ivr_version,
             columns=list(NAMES),
             columns_version=len(NAMES),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
 import logging
 import time
@@ -26,6 +25,7 @@ from starlette.applications import Starlette
 from consent_store import ConsentStore, StoreError
 from consent_store.events import FoundBy, RecordingArchived, RecordingToFetch, StoredEvent
 from consent_store.url import parse_database_url
+from consent_store.writing import utc_now
 from ivr.background import running_task
 from ivr.recordings.archive import RecordingArchive, is_local, open_archive
 from ivr.recordings.exceptions import FetchError, NoCredentials, RecordingError
@@ -104,10 +104,6 @@ class _Pending:
     last_error: str = ""
     status: int | None = None
     not_before: float = 0.0
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -207,7 +203,7 @@ class RecordingFetcher:
 
     def _failed(self, pending: _Pending, exc: Exception) -> None:
         pending.attempts += 1
-        pending.since = pending.since or _utc_now()
+        pending.since = pending.since or utc_now()
         pending.last_error = str(exc)
         pending.status = exc.status if isinstance(exc, FetchError) else None
         wait = min(self.retry_base_seconds * 2 ** (pending.attempts - 1), MAX_BACKOFF_SECONDS)
