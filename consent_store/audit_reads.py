@@ -15,6 +15,7 @@ from consent_store.chain import ChainRow
 from consent_store.decisions import completed_sql
 from consent_store.events import ExportFilter, Standing
 from consent_store.queries import decision_filter
+from consent_store.writing import utc_iso
 
 _COLUMNS = ", ".join(ChainRow._fields)
 
@@ -87,9 +88,7 @@ class AuditMixin(StoreBackend):
         self, grace_minutes: int = 15, limit: int = 500
     ) -> list[IncompleteEvidence]:
         """Decisions with no completed recording: reported absent or failed, or none after the grace time."""
-        cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=grace_minutes)).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
+        cutoff = utc_iso(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=grace_minutes))
         status = self._json_text("r.body", "data", "status")
         # A decision with a channel was made by message or reported through the API: no recording.
         channel = self._json_text("e.body", "data", "channel")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from consent_store.events import ExportFilter
+from consent_store.writing import utc_iso
 
 # Opt-outs are followed for this many days after an opt-in (quality figures) or after a
 # recipient's first message (delivery figures).
@@ -71,4 +72,4 @@ def follow_up_counts(
 def follow_up_cutoffs(now: dt.datetime) -> list[str]:
     """The parameters of `follow_up_counts`' columns: `now` less d days (ISO-8601 UTC), twice each."""
     moments = [now - dt.timedelta(days=d) for d in FOLLOW_UP_DAYS for _ in range(2)]
-    return [moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for moment in moments]
+    return [utc_iso(moment) for moment in moments]

@@ -20,6 +20,7 @@ from consent_store.backend import StoreBackend
 from consent_store.delivery_stats import DeliveryFigures, delivery_figures
 from consent_store.dialect import SQLITE
 from consent_store.queries import follow_up_counts, follow_up_cutoffs
+from consent_store.writing import utc_iso
 
 # Call statuses of a call that never connected: the caller heard nothing.
 UNANSWERED_STATUSES = ("no-answer", "busy", "failed", "canceled")
@@ -119,10 +120,6 @@ def _median(name: str, column: str, where: str) -> str:
     )
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class StatsMixin(StoreBackend):
     """Mixed into both stores, which provide `_fetchall`; the dialect hooks here are SQLite's
     (PostgresStore sets PostgreSQL's over them)."""
@@ -177,7 +174,7 @@ class StatsMixin(StoreBackend):
             business,
             since,
             until,
-            _iso(moment),
+            utc_iso(moment),
             tuple(scripts),
             await self._message_types_change(business),
             delivery=await delivery_figures(self, business, since, until, moment),

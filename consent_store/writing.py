@@ -5,6 +5,7 @@ A neutral home, so the PostgreSQL writer does not import the SQLite one.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 
@@ -34,6 +35,19 @@ def utc_text(ns: int) -> str:
 def utc_now() -> str:
     """UTC time with microseconds, ISO-8601 with a Z: sorts as text."""
     return utc_text(time.time_ns())
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def utc_iso(moment: dt.datetime) -> str:
+    """`moment` as every record time is written (`utc_text`): `YYYY-MM-DDTHH:MM:SS.ffffffZ`, what
+    `moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")` gives for a UTC or naive (taken as UTC) datetime;
+    an aware one in another zone is converted to UTC first."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return utc_text((moment - _EPOCH) // _MICROSECOND * 1000)
 
 
 def subject_commitment(salt: str, phone: str) -> str:

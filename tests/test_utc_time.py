@@ -1,4 +1,4 @@
-"""The record times every write stamps: `utc_text` formats exactly as datetime's strftime did."""
+"""The record times every write stamps: `utc_text` and `utc_iso` format exactly as datetime's strftime did."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consent_store.writing import utc_now, utc_text
+from consent_store.writing import utc_iso, utc_now, utc_text
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -52,3 +52,23 @@ def test_now_is_now() -> None:
     after = dt.datetime.now(dt.UTC).strftime(FORMAT)
     assert before <= now <= after
     assert len(now) == 27
+
+
+# Naive (taken as UTC) and UTC datetimes over the years strftime writes with four digits.
+DATETIMES = st.datetimes(
+    min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59, 999_999)
+)
+
+
+@settings(max_examples=2000)
+@given(DATETIMES, st.booleans())
+def test_a_datetime_reads_as_strftime_writes_it(moment: dt.datetime, aware: bool) -> None:
+    if aware:
+        moment = moment.replace(tzinfo=dt.UTC)
+    assert utc_iso(moment) == moment.strftime(FORMAT)
+
+
+@given(DATETIMES.filter(lambda m: dt.datetime(1001, 1, 1) < m < dt.datetime(9998, 12, 31)))
+def test_a_datetime_in_another_zone_is_written_in_utc(moment: dt.datetime) -> None:
+    paris = dt.timezone(dt.timedelta(hours=1))
+    assert utc_iso(moment.replace(tzinfo=paris)) == (moment - dt.timedelta(hours=1)).strftime(FORMAT)

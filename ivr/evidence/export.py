@@ -35,6 +35,7 @@ from consent_store.columns import (
     restore,
     row_values,
 )
+from consent_store.writing import utc_iso
 
 __all__ = [
     "COLUMNS",
@@ -222,9 +223,7 @@ def parse_timestamp(value: str, option: str) -> str:
         raise ValueError(
             f"{option} {value!r} is not an ISO-8601 date or time (e.g. 2026-01-31T12:00Z)"
         ) from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_iso(parsed)  # naive: taken as UTC
 
 
 def parse_period(since: str | None, until: str | None, prefix: str = "") -> tuple[str | None, str | None]:

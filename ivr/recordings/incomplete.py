@@ -13,6 +13,7 @@ from typing import Literal
 
 from consent_store import ConsentStore
 from consent_store.recording_gaps import RecordingGap, recording_gaps
+from consent_store.writing import utc_iso
 from ivr.recordings.fetch import FetchFailure
 
 Why = Literal["absent", "failed", "fetch failing", "fetch pending", "not at Twilio yet", "not asked yet"]
@@ -79,7 +80,7 @@ async def missing_recordings(
     """Decisions (of `businesses`, None: all) without archived audio, newest first, with why.
     Without archiving (no Twilio credentials) a completed recording at Twilio is not missing."""
     now = now or dt.datetime.now(dt.UTC)
-    before = (now - dt.timedelta(minutes=grace_minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    before = utc_iso(now - dt.timedelta(minutes=grace_minutes))
     by_sid = {f.recording_sid: f for f in failures}
     gaps = await recording_gaps(store, before, businesses)
     return [_explain(gap, by_sid, grace_minutes) for gap in gaps if archiving or gap.completed_sid is None]

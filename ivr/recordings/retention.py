@@ -32,6 +32,7 @@ from consent_store.recording_holds import (
     recordings_of_calls,
     subject_of,
 )
+from consent_store.writing import utc_iso
 from ivr.recordings.archive import RecordingArchive
 from ivr.recordings.exceptions import DeletionNotConfigured as DeletionNotConfigured
 from ivr.recordings.twilio_media import TwilioCredentials
@@ -73,10 +74,6 @@ def retention_cutoff(now: dt.datetime, years: int) -> dt.datetime:
         return now.replace(year=now.year - years)
     except ValueError:
         return now.replace(year=now.year - years, day=28)
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def _delete_from_archive(
@@ -122,7 +119,7 @@ async def purge(
         if audio.deleted_from_archive or audio.business not in years:
             continue
         decided = audio.decided_at or audio.archived_at
-        if decided >= _iso(retention_cutoff(now, years[audio.business])):
+        if decided >= utc_iso(retention_cutoff(now, years[audio.business])):
             continue
         if holds.covers(audio.subject, audio.business):
             report.held.append(audio.recording_sid)

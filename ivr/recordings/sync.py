@@ -26,6 +26,7 @@ from consent_store import ConsentStore, StoreError
 from consent_store.events import RecordingCheck, RecordingStatus
 from consent_store.recording_gaps import calls_to_reconcile
 from consent_store.recording_holds import record_recording_check
+from consent_store.writing import utc_iso
 from ivr.background import running_task
 from ivr.recordings.archive import RecordingArchive
 from ivr.recordings.exceptions import NoCredentials, RecordingError
@@ -65,10 +66,6 @@ class SyncReport:
         return line + "."
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _outcome(listed: list[TwilioRecording]) -> RecordingCheck | None:
     """What to chain for a call whose list holds no completed recording (None: nothing listed
     yet is final, e.g. still processing, and a later pass asks again)."""
@@ -93,8 +90,8 @@ async def reconcile(
             " (or TWILIO_API_KEY and TWILIO_API_SECRET)",
         )
     now = now or dt.datetime.now(dt.UTC)
-    before = _iso(now - dt.timedelta(seconds=older_than))
-    since = _iso(now - dt.timedelta(days=RECONCILE_DAYS))
+    before = utc_iso(now - dt.timedelta(seconds=older_than))
+    since = utc_iso(now - dt.timedelta(days=RECONCILE_DAYS))
     report = SyncReport()
     for call in await calls_to_reconcile(deps.store, before, since):
         report.asked += 1
