@@ -57,6 +57,20 @@ class Script:
         return self.locale
 
 
+def _text_table(raw: Mapping[str, object], name: str, what: str) -> dict[str, str]:
+    """The script's table `name` (absent: empty), every value a string; else "[name] must map `what`"."""
+    table = raw.get(name, {})
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ScriptFormatError(f"[{name}] must map {what}")
+    return table
+
+
+def _refuse_unknown(table: Mapping[str, object], name: str, known: tuple[str, ...]) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ScriptFormatError(f"[{name}] has unknown entries {', '.join(unknown)}")
+
+
 def parse_script(text: str) -> Script:
     """Read a script from its TOML text; ScriptFormatError names what is wrong."""
     try:
@@ -72,18 +86,10 @@ def parse_script(text: str) -> Script:
     missing = [p for p in PROMPT_NAMES if not isinstance(prompts.get(p), str)]
     if missing:
         raise ScriptFormatError(f"[prompts] is missing {', '.join(missing)}")
-    unknown = sorted(set(prompts) - set(PROMPT_NAMES))
-    if unknown:
-        raise ScriptFormatError(f"[prompts] has unknown entries {', '.join(unknown)}")
-    keys_raw = raw.get("keys", {})
-    if not isinstance(keys_raw, dict) or not all(isinstance(v, str) for v in keys_raw.values()):
-        raise ScriptFormatError("[keys] must map opt_in, decline, opt_out, repeat to keys")
-    unknown = sorted(set(keys_raw) - set(KEY_NAMES))
-    if unknown:
-        raise ScriptFormatError(f"[keys] has unknown entries {', '.join(unknown)}")
-    names = raw.get("message_types", {})
-    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
-        raise ScriptFormatError("[message_types] must map message types to spoken names")
+    _refuse_unknown(prompts, "prompts", PROMPT_NAMES)
+    keys_raw = _text_table(raw, "keys", "opt_in, decline, opt_out, repeat to keys")
+    _refuse_unknown(keys_raw, "keys", KEY_NAMES)
+    names = _text_table(raw, "message_types", "message types to spoken names")
     return Script(
         locale=raw["locale"].strip(),
         voice=raw["voice"].strip(),
