@@ -1,7 +1,8 @@
 """`ivr script ...` and `ivr user ...`: what managers and operators do from a terminal.
 
 Also the reading of phone numbers typed in options (`typed_phone`, `region_option`) that
-`ivr business add`, `ivr forget` and `ivr twilio connect` share.
+`ivr business add`, `ivr forget` and `ivr twilio connect` share, and the options two commands
+declare alike (`business_scope_option`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import click
 from consent_store import ConsentStore
 from consent_store.events import ROLES, User
 from consent_store.exceptions import UnderLegalHold
-from ivr.cli.support import CliFailure, settings_from_env, with_store
+from ivr.cli.support import CliFailure, F, settings_from_env, with_store
 from ivr.optout_webhooks import DERIVED_PREFIX, derived_secret
 from ivr.passwords import BadUserName, WeakPassword, check_password_strength, hash_password, normal_user_name
 from ivr.phone_input import NotAPhoneNumber, check_region, normalise_typed_phone
@@ -49,6 +50,17 @@ def typed_phone(option: str, text: str, region: str | None) -> str:
         return normalise_typed_phone(text, region or settings_from_env().default_region)
     except NotAPhoneNumber as exc:
         raise CliFailure(f"{option} {exc}", 2) from None
+
+
+def business_scope_option(limited: str) -> Callable[[F], F]:
+    """`--business` (repeatable) into `businesses`: what is `limited` to those businesses;
+    none given, every business (`ivr user add`, `ivr token add`)."""
+    return click.option(
+        "--business",
+        "businesses",
+        multiple=True,
+        help=f"{limited} this business (repeatable); without it: every business.",
+    )
 
 
 @click.group()
@@ -129,12 +141,7 @@ def _user_name(raw: str) -> str:
     required=True,
     help="admin: users and businesses; manager: edits scripts; auditor: reads the evidence.",
 )
-@click.option(
-    "--business",
-    "businesses",
-    multiple=True,
-    help="Limit the user to this business (repeatable); without it: every business.",
-)
+@business_scope_option("Limit the user to")
 def user_add(name: str, role: str, businesses: tuple[str, ...]) -> None:
     """Create a user; the password is read from a prompt (or standard input), never the command line."""
     name = _user_name(name)
@@ -292,12 +299,7 @@ def token() -> None:
 
 @token.command("add")
 @click.argument("name")
-@click.option(
-    "--business",
-    "businesses",
-    multiple=True,
-    help="The token answers only for this business (repeatable); without it: every business.",
-)
+@business_scope_option("The token answers only for")
 def token_add(name: str, businesses: tuple[str, ...]) -> None:
     """Create a token NAME; it is shown once and stored only as its SHA-256."""
     from ivr.api.consent import new_token, token_sha256

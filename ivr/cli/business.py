@@ -12,7 +12,7 @@ import click
 from consent_store import ConsentStore
 from ivr.businesses import add_business
 from ivr.cli.admin import business_webhook, region_option, typed_phone
-from ivr.cli.message import business_update
+from ivr.cli.message import business_update, typed_whatsapp_numbers, whatsapp_numbers_option
 from ivr.cli.recordings import business_retention
 from ivr.cli.support import with_store
 from voice_scripts import DEFAULT_LOCALES
@@ -40,11 +40,8 @@ def business() -> None:
     required=True,
     help="A type of WhatsApp message callers agree to, e.g. 'delivery updates'; repeatable.",
 )
-@click.option(
-    "--whatsapp-number",
-    "whatsapp_numbers",
-    multiple=True,
-    help="A WhatsApp sender of the business whose incoming messages (STOP...) come here; repeatable.",
+@whatsapp_numbers_option(
+    "A WhatsApp sender of the business whose incoming messages (STOP...) come here; repeatable."
 )
 @click.option(
     "--locale",
@@ -63,9 +60,7 @@ def business_add(
 ) -> None:
     """Create a business with the default scripts for its locales, published."""
     numbers = tuple(typed_phone("--number", number, region) for number in numbers)
-    senders = tuple(
-        typed_phone("--whatsapp-number", n.removeprefix("whatsapp:"), region) for n in whatsapp_numbers
-    )
+    senders = typed_whatsapp_numbers(whatsapp_numbers, region)
 
     async def work(store: ConsentStore) -> None:
         created = await add_business(

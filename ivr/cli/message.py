@@ -9,6 +9,7 @@ ivr.twilio.webhooks.simulated_mark): an opt-out one records is flagged simulated
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import click
@@ -18,6 +19,7 @@ from ivr.businesses import WHATSAPP_ADDRESS, set_whatsapp_numbers
 from ivr.cli.admin import region_option, typed_phone
 from ivr.cli.support import (
     CliFailure,
+    F,
     server_url_option,
     settings_from_env,
     signature_refused,
@@ -33,14 +35,20 @@ from ivr.twilio.simulated_call import simulator
 MAX_BODY = 1600  # Twilio's limit for a message body
 
 
+def whatsapp_numbers_option(help: str) -> Callable[[F], F]:
+    """`--whatsapp-number` (repeatable) into `whatsapp_numbers`: a business's WhatsApp senders,
+    read with `typed_whatsapp_numbers` (`ivr business add` and `ivr business update`)."""
+    return click.option("--whatsapp-number", "whatsapp_numbers", multiple=True, help=help)
+
+
+def typed_whatsapp_numbers(numbers: tuple[str, ...], region: str | None) -> tuple[str, ...]:
+    """The `--whatsapp-number` values as E.164 (`whatsapp:+...` allowed), as `typed_phone` reads them."""
+    return tuple(typed_phone("--whatsapp-number", n.removeprefix(WHATSAPP_ADDRESS), region) for n in numbers)
+
+
 @click.command("update")
 @click.option("--name", required=True, help="The business to change.")
-@click.option(
-    "--whatsapp-number",
-    "whatsapp_numbers",
-    multiple=True,
-    help="A WhatsApp sender of the business (repeatable): the whole list after the change.",
-)
+@whatsapp_numbers_option("A WhatsApp sender of the business (repeatable): the whole list after the change.")
 @click.option("--clear-whatsapp-numbers", is_flag=True, help="Remove every WhatsApp sender of the business.")
 @region_option
 def business_update(
@@ -49,9 +57,7 @@ def business_update(
     """Change a business: its WhatsApp senders (each change chained with its author)."""
     if bool(whatsapp_numbers) == clear_whatsapp_numbers:
         raise click.UsageError("give --whatsapp-number (repeatable) or --clear-whatsapp-numbers, not both")
-    numbers = tuple(
-        typed_phone("--whatsapp-number", n.removeprefix(WHATSAPP_ADDRESS), region) for n in whatsapp_numbers
-    )
+    numbers = typed_whatsapp_numbers(whatsapp_numbers, region)
 
     async def work(store: ConsentStore) -> None:
         changed = await set_whatsapp_numbers(store, name, numbers, "cli")
