@@ -65,15 +65,16 @@ def wait_until_healthy(base: str, process: subprocess.Popen[bytes], log: Path, s
 
 def add_users(database_url: str, roles: Mapping[str, str], password: str = SITE_PASSWORD) -> None:
     """Add users (name: role, every business) to a store a running `ivr serve` has created, in this
-    process: what `ivr user add NAME --role ROLE` does (the same store call and password hash), without
-    starting an interpreter per user. The store is another writer beside the server's, as the CLI is."""
+    process: what `ivr user add NAME --role ROLE` does (the same store call), without starting an
+    interpreter per user, and with a cheap argon2 hash (tests/user_hashes.py) that the server checks as
+    it checks any. The store is another writer beside the server's, as the CLI is."""
     from consent_store import open_store
-    from ivr.passwords import hash_password
+    from tests.user_hashes import quick_hash
 
     async def add() -> None:
         async with open_store(database_url) as store:
             for name, role in roles.items():
-                await store.add_user(name, role, hash_password(password), author="cli")  # type: ignore[arg-type]
+                await store.add_user(name, role, quick_hash(password), author="cli")  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(1) as thread:  # a browser's event loop may be running in this thread
         thread.submit(asyncio.run, add()).result()

@@ -7,15 +7,15 @@ import html
 import pytest
 
 from consent_store import event_hash
-from ivr.pages.auth import hash_password
 from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 
 @pytest.fixture
 async def auditor(service: Service) -> Service:
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "aldo")
     return service
 

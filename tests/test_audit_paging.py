@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from consent_store import Business, ConsentDecision, ConsentStore, ExportFilter, text_sha256
-from ivr.pages.auth import hash_password
 from tests.cli_runner import run_ivr
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 pytest_plugins = ["tests.pg_server"]
 
@@ -77,7 +77,7 @@ async def test_the_filters_select_unattested_simulated_and_later_decisions(store
 
 @pytest.fixture
 async def auditor(service: Service) -> Service:
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "aldo")
     return service
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from ivr.api.consent import new_token, token_sha256
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, BILINGUAL_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 OTHER = {ACME: BILINGUAL, BILINGUAL: ACME}
 LOCALE = {ACME: "en-US", BILINGUAL: "es-ES"}
@@ -27,7 +27,7 @@ async def two_businesses(service: Service) -> tuple[Service, dict[str, str]]:
     for business, prefix in ((ACME, "acme"), (BILINGUAL, "sol")):
         for role in ("manager", "auditor"):
             await service.store.add_user(
-                f"{prefix}-{role}", role, hash_password(PASSWORD), author="test", businesses=[business]
+                f"{prefix}-{role}", role, quick_hash(PASSWORD), author="test", businesses=[business]
             )
     return service, sids
 
@@ -157,8 +157,8 @@ async def test_an_unlimited_auditor_and_an_admin_still_see_every_business(
     two_businesses: tuple[Service, dict[str, str]],
 ) -> None:
     service, sids = two_businesses
-    await service.store.add_user("root", "admin", hash_password(PASSWORD), author="test")
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("root", "admin", quick_hash(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     for name in ("root", "aldo"):
         service.client.cookies.clear()
         await sign_in(service.client, name)

@@ -15,12 +15,12 @@ from consent_store.business_changes import BusinessChangeRefused
 from consent_store.exceptions import NumberTaken
 from ivr.businesses import set_whatsapp_numbers, with_frequency
 from ivr.lint_worker import WORKER
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.live_server import SITE_PASSWORD, ivr
 from tests.page_walk import DOC_IMAGES, serious_violations
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 from tests.test_postgres_contract import store
+from tests.user_hashes import quick_hash
 from voice_scripts import default_script_text, parse_script
 
 NEW = "Harbour Florist"
@@ -30,9 +30,9 @@ pytest_plugins = ["tests.pg_server"]
 
 @pytest.fixture
 async def admin(service: Service) -> Service:
-    await service.store.add_user("root", "admin", hash_password(PASSWORD), author="test")
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test", businesses=[ACME])
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("root", "admin", quick_hash(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test", businesses=[ACME])
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     assert (await sign_in(service.client, "root")).status_code == 303
     return service
 

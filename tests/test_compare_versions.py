@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 SCRIPT = {"business": ACME, "locale": "en-US"}
 OPT_OUT = "You can stop these WhatsApp messages at any time: call this number again and press [opt-out key]."
@@ -20,8 +20,8 @@ OPT_OUT = "You can stop these WhatsApp messages at any time: call this number ag
 @pytest.fixture
 async def mia(service: Service) -> tuple[Service, str]:
     """Signed in as a manager of every business: the service and the CSRF token."""
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     page = await service.client.get("/manage/script", params=SCRIPT)
     return service, csrf_of(page)

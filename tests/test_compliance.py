@@ -18,12 +18,12 @@ from consent_store.message_statuses import (
     record_message_status,
     unconsented_messages,
 )
-from ivr.pages.auth import hash_password
 from ivr.twilio.emulator import new_sid
 from ivr.twilio.status_emulator import MessageStatusEmulator
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service
 from tests.test_cli import ivr_async, one_line_error
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 pytest_plugins = ["tests.pg_server"]
 
@@ -234,7 +234,7 @@ async def test_ivr_compliance_never_creates_a_database(tmp_path: Path) -> None:
 
 async def test_the_page_shows_the_same_and_says_what_to_ask(service: Service, sent: dict[str, str]) -> None:
     await service.store.add_user(
-        "acme-aud", "auditor", hash_password(PASSWORD), author="t", businesses=[ACME]
+        "acme-aud", "auditor", quick_hash(PASSWORD), author="t", businesses=[ACME]
     )
     assert (await sign_in(service.client, "acme-aud")).status_code == 303
     page = await service.client.get("/manage/compliance", params={"business": ACME})

@@ -84,12 +84,12 @@ async def test_logs_never_hold_a_full_phone_number_or_a_token(
 
 
 async def test_session_cookie_is_secure_behind_https(db_url: str) -> None:
-    from ivr.pages.auth import hash_password
     from tests.test_manage_http import PASSWORD, sign_in
+    from tests.user_hashes import quick_hash
 
     app = create_app(make_settings(db_url, public_url="https://ivr.example.com"))
     async with app.router.lifespan_context(app):
-        await app.state.runtime.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+        await app.state.runtime.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="https://ivr.example.com"
         ) as c:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -64,7 +64,7 @@ async def test_hostile_forms_never_500_and_never_change_anything_without_csrf(
     service: Service, path: str, form: dict[str, str], signed_in: bool
 ) -> None:
     if signed_in and await service.store.get_user("mia") is None:
-        await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+        await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     if signed_in:
         await sign_in(service.client, "mia")
     else:
@@ -91,7 +91,7 @@ async def test_hostile_json_bodies_never_500(service: Service, path: str, body: 
 @given(path=st.sampled_from(QUERY_ROUTES), query=fields)
 async def test_hostile_queries_to_pages_never_500(service: Service, path: str, query: dict[str, str]) -> None:
     if await service.store.get_user("aldo") is None:
-        await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+        await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
         await sign_in(service.client, "aldo")
     query = {k: v.replace("\x00", "") for k, v in query.items() if len(v) < 5000}
     response = await service.client.get(path, params=query)
@@ -99,7 +99,7 @@ async def test_hostile_queries_to_pages_never_500(service: Service, path: str, q
 
 
 async def test_a_valid_csrf_token_is_still_needed_after_hostile_posts(service: Service) -> None:
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     token = csrf_of(await service.client.get("/manage"))
     response = await service.client.post(
@@ -116,7 +116,7 @@ async def test_hostile_forms_with_a_valid_csrf_token_still_never_500(
     service: Service, path: str, form: dict[str, str]
 ) -> None:
     if await service.store.get_user("mia") is None:
-        await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+        await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     token = csrf_of(await service.client.get("/manage"))
     response = await service.client.post(path, data=form | {"csrf_token": token})

@@ -28,7 +28,6 @@ from consent_store import ConsentStore, open_store
 from ivr.app import create_app
 from ivr.businesses import DEMO_MESSAGE_TYPES, DEMO_NAME, DEMO_NUMBER, add_business
 from ivr.pages import web
-from ivr.pages.auth import hash_password
 from ivr.pages.try_phone import CALLS_PER_MINUTE, MAX_ANONYMOUS_CALLS, MAX_REHEARSALS, CallRate
 from ivr.safe_logging import MAX_LOGGED_CHARS, SafeLogValues
 from ivr.settings import Settings
@@ -36,6 +35,7 @@ from ivr.twilio.emulator import TwilioEmulator, new_sid
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, Service, make_settings
 from tests.live_server import free_port, ivr, wait_until_healthy
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 TEMPLATES = Path(web.__file__).parent.parent / "templates"  # ivr/templates, beside ivr/pages
 HOSTILE = "<!--<script>alert(1)</script>-->&"
@@ -49,7 +49,7 @@ def embedded_json(page: str, element_id: str) -> str:
 
 
 async def test_script_editor_json_survives_script_and_comment_markup_in_a_draft(service: Service) -> None:
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     script = {"business": ACME, "locale": "en-US"}
     page = await service.client.get("/manage/script", params=script)
@@ -82,7 +82,7 @@ def test_templates_embed_json_only_through_the_html_safe_helper(template: Path) 
 
 
 async def test_recording_link_is_only_for_https_urls(service: Service) -> None:
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "aldo")
     shown = {}
     urls = ["javascript:alert(document.cookie)", "https://api.twilio.com/Recordings/RE1"]
@@ -277,7 +277,7 @@ async def test_idle_anonymous_calls_cannot_lock_managers_out_of_rehearsals(db_ur
         async with site.client("10.2.0.1") as client:
             full = await start_demo_call(client)
             assert full.status_code == 429 and "too many browser calls" in full.json()["error"]
-        await site.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+        await site.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
         async with site.client("10.3.0.1") as manager:
             await sign_in(manager, "mia")
             token = re.search(r'data-csrf="([^"]+)"', (await manager.get("/try")).text)

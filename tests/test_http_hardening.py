@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.routing import Route
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 MANAGER_ONLY_POSTS = {
     "/manage/script",
@@ -76,9 +76,9 @@ def app_routes(service: Service) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("role", ["anonymous", "auditor", "manager", "admin"])
 async def test_roles_are_enforced_on_every_manage_route(service: Service, role: str) -> None:
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
-    await service.store.add_user("root", "admin", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
+    await service.store.add_user("root", "admin", quick_hash(PASSWORD), author="test")
     # A second version in force, so that a rollback to version 1 publishes a third (publishing
     # the text already in force is a no-op).
     text = (await service.store.script_version(ACME, "en-US")).text

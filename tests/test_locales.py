@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from consent_store import Business, ExportFilter
-from ivr.pages.auth import hash_password
 from ivr.twilio.call_flow import (
     CallContext,
     GatherState,
@@ -34,6 +33,7 @@ from ivr.twilio.call_flow import (
 )
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 from voice_scripts import (
     DEFAULT_LOCALES,
     LanguageFileError,
@@ -339,7 +339,7 @@ def test_a_folder_is_read_on_its_own(tmp_path: Path) -> None:
 @pytest.fixture
 async def editor(service: Service) -> tuple[httpx.AsyncClient, dict[str, str]]:
     """A signed-in manager's client and the CSRF header the editor sends."""
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     page = await service.client.get("/manage/script", params={"business": ACME, "locale": "en-US"})
     return service.client, {"X-CSRF-Token": csrf_of(page)}

@@ -8,8 +8,8 @@ import sqlite3
 import httpx
 import pytest
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
+from tests.user_hashes import quick_hash
 
 PASSWORD = "a long enough password"
 
@@ -29,8 +29,8 @@ def csrf_of(page: httpx.Response) -> str:
 
 @pytest.fixture
 async def users(service: Service) -> Service:
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     return service
 
 

@@ -13,11 +13,11 @@ from consent_store.columns import NAMES
 from consent_store.recording_gaps import calls_to_reconcile, recording_gaps
 from consent_store.sqlite import export as sqlite_export
 from ivr.api.consent import new_token, token_sha256
-from ivr.pages.auth import hash_password
 from ivr.twilio.message_emulator import MessageEmulator
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_export_csv_fast_path import both_ways
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 API_CALLER = "+14155550999"
 
@@ -51,7 +51,7 @@ async def test_no_recording_is_awaited_or_looked_for_for_them(service: Service) 
 
 async def test_the_audit_pages_show_them(service: Service) -> None:
     sid = await opt_outs_without_calls(service)
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "aldo")
     page = await service.client.get("/audit", params={"business": ACME})
     assert page.status_code == 200, page.text

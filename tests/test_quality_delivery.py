@@ -16,7 +16,6 @@ import pytest
 from consent_store import Business, ConsentDecision, ConsentStore, open_store, text_sha256
 from consent_store.delivery_stats import DeliveryFigures
 from consent_store.message_statuses import MessageStatusReport, record_message_status
-from ivr.pages.auth import hash_password
 from ivr.quality.delivery import DELIVERY_COLUMNS, error_meaning
 from ivr.quality.report import COLUMNS, quality_csv, quality_flags, quality_json, quality_table
 from ivr.twilio.emulator import new_sid
@@ -24,6 +23,7 @@ from ivr.twilio.status_emulator import MessageStatusEmulator
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.test_cli import ivr_async
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 pytest_plugins = ["tests.pg_server"]
 
@@ -238,7 +238,7 @@ async def test_stats_and_the_page_show_delivery_after_real_callbacks(service: Se
     table = await ivr_async(service.db_url, "stats", "--business", ACME)
     assert "63024" in table.stdout and "Invalid message recipient" in table.stdout
     await service.store.add_user(
-        "acme-mgr", "manager", hash_password(PASSWORD), author="t", businesses=[ACME]
+        "acme-mgr", "manager", quick_hash(PASSWORD), author="t", businesses=[ACME]
     )
     await sign_in(service.client, "acme-mgr")
     page = html.unescape((await service.client.get("/manage/quality", params={"business": ACME})).text)

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from ivr.cli.main import cli
-from ivr.pages.auth import hash_password
 from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME, ACME_NUMBER, SHOTS, Service
 from tests.live_server import SITE_PASSWORD
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 
 async def three_calls(service: Service) -> None:
@@ -26,7 +26,7 @@ async def three_calls(service: Service) -> None:
 
 async def test_page_shows_charts_table_and_flags_to_an_auditor(service: Service) -> None:
     await three_calls(service)
-    await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "aldo")
     page = await service.client.get("/manage/quality", params={"business": ACME})
     assert page.status_code == 200
@@ -40,7 +40,7 @@ async def test_page_shows_charts_table_and_flags_to_an_auditor(service: Service)
 
 async def test_csv_holds_one_row_per_script_version_with_the_figures(service: Service) -> None:
     await three_calls(service)
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     response = await service.client.get("/manage/quality.csv", params={"business": ACME})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
@@ -60,7 +60,7 @@ async def test_csv_holds_one_row_per_script_version_with_the_figures(service: Se
 async def test_unknown_business_or_bad_date_is_refused(
     service: Service, query: dict[str, str], status: int
 ) -> None:
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     for path in ("/manage/quality", "/manage/quality.csv"):
         assert (await service.client.get(path, params=query)).status_code == status

@@ -183,13 +183,13 @@ def test_a_recordings_url_naming_a_file_is_refused(tmp_path: Path) -> None:
 async def test_the_receipt_page_shows_the_archived_sha256_or_that_it_is_not_archived_yet(
     archiving: Archiving,
 ) -> None:
-    from ivr.pages.auth import hash_password
     from tests.test_manage_http import PASSWORD, sign_in
+    from tests.user_hashes import quick_hash
 
     [(call_sid, _, sha256)] = await archived_calls(archiving, 1)
     archiving.api.media_faults += ["500"] * 10_000
     waiting = await archiving.twilio.call(ACME_NUMBER, "+14155558888", ["1"])
-    await archiving.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+    await archiving.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
     client = archiving.twilio.client
     await sign_in(client, "aldo")
     page = await client.get("/audit/receipt", params={"call_sid": call_sid})

@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from consent_store.events import ArchivedRecording
-from ivr.pages.auth import hash_password
 from ivr.recordings.playback import byte_range
 from ivr.twilio.emulator import CallResult
 from ivr.twilio.rest_emulator import recording_media
@@ -25,6 +24,7 @@ from tests.conftest import ACME_NUMBER, CALLER
 from tests.live_server import SITE_PASSWORD, server, wait_until_healthy
 from tests.test_manage_http import PASSWORD, sign_in
 from tests.test_recording_sync import OTHER, Env, Running, emulated, running
+from tests.user_hashes import quick_hash
 
 
 @pytest.fixture
@@ -54,8 +54,8 @@ class Played:
 @pytest.fixture
 async def played(env: Env) -> AsyncIterator[Played]:
     async for service in running(env):
-        await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), "test")
-        await service.store.add_user("olga", "auditor", hash_password(PASSWORD), "test", businesses=(OTHER,))
+        await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), "test")
+        await service.store.add_user("olga", "auditor", quick_hash(PASSWORD), "test", businesses=(OTHER,))
         call = await service.twilio.call(ACME_NUMBER, CALLER, ["1"])
         recording = await archived(service, call)
         await sign_in(service.client, "aldo")

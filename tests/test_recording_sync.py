@@ -19,7 +19,6 @@ import pytest
 from consent_store import ConsentStore
 from ivr.app import create_app
 from ivr.businesses import add_business
-from ivr.pages.auth import hash_password
 from ivr.recordings import sync
 from ivr.recordings.fetch import fetcher_of
 from ivr.recordings.twilio_media import TwilioCredentials
@@ -30,6 +29,7 @@ from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording, recordin
 from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 ACCOUNT = "AC" + "7" * 32
 OTHER = "Other Co"
@@ -196,7 +196,7 @@ async def test_the_serve_loop_is_off_at_zero(env: Env, zero_grace: None) -> None
 @pytest.fixture
 async def auditor(env: Env) -> AsyncIterator[Running]:
     async for service in running(env):
-        await service.store.add_user("aldo", "auditor", hash_password(PASSWORD), author="test")
+        await service.store.add_user("aldo", "auditor", quick_hash(PASSWORD), author="test")
         await sign_in(service.client, "aldo")
         yield service
 
@@ -243,7 +243,7 @@ async def test_incomplete_names_absent_with_error_code_none_at_twilio_and_fetch_
 
 async def test_incomplete_shows_only_the_users_businesses(env: Env, auditor: Running) -> None:
     await auditor.store.add_user(
-        "olga", "auditor", hash_password(PASSWORD), author="test", businesses=(OTHER,)
+        "olga", "auditor", quick_hash(PASSWORD), author="test", businesses=(OTHER,)
     )
     mine = await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"], recording="absent")
     theirs = await auditor.twilio.call(OTHER_NUMBER, CALLER, ["1"], recording="absent")

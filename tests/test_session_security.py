@@ -12,13 +12,14 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from ivr.pages import auth
-from ivr.pages.auth import SESSION_COOKIE, hash_password
+from ivr.pages.auth import SESSION_COOKIE
 from ivr.passwords import BadUserName, WeakPassword, check_password_strength, normal_user_name
 from ivr.runtime import SESSION_SECRET_SETTING, secret_key_for
 from ivr.settings import Settings
 from ivr.throttle import MAX_KEYS, SLOW_USER_DELAY_SECONDS, LoginThrottle
 from tests.conftest import Service
 from tests.test_manage_http import sign_in, users  # noqa: F401  (fixture)
+from tests.user_hashes import quick_hash
 
 
 def _forged(key: str) -> str:
@@ -88,7 +89,7 @@ async def test_a_password_change_disabling_or_ending_sessions_ends_every_copy(
     copy = _cookie(users)
     assert await _signed_in_copy(users, copy) == 200
     if ending == "password":
-        await users.store.set_password("mia", hash_password("another long passphrase here"), author="test")
+        await users.store.set_password("mia", quick_hash("another long passphrase here"), author="test")
     elif ending == "disabled":
         await users.store.set_user_disabled("mia", True, author="test")
     else:

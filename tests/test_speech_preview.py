@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 ESPEAK = shutil.which("espeak-ng")
 if ESPEAK is None and os.environ.get("CI"):
@@ -37,7 +37,7 @@ def spoken(text: str) -> bytes:
 @pytest.fixture
 async def editor(service: Service) -> tuple[httpx.AsyncClient, dict[str, str]]:
     """A signed-in manager's client and the CSRF header the editor sends."""
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "mia")
     page = await service.client.get("/manage/script", params={"business": ACME, "locale": "en-US"})
     return service.client, {"X-CSRF-Token": csrf_of(page)}

@@ -7,9 +7,9 @@ import re
 
 import httpx
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, ACME_NUMBER, Service
 from tests.test_manage_http import PASSWORD, sign_in
+from tests.user_hashes import quick_hash
 
 
 async def rehearse(client: httpx.AsyncClient, token: str, draft: bool = False) -> list[dict]:  # type: ignore[type-arg]
@@ -28,7 +28,7 @@ async def rehearse(client: httpx.AsyncClient, token: str, draft: bool = False) -
 
 
 async def test_a_manager_rehearsal_plays_the_call_and_records_nothing(service: Service) -> None:
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     anonymous = await service.client.post("/try/api/calls", json={"to": ACME_NUMBER, "from": "+14155550123"})
     assert anonymous.status_code == 403
     await sign_in(service.client, "mia")
@@ -54,7 +54,7 @@ async def test_a_manager_rehearsal_plays_the_call_and_records_nothing(service: S
 
 
 async def test_a_rehearsal_can_play_the_unpublished_draft(service: Service) -> None:
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     text = (await service.store.script_version(ACME, "en-US")).text
     await service.store.save_draft(
         ACME, "en-US", text.replace("Hello, thank you for calling", "Good evening, this is"), "mia"

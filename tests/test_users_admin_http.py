@@ -10,15 +10,15 @@ import sqlite3
 
 import pytest
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, BILINGUAL, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 
 @pytest.fixture
 async def admin(service: Service) -> Service:
-    await service.store.add_user("root", "admin", hash_password(PASSWORD), author="test")
-    await service.store.add_user("mia", "manager", hash_password(PASSWORD), author="test")
+    await service.store.add_user("root", "admin", quick_hash(PASSWORD), author="test")
+    await service.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test")
     await sign_in(service.client, "root")
     return service
 
@@ -104,7 +104,7 @@ async def test_an_admin_cannot_disable_themself(admin: Service) -> None:
 
 @pytest.mark.parametrize("role", ["manager", "auditor"])
 async def test_only_admins_reach_the_users_pages(service: Service, role: str) -> None:
-    await service.store.add_user("someone", role, hash_password(PASSWORD), author="test")  # type: ignore[arg-type]
+    await service.store.add_user("someone", role, quick_hash(PASSWORD), author="test")  # type: ignore[arg-type]
     await sign_in(service.client, "someone")
     assert (await service.client.get("/manage/users")).status_code == 403
     page = await service.client.get("/manage")

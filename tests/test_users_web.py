@@ -11,18 +11,18 @@ from typing import Any
 
 import pytest
 
-from ivr.pages.auth import hash_password
 from tests.conftest import ACME, BILINGUAL, Service
 from tests.live_server import SITE_PASSWORD, ivr
 from tests.page_walk import DOC_IMAGES, serious_violations
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
+from tests.user_hashes import quick_hash
 
 DEMO = "Demo Bakery"
 
 
 @pytest.fixture
 async def admin(service: Service) -> Service:
-    await service.store.add_user("root", "admin", hash_password(PASSWORD), author="test")
+    await service.store.add_user("root", "admin", quick_hash(PASSWORD), author="test")
     assert (await sign_in(service.client, "root")).status_code == 303
     return service
 
@@ -50,7 +50,7 @@ async def test_hostile_new_users_are_refused_in_words_and_nobody_is_created(
 
 async def test_an_oversized_or_replayed_form_changes_nothing(admin: Service) -> None:
     await admin.store.add_user(
-        "mia", "manager", hash_password(PASSWORD), author="test", businesses=[BILINGUAL]
+        "mia", "manager", quick_hash(PASSWORD), author="test", businesses=[BILINGUAL]
     )
     csrf = csrf_of(await admin.client.get("/manage/users"))
     oversized = await admin.client.post("/manage/users", content=b"name=x&" + b"x" * 300_000)
