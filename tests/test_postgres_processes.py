@@ -84,8 +84,12 @@ def test_three_servers_on_one_database_record_every_call_once_in_one_chain(
     assert all(served) and sum(served) == CALLS, f"calls per server: {served}"
 
 
-async def _kill_connections_once_the_writer_waits(blocker: asyncpg.Connection) -> None:
-    """The decision's transaction is inside the database, waiting: kill every connection but ours."""
+async def _kill_connections_once_the_writer_waits(
+    blocker: asyncpg.Connection, transaction: asyncpg.transaction.Transaction
+) -> None:
+    """The decision's transaction is inside the database, waiting: kill every connection but ours,
+    wait until they are gone, then let go of the chain lock. (Held longer, the call's recording and
+    status callbacks each waited the store's 15 s command timeout on it: 30 s a run.)"""
     for _ in range(250):
         if await blocker.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
@@ -95,10 +99,12 @@ async def _kill_connections_once_the_writer_waits(blocker: asyncpg.Connection) -
         await asyncio.sleep(0.02)
     else:
         raise AssertionError("the decision never reached the database")
-    await blocker.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    killed = await blocker.fetch(
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"  # waits up to 10 s for each to end
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
+    assert killed and all(row[0] for row in killed), "a connection outlived pg_terminate_backend"
+    await transaction.rollback()
 
 
 async def test_killed_database_connections_mid_call_the_caller_hears_not_recorded_then_recovery(
@@ -119,13 +125,13 @@ async def test_killed_database_connections_mid_call_the_caller_hears_not_recorde
                 # Hold the chain lock so the decision's write waits inside the database, then kill it.
                 await transaction.start()
                 await blocker.execute("SELECT 1 FROM chain_head FOR UPDATE")
-                killer.append(asyncio.create_task(_kill_connections_once_the_writer_waits(blocker)))
+                killing = _kill_connections_once_the_writer_waits(blocker, transaction)
+                killer.append(asyncio.create_task(killing))
                 return "1"
 
             try:
                 failed = await twilio.call(ACME_NUMBER, CALLER, press_1_while_the_database_fails)
                 await killer[0]
-                await transaction.rollback()
             finally:
                 await blocker.close()
             assert NOT_RECORDED in failed.transcript and CONFIRMED not in failed.transcript
