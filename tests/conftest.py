@@ -54,6 +54,11 @@ async def service(db_url: str) -> AsyncIterator[Service]:
         store = app.state.runtime.store
         await add_business(store, ACME, [ACME_NUMBER], ["delivery updates", "appointment reminders"])
         await add_business(store, BILINGUAL, [BILINGUAL_NUMBER], ["avisos de entrega"], ["es-ES", "en-US"])
+        # The catalog's watcher first checks the store 1 s after start-up: on a busy machine that can
+        # fall between the two adds above, and a call to the second business right after would hear
+        # it unknown until the next check. Loaded now, it holds both. A test that writes to the store
+        # itself afterwards makes the catalog check again the same way (docs/testing.md).
+        await app.state.runtime.catalog.refresh()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Service(store, TwilioEmulator(client, "http://testserver", AUTH_TOKEN), db_url, client, app)

@@ -275,6 +275,8 @@ async def add_business_named(service: Service, name: str, types: tuple[str, ...]
     # Straight into the store: the CLI would strip a leading tab or CR from a name.
     scripts = {"en-US": default_script_text("en-US")}
     await service.store.add_business(Business(name, ("+15550009999",), types, ("en-US",)), scripts, "test")
+    assert service.app is not None  # beside the running app: its catalog checks the store now
+    await service.app.state.runtime.catalog.refresh()
     await service.twilio.call("+15550009999", CALLER, ["1"])
     stored = [r for r in stored_decisions(db_path(service)) if r["business"] == name]
     assert len(stored) == 1

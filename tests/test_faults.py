@@ -47,6 +47,7 @@ async def test_a_restart_between_the_prompt_and_the_key_press_loses_nothing(db_u
     first = create_app(make_settings(db_url))
     async with first.router.lifespan_context(first):
         await add_business(first.state.runtime.store, "Acme", [ACME_NUMBER], ["offers"])
+        await first.state.runtime.catalog.refresh()  # beside the running app: the catalog race
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=first), base_url="http://testserver"
         ) as c:

@@ -235,6 +235,7 @@ async def try_app(db_url: str, **settings: Any) -> AsyncIterator[TryApp]:
         store = app.state.runtime.store
         await add_business(store, DEMO_NAME, [DEMO_NUMBER], DEMO_MESSAGE_TYPES, demo=True)
         await add_business(store, ACME, [ACME_NUMBER], ["delivery updates"])
+        await app.state.runtime.catalog.refresh()  # beside the running app: the catalog race
         try:
             yield TryApp(app, store)
         finally:  # calls left waiting for a key

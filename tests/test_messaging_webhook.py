@@ -332,8 +332,6 @@ async def test_help_names_the_message_types_as_the_locales_script_says_them(
     service: Service, texting: MessageEmulator
 ) -> None:
     """A Spanish script's [message_types] names (its spoken names) are used in AYUDA's answer."""
-    import asyncio
-
     from voice_scripts import default_script_text
 
     await service.store.add_number(BILINGUAL, "whatsapp:+15550004444", "test")
@@ -342,7 +340,10 @@ async def test_help_names_the_message_types_as_the_locales_script_says_them(
         "[message_types]\n", f'[message_types]\n"{named.message_types[0]}" = "avisos de sus pedidos"\n', 1
     )
     await service.store.publish_script(BILINGUAL, "es-ES", text, "test")
-    await asyncio.sleep(1.5)  # the catalog reloads what another process may have published
+    # Published straight into the store beside the running app: the catalog checks the store now
+    # rather than at its watcher's next tick (test_catalog.py tests the watcher).
+    assert service.app is not None
+    await service.app.state.runtime.catalog.refresh()
     reply = await texting.send("+15550004444", CALLER, "AYUDA")
     assert reply.text == (
         f"{BILINGUAL} le envía por WhatsApp avisos de sus pedidos. Para dejar de recibirlos, responda BAJA."

@@ -58,6 +58,7 @@ async def test_behind_a_tls_proxy_requests_are_checked_against_ivr_public_url(db
     app = create_app(make_settings(db_url, public_url="https://ivr.example.com"))
     async with app.router.lifespan_context(app):
         await add_business(app.state.runtime.store, "Acme", [ACME_NUMBER], ["offers"])
+        await app.state.runtime.catalog.refresh()  # beside the running app: the catalog race
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://internal:8000") as client:
             public = TwilioEmulator(client, "https://ivr.example.com", AUTH_TOKEN)
@@ -153,6 +154,7 @@ async def test_signatures_hold_with_and_without_the_default_port(
     app = create_app(make_settings(db_url, public_url=public))
     async with app.router.lifespan_context(app):
         await add_business(app.state.runtime.store, "Acme", [ACME_NUMBER], ["offers"])
+        await app.state.runtime.catalog.refresh()  # beside the running app: the catalog race
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://internal") as client:
             twilio = TwilioEmulator(client, public, AUTH_TOKEN)
