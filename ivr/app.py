@@ -22,7 +22,7 @@ from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
 from ivr.twilio import webhooks
-from ivr.twilio.message_status import routes as message_status_routes
+from ivr.twilio.message_status import MessageStatusCallbacks
 from ivr.twilio.messaging import routes as messaging_routes
 
 
@@ -48,8 +48,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         *webhooks.routes,
-        # Millions a day: matched right after the voice webhooks (Starlette tries routes in order).
-        *message_status_routes,
         *messaging_routes,  # every incoming WhatsApp/SMS message of every business
         *web.routes,
         *try_phone.routes,
@@ -63,4 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *opt_outs_routes,
         *compliance_routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])
+    # Message status callbacks (millions a day) are answered in front of the routing, inside the
+    # hardening (body limit, security headers) like every request.
+    middleware = [Middleware(HardeningMiddleware), Middleware(MessageStatusCallbacks)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -14,8 +14,10 @@ import hmac
 import logging
 from urllib.parse import unquote_plus
 
+from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import Scope
 
 from ivr.runtime import Runtime, request_runtime
 
@@ -26,8 +28,11 @@ def _twiml(twiml: str) -> Response:
     return Response(twiml, media_type="application/xml")
 
 
+FORBIDDEN = "Forbidden: missing or invalid X-Twilio-Signature."
+
+
 def _forbidden() -> Response:
-    return PlainTextResponse("Forbidden: missing or invalid X-Twilio-Signature.", status_code=403)
+    return PlainTextResponse(FORBIDDEN, status_code=403)
 
 
 def _bad_request(message: str) -> Response:
@@ -44,9 +49,13 @@ def _not_one_of(name: str, value: str, allowed: frozenset[str]) -> Response:
 
 def _base_url(request: Request, public_url: str | None) -> str:
     """Where Twilio reaches this service: IVR_PUBLIC_URL, else the scheme and Host of the request."""
+    return base_url_of(request.scope, public_url)
+
+
+def base_url_of(scope: Scope, public_url: str | None) -> str:
+    """_base_url from the ASGI scope (for handlers outside Starlette's routing)."""
     if public_url:
         return public_url
-    scope = request.scope
     if not scope.get("root_path"):
         for name, value in scope["headers"]:
             if name == b"host":
@@ -54,14 +63,14 @@ def _base_url(request: Request, public_url: str | None) -> str:
                 if host and not any(c in host for c in "/?#@ \\"):
                     return f"{scope['scheme']}://{host}"
                 break
-    url = request.url  # no usable Host header (or a root path): Starlette's own rules
+    url = URL(scope=scope)  # no usable Host header (or a root path): Starlette's own rules
     return f"{url.scheme}://{url.netloc}" + (scope.get("root_path") or "")
 
 
-def _signed_url(request: Request, base_url: str) -> str:
+def _signed_url(scope: Scope, base_url: str) -> str:
     """The URL Twilio signed: where it sent the request, query string included."""
-    query: bytes = request.scope.get("query_string", b"")
-    path: str = request.scope["path"]
+    query: bytes = scope.get("query_string", b"")
+    path: str = scope["path"]
     return base_url + path + ("?" + query.decode() if query else "")
 
 
@@ -110,43 +119,58 @@ async def _parameters(request: Request, content_type: str) -> list[tuple[str, st
 Form = dict[str, str]
 
 
-async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> Form | None:
-    """The request's parameters if Twilio signed them, else None (and one log line saying why)."""
+def signature_headers(scope: Scope) -> tuple[str, str, str]:
+    """The request's X-Twilio-Signature, Content-Type and X-Twilio-Webhooks-Signature-Settings."""
     signature = content_type = settings_header = ""
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         if name == b"x-twilio-signature":
             signature = value.decode("latin-1")
         elif name == b"content-type":
             content_type = value.decode("latin-1")
         elif name == b"x-twilio-webhooks-signature-settings":
             settings_header = value.decode("latin-1")
+    return signature, content_type, settings_header
+
+
+async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> Form | None:
+    """The request's parameters if Twilio signed them, else None (and one log line saying why)."""
+    signature, content_type, settings_header = signature_headers(request.scope)
     items = await _parameters(request, content_type)
-    if request.method == "GET":
-        # A callback configured as GET carries its parameters in the signed URL's query.
-        query_items = request.query_params.multi_items()
-    else:
-        query_items = []
+    # A callback configured as GET carries its parameters in the signed URL's query.
+    query_items = request.query_params.multi_items() if request.method == "GET" else []
+    return signed_form(request.scope, runtime, base_url, items, query_items, signature, settings_header)
+
+
+def signed_form(
+    scope: Scope,
+    runtime: Runtime,
+    base_url: str,
+    items: list[tuple[str, str]],
+    query_items: list[tuple[str, str]],
+    signature: str,
+    settings_header: str,
+) -> Form | None:
+    """The parameters (body, then query) if Twilio signed them, else None and one log line."""
     account_sid = next((v for k, v in items if k == "AccountSid"), "") or next(
         (v for k, v in query_items if k == "AccountSid"), ""
     )
-    url = _signed_url(request, base_url)
     verdict = runtime.webhook_secrets.check(
-        url,
+        _signed_url(scope, base_url),
         items,
         signature,
         account_sid,
         settings_header,
-        functools.partial(_other_urls, request, base_url, runtime.settings.public_url),
+        functools.partial(_other_urls, scope, base_url, runtime.settings.public_url),
     )
     if not verdict.ok:
-        query = request.scope.get("query_string", b"")
+        query = scope.get("query_string", b"")
         LOG.warning(
             "refused %s %s: %s; checked %s for AccountSid %s with %s; likely fix: %s",
-            request.method,
-            request.url.path,
+            scope["method"],
+            URL(scope=scope).path,
             verdict.problem,
             # The query may carry a caller's number (a GET callback): the log names the URL only.
-            base_url + request.scope["path"] + ("?..." if query else ""),
+            base_url + scope["path"] + ("?..." if query else ""),
             verdict.account_sid or "(none)",
             f"{', '.join(verdict.tried)} ({verdict.algorithm})" if verdict.tried else "no secret",
             verdict.fix,
@@ -155,23 +179,23 @@ async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> For
     return dict([*items, *query_items])
 
 
-def _other_urls(request: Request, base_url: str, public_url: str | None) -> list[tuple[str, str]]:
+def _other_urls(scope: Scope, base_url: str, public_url: str | None) -> list[tuple[str, str]]:
     """URLs a refused request may have been signed for instead, and what each one means."""
-    host_url = _base_url(request, None)
+    host_url = base_url_of(scope, None)
     scheme, _, rest = host_url.partition("://")
     flipped = ("https" if scheme == "http" else "http") + "://" + rest
     others = []
     if public_url and host_url != base_url:
         others.append(
             (
-                _signed_url(request, host_url),
+                _signed_url(scope, host_url),
                 f"IVR_PUBLIC_URL ({public_url}) differs from the host Twilio called ({host_url}): "
                 "set IVR_PUBLIC_URL to the URL in the number's Voice configuration",
             )
         )
     others.append(
         (
-            _signed_url(request, flipped),
+            _signed_url(scope, flipped),
             f"Twilio called {flipped} but this server saw {scheme}: the proxy in front is not in "
             f"--forwarded-allow-ips (its X-Forwarded-Proto is ignored), or set IVR_PUBLIC_URL={flipped}",
         )

@@ -21,15 +21,14 @@ import dataclasses
 import logging
 import re
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consent_store import StoreError
 from consent_store.message_statuses import MessageChannel, MessageStatusReport, record_message_status
 from consent_store.phone import is_e164, masked
 from consent_store.writing import utc_now
-from ivr.twilio.inbound import _bad_request, _forbidden, _from_twilio
+from ivr.runtime import Runtime
+from ivr.twilio.inbound import FORBIDDEN, base_url_of, parse_urlencoded, signature_headers, signed_form
 from ivr.twilio.signature import twilio_sid_ok
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +57,7 @@ MESSAGE_STATUSES = frozenset(
     )
 )
 WHATSAPP_PREFIX = "whatsapp:"
+FORM_TYPE = "application/x-www-form-urlencoded"
 # An SMS sender may be an alphanumeric sender ID (up to 11 letters, digits and spaces).
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 ]{1,11}")
 _ERROR_CODE = re.compile(r"[0-9]{1,6}")
@@ -105,15 +105,60 @@ def parse_status(form: dict[str, str], received_at: str) -> MessageStatusReport 
     )
 
 
-async def message_status(request: Request) -> Response:
-    """A message's status callback: keep it once, durably, then 204."""
-    received_at = utc_now()
-    runtime, _, form = await _from_twilio(request)
-    if form is None:
-        return _forbidden()
+class MessageStatusCallbacks:
+    """POST /twilio/message-status as plain ASGI, in front of Starlette's routing (millions a day).
+
+    The same checks as every webhook (signature through `signed_form`, the body limit and the
+    security headers of `HardeningMiddleware`, which wraps it), without Starlette's request,
+    routing and response objects, which cost more than the checks themselves (docs/performance.md).
+    Every other request goes on to `app` untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _route_path(scope) != MESSAGE_STATUS_PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            # "Twilio sends status callback requests as HTTP POST requests" (the guide above).
+            await _reply(send, 405, "Method Not Allowed", ((b"allow", b"POST"),))
+            return
+        received_at = utc_now()
+        signature, content_type, settings_header = signature_headers(scope)
+        if not content_type.startswith(FORM_TYPE):
+            # Twilio posts every status callback as a urlencoded form: nothing else is parsed.
+            await _reply(send, 415, f"Unsupported media type: a status callback is {FORM_TYPE}.")
+            return
+        body = await _body(receive)
+        if body is None:  # the client went away: nothing to answer, nothing written
+            return
+        items = parse_urlencoded(body.decode("utf-8", errors="replace"))
+        runtime: Runtime = scope["app"].state.runtime
+        base_url = base_url_of(scope, runtime.settings.public_url)
+        form = signed_form(scope, runtime, base_url, items, [], signature, settings_header)
+        if form is None:
+            await _reply(send, 403, FORBIDDEN)
+            return
+        status, text = await _keep(runtime, form, received_at)
+        await _reply(send, status, text)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the routes match: without the root path (as Starlette's router reads it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root + "/"):
+        return path[len(root) :]
+    return path
+
+
+async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tuple[int, str]:
+    """Keep one signed callback: its answer's status and text (204: kept, or already)."""
     parsed = parse_status(form, received_at)
     if isinstance(parsed, str):
-        return _bad_request(parsed)
+        return 400, f"Bad request: {parsed}"
     business = None
     if parsed.channel == "whatsapp":  # a WhatsApp sender of the business (--whatsapp-number) first
         business = await runtime.catalog.business_for_whatsapp_sender(parsed.from_number)
@@ -131,11 +176,29 @@ async def message_status(request: Request) -> Response:
         await record_message_status(runtime.store, report)
     except StoreError as exc:
         LOG.error("could not keep status %s of message %s: %s", parsed.status, parsed.message_sid, exc)
-        return PlainTextResponse("Service unavailable: status not stored.", status_code=503)
-    return Response(status_code=204)
+        return 503, "Service unavailable: status not stored."
+    return 204, ""
 
 
-__all__ = ["MESSAGE_STATUSES", "MESSAGE_STATUS_PATH", "message_status", "parse_status", "routes"]
+async def _body(receive: Receive) -> bytes | None:
+    """The whole body (HardeningMiddleware outside limits its size), or None if the client left."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
-# "Twilio sends status callback requests as HTTP POST requests" (the guide above): POST only.
-routes = [Route(MESSAGE_STATUS_PATH, message_status, methods=["POST"])]
+
+async def _reply(send: Send, status: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    body = text.encode("utf-8")
+    head = [(b"content-length", str(len(body)).encode()), *headers]
+    if body:
+        head.append((b"content-type", b"text/plain; charset=utf-8"))
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["MESSAGE_STATUSES", "MESSAGE_STATUS_PATH", "MessageStatusCallbacks", "parse_status"]

@@ -1,0 +1,179 @@
+"""POST /twilio/message-status is answered in front of Starlette's routing: hostile inputs there.
+
+The status webhook runs as plain ASGI (ivr.twilio.message_status.MessageStatusCallbacks) inside
+HardeningMiddleware. These tests attack what that path handles itself: the method, the content
+type, a client that leaves or streams too much, the root path, and that every other request still
+goes through Starlette's routing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from ivr.security import MAX_BODY_BYTES, SECURITY_HEADERS
+from ivr.twilio.emulator import new_sid
+from ivr.twilio.status_emulator import MessageStatusEmulator
+from tests.conftest import ACME_NUMBER, CALLER, Service
+
+PATH = "/twilio/message-status"
+Message = dict[str, Any]
+
+
+def kept(service: Service) -> int:
+    with sqlite3.connect(service.db_url.removeprefix("sqlite:///")) as db:
+        return int(db.execute("SELECT count(*) FROM message_statuses").fetchone()[0])
+
+
+def signed_params(service: Service) -> tuple[dict[str, str], dict[str, str]]:
+    sender = MessageStatusEmulator(service.twilio)
+    params = sender.params(new_sid("SM"), "delivered", f"whatsapp:{CALLER}", f"whatsapp:{ACME_NUMBER}")
+    return params, service.twilio.signature_headers(service.twilio.url(PATH), params)
+
+
+async def call_asgi(
+    service: Service, messages: list[Message], headers: list[tuple[bytes, bytes]], root_path: str = ""
+) -> list[Message]:
+    """Run one request through the app itself, with the body messages given (ASGI as uvicorn)."""
+    assert service.app is not None
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": root_path + PATH,
+        "raw_path": (root_path + PATH).encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 4000),
+        "headers": [(b"host", b"testserver"), *headers],
+    }
+    pending = list(messages)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    app: Callable[[Any, Any, Any], Awaitable[None]] = service.app
+    await app(scope, receive, send)
+    return sent
+
+
+def form_headers(signature: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/x-www-form-urlencoded")] + [
+        (k.lower().encode(), v.encode()) for k, v in signature.items()
+    ]
+
+
+async def test_a_signed_callback_is_kept_and_answered_with_the_security_headers(service: Service) -> None:
+    params, headers = signed_params(service)
+    response = await service.client.post(PATH, data=params, headers=headers)
+    assert response.status_code == 204 and response.content == b""
+    for name, value in SECURITY_HEADERS:
+        assert response.headers[name.decode()] == value.decode()
+    assert kept(service) == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "HEAD"])
+async def test_other_methods_get_405_naming_post_and_keep_nothing(service: Service, method: str) -> None:
+    params, headers = signed_params(service)
+    response = await service.client.request(method, PATH, params=params, headers=headers)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert kept(service) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "multipart/form-data; boundary=x", "application/json", "text/plain"],
+)
+async def test_a_body_that_is_not_a_urlencoded_form_gets_415_and_keeps_nothing(
+    service: Service, content_type: str | None
+) -> None:
+    params, signature = signed_params(service)
+    headers = dict(signature)
+    if content_type is not None:
+        headers["content-type"] = content_type
+    body = urlencode(params).encode()
+    if content_type and content_type.startswith("multipart"):
+        body = (
+            b"".join(
+                f'--x\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                for k, v in params.items()
+            )
+            + b"--x--\r\n"
+        )
+    response = await service.client.post(PATH, content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    assert "application/x-www-form-urlencoded" in response.text
+    assert kept(service) == 0
+
+
+async def test_a_client_that_leaves_mid_body_is_not_answered_and_nothing_is_kept(service: Service) -> None:
+    params, signature = signed_params(service)
+    body = urlencode(params).encode()
+    sent = await call_asgi(
+        service,
+        [{"type": "http.request", "body": body[:40], "more_body": True}, {"type": "http.disconnect"}],
+        form_headers(signature),
+    )
+    assert sent == []
+    assert kept(service) == 0
+
+
+async def test_a_streamed_body_over_the_limit_gets_413_and_keeps_nothing(service: Service) -> None:
+    params, signature = signed_params(service)
+    chunk = b"Body=" + b"x" * 65_536 + b"&"
+    chunks = [{"type": "http.request", "body": chunk, "more_body": True}] * (MAX_BODY_BYTES // len(chunk) + 2)
+    last = {"type": "http.request", "body": urlencode(params).encode(), "more_body": False}
+    # No Content-Length: the limit holds on what arrives, not on what is declared.
+    sent = await call_asgi(service, [*chunks, last], form_headers(signature))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert kept(service) == 0
+
+
+async def test_a_callback_split_over_several_messages_is_read_whole(service: Service) -> None:
+    params, signature = signed_params(service)
+    body = urlencode(params).encode()
+    pieces = [body[i : i + 7] for i in range(0, len(body), 7)]
+    messages = [{"type": "http.request", "body": p, "more_body": True} for p in pieces]
+    messages[-1]["more_body"] = False
+    sent = await call_asgi(service, messages, form_headers(signature))
+    assert sent[0]["status"] == 204
+    assert kept(service) == 1
+
+
+async def test_under_a_root_path_the_webhook_is_still_found(service: Service) -> None:
+    """Mounted under a root path (ASGI: the path includes it), the status path is matched as
+    Starlette's router matches routes: without the root path."""
+    params, _ = signed_params(service)
+    body = urlencode(params).encode()
+    for root_path, expected_status in (("/ivr", 403), ("", 403)):
+        sent = await call_asgi(
+            service,
+            [{"type": "http.request", "body": body, "more_body": False}],
+            [(b"content-type", b"application/x-www-form-urlencoded"), (b"x-twilio-signature", b"forged")],
+            root_path=root_path,
+        )
+        assert sent[0]["status"] == expected_status
+    assert kept(service) == 0
+
+
+async def test_every_other_request_still_goes_through_the_routing(service: Service) -> None:
+    assert (await service.client.get("/healthz")).status_code == 200
+    # A path that only looks like the status webhook is not it.
+    params, headers = signed_params(service)
+    for path in (PATH + "/x", PATH.upper(), "/twilio/message-statusx"):
+        response = await service.client.post(path, data=params, headers=headers)
+        assert response.status_code in (404, 405), (path, response.status_code)
+    assert kept(service) == 0
