@@ -1,0 +1,130 @@
+"""HeaderDeadlineProtocol keeps one timer per connection: each request's own deadline still holds.
+
+A real uvicorn server on a real socket, in this process, with a 0.6 s deadline. The timer armed
+for one request may fire while a later request on the same keep-alive connection is in progress:
+that request must be judged by its own deadline, neither cut early nor let run on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from ivr.middleware import header_deadline_protocol
+
+DEADLINE = 0.6
+
+
+async def echo(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"got {len(await request.body())}")
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    app = Starlette(routes=[Route("/", echo, methods=["GET", "POST"])])
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="error",
+        http=header_deadline_protocol(DEADLINE),
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield server.servers[0].sockets[0].getsockname()[1]
+    server.should_exit = True
+    await task
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def answer(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes, seconds: float) -> None:
+    """Send `data` spread evenly over `seconds`."""
+    for byte in data:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(seconds / len(data))
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What the server sends before it closes the connection (fails if it stays open)."""
+    return await asyncio.wait_for(reader.read(), seconds)
+
+
+async def test_a_later_request_is_judged_by_its_own_deadline_not_the_first_ones(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET)
+    assert (await answer(reader)).endswith(b"got 0")  # its timer was armed for it, still pending
+    await asyncio.sleep(DEADLINE * 0.6)
+    # The second request's headers take 0.7 of the deadline: they pass the first request's
+    # deadline, not their own.
+    began = time.monotonic()
+    await trickle(writer, GET, DEADLINE * 0.7)
+    assert (await answer(reader)).startswith(b"HTTP/1.1 200 ")
+    assert time.monotonic() - began < DEADLINE * 1.5
+    writer.close()
+
+
+async def test_a_later_request_too_slow_for_its_own_deadline_is_cut_off(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET)
+    await answer(reader)
+    await asyncio.sleep(DEADLINE * 0.6)
+    began = time.monotonic()
+    sender = asyncio.create_task(trickle(writer, GET, DEADLINE * 4))
+    assert await closed_within(reader, DEADLINE * 3) == b""
+    took = time.monotonic() - began
+    assert DEADLINE * 0.9 < took < DEADLINE * 2, took
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+        await sender
+    writer.close()
+
+
+async def test_a_body_slower_than_the_deadline_gets_408(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b"x" * 40
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
+    sender = asyncio.create_task(trickle(writer, body, DEADLINE * 4))
+    received = await closed_within(reader, DEADLINE * 3)
+    assert received.startswith(b"HTTP/1.1 408 "), received[:100]
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+        await sender
+    writer.close()
+
+
+async def test_idle_between_requests_longer_than_the_deadline_is_fine(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for _ in range(3):
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        assert (await answer(reader)).endswith(b"got 3")
+        await asyncio.sleep(DEADLINE * 1.5)
+    writer.close()
+
+
+async def test_a_connection_that_never_sends_a_byte_is_closed(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    began = time.monotonic()
+    assert await closed_within(reader, DEADLINE * 3) == b""
+    assert time.monotonic() - began > DEADLINE * 0.9
+    writer.close()
