@@ -70,6 +70,20 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
     return await asyncio.wait_for(reader.read(), seconds)
 
 
+async def trickled_until_closed(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> bytes:
+    """Trickle `data` over four deadlines; what the server sent before it closed the connection."""
+    sender = asyncio.create_task(trickle(writer, data, DEADLINE * 4))
+    try:
+        return await closed_within(reader, DEADLINE * 3)
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await sender
+        writer.close()
+
+
 async def test_a_later_request_is_judged_by_its_own_deadline_not_the_first_ones(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(GET)
@@ -90,27 +104,18 @@ async def test_a_later_request_too_slow_for_its_own_deadline_is_cut_off(port: in
     await answer(reader)
     await asyncio.sleep(DEADLINE * 0.6)
     began = time.monotonic()
-    sender = asyncio.create_task(trickle(writer, GET, DEADLINE * 4))
-    assert await closed_within(reader, DEADLINE * 3) == b""
+    received = await trickled_until_closed(reader, writer, GET)
     took = time.monotonic() - began
+    assert received == b""
     assert DEADLINE * 0.9 < took < DEADLINE * 2, took
-    sender.cancel()
-    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-        await sender
-    writer.close()
 
 
 async def test_a_body_slower_than_the_deadline_gets_408(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = b"x" * 40
     writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
-    sender = asyncio.create_task(trickle(writer, body, DEADLINE * 4))
-    received = await closed_within(reader, DEADLINE * 3)
+    received = await trickled_until_closed(reader, writer, body)
     assert received.startswith(b"HTTP/1.1 408 "), received[:100]
-    sender.cancel()
-    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-        await sender
-    writer.close()
 
 
 async def test_idle_between_requests_longer_than_the_deadline_is_fine(port: int) -> None:
