@@ -26,6 +26,7 @@ from consent_store.chain import GENESIS_HASH, chain_event, text_sha256
 from consent_store.events import StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreUnavailable
 from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
+from consent_store.sqlite.bulk import merged_inserts
 from consent_store.writing import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment, utc_now
 
 LOG = logging.getLogger(__name__)
@@ -250,13 +251,15 @@ class SQLiteWriter(GroupCommitQueue):
 
     def _side_writes_together_sync(self, batch: Group) -> list[Outcome] | None:
         """A group of side writes alone (status callbacks, millions a day) under one savepoint:
-        the same statements in the same order as item by item, without two more statements per
-        item; None (and nothing kept) if one fails, so each item is then run on its own."""
+        the same statements in the same order as item by item, or as one multi-row INSERT per
+        table when that keeps the outcome (`bulk.merged_inserts`), without two more statements
+        per item; None (and nothing kept) if one fails, so each item is then run on its own."""
+        merged = merged_inserts([writes for _, writes in batch])
+        statements = merged if merged is not None else [write for _, writes in batch for write in writes]
         self._db.execute("SAVEPOINT together")
         try:
-            for _, writes in batch:
-                for sql, params in writes:
-                    self._db.execute(sql, params)
+            for sql, params in statements:
+                self._db.execute(sql, params)
         except sqlite3.IntegrityError:
             self._db.execute("ROLLBACK TO together")
             self._db.execute("RELEASE together")

@@ -1,0 +1,165 @@
+"""consent_store.sqlite.bulk: a group of status writes as multi-row INSERTs keeps exactly what
+item-by-item statements keep (the first status of a message, duplicates, order), or is not merged."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consent_store import SQLiteStore
+from consent_store.group_commit import SideWrite
+from consent_store.message_statuses import MessageStatusReport, status_writes
+from consent_store.sqlite.bulk import MAX_PARAMETERS, merged_inserts
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
+    """The real schema, migrated once; each example works on an in-memory copy."""
+    path = tmp_path_factory.mktemp("bulk") / "ivr.db"
+
+    async def create() -> None:
+        async with SQLiteStore(path):
+            pass
+
+    asyncio.run(create())
+    with sqlite3.connect(path) as conn:
+        yield conn
+
+
+def copy_of(template: sqlite3.Connection) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    template.backup(conn)
+    return conn
+
+
+def contents(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+    return (
+        conn.execute("SELECT * FROM message_statuses ORDER BY rowid").fetchall(),
+        conn.execute("SELECT * FROM messages ORDER BY rowid").fetchall(),
+    )
+
+
+SIDS = [f"SM{n:032x}" for n in range(6)]  # few messages: a group often holds two of one
+reports = st.builds(
+    MessageStatusReport,
+    message_sid=st.sampled_from(SIDS),
+    status=st.sampled_from(["queued", "sent", "delivered", "read", "failed"]),
+    to_number=st.sampled_from(["+14155550100", "+34600000001"]),
+    from_number=st.just("+15550001111"),
+    channel=st.sampled_from(["whatsapp", "sms"]),
+    received_at=st.sampled_from(["2026-12-02T10:00:00.000000Z", "2026-12-02T10:00:01.000000Z"]),
+    error_code=st.one_of(st.none(), st.sampled_from([63016, 30003])),
+    account_sid=st.one_of(st.none(), st.just("AC" + "0" * 32)),
+    business=st.one_of(st.none(), st.sampled_from(["Acme", "O'Brien; DROP TABLE x --"])),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(reports, min_size=2, max_size=40), min_size=1, max_size=3))
+def test_merged_groups_keep_what_item_by_item_keeps(
+    template: sqlite3.Connection, groups: list[list[MessageStatusReport]]
+) -> None:
+    one_by_one, merged = copy_of(template), copy_of(template)
+    for group in groups:
+        items = [status_writes(each) for each in group]
+        for writes in items:
+            for sql, values in writes:
+                one_by_one.execute(sql, values)
+        statements = merged_inserts(items)
+        assert statements is not None and len(statements) == 2
+        for sql, params in statements:
+            merged.execute(sql, params)
+    assert contents(merged) == contents(one_by_one)
+
+
+def report(n: int, status: str = "sent") -> MessageStatusReport:
+    return MessageStatusReport(
+        f"SM{n:032x}", status, "+14155550100", "+15550001111", "sms", "2026-12-02T10:00:00Z"
+    )
+
+
+def test_a_group_larger_than_the_parameter_limit_is_split_and_kept_whole(
+    template: sqlite3.Connection,
+) -> None:
+    items = [
+        status_writes(
+            MessageStatusReport(
+                f"SM{n:032x}", "sent", "+14155550100", "+15550001111", "sms", "2026-12-02T10:00:00Z"
+            )
+        )
+        for n in range(500)
+    ]
+    statements = merged_inserts(items)
+    assert statements is not None
+    assert all(len(params) <= MAX_PARAMETERS for _, params in statements)
+    assert len(statements) > 2
+    conn = copy_of(template)
+    for sql, params in statements:
+        conn.execute(sql, params)
+    statuses, messages = contents(conn)
+    assert [row[0] for row in statuses] == [f"SM{n:032x}" for n in range(500)]
+    assert len(messages) == 500
+
+
+INSERT_A = "INSERT INTO a (x, y) VALUES (?, ?)"
+INSERT_B = "INSERT INTO b (x) VALUES (?) ON CONFLICT (x) DO NOTHING"
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [[(INSERT_A, (1, 2))]],  # one item: nothing to merge
+        [[(INSERT_A, (1, 2))], [(INSERT_B, (1,))]],  # different shapes
+        [[(INSERT_A, (1, 2)), (INSERT_B, (1,))], [(INSERT_A, (1, 2))]],  # one item has fewer
+        [[(INSERT_A, (1, 2)), (INSERT_A, (3, 4))], [(INSERT_A, (1, 2)), (INSERT_A, (3, 4))]],  # a table twice
+        [[("INSERT INTO a (x, y) SELECT x, y FROM c", ())]] * 2,  # reads another table
+        [[("INSERT INTO b (x) VALUES (?) ON CONFLICT (x) DO UPDATE SET x = 1", (1,))]] * 2,
+        [[("UPDATE a SET x = ?", (1,))]] * 2,
+        [[("INSERT INTO a (x, y) VALUES ((SELECT max(x) FROM c), ?)", (1,))]] * 2,
+        [[("INSERT INTO a (x, y) VALUES (?, ?); DELETE FROM c", (1, 2))]] * 2,
+        [[]] * 2,
+    ],
+    ids=[
+        "single",
+        "shapes",
+        "lengths",
+        "same-table",
+        "insert-select",
+        "do-update",
+        "update",
+        "subquery",
+        "two-statements",
+        "empty",
+    ],
+)
+def test_groups_that_could_change_their_outcome_are_not_merged(items: Sequence[Sequence[SideWrite]]) -> None:
+    assert merged_inserts(items) is None
+
+
+def test_literals_in_the_row_are_repeated_as_written() -> None:
+    sql = "INSERT INTO a (x, y) VALUES (?, 'it''s, (not) a row')"
+    statements = merged_inserts([[(sql, (1,))], [(sql, (2,))]])
+    assert statements == [
+        ("INSERT INTO a (x, y) VALUES (?, 'it''s, (not) a row'), (?, 'it''s, (not) a row')", [1, 2])
+    ]
+
+
+def test_the_writer_keeps_a_merged_group_in_one_commit(tmp_path: Path) -> None:
+    async def run() -> tuple[int, int]:
+        async with SQLiteStore(tmp_path / "ivr.db") as store:
+            commits = store._open_writer().commits
+            group = [status_writes(report(n, "read")) for n in range(40)]
+            await asyncio.gather(*(store._side_writes(writes) for writes in group))
+            return store._open_writer().commits - commits, len(group)
+
+    commits, count = asyncio.run(run())
+    assert commits == 1
+    with sqlite3.connect(tmp_path / "ivr.db") as conn:
+        assert conn.execute("SELECT count(*) FROM message_statuses").fetchone()[0] == count
