@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,16 @@ from ivr.businesses import add_business
 from ivr.settings import Settings
 from ivr.twilio.emulator import TwilioEmulator
 from tests.live_server import add_users, server, wait_until_healthy
+from tests.pg_server import memory_folder
+
+# The tests' files (tmp_path: SQLite stores, exports, logs) in memory when /dev/shm has room and
+# no TMPDIR was chosen: every SQLite commit syncs, and on the CI machine's disk ten busy files
+# took 74 s of summed test time against 62 s in memory. pytest keeps the last three runs' folders
+# (the largest, test_export_memory's stores, ~100 MB), hence the 4 GiB. The servers and commands
+# the tests start inherit it. Files that must outlive a test go elsewhere (docs/images).
+if "TMPDIR" not in os.environ and (in_memory := memory_folder(min_free=4 * 1024**3)) is not None:
+    os.environ["TMPDIR"] = in_memory
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 ACME = "Acme Parcels"
