@@ -163,3 +163,10 @@ def test_the_writer_keeps_a_merged_group_in_one_commit(tmp_path: Path) -> None:
     assert commits == 1
     with sqlite3.connect(tmp_path / "ivr.db") as conn:
         assert conn.execute("SELECT count(*) FROM message_statuses").fetchone()[0] == count
+
+
+def test_no_table_has_an_insert_trigger_merging_would_reorder(template: sqlite3.Connection) -> None:
+    """Merging reorders rows between tables; an INSERT trigger reading another table would see that."""
+    triggers = template.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    assert triggers, "the schema's no-update triggers are expected here"
+    assert [name for name, sql in triggers if " INSERT ON " in sql.upper()] == []

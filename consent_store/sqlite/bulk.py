@@ -9,7 +9,9 @@ Only when it cannot change the outcome: every item runs the same statements, eac
 `INSERT INTO t (...) VALUES (...)` (optionally `ON CONFLICT (...) DO NOTHING`) into a table no
 other statement of the shape writes. SQLite inserts the rows of one statement in order, so each
 table receives its rows in the same order as item by item; the tables differ, so the order
-between them does not matter. Anything else returns None and runs as before.
+between them does not matter (no table has an INSERT trigger that could read another: a test in
+tests/test_status_bulk_writes.py fails if one is added). Anything else returns None and runs as
+before.
 """
 
 from __future__ import annotations
