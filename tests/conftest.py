@@ -19,7 +19,7 @@ from ivr.businesses import add_business
 from ivr.settings import Settings
 from ivr.twilio.emulator import TwilioEmulator
 from tests.live_server import add_users, server, wait_until_healthy
-from tests.pg_server import memory_folder
+from tests.memory_folder import memory_folder
 
 # The tests' files (tmp_path: SQLite stores, exports, logs) in memory when /dev/shm has room and
 # no TMPDIR was chosen: every SQLite commit syncs, and on the CI machine's disk ten busy files

@@ -31,6 +31,7 @@ import pytest
 
 from consent_store import Business, ConsentStore, open_store
 from tests.live_server import free_port
+from tests.memory_folder import memory_folder
 
 T = TypeVar("T")
 
@@ -55,23 +56,6 @@ def run_sync(work: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine to completion on its own loop in another thread (works inside a running loop)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(work())).result()  # type: ignore[arg-type]
-
-
-# Free space a throw-away server needs in /dev/shm before it goes there (a container's /dev/shm
-# is often 64 MB, and PostgreSQL's own shared memory lives there too).
-MEMORY_FOLDER_MIN_FREE = 2 * 1024**3
-
-
-def memory_folder(min_free: int = MEMORY_FOLDER_MIN_FREE) -> str | None:
-    """/dev/shm when it has `min_free` bytes free, else None (the usual temporary folder).
-
-    On the ext4 disk of the CI machine a `CREATE DATABASE ... TEMPLATE` took 0.2-0.45 s even with
-    fsync off; in memory 0.03 s, and every PostgreSQL-parametrized test makes one."""
-    try:
-        found = os.statvfs("/dev/shm")
-    except OSError:
-        return None
-    return "/dev/shm" if found.f_bavail * found.f_frsize >= min_free else None
 
 
 class LocalPostgres:

@@ -1,22 +1,26 @@
-"""consent_store.sqlite.bulk: a group of status writes as multi-row INSERTs keeps exactly what
+"""consent_store.bulk_inserts: a group of status writes as multi-row INSERTs keeps exactly what
 item-by-item statements keep (the first status of a message, duplicates, order), or is not merged."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consent_store import SQLiteStore
+from consent_store import SQLiteStore, open_store
+from consent_store.bulk_inserts import MAX_PARAMETERS, merged_inserts
+from consent_store.exceptions import ConflictingWrite
 from consent_store.group_commit import SideWrite
 from consent_store.message_statuses import MessageStatusReport, status_writes
-from consent_store.sqlite.bulk import MAX_PARAMETERS, merged_inserts
+from consent_store.schema import VERSIONS
+
+pytest_plugins = ["tests.pg_server"]
 
 
 @pytest.fixture(scope="module")
@@ -151,22 +155,42 @@ def test_literals_in_the_row_are_repeated_as_written() -> None:
     ]
 
 
-def test_the_writer_keeps_a_merged_group_in_one_commit(tmp_path: Path) -> None:
-    async def run() -> tuple[int, int]:
-        async with SQLiteStore(tmp_path / "ivr.db") as store:
-            commits = store._open_writer().commits
-            group = [status_writes(report(n, "read")) for n in range(40)]
-            await asyncio.gather(*(store._side_writes(writes) for writes in group))
-            return store._open_writer().commits - commits, len(group)
+async def test_the_writers_keep_a_merged_group_in_one_commit(store_url: str) -> None:
+    """Both backends: 40 status callbacks queued together, one commit, every row kept once."""
+    async with open_store(store_url) as store:
+        writer = store._open_writer()  # type: ignore[attr-defined]
+        commits = writer.commits
+        group = [status_writes(report(n, "read")) for n in range(40)] * 2  # each one twice
+        await asyncio.gather(*(store._side_writes(writes) for writes in group))
+        assert writer.commits == commits + 1
+        rows = await store._fetchall("SELECT message_sid FROM message_statuses ORDER BY message_sid")
+        assert [row[0] for row in rows] == [f"SM{n:032x}" for n in range(40)]
+        firsts = await store._fetchall("SELECT count(*) FROM messages")
+        assert firsts[0][0] == 40
 
-    commits, count = asyncio.run(run())
-    assert commits == 1
-    with sqlite3.connect(tmp_path / "ivr.db") as conn:
-        assert conn.execute("SELECT count(*) FROM message_statuses").fetchone()[0] == count
+
+async def test_a_failing_item_of_a_merged_group_fails_alone(store_url: str) -> None:
+    """Both backends: without ON CONFLICT a repeated row fails the merged INSERT; then each item
+    runs on its own, the repeat gets ConflictingWrite and the others are kept."""
+    insert = (
+        "INSERT INTO message_statuses (message_sid, status, error_code, to_number, from_number, channel,"
+        " account_sid, business, received_at) VALUES (?, 'sent', NULL, '+14155550100', '+15550001111',"
+        " 'sms', NULL, NULL, 't')"
+    )
+    async with open_store(store_url) as store:
+        items = [[(insert, (f"SM{n:032x}",))] for n in (1, 2, 2, 3)]
+        assert merged_inserts(items) is not None
+        outcomes = await asyncio.gather(*(store._side_writes(w) for w in items), return_exceptions=True)
+        assert outcomes[:2] == [None, None] and outcomes[3] is None
+        assert isinstance(outcomes[2], ConflictingWrite)
+        rows = await store._fetchall("SELECT message_sid FROM message_statuses ORDER BY message_sid")
+        assert [row[0] for row in rows] == [f"SM{n:032x}" for n in (1, 2, 3)]
 
 
-def test_no_table_has_an_insert_trigger_merging_would_reorder(template: sqlite3.Connection) -> None:
-    """Merging reorders rows between tables; an INSERT trigger reading another table would see that."""
-    triggers = template.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
-    assert triggers, "the schema's no-update triggers are expected here"
-    assert [name for name, sql in triggers if " INSERT ON " in sql.upper()] == []
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_no_table_has_an_insert_trigger_merging_would_reorder(backend: str) -> None:
+    """Merging reorders rows between tables; an INSERT trigger reading another table could see it."""
+    ddl = " ".join(getattr(step, backend) for step in VERSIONS).upper()
+    triggers = re.findall(r"CREATE TRIGGER\s+(\w+)\s+(?:BEFORE|AFTER|INSTEAD OF)\s+([\w\s,]+?)\s+ON\s", ddl)
+    assert triggers, "the schema's no-update and no-truncate triggers are expected here"
+    assert [name for name, events in triggers if "INSERT" in events] == []

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from consent_store.bulk_inserts import merged_inserts
 from consent_store.chain import canonical_json, text_sha256
 from consent_store.events import NewEvent, StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreUnavailable
@@ -107,6 +108,16 @@ async def _write(conn: asyncpg.Connection, batch: Group) -> list[Outcome]:
         # The usual group, events only: one statement in its own transaction, one round trip.
         events = [event for event, _ in batch]
         return _resolve(events, await _append_events(conn, events))
+    if not any(event is not None for event, _ in batch):  # statements alone: status callbacks
+        merged = merged_inserts([side_writes for _, side_writes in batch])
+        if merged is not None:
+            try:
+                async with conn.transaction():
+                    for sql, params in merged:
+                        await conn.execute(pg_sql(sql), *params)
+                return [None] * len(batch)
+            except asyncpg.IntegrityConstraintViolationError:
+                pass  # nothing of it kept: item by item below, so one bad item fails alone
     async with conn.transaction():
         return await _write_with_side_writes(conn, batch)
 

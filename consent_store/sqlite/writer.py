@@ -22,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from consent_store.bulk_inserts import merged_inserts
 from consent_store.chain import GENESIS_HASH, chain_event, text_sha256
 from consent_store.events import StoredEvent
 from consent_store.exceptions import ConflictingWrite, StoreUnavailable
 from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
-from consent_store.sqlite.bulk import merged_inserts
 from consent_store.writing import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment, utc_now
 
 LOG = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class SQLiteWriter(GroupCommitQueue):
     def _side_writes_together_sync(self, batch: Group) -> list[Outcome] | None:
         """A group of side writes alone (status callbacks, millions a day) under one savepoint:
         the same statements in the same order as item by item, or as one multi-row INSERT per
-        table when that keeps the outcome (`bulk.merged_inserts`), without two more statements
+        table when that keeps the outcome (`bulk_inserts.merged_inserts`), without two more statements
         per item; None (and nothing kept) if one fails, so each item is then run on its own."""
         merged = merged_inserts([writes for _, writes in batch])
         statements = merged if merged is not None else [write for _, writes in batch for write in writes]

@@ -3,7 +3,9 @@
 Status callbacks arrive by the thousand a second, each two single-row INSERTs (`message_statuses`,
 `messages`). Run one by one, a group of 50 costs 100 statements, and the writer thread takes the
 GIL back from the event loop after each of them; as one multi-row INSERT per table it is 2
-(in process about 15% less CPU per callback, both threads; docs/performance.md).
+(in process about 15% less CPU per callback, both threads; docs/performance.md). On PostgreSQL
+each statement is a round trip, and each item its own savepoint: two round trips instead of
+four per item.
 
 Only when it cannot change the outcome: every item runs the same statements, each a plain
 `INSERT INTO t (...) VALUES (...)` (optionally `ON CONFLICT (...) DO NOTHING`) into a table no
@@ -22,7 +24,8 @@ from typing import Any
 
 from consent_store.group_commit import SideWrite
 
-# SQLite's limit on a statement's parameters before 3.32 (999); later versions allow 32,766.
+# SQLite's limit on a statement's parameters before 3.32 (999); later versions allow 32,766,
+# PostgreSQL 32,767.
 MAX_PARAMETERS = 999
 
 _PLAIN_INSERT = re.compile(
