@@ -44,6 +44,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "wrk on POST /twilio/message-status (distinct signed status callbacks) vs the bare-Starlette floor;"
         " every acknowledged status stored",
     ),
+    "status_store": (
+        "bench.status_store",
+        "status callbacks kept through the store: durable statuses/s and CPU per status, SQLite and"
+        " PostgreSQL in one run",
+    ),
     "messaging": (
         "bench.messaging",
         "wrk on POST /twilio/messaging (incoming WhatsApp messages, some STOP) vs the bare-Starlette floor;"
