@@ -42,6 +42,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--bodies", type=int, default=40_000, help="distinct signed callbacks (default 40000)"
     )
     add_wrk_options(parser)
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="experiment: run `ivr serve` with sys.setswitchinterval(SECONDS) (Python's default 0.005)",
+    )
     return parser.parse_args(list(argv))
 
 
@@ -140,7 +147,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"{args.bodies:,} distinct signed status callbacks of WhatsApp messages from {BUSINESS}")
         print(f"wrk: {args.connections} connections, {args.seconds} s per run, one thread")
         print()
-        with ivr_serve(directory, env) as server:
+        with ivr_serve(directory, env, args.switch_interval) as server:
             write_script(directory / "ours.lua", server.base_url + PATH, token, bodies)
             ours = run(server, directory / "ours.lua", args, True, token)
             print_wrk("wrk: POST /twilio/message-status against ivr serve", ours)
