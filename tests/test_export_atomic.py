@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,12 +128,24 @@ def _partial_bytes(folder: Path) -> int:
     return 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_an_export_interrupted_midway_leaves_the_previous_pair(tmp_path: Path, sig: signal.Signals) -> None:
-    db, out = tmp_path / "big.db", tmp_path / "out.jsonl"
-    fill_store(db, 30_000)
-    first = ivr(db, "export", "--format", "jsonl", "-o", str(out))
+@pytest.fixture(scope="module")
+def big_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a store of 30,000 decisions (big.db and its chain head) and its JSONL export
+    with manifest (out.jsonl): made once, each interrupted export works on a copy of the folder."""
+    folder = tmp_path_factory.mktemp("big")
+    fill_store(folder / "big.db", 30_000)
+    first = ivr(folder / "big.db", "export", "--format", "jsonl", "-o", str(folder / "out.jsonl"))
     assert first.returncode == 0, first.stderr
+    return folder
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_an_export_interrupted_midway_leaves_the_previous_pair(
+    big_export: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    shutil.copytree(big_export, tmp_path, dirs_exist_ok=True)
+    db, out = tmp_path / "big.db", tmp_path / "out.jsonl"
+    assert leftovers(tmp_path, db) == ["out.jsonl", "out.jsonl.manifest.json"]
     # The signal goes while under half the rows are written: once all are, the export only syncs
     # and renames (no await left to interrupt) and rightly completes. On a loaded machine the
     # window can be missed (the export completes, exit 0): then it is tried again, at most 5 times.
