@@ -146,7 +146,9 @@ class TwilioRestEmulator:
         try:
             yield f"http://{host}:{port}"
         finally:
-            server.should_exit = True
+            # Like Twilio going away: requests still in flight (a test's hanging API) are dropped,
+            # not waited for (uvicorn's graceful shutdown waited for them until the join gave up).
+            server.should_exit = server.force_exit = True
             thread.join(10)
             sock.close()
 
