@@ -41,6 +41,7 @@ def __getattr__(name: str) -> Any:
         return PostgresStore
     raise AttributeError(f"module 'consent_store' has no attribute {name!r}")
 
+
 __all__ = [
     "ACTIONS",
     "GENESIS_HASH",

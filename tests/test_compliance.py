@@ -233,9 +233,7 @@ async def test_ivr_compliance_never_creates_a_database(tmp_path: Path) -> None:
 
 
 async def test_the_page_shows_the_same_and_says_what_to_ask(service: Service, sent: dict[str, str]) -> None:
-    await service.store.add_user(
-        "acme-aud", "auditor", quick_hash(PASSWORD), author="t", businesses=[ACME]
-    )
+    await service.store.add_user("acme-aud", "auditor", quick_hash(PASSWORD), author="t", businesses=[ACME])
     assert (await sign_in(service.client, "acme-aud")).status_code == 303
     page = await service.client.get("/manage/compliance", params={"business": ACME})
     assert page.status_code == 200

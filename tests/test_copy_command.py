@@ -21,17 +21,39 @@ def ivr_process(db: Path | None, *args: str) -> subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
     if db is not None:
         env["IVR_DATABASE_URL"] = f"sqlite:///{db}"
-    return subprocess.run([sys.executable, "-m", "ivr", *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ivr", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_copy_reproduces_the_log_and_refuses_a_non_empty_target(tmp_path: Path) -> None:
     source, target = tmp_path / "a.db", tmp_path / "b.db"
-    assert ivr(source, "business", "add", "--name", "Acme", "--number", "+15550001111",
-               "--message-type", "offers").returncode == 0
+    assert (
+        ivr(
+            source,
+            "business",
+            "add",
+            "--name",
+            "Acme",
+            "--number",
+            "+15550001111",
+            "--message-type",
+            "offers",
+        ).returncode
+        == 0
+    )
     for caller, keys in (("+14155550001", "1"), ("+14155550002", "2")):
-        assert ivr(source, "call", "--to", "+15550001111", "--from", caller, "--keys", keys,
-                   "--record").returncode == 0
+        assert (
+            ivr(
+                source, "call", "--to", "+15550001111", "--from", caller, "--keys", keys, "--record"
+            ).returncode
+            == 0
+        )
     copied = ivr(None, "copy", "--from", f"sqlite:///{source}", "--to", f"sqlite:///{target}")
     assert copied.returncode == 0, copied.stderr
     head = ivr(source, "verify").stdout.split("head ")[1]

@@ -237,9 +237,7 @@ async def test_stats_and_the_page_show_delivery_after_real_callbacks(service: Se
     ]
     table = await ivr_async(service.db_url, "stats", "--business", ACME)
     assert "63024" in table.stdout and "Invalid message recipient" in table.stdout
-    await service.store.add_user(
-        "acme-mgr", "manager", quick_hash(PASSWORD), author="t", businesses=[ACME]
-    )
+    await service.store.add_user("acme-mgr", "manager", quick_hash(PASSWORD), author="t", businesses=[ACME])
     await sign_in(service.client, "acme-mgr")
     page = html.unescape((await service.client.get("/manage/quality", params={"business": ACME})).text)
     assert 'id="delivery"' in page and "63016" in page and "Outside the 24-hour" in page

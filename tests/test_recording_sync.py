@@ -242,9 +242,7 @@ async def test_incomplete_names_absent_with_error_code_none_at_twilio_and_fetch_
 
 
 async def test_incomplete_shows_only_the_users_businesses(env: Env, auditor: Running) -> None:
-    await auditor.store.add_user(
-        "olga", "auditor", quick_hash(PASSWORD), author="test", businesses=(OTHER,)
-    )
+    await auditor.store.add_user("olga", "auditor", quick_hash(PASSWORD), author="test", businesses=(OTHER,))
     mine = await auditor.twilio.call(ACME_NUMBER, CALLER, ["1"], recording="absent")
     theirs = await auditor.twilio.call(OTHER_NUMBER, CALLER, ["1"], recording="absent")
     await sign_in(auditor.client, "olga")

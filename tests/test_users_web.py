@@ -49,9 +49,7 @@ async def test_hostile_new_users_are_refused_in_words_and_nobody_is_created(
 
 
 async def test_an_oversized_or_replayed_form_changes_nothing(admin: Service) -> None:
-    await admin.store.add_user(
-        "mia", "manager", quick_hash(PASSWORD), author="test", businesses=[BILINGUAL]
-    )
+    await admin.store.add_user("mia", "manager", quick_hash(PASSWORD), author="test", businesses=[BILINGUAL])
     csrf = csrf_of(await admin.client.get("/manage/users"))
     oversized = await admin.client.post("/manage/users", content=b"name=x&" + b"x" * 300_000)
     assert oversized.status_code == 413

@@ -136,6 +136,7 @@ _WORDED_KEYS = ("*", "#")
 
 def _check(path: Path, where: str, kind: str, value: object) -> Any:
     """`value` checked as `kind` (see _SCHEMA), in the type Language holds it in."""
+
     def bad(problem: str) -> LanguageFileError:
         return LanguageFileError(path, where, problem)
 
