@@ -10,7 +10,9 @@ sender's: `From` among its WhatsApp sender numbers (`--whatsapp-number`), else i
 
 Checked like the voice webhooks: no valid X-Twilio-Signature, 403 and nothing written; a
 MessageSid not of Twilio's form, a status outside Twilio's list, a To that is not a phone
-number or an ErrorCode that is not a number, 400 and nothing written. The status is kept
+number or an ErrorCode that is not a number, 400 and nothing written; a body that is not a
+urlencoded form 415, another method 405. Answered in front of Starlette's routing
+(`MessageStatusCallbacks`). The status is kept
 durably (one grouped commit, outside the hash chain) before the 204; if it cannot be, 503 (Twilio
 retries only when the URL's connection overrides ask for it, e.g. `#rc=3&rp=5xx`).
 """
@@ -194,7 +196,8 @@ async def _body(receive: Receive) -> bytes | None:
 
 async def _reply(send: Send, status: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = text.encode("utf-8")
-    head = [(b"content-length", str(len(body)).encode()), *headers]
+    # A 204 carries no Content-Length (RFC 9110 8.6), as Starlette's Response leaves it out.
+    head = [*headers] if status == 204 else [(b"content-length", str(len(body)).encode()), *headers]
     if body:
         head.append((b"content-type", b"text/plain; charset=utf-8"))
     await send({"type": "http.response.start", "status": status, "headers": head})
