@@ -33,27 +33,11 @@ def ivr_process(db: Path | None, *args: str) -> subprocess.CompletedProcess[str]
 
 def test_copy_reproduces_the_log_and_refuses_a_non_empty_target(tmp_path: Path) -> None:
     source, target = tmp_path / "a.db", tmp_path / "b.db"
-    assert (
-        ivr(
-            source,
-            "business",
-            "add",
-            "--name",
-            "Acme",
-            "--number",
-            "+15550001111",
-            "--message-type",
-            "offers",
-        ).returncode
-        == 0
-    )
+    add = "business add --name Acme --number +15550001111 --message-type offers".split()
+    assert ivr(source, *add).returncode == 0
     for caller, keys in (("+14155550001", "1"), ("+14155550002", "2")):
-        assert (
-            ivr(
-                source, "call", "--to", "+15550001111", "--from", caller, "--keys", keys, "--record"
-            ).returncode
-            == 0
-        )
+        call = ["call", "--to", "+15550001111", "--from", caller, "--keys", keys, "--record"]
+        assert ivr(source, *call).returncode == 0
     copied = ivr(None, "copy", "--from", f"sqlite:///{source}", "--to", f"sqlite:///{target}")
     assert copied.returncode == 0, copied.stderr
     head = ivr(source, "verify").stdout.split("head ")[1]
