@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from ivr.runtime import Runtime, request_runtime
 
@@ -94,16 +94,24 @@ def parse_urlencoded(body: str) -> list[tuple[str, str]]:
     return pairs
 
 
-async def _body(request: Request) -> bytes:
-    """The request body, read straight from the ASGI messages (once: nothing else reads it)."""
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole body, read straight from the ASGI messages (once: nothing else reads it), or
+    None if the client went away first. HardeningMiddleware, outside, limits its size."""
     chunks = []
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _body(request: Request) -> bytes:
+    body = await read_body(request.receive)
+    if body is None:
+        raise ClientDisconnect()
+    return body
 
 
 async def _parameters(request: Request, content_type: str) -> list[tuple[str, str]]:

@@ -30,7 +30,14 @@ from consent_store.message_statuses import MessageChannel, MessageStatusReport, 
 from consent_store.phone import is_e164, masked
 from consent_store.writing import utc_now
 from ivr.runtime import Runtime
-from ivr.twilio.inbound import FORBIDDEN, base_url_of, parse_urlencoded, signature_headers, signed_form
+from ivr.twilio.inbound import (
+    FORBIDDEN,
+    base_url_of,
+    parse_urlencoded,
+    read_body,
+    signature_headers,
+    signed_form,
+)
 from ivr.twilio.signature import twilio_sid_ok
 
 LOG = logging.getLogger(__name__)
@@ -133,7 +140,7 @@ class MessageStatusCallbacks:
             # Twilio posts every status callback as a urlencoded form: nothing else is parsed.
             await _reply(send, 415, f"Unsupported media type: a status callback is {FORM_TYPE}.")
             return
-        body = await _body(receive)
+        body = await read_body(receive)
         if body is None:  # the client went away: nothing to answer, nothing written
             return
         items = parse_urlencoded(body.decode("utf-8", errors="replace"))
@@ -180,18 +187,6 @@ async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tup
         LOG.error("could not keep status %s of message %s: %s", parsed.status, parsed.message_sid, exc)
         return 503, "Service unavailable: status not stored."
     return 204, ""
-
-
-async def _body(receive: Receive) -> bytes | None:
-    """The whole body (HardeningMiddleware outside limits its size), or None if the client left."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _reply(send: Send, status: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
