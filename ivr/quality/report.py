@@ -55,6 +55,10 @@ COLUMNS = (
     "opted_out_30d_rate",
 )
 
+# What became of an answered call: a ScriptFigures count each, shown with its share of the
+# answered calls (the `<outcome>_rate` columns).
+OUTCOMES = ("opt_in", "declined", "opt_out", "hung_up", "no_input", "undecided")
+
 
 @dataclass(frozen=True)
 class Flag:
@@ -90,24 +94,15 @@ def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float | None:
 def figure_row(s: ScriptFigures) -> dict[str, Any]:
     """One script version and locale as a flat row, keyed by COLUMNS."""
     answered = s.answered
+    outcomes: dict[str, int] = {name: getattr(s, name) for name in OUTCOMES}
     return {
         "locale": s.locale,
         "script_version": s.script_version,
         "calls": s.calls,
         "answered": answered,
         "unanswered": s.unanswered,
-        "opt_in": s.opt_in,
-        "declined": s.declined,
-        "opt_out": s.opt_out,
-        "hung_up": s.hung_up,
-        "no_input": s.no_input,
-        "undecided": s.undecided,
-        "opt_in_rate": rate(s.opt_in, answered),
-        "declined_rate": rate(s.declined, answered),
-        "opt_out_rate": rate(s.opt_out, answered),
-        "hung_up_rate": rate(s.hung_up, answered),
-        "no_input_rate": rate(s.no_input, answered),
-        "undecided_rate": rate(s.undecided, answered),
+        **outcomes,
+        **{f"{name}_rate": rate(count, answered) for name, count in outcomes.items()},
         "prompts_heard": s.prompts_heard,
         "prompts_per_call": s.prompts_per_call,
         "median_s_to_decision": s.median_seconds_to_decision,
