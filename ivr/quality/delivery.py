@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 from consent_store.delivery_stats import DeliveryFigures
+from ivr.quality.rates import percent, rate
 
 CHANNEL_ORDER = ("voice", "whatsapp", "sms", "email", "web", "other")
 
@@ -53,10 +54,6 @@ def error_meaning(code: int | None) -> str:
     return _error_table().get(code) or f"see https://www.twilio.com/docs/api/errors/{code}"
 
 
-def _rate(part: int, whole: int) -> float | None:
-    return None if whole == 0 else part / whole
-
-
 def _by_channel(counts: Sequence[tuple[str, int]]) -> str:
     ordered = sorted(counts, key=lambda c: (CHANNEL_ORDER.index(c[0]) if c[0] in CHANNEL_ORDER else 99, c[0]))
     return "; ".join(f"{channel} {n}" for channel, n in ordered)
@@ -72,19 +69,19 @@ def delivery_row(d: DeliveryFigures) -> dict[str, Any]:
         "delivered": d.delivered,
         "read": d.read,
         "failed": d.failed,
-        "delivered_rate": _rate(d.delivered, d.messages),
-        "read_rate": _rate(d.read, d.messages),
-        "failed_rate": _rate(d.failed, d.messages),
+        "delivered_rate": rate(d.delivered, d.messages),
+        "read_rate": rate(d.read, d.messages),
+        "failed_rate": rate(d.failed, d.messages),
         "failures_by_error": "; ".join(f"{code if code is not None else '-'} x{n}" for code, n in d.errors),
         "errors": [{"code": code, "count": n, "meaning": error_meaning(code)} for code, n in d.errors],
         "message_recipients": d.recipients,
         "message_followed_7d": d.followed_7d,
         "message_opted_out_7d": d.opted_out_7d_total,
-        "message_opted_out_7d_rate": _rate(d.opted_out_7d_total, d.followed_7d),
+        "message_opted_out_7d_rate": rate(d.opted_out_7d_total, d.followed_7d),
         "message_opted_out_7d_by_channel": _by_channel(d.opted_out_7d),
         "message_followed_30d": d.followed_30d,
         "message_opted_out_30d": d.opted_out_30d_total,
-        "message_opted_out_30d_rate": _rate(d.opted_out_30d_total, d.followed_30d),
+        "message_opted_out_30d_rate": rate(d.opted_out_30d_total, d.followed_30d),
         "message_opted_out_30d_by_channel": _by_channel(d.opted_out_30d),
     }
 
@@ -117,9 +114,9 @@ def delivery_table(figures: Sequence[DeliveryFigures]) -> list[str]:
             (
                 delivery_label(d),
                 str(d.messages),
-                f"{d.delivered} ({_percent(r['delivered_rate'])})",
-                f"{d.read} ({_percent(r['read_rate'])})",
-                f"{d.failed} ({_percent(r['failed_rate'])})",
+                f"{d.delivered} ({percent(r['delivered_rate'])})",
+                f"{d.read} ({percent(r['read_rate'])})",
+                f"{d.failed} ({percent(r['failed_rate'])})",
                 f"{d.opted_out_7d_total}/{d.followed_7d} {r['message_opted_out_7d_by_channel']}".rstrip(),
                 f"{d.opted_out_30d_total}/{d.followed_30d} {r['message_opted_out_30d_by_channel']}".rstrip(),
             )
@@ -132,7 +129,3 @@ def delivery_table(figures: Sequence[DeliveryFigures]) -> list[str]:
             shown = code if code is not None else "-"
             text.append(f"  {delivery_label(d)}: ErrorCode {shown} x{n}: {error_meaning(code)}")
     return text
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"

@@ -18,6 +18,7 @@ from consent_store import ConsentStore
 from consent_store.stats import FrequencyChange, QualityFigures, ScriptFigures
 from ivr.quality.delivery import COMPARED as DELIVERY_COMPARED
 from ivr.quality.delivery import DELIVERY_COLUMNS, delivery_row, delivery_table
+from ivr.quality.rates import percent, rate
 from voice_scripts import ScriptError, parse_script
 
 # A script version is flagged when its rate is this much worse than the previous version's
@@ -74,10 +75,6 @@ class Flag:
     previous_count: int = 0
     previous_total: int = 0
     p_value: float | None = None
-
-
-def rate(part: int, whole: int) -> float | None:
-    return None if whole == 0 else part / whole
 
 
 def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float | None:
@@ -248,10 +245,6 @@ def quality_json(figures: QualityFigures) -> dict[str, Any]:
     }
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
 def quality_table(figures: QualityFigures) -> str:
     """A plain-text table for a terminal: counts with their rates."""
     header = (
@@ -267,15 +260,15 @@ def quality_table(figures: QualityFigures) -> str:
                 str(s.script_version or "-"),
                 str(s.calls),
                 str(s.answered),
-                f"{s.opt_in} ({_percent(r['opt_in_rate'])})",
-                f"{s.declined} ({_percent(r['declined_rate'])})",
-                f"{s.opt_out} ({_percent(r['opt_out_rate'])})",
-                f"{s.hung_up} ({_percent(r['hung_up_rate'])})",
-                f"{s.no_input} ({_percent(r['no_input_rate'])})",
+                f"{s.opt_in} ({percent(r['opt_in_rate'])})",
+                f"{s.declined} ({percent(r['declined_rate'])})",
+                f"{s.opt_out} ({percent(r['opt_out_rate'])})",
+                f"{s.hung_up} ({percent(r['hung_up_rate'])})",
+                f"{s.no_input} ({percent(r['no_input_rate'])})",
                 "-" if s.prompts_per_call is None else f"{s.prompts_per_call:.2f}",
                 "-" if s.median_seconds_to_decision is None else f"{s.median_seconds_to_decision:g}",
-                f"{s.opted_out_7d}/{s.followed_7d} ({_percent(r['opted_out_7d_rate'])})",
-                f"{s.opted_out_30d}/{s.followed_30d} ({_percent(r['opted_out_30d_rate'])})",
+                f"{s.opted_out_7d}/{s.followed_7d} ({percent(r['opted_out_7d_rate'])})",
+                f"{s.opted_out_30d}/{s.followed_30d} ({percent(r['opted_out_30d_rate'])})",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
