@@ -36,6 +36,11 @@ class StoreBackend(StoreReads, Protocol):
         """Statements that are not consent events, through the single writer."""
         ...
 
+    async def _bulk_side_writes(self, writes: Sequence[SideWrite]) -> None:
+        """Side writes that come by the thousand a second (status callbacks), needing no other
+        write's outcome: the single writer on PostgreSQL, a process of their own on SQLite."""
+        ...
+
     async def _checkpoint(self) -> None:
         """After an erasure: make deleted content leave the files (SQLite WAL, PostgreSQL VACUUM)."""
         ...

@@ -160,3 +160,8 @@ class QueuedStore(abc.ABC):
     async def _side_writes(self, writes: Sequence[SideWrite]) -> None:
         """Statements that are not consent events, through the single writer."""
         await self._open_writer().side_write_only(writes)
+
+    async def _bulk_side_writes(self, writes: Sequence[SideWrite]) -> None:
+        """Side writes that come by the thousand a second (status callbacks) and need no other
+        write's outcome: through the single writer here; SQLite gives them a process of its own."""
+        await self._side_writes(writes)

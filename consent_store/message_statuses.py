@@ -110,7 +110,7 @@ def _parse(moment: str) -> dt.datetime:
 class MessageStore(Protocol):
     """What this module needs of a consent store (both backends have it)."""
 
-    async def _side_writes(self, writes: Sequence[SideWrite]) -> None: ...
+    async def _bulk_side_writes(self, writes: Sequence[SideWrite]) -> None: ...
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
@@ -149,7 +149,7 @@ def status_writes(report: MessageStatusReport) -> list[SideWrite]:
 
 async def record_message_status(store: MessageStore, report: MessageStatusReport) -> None:
     """Keep a status durably; a status already kept for that message changes nothing."""
-    await store._side_writes(status_writes(report))
+    await store._bulk_side_writes(status_writes(report))
 
 
 async def message_statuses(store: MessageStore, message_sid: str) -> list[tuple[Any, ...]]:

@@ -35,12 +35,13 @@ from consent_store.exceptions import (
     StoreUnavailable,
     opened,
 )
-from consent_store.group_commit import QueuedStore
+from consent_store.group_commit import QueuedStore, SideWrite
 from consent_store.opt_out_webhooks import OptOutWebhooksMixin
 from consent_store.queries import decision_filter
 from consent_store.sqlite.export import export_csv_chunks, fetchone_on
 from consent_store.sqlite.export_sql import RowDecoder, rows_sql
 from consent_store.sqlite.schema import HEAD_FILE_SINCE_VERSION, migrate
+from consent_store.sqlite.status_process import StatusWriterProcess
 from consent_store.sqlite.verify import verify_database
 from consent_store.sqlite.writer import (
     PRAGMAS,
@@ -92,6 +93,7 @@ class SQLiteStore(
         self._read_conn: aiosqlite.Connection | None = None
         self._quick_conn: sqlite3.Connection | None = None
         self._writer: SQLiteWriter | None = None
+        self._status_lane: StatusWriterProcess | None = None
 
     async def open(self) -> None:
         try:
@@ -124,8 +126,12 @@ class SQLiteStore(
             await writer.stop()
             raise
         self._writer = writer
+        self._status_lane = StatusWriterProcess(self.path)
 
     async def close(self) -> None:
+        if self._status_lane is not None:
+            await self._status_lane.stop()
+            self._status_lane = None
         if self._writer is not None:
             await self._writer.stop()
         if self._quick_conn is not None:
@@ -162,6 +168,11 @@ class SQLiteStore(
             return list(await self._reader.execute_fetchall(sql, params))
         except aiosqlite.Error as exc:
             raise StoreUnavailable(f"could not read the consent store: {exc}") from exc
+
+    async def _bulk_side_writes(self, writes: Sequence[SideWrite]) -> None:
+        """Status callbacks' inserts, committed by the status writer process (started at the
+        first), off this process's GIL: consent_store.sqlite.status_process."""
+        await opened(self._status_lane).write(writes)
 
     # -- settings ---------------------------------------------------------
 

@@ -17,16 +17,17 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from consent_store.bulk_inserts import merged_inserts
 from consent_store.chain import GENESIS_HASH, chain_event, text_sha256
 from consent_store.events import StoredEvent
-from consent_store.exceptions import ConflictingWrite, StoreUnavailable
-from consent_store.group_commit import Group, GroupCommitQueue, Outcome, SideWrite
+from consent_store.exceptions import StoreUnavailable
+from consent_store.group_commit import Group, GroupCommitQueue, Outcome
+from consent_store.sqlite.side_writes import side_writes_each, side_writes_group
+from consent_store.sqlite.status_process import open_lock, write_turn
 from consent_store.writing import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment, utc_now
 
 LOG = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class SQLiteWriter(GroupCommitQueue):
         self._head_file_written = 0.0
         self._head_file_seq = 0
         self._head_file_frozen = False
+        self._lock_fd: int | None = None
 
     async def _on_thread(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
@@ -103,6 +105,7 @@ class SQLiteWriter(GroupCommitQueue):
     def _open_sync(self) -> None:
         self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
+            self._lock_fd = open_lock(self._path)
             for pragma in PRAGMAS:
                 self._conn.execute(pragma)
             self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
@@ -144,6 +147,9 @@ class SQLiteWriter(GroupCommitQueue):
                 self._write_head_file()
             self._conn.close()
             self._conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     async def start(self) -> None:
         try:
@@ -203,12 +209,14 @@ class SQLiteWriter(GroupCommitQueue):
     def _commit_sync(self, batch: Group) -> list[Outcome]:
         head = (self._head_seq, self._head_hash)
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            # Another process (an `ivr` command beside the server) may have appended since: the
-            # head is re-read under the write lock, so the chain stays one line whoever writes.
-            self._load_head_sync()
-            results = self._write_sync(batch)
-            self._db.execute("COMMIT")
+            # The writers' turn (the status writer process takes it too: status_process.py).
+            with write_turn(self._lock_fd):
+                self._db.execute("BEGIN IMMEDIATE")
+                # Another process (an `ivr` command beside the server) may have appended since: the
+                # head is re-read under the write lock, so the chain stays one line whoever writes.
+                self._load_head_sync()
+                results = self._write_sync(batch)
+                self._db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):
                 self._db.execute("ROLLBACK")
@@ -234,45 +242,10 @@ class SQLiteWriter(GroupCommitQueue):
         except OSError as exc:
             LOG.warning("could not update the chain head file %s: %s", self._head_file, exc)
 
-    def _side_writes_sync(self, writes: Sequence[SideWrite]) -> Exception | None:
-        """Run one item's extra statements under a savepoint: all of them or none."""
-        if not writes:
-            return None
-        self._db.execute("SAVEPOINT item")
-        try:
-            for sql, params in writes:
-                self._db.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            self._db.execute("ROLLBACK TO item")
-            self._db.execute("RELEASE item")
-            return ConflictingWrite(str(exc))
-        self._db.execute("RELEASE item")
-        return None
-
-    def _side_writes_together_sync(self, batch: Group) -> list[Outcome] | None:
-        """A group of side writes alone (status callbacks, millions a day) under one savepoint:
-        the same statements in the same order as item by item, or as one multi-row INSERT per
-        table when that keeps the outcome (`bulk_inserts.merged_inserts`), without two more statements
-        per item; None (and nothing kept) if one fails, so each item is then run on its own."""
-        merged = merged_inserts([writes for _, writes in batch])
-        statements = merged if merged is not None else [write for _, writes in batch for write in writes]
-        self._db.execute("SAVEPOINT together")
-        try:
-            for sql, params in statements:
-                self._db.execute(sql, params)
-        except sqlite3.IntegrityError:
-            self._db.execute("ROLLBACK TO together")
-            self._db.execute("RELEASE together")
-            return None
-        self._db.execute("RELEASE together")
-        return [None] * len(batch)
-
     def _write_sync(self, batch: Group) -> list[Outcome]:
         events = [event for event, _ in batch if event is not None]
-        if not events and len(batch) > 1:
-            together = self._side_writes_together_sync(batch)
-            if together is not None:
-                return together
+        if not events:  # side writes alone (status callbacks): together if they can be
+            return list(side_writes_group(self._db, [writes for _, writes in batch]))
         existing = self._existing_sync(list({e.idempotency_key for e in events}))
         subjects = self._subjects_sync({e.phone for e in events if e.phone})
         results: list[Outcome] = []
@@ -283,7 +256,7 @@ class SQLiteWriter(GroupCommitQueue):
             if known is not None:
                 results.append(known)
                 continue
-            failure = self._side_writes_sync(side_writes)
+            failure = side_writes_each(self._db, side_writes)
             if failure is not None or event is None:
                 results.append(failure)
                 continue

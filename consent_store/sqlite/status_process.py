@@ -1,0 +1,269 @@
+"""The status lane: status callbacks (side writes alone, millions a day) committed by a process of their own.
+
+A status callback's two inserts need no chain head and no other write's outcome, so on SQLite
+they need not share the store's writer thread. In the server's process, that thread's work
+(binding the rows, and SQLite itself between the statements that release the GIL) takes the
+GIL from the event loop at every system call: the status webhook ran at a third of the bare
+floor's rate with the server's one core busy and the machine's second core idle
+(docs/performance.md). This child process owns a connection of its own to the same file and
+commits there, on the other core, with nothing to share with the event loop but a pipe.
+
+Parent to child (stdin), a frame: 4-byte big-endian length, then `marshal` of
+`[(item_id, [(sql, params), ...]), ...]`. Child to parent (stdout), one frame per transaction:
+`[(item_id, kind, text), ...]` (kind OK, CONFLICT: that item's statements clashed and none of
+them was kept, UNAVAILABLE: the transaction failed and nothing of it was kept). The child reads
+every frame waiting in the pipe and commits them in one transaction (one fsync) before it
+answers, so an acknowledged status is on disk. Both the child and the store's writer take the
+SQLite write lock with BEGIN IMMEDIATE; `fcntl.flock` on the lane's lock file hands the lock
+over between them in turn, so a flood of statuses never starves a caller's consent (the busy
+timeout alone would let the writer sleep and poll while the child commits back to back).
+
+When stdin closes, the child commits what it read and exits. If it dies, every status in
+flight gets StoreUnavailable (the webhook's 503: not known to be kept) and the next status
+starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import marshal
+import os
+import sqlite3
+import struct
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from consent_store.exceptions import ConflictingWrite, StoreUnavailable
+from consent_store.group_commit import SideWrite
+from consent_store.sqlite.side_writes import side_writes_group
+
+LOG = logging.getLogger(__name__)
+
+# The child runs `python -m` this module (not imported by the package, so runpy does not warn).
+CHILD_MODULE = "consent_store.sqlite.status_child"
+OK, CONFLICT, UNAVAILABLE = 0, 1, 2
+_LENGTH = struct.Struct(">I")
+# The most items one transaction of the child takes (one fsync for all of them).
+MAX_ITEMS = 2048
+# A frame longer than this is not one the parent sends: the child stops rather than allocate it.
+MAX_FRAME = 64 << 20
+STOP_SECONDS = 10.0
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file beside the database that orders the writers' transactions."""
+    return database.with_name(database.name + ".writelock")
+
+
+@contextlib.contextmanager
+def write_turn(lock_fd: int | None) -> Iterator[None]:
+    """Hold the writers' turn (an exclusive flock) around one write transaction."""
+    if lock_fd is None:
+        yield
+        return
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+
+def open_lock(database: Path) -> int:
+    """The lock file's descriptor (created readable by the owner only)."""
+    return os.open(lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
+
+
+# -- what both ends share ------------------------------------------------------
+
+
+def frames(buffer: bytearray) -> Iterator[Any]:
+    """Whole frames at the front of `buffer`, removed from it."""
+    while len(buffer) >= _LENGTH.size:
+        (length,) = _LENGTH.unpack_from(buffer)
+        if length > MAX_FRAME:
+            raise ValueError(f"a frame of {length} bytes")
+        if len(buffer) < _LENGTH.size + length:
+            return
+        payload = bytes(buffer[_LENGTH.size : _LENGTH.size + length])
+        del buffer[: _LENGTH.size + length]
+        yield marshal.loads(payload)
+
+
+def frame(payload: Any) -> bytes:
+    data = marshal.dumps(payload)
+    return _LENGTH.pack(len(data)) + data
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def commit_items(
+    conn: sqlite3.Connection, items: Sequence[tuple[int, Sequence[SideWrite]]], lock_fd: int | None
+) -> list[tuple[int, int, str]]:
+    """Commit these items' side writes in one transaction: each item's answer."""
+    try:
+        with write_turn(lock_fd):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes = side_writes_group(conn, [writes for _, writes in items])
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+    except sqlite3.Error as exc:
+        return [(item_id, UNAVAILABLE, f"could not write: {exc}") for item_id, _ in items]
+    return [
+        (item_id, OK, "") if outcome is None else (item_id, CONFLICT, str(outcome))
+        for (item_id, _), outcome in zip(items, outcomes, strict=True)
+    ]
+
+
+# -- the parent ---------------------------------------------------------------
+
+
+def _child_environment() -> dict[str, str]:
+    """The parent's environment, with this package's folder first on the child's import path
+    (the parent may run from a source tree that is not installed)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(part for part in (root, env.get("PYTHONPATH")) if part)
+    return env
+
+
+class StatusWriterProcess:
+    """The parent's end: `write(writes)` resolves once the child committed them (or raises)."""
+
+    def __init__(self, database: Path) -> None:
+        # Absolute: the parent may change its working directory before the child starts.
+        self._database = database.absolute()
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._starting: asyncio.Lock | None = None
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._outbox: list[tuple[int, Sequence[SideWrite]]] = []
+        self._flush_scheduled = False
+        self._next_id = 0
+        self.started = 0  # processes started, for tests and logs
+
+    def _running(self) -> asyncio.subprocess.Process | None:
+        process, reader = self._process, self._reader
+        if process is None or process.returncode is not None or reader is None or reader.done():
+            return None
+        return process
+
+    async def write(self, writes: Sequence[SideWrite]) -> None:
+        """Commit these statements in the child; StoreUnavailable or ConflictingWrite if not kept."""
+        process = self._running() or await self._start()
+        loop = asyncio.get_running_loop()
+        self._next_id += 1
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting[self._next_id] = future
+        self._outbox.append((self._next_id, list(writes)))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush, process)
+        await future
+
+    def _flush(self, process: asyncio.subprocess.Process) -> None:
+        """Everything written in this turn of the event loop, to the child in one frame."""
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, []
+        if not outbox:
+            return
+        if process is not self._running() or process.stdin is None or process.stdin.is_closing():
+            # It stopped since these were queued: no answer can come (its reader settled the rest).
+            self._fail([item_id for item_id, _ in outbox], "the status writer process is not running")
+            return
+        process.stdin.write(frame(outbox))
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            running = self._running()
+            if running is not None:
+                return running
+            if self._process is not None:
+                await self._reap(self._process)
+            try:
+                started = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    CHILD_MODULE,
+                    str(self._database),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    env=_child_environment(),
+                )
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot start the status writer process: {exc}") from exc
+            self.started += 1
+            if self.started > 1:
+                LOG.warning("status writer process restarted (%d so far)", self.started - 1)
+            self._process = started
+            self._reader = asyncio.create_task(self._read_answers(started), name="status-writer-answers")
+            return started
+
+    async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        buffer = bytearray()
+        try:
+            while chunk := await process.stdout.read(1 << 20):
+                buffer += chunk
+                for frame in frames(buffer):
+                    self._settle(frame)
+        except (OSError, ValueError) as exc:
+            LOG.error("status writer process: unreadable answer: %s", exc)
+        finally:
+            # Whatever is still waiting was not answered: not known to be kept.
+            self._fail(list(self._waiting), "the status writer process stopped before it answered")
+
+    def _settle(self, answers: list[tuple[int, int, str]]) -> None:
+        for item_id, kind, text in answers:
+            future = self._waiting.pop(item_id, None)
+            if future is None or future.done():
+                continue
+            if kind == OK:
+                future.set_result(None)
+            elif kind == CONFLICT:
+                future.set_exception(ConflictingWrite(text))
+            else:
+                future.set_exception(StoreUnavailable(text))
+
+    def _fail(self, item_ids: list[int], reason: str) -> None:
+        for item_id in item_ids:
+            future = self._waiting.pop(item_id, None)
+            if future is not None and not future.done():
+                future.set_exception(StoreUnavailable(reason))
+
+    async def _reap(self, process: asyncio.subprocess.Process) -> None:
+        if process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_SECONDS)
+        except TimeoutError:
+            LOG.error("status writer process did not stop in %.0f s: killed", STOP_SECONDS)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    async def stop(self) -> None:
+        """Let the child commit what it was sent, then stop it."""
+        process, reader = self._process, self._reader
+        if process is None:
+            return
+        if self._outbox:
+            self._flush(process)
+        self._process = self._reader = None
+        await self._reap(process)
+        if reader is not None:
+            await reader
