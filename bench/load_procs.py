@@ -52,6 +52,7 @@ class ProcSample:
     rss_kb: int
     hwm_kb: int
     threads: int
+    child_ticks: int = 0  # its live child processes' (the SQLite store's status writer process)
 
     @property
     def rss_mb(self) -> float:
@@ -61,6 +62,19 @@ class ProcSample:
 def _stat_ticks(path: Path) -> int:
     fields = path.read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _live_children_ticks(pid: int) -> int:
+    """CPU ticks of the process's live children (/proc/<pid>/stat of each whose parent it is)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def sample(pid: int) -> ProcSample:
@@ -75,12 +89,20 @@ def sample(pid: int) -> ProcSample:
         rss_kb=int(status["VmRSS"].split()[0]),
         hwm_kb=int(status["VmHWM"].split()[0]),
         threads=int(status["Threads"]),
+        child_ticks=_live_children_ticks(pid),
     )
 
 
-def cpu_percent(first: ProcSample, last: ProcSample, main_only: bool = False) -> float:
+def cpu_percent(
+    first: ProcSample, last: ProcSample, main_only: bool = False, children: bool = False
+) -> float:
+    """CPU over the interval, % of one core: the process's (its main thread's only), or with
+    `children` its live child processes' alone."""
     wall = last.at - first.at
-    ticks = (last.main_ticks - first.main_ticks) if main_only else (last.ticks - first.ticks)
+    if children:
+        ticks = last.child_ticks - first.child_ticks
+    else:
+        ticks = (last.main_ticks - first.main_ticks) if main_only else (last.ticks - first.ticks)
     return 100 * ticks / CLK_TCK / wall if wall > 0 else 0.0
 
 

@@ -128,7 +128,8 @@ def print_wrk(title: str, run: WrkRun) -> None:
         f" {int(f['requests']):,} requests, non-2xx/3xx {int(f['status_errors'])}, socket errors"
         f" {int(f['socket_errors'])}"
     )
-    print(f"  server CPU {run.server_cpu:.0f}% of one core; wrk CPU {run.wrk_cpu:.0f}%")
+    children = f" (and its child processes {run.child_cpu:.0f}%)" if run.child_cpu >= 0.5 else ""
+    print(f"  server CPU {run.server_cpu:.0f}% of one core{children}; wrk CPU {run.wrk_cpu:.0f}%")
     print()
 
 

@@ -63,6 +63,7 @@ class WrkRun:
     figures: dict[str, float]
     server_cpu: float
     wrk_cpu: float
+    child_cpu: float = 0.0  # the server's child processes (the status writer process)
 
     @property
     def rate(self) -> float:
@@ -104,6 +105,7 @@ def wrk_measured(server: Server, script: Path, url: str, connections: int, secon
     return WrkRun(
         figures=json.loads(line.split(" ", 1)[1]),
         server_cpu=cpu_percent(before, after),
+        child_cpu=cpu_percent(before, after, children=True),
         wrk_cpu=100 * wrk_cpu / (after.at - before.at),
     )
 

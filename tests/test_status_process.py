@@ -215,3 +215,18 @@ async def test_hostile_input_ends_the_child_with_one_line_and_writes_nothing(
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("status writer process: ")
     assert await count_message_statuses(store) == (0, 0)  # the valid item beside it rolled back
+
+
+async def test_an_interrupt_to_the_process_group_leaves_the_child_to_end_with_its_input(
+    store: SQLiteStore,
+) -> None:
+    """Ctrl-C reaches every process of the group: the child ignores it and keeps committing,
+    so the server can answer what is in flight before it closes the child's input."""
+    lane = lane_of(store)
+    await record_message_status(store, report(0))  # answered: past the child's signal set-up
+    pid = child_pid(lane)
+    os.kill(pid, 2)
+    os.kill(pid, 15)
+    await record_message_status(store, report(1))
+    assert child_pid(lane) == pid and lane.started == 1
+    assert await count_message_statuses(store) == (2, 2)

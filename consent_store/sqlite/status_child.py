@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,10 @@ def serve(database: Path, stdin: int = 0, stdout: int = 1) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
+    # Ctrl-C or a TERM to the server's process group reaches this child too: the server then
+    # closes its end once its statuses in flight are answered, and the end of input ends this.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if len(argv) != 1:
         print("usage: python -m consent_store.sqlite.status_child DATABASE", file=sys.stderr)
         return 2
