@@ -151,6 +151,7 @@ class StatusWriterProcess:
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._outbox: list[tuple[int, Sequence[SideWrite]]] = []
         self._flush_scheduled = False
+        self._in_flight = 0  # items sent to the child and not yet answered
         self._next_id = 0
         self.started = 0  # processes started, for tests and logs
 
@@ -168,13 +169,17 @@ class StatusWriterProcess:
         future: asyncio.Future[None] = loop.create_future()
         self._waiting[self._next_id] = future
         self._outbox.append((self._next_id, list(writes)))
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._in_flight:
             self._flush_scheduled = True
             loop.call_soon(self._flush, process)
         await future
 
     def _flush(self, process: asyncio.subprocess.Process) -> None:
-        """Everything written in this turn of the event loop, to the child in one frame."""
+        """Everything queued since the last frame, to the child in one frame.
+
+        One frame in flight at a time: what arrives while the child commits waits for its
+        answer and goes as the next frame (group commit: the busier, the larger the groups, and
+        one pipe write and one transaction a group, not one a turn of the event loop)."""
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, []
         if not outbox:
@@ -183,6 +188,7 @@ class StatusWriterProcess:
             # It stopped since these were queued: no answer can come (its reader settled the rest).
             self._fail([item_id for item_id, _ in outbox], "the status writer process is not running")
             return
+        self._in_flight += len(outbox)
         process.stdin.write(frame(outbox))
 
     async def _start(self) -> asyncio.subprocess.Process:
@@ -219,12 +225,17 @@ class StatusWriterProcess:
         try:
             while chunk := await process.stdout.read(1 << 20):
                 buffer += chunk
-                for frame in frames(buffer):
-                    self._settle(frame)
+                for answers in frames(buffer):
+                    self._settle(answers)
+                    self._in_flight -= len(answers)
+                if not self._in_flight and self._outbox and not self._flush_scheduled:
+                    self._flush(process)
         except (OSError, ValueError) as exc:
             LOG.error("status writer process: unreadable answer: %s", exc)
         finally:
             # Whatever is still waiting was not answered: not known to be kept.
+            self._in_flight = 0
+            self._outbox = []
             self._fail(list(self._waiting), "the status writer process stopped before it answered")
 
     def _settle(self, answers: list[tuple[int, int, str]]) -> None:
