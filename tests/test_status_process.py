@@ -115,6 +115,7 @@ async def test_a_killed_child_fails_what_it_held_and_the_next_status_starts_anot
     first = child_pid(lane)
     # Hold the writers' turn: the child cannot commit what it is sent next.
     lock = open_lock(store.path)
+    assert lock is not None
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         held = asyncio.ensure_future(record_message_status(store, report(1)))
@@ -137,6 +138,7 @@ async def test_the_child_and_the_writer_both_wait_for_the_writers_turn(store: SQ
     consent waiting on SQLite's busy timeout: while it is held elsewhere, neither commits."""
     await record_message_status(store, report(0))  # the child is running
     lock = open_lock(store.path)
+    assert lock is not None
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         status = asyncio.ensure_future(record_message_status(store, report(1)))
@@ -230,3 +232,17 @@ async def test_an_interrupt_to_the_process_group_leaves_the_child_to_end_with_it
     await record_message_status(store, report(1))
     assert child_pid(lane) == pid and lane.started == 1
     assert await count_message_statuses(store) == (2, 2)
+
+
+async def test_without_a_lock_file_both_writers_still_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the lock file cannot be created (here a folder stands in its way), the writers
+    fall back to SQLite's busy timeout: a warning, and nothing refused."""
+    path = tmp_path / "ivr.db"
+    lock_path(path).mkdir()
+    async with SQLiteStore(path) as store:
+        await add_business(store, "Lockless", ["+15550003333"], ["order updates"])
+        await asyncio.gather(*(record_message_status(store, report(n)) for n in range(20)))
+        assert await count_message_statuses(store) == (20, 20)
+    assert "no writers' lock file" in caplog.text

@@ -73,9 +73,17 @@ def write_turn(lock_fd: int | None) -> Iterator[None]:
         fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
 
-def open_lock(database: Path) -> int:
-    """The lock file's descriptor (created readable by the owner only)."""
-    return os.open(lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
+def open_lock(database: Path) -> int | None:
+    """The lock file's descriptor (created readable by the owner only), or None where it cannot
+    be created (a folder the service may not write to): the writers then take turns through
+    SQLite's busy timeout alone."""
+    try:
+        return os.open(lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        LOG.warning(
+            "no writers' lock file %s (%s): writers wait on SQLite's busy timeout", lock_path(database), exc
+        )
+        return None
 
 
 # -- what both ends share ------------------------------------------------------
