@@ -26,6 +26,7 @@ starts a new one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import logging
@@ -48,6 +49,8 @@ LOG = logging.getLogger(__name__)
 CHILD_MODULE = "consent_store.sqlite.status_child"
 OK, CONFLICT, UNAVAILABLE = 0, 1, 2
 _LENGTH = struct.Struct(">I")
+# Frames sent to the child and not yet answered, at most (see StatusWriterProcess._flush).
+FRAMES_IN_FLIGHT = 2
 # The most items one transaction of the child takes (one fsync for all of them).
 MAX_ITEMS = 2048
 # A frame longer than this is not one the parent sends: the child stops rather than allocate it.
@@ -159,7 +162,8 @@ class StatusWriterProcess:
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._outbox: list[tuple[int, Sequence[SideWrite]]] = []
         self._flush_scheduled = False
-        self._in_flight = 0  # items sent to the child and not yet answered
+        # The last item of each frame sent to the child and not yet answered, oldest first.
+        self._in_flight: collections.deque[int] = collections.deque()
         self._next_id = 0
         self.started = 0  # processes started, for tests and logs
 
@@ -177,7 +181,7 @@ class StatusWriterProcess:
         future: asyncio.Future[None] = loop.create_future()
         self._waiting[self._next_id] = future
         self._outbox.append((self._next_id, list(writes)))
-        if not self._flush_scheduled and not self._in_flight:
+        if not self._flush_scheduled and len(self._in_flight) < FRAMES_IN_FLIGHT:
             self._flush_scheduled = True
             loop.call_soon(self._flush, process)
         await future
@@ -185,9 +189,10 @@ class StatusWriterProcess:
     def _flush(self, process: asyncio.subprocess.Process) -> None:
         """Everything queued since the last frame, to the child in one frame.
 
-        One frame in flight at a time: what arrives while the child commits waits for its
-        answer and goes as the next frame (group commit: the busier, the larger the groups, and
-        one pipe write and one transaction a group, not one a turn of the event loop)."""
+        At most FRAMES_IN_FLIGHT frames unanswered: what arrives meanwhile waits for an answer and
+        goes as the next frame (group commit: the busier, the larger the groups, one pipe write
+        a group and not one a turn of the event loop), while the child always has the next
+        frame waiting when it finishes a commit."""
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, []
         if not outbox:
@@ -196,7 +201,7 @@ class StatusWriterProcess:
             # It stopped since these were queued: no answer can come (its reader settled the rest).
             self._fail([item_id for item_id, _ in outbox], "the status writer process is not running")
             return
-        self._in_flight += len(outbox)
+        self._in_flight.append(outbox[-1][0])
         process.stdin.write(frame(outbox))
 
     async def _start(self) -> asyncio.subprocess.Process:
@@ -235,14 +240,16 @@ class StatusWriterProcess:
                 buffer += chunk
                 for answers in frames(buffer):
                     self._settle(answers)
-                    self._in_flight -= len(answers)
-                if not self._in_flight and self._outbox and not self._flush_scheduled:
+                    answered = max(item_id for item_id, _, _ in answers)
+                    while self._in_flight and self._in_flight[0] <= answered:
+                        self._in_flight.popleft()
+                if len(self._in_flight) < FRAMES_IN_FLIGHT and self._outbox and not self._flush_scheduled:
                     self._flush(process)
         except (OSError, ValueError) as exc:
             LOG.error("status writer process: unreadable answer: %s", exc)
         finally:
             # Whatever is still waiting was not answered: not known to be kept.
-            self._in_flight = 0
+            self._in_flight.clear()
             self._outbox = []
             self._fail(list(self._waiting), "the status writer process stopped before it answered")
 
