@@ -64,7 +64,7 @@ def _stat_ticks(path: Path) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def _live_children_ticks(pid: int) -> int:
+def live_children_ticks(pid: int) -> int:
     """CPU ticks of the process's live children (/proc/<pid>/stat of each whose parent it is)."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -89,7 +89,7 @@ def sample(pid: int) -> ProcSample:
         rss_kb=int(status["VmRSS"].split()[0]),
         hwm_kb=int(status["VmHWM"].split()[0]),
         threads=int(status["Threads"]),
-        child_ticks=_live_children_ticks(pid),
+        child_ticks=live_children_ticks(pid),
     )
 
 
