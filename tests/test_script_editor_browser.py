@@ -1,18 +1,37 @@
 """A manager who is not a programmer changes what callers hear with the form, in Chromium: plain text
 with placeholders, the preview and the policy check as they type, a publish refused naming the box,
-the changes confirmed, and a call that hears the new words. Screenshots go to docs/images/."""
+the changes confirmed, and a call that hears the new words. Screenshots go to docs/images/.
+
+One real `ivr serve` runs for the module (`editor_site`), and each test edits a business of its own
+on it, so the tests stay independent in any order: the demo business for the screenshots the docs
+show, and for the others a copy of the demo (its message types, locales and Spanish names) under
+another name and number. A server per test cost a process start and a lint worker's each."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import expect
 
+from consent_store import open_store
+from ivr.businesses import (
+    DEMO_MESSAGE_TYPES,
+    DEMO_NAME,
+    DEMO_SPOKEN_NAMES,
+    add_business,
+    ensure_demo_business,
+)
 from tests.cli_runner import run_ivr
-from tests.live_server import SITE_PASSWORD
+from tests.live_server import SITE_PASSWORD, add_users, server, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +41,63 @@ OPENING = "Good news on WhatsApp: we can send you"
 OPT_OUT = "You can stop these WhatsApp messages at any time: call this number again and press [opt-out key]."
 
 
+@dataclass(frozen=True)
+class Bakery:
+    """A business one test edits: its name and its number."""
+
+    name: str
+    number: str
+
+
+THE_DEMO = Bakery(DEMO_NAME, DEMO)
+# The demo's copies, one per test that does not take the docs' screenshots (555-0100 to 555-0199 are
+# fictional numbers, as the demo's).
+DRAFTING = Bakery("Draft Bakery", "+15550100101")
+CHECKED_AT = {1100: Bakery("Wide Bakery", "+15550100102"), 390: Bakery("Narrow Bakery", "+15550100103")}
+KEYBOARD = Bakery("Keyboard Bakery", "+15550100104")
+
+
 def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`ivr ARGS` in this process (tests/cli_runner.py) on the site's database; `ivr serve` is the
     real process here."""
     return run_ivr(*args, env=env, drop=("IVR_", "TWILIO_"))
+
+
+async def _create_bakeries(database_url: str) -> None:
+    """The demo business as `ivr serve` makes it on its first run, then the copies; `ivr serve`
+    then starts on a store that has businesses and loads them all at start-up."""
+    async with open_store(database_url) as store:
+        assert await ensure_demo_business(store) is not None
+        for bakery in (DRAFTING, *CHECKED_AT.values(), KEYBOARD):
+            await add_business(
+                store,
+                bakery.name,
+                [bakery.number],
+                DEMO_MESSAGE_TYPES,
+                ("en-US", "es-ES"),
+                demo=True,
+                spoken_names=DEMO_SPOKEN_NAMES,
+            )
+
+
+@pytest.fixture(scope="module")
+def editor_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real `ivr serve` on a fresh SQLite file holding the demo and its copies, with one manager,
+    alice (SITE_PASSWORD): its base URL and the environment that reaches it."""
+    tmp = tmp_path_factory.mktemp("editor")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env["IVR_DATABASE_URL"] = f"sqlite:///{tmp / 'ivr.db'}"
+    with ThreadPoolExecutor(1) as thread:  # the browser's event loop may run in this one
+        thread.submit(asyncio.run, _create_bakeries(env["IVR_DATABASE_URL"])).result()
+    log = tmp / "serve.log"
+    with server(env, log) as (process, base):
+        wait_until_healthy(base, process, log)
+        add_users(env["IVR_DATABASE_URL"], {"alice": "manager"})  # as `ivr user add`, in this process
+        yield base, env
+
+
+def script_url(base: str, bakery: Bakery, locale: str, path: str = "/manage/script", **more: str) -> str:
+    return f"{base}{path}?{urlencode({'business': bakery.name, 'locale': locale, **more})}"
 
 
 def _sign_in(page: Any, base: str) -> None:
@@ -47,13 +119,14 @@ def _put_caret_after(page: Any, selector: str, words: str) -> None:
 
 
 def test_manager_edits_the_consent_prompt_in_the_form_and_callers_hear_it(
-    browser: Any, site: tuple[str, dict[str, str]]
+    browser: Any, editor_site: tuple[str, dict[str, str]]
 ) -> None:
-    base, env = site
+    """On the demo business: the docs' screenshots show it."""
+    base, env = editor_site
     IMAGES.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1100, "height": 1500})
     _sign_in(page, base)
-    page.get_by_role("link", name="en-US").click()
+    page.get_by_role("region", name=DEMO_NAME).get_by_role("link", name="en-US").click()
     consent = page.get_by_label("Consent prompt", exact=True)
     consent.wait_for()
     assert page.locator("#text").is_hidden()  # the TOML is behind the Advanced switch
@@ -160,12 +233,12 @@ def test_manager_edits_the_consent_prompt_in_the_form_and_callers_hear_it(
 
 
 def test_a_draft_is_saved_as_the_manager_types_and_rehearsal_plays_it(
-    browser: Any, site: tuple[str, dict[str, str]]
+    browser: Any, editor_site: tuple[str, dict[str, str]]
 ) -> None:
-    base, env = site
+    base, env = editor_site
     page = browser.new_page(viewport={"width": 1100, "height": 1400})
     _sign_in(page, base)
-    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=es-ES")
+    page.goto(script_url(base, DRAFTING, "es-ES"))
     page.get_by_label("Consent prompt", exact=True).wait_for()
     # The demo's Spanish prompt names its message types in Spanish; a manager renames one.
     names = page.get_by_label("“order updates” is said as")
@@ -180,9 +253,9 @@ def test_a_draft_is_saved_as_the_manager_types_and_rehearsal_plays_it(
     page.get_by_role("button", name="Rehearse this draft").click()
     page.wait_for_url(f"{base}/try?*")
     assert page.is_checked("#draft")
-    assert page.input_value("#to") == DEMO
+    assert page.input_value("#to") == DRAFTING.number
     page.close()
-    shown = ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "es-ES").stdout
+    shown = ivr(env, "script", "show", "--business", DRAFTING.name, "--locale", "es-ES").stdout
     assert "novedades" not in shown  # a draft: callers still hear the published version
 
 
@@ -207,14 +280,15 @@ def _wide(page: Any) -> int:
 
 @pytest.mark.parametrize("width", [1100, 390])
 def test_every_state_of_the_editor_passes_axe_core_and_fits_a_phone(
-    browser: Any, site: tuple[str, dict[str, str]], width: int
+    browser: Any, editor_site: tuple[str, dict[str, str]], width: int
 ) -> None:
     """The form, its problems beside the boxes, the TOML view with problems by line, the publish
     confirmation and the comparison: no serious or critical axe-core violation, and at 390 px
-    nothing scrolls sideways."""
+    nothing scrolls sideways. (At 390 px the docs' screenshot is of the demo's form, untouched.)"""
     from tests.page_walk import axe_source
 
-    base, _ = site
+    base, _ = editor_site
+    bakery = CHECKED_AT[width]
     source = axe_source()
     page = browser.new_page(viewport={"width": width, "height": 900})
     _sign_in(page, base)
@@ -225,12 +299,13 @@ def test_every_state_of_the_editor_passes_axe_core_and_fits_a_phone(
         if width == 390 and _wide(page) > 390:
             found[state].append(f"scrolls sideways: {_wide(page)} px wide")
 
-    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=es-ES")
-    consent = page.get_by_label("Consent prompt", exact=True)
-    check("form")
     if width == 390:
+        page.goto(script_url(base, THE_DEMO, "es-ES"))
         page.locator("#box-prompt-consent").evaluate("el => el.scrollIntoView({block: 'start'})")
         page.screenshot(path=str(IMAGES / "script-form-phone.png"))
+    page.goto(script_url(base, bakery, "es-ES"))
+    consent = page.get_by_label("Consent prompt", exact=True)
+    check("form")
     consent.fill(consent.input_value().replace("[opt-out key]", "[opt out llave]"))
     page.locator("#notes-prompt-consent li.error").first.wait_for()
     page.select_option("#key-repeat", "1")
@@ -239,7 +314,7 @@ def test_every_state_of_the_editor_passes_axe_core_and_fits_a_phone(
     page.get_by_label("Advanced: edit as TOML").check()
     page.locator("#toml-notes button.goto").first.wait_for()
     check("toml with problems")
-    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=en-US")
+    page.goto(script_url(base, bakery, "en-US"))
     consent = page.get_by_label("Consent prompt", exact=True)
     consent.fill(consent.input_value().replace("Hello,", "Good morning,"))
     page.locator("#said-consent", has_text="Good morning").wait_for()
@@ -249,18 +324,20 @@ def test_every_state_of_the_editor_passes_axe_core_and_fits_a_phone(
     page.get_by_role("dialog").get_by_role("button", name="Publish now").click()
     page.locator("#message", has_text="Published version 2").wait_for()
     check("after publishing")
-    page.goto(f"{base}/manage/script/compare?business=Demo%20Bakery&locale=en-US&a=1&b=2")
+    page.goto(script_url(base, bakery, "en-US", "/manage/script/compare", a="1", b="2"))
     check("compare")
     page.close()
     problems = [f"{state}: {p}" for state, ps in found.items() for p in ps]
     assert not problems, "\n".join(problems)
 
 
-def test_the_editor_works_with_the_keyboard_alone(browser: Any, site: tuple[str, dict[str, str]]) -> None:
-    base, env = site
+def test_the_editor_works_with_the_keyboard_alone(
+    browser: Any, editor_site: tuple[str, dict[str, str]]
+) -> None:
+    base, env = editor_site
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     _sign_in(page, base)
-    page.goto(f"{base}/manage/script?business=Demo%20Bakery&locale=en-US")
+    page.goto(script_url(base, KEYBOARD, "en-US"))
     page.focus("#prompt-goodbye")
     page.keyboard.press("Control+End")
     page.keyboard.type(" Thank you for calling")
@@ -270,7 +347,7 @@ def test_the_editor_works_with_the_keyboard_alone(browser: Any, site: tuple[str,
     assert page.evaluate("() => document.activeElement.id") == "prompt-goodbye"
     page.keyboard.type(".")
     assert page.input_value("#prompt-goodbye").endswith("Goodbye. Thank you for calling [business name].")
-    page.locator("#said-goodbye", has_text="Thank you for calling Demo Bakery.").wait_for()
+    page.locator("#said-goodbye", has_text=f"Thank you for calling {KEYBOARD.name}.").wait_for()
     page.focus("#advanced")
     page.keyboard.press("Space")
     assert page.locator("#text").is_visible() and "{{ business }}." in page.input_value("#text")
@@ -288,7 +365,7 @@ def test_the_editor_works_with_the_keyboard_alone(browser: Any, site: tuple[str,
     dialog.wait_for()
     page.keyboard.press("Enter")
     page.locator("#message", has_text="Published version 2").wait_for()
-    shown = ivr(env, "script", "show", "--business", "Demo Bakery", "--locale", "en-US").stdout
+    shown = ivr(env, "script", "show", "--business", KEYBOARD.name, "--locale", "en-US").stdout
     assert "Thank you for calling {{ business }}." in shown
     # Leaving with a change not yet saved asks first; once the draft is saved (a moment after
     # typing stops), it does not. (The page's beforeunload handler, as the browser calls it.)
