@@ -17,7 +17,16 @@ __all__ = ["world"]  # the fixture
 
 def test_every_page_passes_axe_core_as_every_role(browser: Any, world: World) -> None:  # noqa: F811
     source = axe_source()
-    seen, problems = walk(browser, world, lambda page, role, url: serious_violations(page, source))
+    loading_axe: list[Any] = []  # the browser contexts that load axe-core into every page themselves
+
+    def check(page: Any, role: str, url: str) -> list[str]:
+        # axe-core is 650 kB of script: sent to the browser once per role, not once per page.
+        if page.context not in loading_axe:
+            page.context.add_init_script(source)
+            loading_axe.append(page.context)
+        return serious_violations(page, source)
+
+    seen, problems = walk(browser, world, check)
     assert not problems, f"{len(problems)} serious or critical axe-core violation(s):\n" + "\n".join(problems)
     never = [path for path in get_routes() if not is_machine(path) and not seen.get(path)]
     assert not never, f"routes that answered no role with a page (give them a real query): {never}"
