@@ -158,6 +158,8 @@ class StatusWriterProcess:
         self._database = database.absolute()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        # The child while its answers are read: the one to send to (None: start one first).
+        self._live: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Lock | None = None
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._outbox: list[tuple[int, Sequence[SideWrite]]] = []
@@ -167,15 +169,9 @@ class StatusWriterProcess:
         self._next_id = 0
         self.started = 0  # processes started, for tests and logs
 
-    def _running(self) -> asyncio.subprocess.Process | None:
-        process, reader = self._process, self._reader
-        if process is None or process.returncode is not None or reader is None or reader.done():
-            return None
-        return process
-
     async def write(self, writes: Sequence[SideWrite]) -> None:
         """Commit these statements in the child; StoreUnavailable or ConflictingWrite if not kept."""
-        process = self._running() or await self._start()
+        process = self._live or await self._start()
         loop = asyncio.get_running_loop()
         self._next_id += 1
         future: asyncio.Future[None] = loop.create_future()
@@ -197,7 +193,7 @@ class StatusWriterProcess:
         outbox, self._outbox = self._outbox, []
         if not outbox:
             return
-        if process is not self._running() or process.stdin is None or process.stdin.is_closing():
+        if process is not self._live or process.stdin is None or process.stdin.is_closing():
             # It stopped since these were queued: no answer can come (its reader settled the rest).
             self._fail([item_id for item_id, _ in outbox], "the status writer process is not running")
             return
@@ -208,9 +204,8 @@ class StatusWriterProcess:
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
-            running = self._running()
-            if running is not None:
-                return running
+            if self._live is not None:
+                return self._live
             if self._process is not None:
                 await self._reap(self._process)
             try:
@@ -228,7 +223,7 @@ class StatusWriterProcess:
             self.started += 1
             if self.started > 1:
                 LOG.warning("status writer process restarted (%d so far)", self.started - 1)
-            self._process = started
+            self._process = self._live = started
             self._reader = asyncio.create_task(self._read_answers(started), name="status-writer-answers")
             return started
 
@@ -249,6 +244,8 @@ class StatusWriterProcess:
             LOG.error("status writer process: unreadable answer: %s", exc)
         finally:
             # Whatever is still waiting was not answered: not known to be kept.
+            if self._live is process:
+                self._live = None
             self._in_flight.clear()
             self._outbox = []
             self._fail(list(self._waiting), "the status writer process stopped before it answered")
@@ -289,7 +286,7 @@ class StatusWriterProcess:
             return
         if self._outbox:
             self._flush(process)
-        self._process = self._reader = None
+        self._process = self._reader = self._live = None
         await self._reap(process)
         if reader is not None:
             await reader

@@ -19,7 +19,6 @@ retries only when the URL's connection overrides ask for it, e.g. `#rc=3&rp=5xx`
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 
@@ -78,8 +77,10 @@ def _address(value: str) -> tuple[MessageChannel, str]:
     return "sms", value
 
 
-def parse_status(form: dict[str, str], received_at: str) -> MessageStatusReport | str:
-    """The callback's report, or what is wrong with it (one sentence)."""
+def parse_status(
+    form: dict[str, str], received_at: str, business: str | None = None
+) -> MessageStatusReport | str:
+    """The callback's report (kept for `business`), or what is wrong with it (one sentence)."""
     sid, status = form.get("MessageSid") or "", form.get("MessageStatus") or ""
     to, sender = form.get("To") or "", form.get("From") or ""
     if not sid or not status or not to or not sender:
@@ -111,6 +112,7 @@ def parse_status(form: dict[str, str], received_at: str) -> MessageStatusReport 
         received_at=received_at,
         error_code=int(code) if code else None,
         account_sid=account_sid,
+        business=business,
     )
 
 
@@ -165,26 +167,28 @@ def _route_path(scope: Scope) -> str:
 
 async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tuple[int, str]:
     """Keep one signed callback: its answer's status and text (204: kept, or already)."""
-    parsed = parse_status(form, received_at)
-    if isinstance(parsed, str):
-        return 400, f"Bad request: {parsed}"
+    # The sender's business, looked up before the checks so the report is built once (a
+    # malformed From finds none, and the checks below refuse it).
+    channel, sender = _address(form.get("From") or "")
     business = None
-    if parsed.channel == "whatsapp":  # a WhatsApp sender of the business (--whatsapp-number) first
-        business = await runtime.catalog.business_for_whatsapp_sender(parsed.from_number)
+    if channel == "whatsapp":  # a WhatsApp sender of the business (--whatsapp-number) first
+        business = await runtime.catalog.business_for_whatsapp_sender(sender)
     if business is None:
-        business = await runtime.catalog.business_for_number(parsed.from_number)
+        business = await runtime.catalog.business_for_number(sender)
+    report = parse_status(form, received_at, business.name if business is not None else None)
+    if isinstance(report, str):
+        return 400, f"Bad request: {report}"
     if business is None:
         LOG.info(
             "status %s of message %s from %s, not a business's number: kept without a business",
-            parsed.status,
-            parsed.message_sid,
-            masked(parsed.from_number),
+            report.status,
+            report.message_sid,
+            masked(report.from_number),
         )
-    report = dataclasses.replace(parsed, business=business.name if business is not None else None)
     try:
         await record_message_status(runtime.store, report)
     except StoreError as exc:
-        LOG.error("could not keep status %s of message %s: %s", parsed.status, parsed.message_sid, exc)
+        LOG.error("could not keep status %s of message %s: %s", report.status, report.message_sid, exc)
         return 503, "Service unavailable: status not stored."
     return 204, ""
 
