@@ -23,6 +23,7 @@ import httpx
 from consent_store import ConsentStore, StoreError
 from consent_store.events import OptOutNotice, OptOutWebhook
 from ivr.background import running_task
+from ivr.outbound_tls import tls_context
 
 LOG = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ async def running_notifier(
     store: ConsentStore, retry_base_seconds: float, secret_key: str
 ) -> AsyncIterator[None]:
     """Run the notifier for the life of the app."""
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=tls_context()) as client:
         async with running_task(
             OptOutNotifier(store, client, retry_base_seconds, secret_key).run(), "opt-out-webhooks"
         ):

@@ -27,6 +27,7 @@ from consent_store.events import FoundBy, RecordingArchived, RecordingToFetch, S
 from consent_store.url import parse_database_url
 from consent_store.writing import utc_now
 from ivr.background import running_task
+from ivr.outbound_tls import tls_context
 from ivr.recordings.archive import RecordingArchive, is_local, open_archive
 from ivr.recordings.exceptions import FetchError, NoCredentials, RecordingError
 from ivr.recordings.twilio_media import TIMEOUT, TwilioCredentials, fetch_media
@@ -254,7 +255,7 @@ async def running_fetcher(
     limits = httpx.Limits(
         max_connections=CONCURRENT_FETCHES * 2, max_keepalive_connections=CONCURRENT_FETCHES
     )
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with httpx.AsyncClient(limits=limits, verify=tls_context()) as client:
         fetcher = RecordingFetcher(
             ArchiveDeps(store, archive, client, credentials), settings.webhook_retry_seconds
         )

@@ -33,6 +33,7 @@ from consent_store.recording_holds import (
     subject_of,
 )
 from consent_store.writing import utc_iso
+from ivr.outbound_tls import tls_context
 from ivr.recordings.archive import RecordingArchive
 from ivr.recordings.exceptions import DeletionNotConfigured as DeletionNotConfigured
 from ivr.recordings.twilio_media import TwilioCredentials
@@ -54,7 +55,7 @@ async def twilio_for_deletion(
     credentials = TwilioCredentials.from_settings(settings)
     if not credentials.configured:
         raise DeletionNotConfigured()
-    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT, verify=tls_context()) as client:
         yield client, credentials
 
 

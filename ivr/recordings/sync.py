@@ -28,6 +28,7 @@ from consent_store.recording_gaps import calls_to_reconcile
 from consent_store.recording_holds import record_recording_check
 from consent_store.writing import utc_iso
 from ivr.background import running_task
+from ivr.outbound_tls import tls_context
 from ivr.recordings.archive import RecordingArchive
 from ivr.recordings.exceptions import NoCredentials, RecordingError
 from ivr.recordings.fetch import ArchiveDeps, archive_recording
@@ -147,7 +148,7 @@ async def reconcile(
 async def reconciliation_deps(
     store: ConsentStore, settings: Settings, archive: RecordingArchive
 ) -> AsyncIterator[ArchiveDeps]:
-    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT, verify=tls_context()) as client:
         yield ArchiveDeps(store, archive, client, TwilioCredentials.from_settings(settings))
 
 
