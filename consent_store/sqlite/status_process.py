@@ -64,16 +64,23 @@ def lock_path(database: Path) -> Path:
 
 
 @contextlib.contextmanager
-def write_turn(lock_fd: int | None) -> Iterator[None]:
-    """Hold the writers' turn (an exclusive flock) around one write transaction."""
-    if lock_fd is None:
-        yield
-        return
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+def write_transaction(conn: sqlite3.Connection, lock_fd: int | None) -> Iterator[None]:
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error) inside the
+    writers' turn: an exclusive flock on the lock file, when there is one."""
+    if lock_fd is not None:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
     try:
-        yield
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
     finally:
-        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        if lock_fd is not None:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
 
 def open_lock(database: Path) -> int | None:
@@ -121,15 +128,8 @@ def commit_items(
 ) -> list[tuple[int, int, str]]:
     """Commit these items' side writes in one transaction: each item's answer."""
     try:
-        with write_turn(lock_fd):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                outcomes = side_writes_group(conn, [writes for _, writes in items])
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+        with write_transaction(conn, lock_fd):
+            outcomes = side_writes_group(conn, [writes for _, writes in items])
     except sqlite3.Error as exc:
         return [(item_id, UNAVAILABLE, f"could not write: {exc}") for item_id, _ in items]
     return [

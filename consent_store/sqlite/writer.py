@@ -27,7 +27,7 @@ from consent_store.events import StoredEvent
 from consent_store.exceptions import StoreUnavailable
 from consent_store.group_commit import Group, GroupCommitQueue, Outcome
 from consent_store.sqlite.side_writes import side_writes_each, side_writes_group
-from consent_store.sqlite.status_process import open_lock, write_turn
+from consent_store.sqlite.status_process import open_lock, write_transaction
 from consent_store.writing import CHECKPOINT_EVERY, MAX_BATCH, subject_commitment, utc_now
 
 LOG = logging.getLogger(__name__)
@@ -209,17 +209,13 @@ class SQLiteWriter(GroupCommitQueue):
     def _commit_sync(self, batch: Group) -> list[Outcome]:
         head = (self._head_seq, self._head_hash)
         try:
-            # The writers' turn (the status writer process takes it too: status_process.py).
-            with write_turn(self._lock_fd):
-                self._db.execute("BEGIN IMMEDIATE")
+            # In the writers' turn (the status writer process takes it too: status_process.py).
+            with write_transaction(self._db, self._lock_fd):
                 # Another process (an `ivr` command beside the server) may have appended since: the
                 # head is re-read under the write lock, so the chain stays one line whoever writes.
                 self._load_head_sync()
                 results = self._write_sync(batch)
-                self._db.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(Exception):
-                self._db.execute("ROLLBACK")
             self._head_seq, self._head_hash = head
             with contextlib.suppress(Exception):
                 self._load_head_sync()
