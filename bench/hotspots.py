@@ -37,7 +37,9 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
-from consent_store import ConsentDecision, SQLiteStore, text_sha256
+from bench.load_wrk import voice_params
+from bench.workload import opt_in_decision
+from consent_store import SQLiteStore
 from ivr.businesses import add_business
 from ivr.twilio.call_flow import CallContext, LoadedScript, confirmation, start_call
 from voice_scripts import parse_script
@@ -46,17 +48,7 @@ NUMBER = "+15550199001"
 PHONE = "+14155550100"
 TOKEN = "0123456789abcdef0123456789abcdef"
 URL = "http://127.0.0.1:8000/twilio/voice"
-PARAMS = {
-    "AccountSid": "AC" + "0" * 32,
-    "ApiVersion": "2010-04-01",
-    "CallSid": "CA" + "f" * 32,
-    "CallStatus": "ringing",
-    "Direction": "inbound",
-    "From": PHONE,
-    "To": NUMBER,
-    "Caller": PHONE,
-    "Called": NUMBER,
-}
+PARAMS = voice_params(PHONE, NUMBER)
 
 
 def timed(work: Callable[[], Any], number: int, repeat: int) -> float:
@@ -177,20 +169,7 @@ async def run(number: int, repeat: int) -> None:
 
         async def decide() -> None:
             n = next(counter)
-            await store.record_decision(
-                ConsentDecision(
-                    call_sid=f"CA{n:032x}",
-                    phone=PHONE,
-                    business=business.name,
-                    action="opt_in",
-                    message_types=business.message_types,
-                    digits="1",
-                    locale="en-US",
-                    script_version=1,
-                    script_sha256=text_sha256("x"),
-                    spoken_text="x",
-                )
-            )
+            await store.record_decision(opt_in_decision(business, f"CA{n:032x}", PHONE, "x"))
 
         line(
             "record_decision alone (one event per COMMIT, fsync)",

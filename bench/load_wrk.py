@@ -31,20 +31,25 @@ end
 """
 
 
-def voice_request(base_url: str, token: str, to: str) -> tuple[str, str, str]:
-    """(url, form body, X-Twilio-Signature) of one voice webhook post with a fixed CallSid."""
-    url = f"{base_url}/twilio/voice"
-    params = {
+def voice_params(phone: str, to: str) -> dict[str, str]:
+    """The form of a voice webhook post: `phone` ringing `to`, with a fixed CallSid."""
+    return {
         "AccountSid": "AC" + "0" * 32,
         "ApiVersion": "2010-04-01",
         "CallSid": "CA" + "f" * 32,
         "CallStatus": "ringing",
         "Direction": "inbound",
-        "From": "+14155550100",
+        "From": phone,
         "To": to,
-        "Caller": "+14155550100",
+        "Caller": phone,
         "Called": to,
     }
+
+
+def voice_request(base_url: str, token: str, to: str) -> tuple[str, str, str]:
+    """(url, form body, X-Twilio-Signature) of one voice webhook post with a fixed CallSid."""
+    url = f"{base_url}/twilio/voice"
+    params = voice_params("+14155550100", to)
     return url, urlencode(params), RequestValidator(token).compute_signature(url, params)
 
 

@@ -23,25 +23,16 @@ from collections.abc import Sequence
 from multiprocessing.queues import Queue
 from pathlib import Path
 
-from consent_store import Business, ConsentDecision, open_store, text_sha256
+from bench.workload import opt_in_decision
+from consent_store import Business, ConsentDecision, open_store
 
 ACME = Business("Acme Parcels", ("+15550001111",), ("delivery updates",), ("en-US",))
 SPOKEN = "Acme Parcels would like to send you delivery updates over WhatsApp. Press 1 to opt in. " * 3
 
 
 def _decision(process: int, n: int) -> ConsentDecision:
-    return ConsentDecision(
-        call_sid=f"CA{process:04d}{n:028d}",
-        phone=f"+1415{(process * 7_000_000 + n) % 10_000_000:07d}",
-        business=ACME.name,
-        action="opt_in",
-        message_types=ACME.message_types,
-        digits="1",
-        locale="en-US",
-        script_version=1,
-        script_sha256=text_sha256(SPOKEN),
-        spoken_text=SPOKEN,
-    )
+    phone = f"+1415{(process * 7_000_000 + n) % 10_000_000:07d}"
+    return opt_in_decision(ACME, f"CA{process:04d}{n:028d}", phone, SPOKEN)
 
 
 async def _append_for(url: str, process: int, start_at: float, seconds: float, tasks: int) -> int:

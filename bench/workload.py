@@ -174,3 +174,20 @@ class Workload:
 
     def decisions(self, n: int) -> list[ConsentDecision]:
         return [self.decision() for _ in range(n)]
+
+
+def opt_in_decision(business: Business, call_sid: str, phone: str, spoken: str) -> ConsentDecision:
+    """The same decision every time but for the call: key 1, opting in to every message type of
+    `business` after hearing `spoken` (its en-US script, version 1)."""
+    return ConsentDecision(
+        call_sid=call_sid,
+        phone=phone,
+        business=business.name,
+        action="opt_in",
+        message_types=business.message_types,
+        digits="1",
+        locale="en-US",
+        script_version=1,
+        script_sha256=text_sha256(spoken),
+        spoken_text=spoken,
+    )
