@@ -32,7 +32,7 @@ from pathlib import Path
 from bench.export_store import append_recordings, describe_store
 from bench.fill import fill_store
 from bench.machine import cpu_model
-from bench.options import positive_int
+from bench.options import add_count, add_seed_and_dir
 from bench.workload import BUSINESSES
 
 TARGET_CSV_ROWS_PER_S = 200_000
@@ -62,9 +62,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="rows/s and peak RSS of `ivr export` in each format over a filled store, "
         "with a raw sqlite3 + csv.writer baseline, in one run.",
     )
-    parser.add_argument(
-        "--decisions", type=positive_int, default=1_000_000, help="decisions in the store (default 1000000)"
-    )
+    add_count(parser, "--decisions", 1_000_000, "decisions in the store")
     parser.add_argument(
         "--no-recordings",
         action="store_true",
@@ -74,10 +72,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--formats", default=",".join(FORMATS), help=f"comma-separated (default {','.join(FORMATS)})"
     )
     parser.add_argument("--skip-verify", action="store_true", help="do not time `ivr verify --export`")
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="where the temporary files go (default: system temp)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the generated calls (default 1)")
+    add_seed_and_dir(parser, "files")
     parser.add_argument(
         "--store", type=Path, help="export this existing SQLite database instead of filling a new one"
     )

@@ -54,7 +54,7 @@ from bench.load_report import (
     print_wrk,
 )
 from bench.load_wrk import run_wrk
-from bench.options import positive_float, positive_int
+from bench.options import add_count, positive_float, positive_int
 
 BUSINESS = "Bench Bakery"
 NUMBER = "+15550199001"
@@ -71,12 +71,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "server CPU and RSS), against a bare-Starlette floor, and wrk on the voice webhook, in one run.",
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--concurrency",
-        type=positive_int,
-        default=TARGET_CONCURRENCY,
-        help="calls in progress at once (default 50)",
-    )
+    add_count(mode, "--concurrency", TARGET_CONCURRENCY, "calls in progress at once")
     mode.add_argument("--rate", type=positive_float, default=None, help="new calls per second (open loop)")
     parser.add_argument("--calls", type=positive_int, default=None, help="measured calls (default 2000)")
     parser.add_argument(
@@ -94,15 +89,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="lean",
         help="load generator: lean asyncio client (default) or ivr.twilio.emulator.TwilioEmulator over httpx",
     )
-    parser.add_argument(
-        "--wrk-seconds", type=positive_int, default=10, help="duration of each wrk run (default 10)"
-    )
-    parser.add_argument(
-        "--wrk-connections",
-        type=positive_int,
-        default=TARGET_CONCURRENCY,
-        help="wrk connections (default 50)",
-    )
+    add_count(parser, "--wrk-seconds", 10, "duration of each wrk run")
+    add_count(parser, "--wrk-connections", TARGET_CONCURRENCY, "wrk connections")
     parser.add_argument("--skip-wrk", action="store_true", help="leave out the wrk runs")
     parser.add_argument("--skip-baseline", action="store_true", help="leave out the bare-Starlette floor")
     parser.add_argument(
@@ -112,12 +100,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="N",
         help="only the RSS soak: N whole calls, the server's RSS every --rss-every calls",
     )
-    parser.add_argument(
-        "--rss-every", type=positive_int, default=10_000, help="soak reading interval (default 10000)"
-    )
-    parser.add_argument(
-        "--soak-seconds", type=positive_float, default=600, help="time limit of the soak (default 600)"
-    )
+    add_count(parser, "--rss-every", 10_000, "soak reading interval")
+    add_count(parser, "--soak-seconds", 600, "time limit of the soak", kind=positive_float)
     parser.add_argument(
         "--py-spy",
         type=Path,

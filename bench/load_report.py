@@ -6,7 +6,6 @@ Printing only: never starts a process or changes a figure. The targets (issue 8)
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from bench.load_client import WEBHOOKS
 from bench.load_procs import ClientRun, cpu_percent
 from bench.load_wrk import WrkRun
-from bench.machine import cpu_model
+from bench.machine import machine_line
 
 TARGET_P99_MS = 25.0
 TARGET_DECISION_P99_MS = 40.0
@@ -33,10 +32,8 @@ def print_machine(args: argparse.Namespace, directory: Path) -> None:
     import starlette
     import uvicorn
 
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     print("load benchmark: whole signed calls against `ivr serve`, and a bare-Starlette floor")
-    print(f"machine:  {cores} cores ({usable} usable), {cpu_model()}, {platform.platform()}")
+    print(machine_line())
     print(
         f"software: Python {platform.python_version()}, uvicorn {uvicorn.__version__}, "
         f"starlette {starlette.__version__}, wrk {'yes' if shutil.which('wrk') else 'not installed'}"

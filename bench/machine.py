@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from pathlib import Path
 
@@ -14,3 +15,10 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def machine_line() -> str:
+    """`machine:  N cores (M usable), <CPU model>, <platform>`: the line a benchmark's report opens with."""
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return f"machine:  {cores} cores ({usable} usable), {cpu_model()}, {platform.platform()}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
-import os
 import platform
 import sqlite3
 import sys
@@ -21,8 +20,8 @@ from pathlib import Path
 import aiosqlite
 
 from bench.fill import fill_store
-from bench.machine import cpu_model
-from bench.options import positive_int
+from bench.machine import machine_line
+from bench.options import add_count, add_seed_and_dir
 from bench.workload import BUSINESSES, Workload, add_businesses
 from consent_store import ConsentDecision, SQLiteStore, canonical_json, event_hash
 
@@ -76,22 +75,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Durable decisions/s through SQLiteStore (group commit vs one commit per event), "
         "verify() events/s, and the raw SQLite commit rate of the disk, in one run.",
     )
-    parser.add_argument(
-        "--events", type=positive_int, default=20_000, help="decisions per concurrency level (default 20000)"
-    )
-    parser.add_argument(
+    add_count(parser, "--events", 20_000, "decisions per concurrency level")
+    add_count(
+        parser,
         "--per-event-events",
-        type=positive_int,
-        default=3_000,
+        3_000,
+        "at most this many decisions for the one-commit-per-event runs",
         metavar="N",
-        help="at most this many decisions for the one-commit-per-event runs (default 3000)",
     )
-    parser.add_argument(
-        "--verify-events",
-        type=positive_int,
-        default=1_000_000,
-        metavar="N",
-        help="events in the store whose verify() is timed (default 1000000)",
+    add_count(
+        parser, "--verify-events", 1_000_000, "events in the store whose verify() is timed", metavar="N"
     )
     parser.add_argument(
         "--levels",
@@ -100,10 +93,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="concurrent writers, comma-separated (default 1,10,50,200)",
     )
     parser.add_argument("--skip-verify", action="store_true", help="skip the verify benchmark")
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="where the temporary databases go (default: system temp)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the generated calls (default 1)")
+    add_seed_and_dir(parser, "databases")
     return parser.parse_args(list(argv))
 
 
@@ -116,10 +106,8 @@ def _default_max_batch() -> int:
 
 
 def print_machine(directory: Path) -> None:
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     print("consent store benchmark")
-    print(f"machine:  {cores} cores ({usable} usable), {cpu_model()}, {platform.platform()}")
+    print(machine_line())
     print(
         f"software: Python {platform.python_version()} ({platform.python_implementation()}), "
         f"SQLite {sqlite3.sqlite_version}, aiosqlite {aiosqlite.__version__}"
