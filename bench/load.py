@@ -152,15 +152,15 @@ def server_env(directory: Path, token: str) -> dict[str, str]:
     return env
 
 
+def run_ivr(env: dict[str, str], *args: str, timeout: float | None = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m ivr ARGS` with `env` (see server_env), its output captured; the caller reads its exit."""
+    command = [sys.executable, "-m", "ivr", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def add_business(env: dict[str, str]) -> None:
-    command = [sys.executable, "-m", "ivr", "business", "add", "--name", BUSINESS, "--number", NUMBER]
-    done = subprocess.run(
-        [*command, "--message-type", MESSAGE_TYPE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_ivr(
+        env, "business", "add", "--name", BUSINESS, "--number", NUMBER, "--message-type", MESSAGE_TYPE
     )
     if done.returncode != 0:
         raise BenchError(f"ivr business add failed: {done.stderr.strip()}")

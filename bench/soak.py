@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import add_business, server_env
+from bench.load import add_business, run_ivr, server_env
 from bench.load_procs import free_port, sample, serve
 from ivr.twilio.emulator import HANG_UP, EmulatorError, TwilioEmulator
 
@@ -90,17 +89,6 @@ class Soak:
             await self.one_call(caller)
 
 
-def ivr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ivr", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
 async def drive(
     args: argparse.Namespace, base: str, token: str, pid: int
 ) -> tuple[Soak, list[tuple[float, float]]]:
@@ -133,8 +121,9 @@ def main(argv: Sequence[str]) -> int:
         with serve("ivr serve", command, env, directory / "serve.log", port) as server:
             soak, rss = asyncio.run(drive(args, f"http://127.0.0.1:{port}", token, server.pid))
             rss.append((args.minutes * 60, sample(server.pid).rss_kb / 1024))
-        verified = ivr(env, "verify")
-        exported = [json.loads(line) for line in ivr(env, "export", "--format", "jsonl").stdout.splitlines()]
+        verified = run_ivr(env, "verify", timeout=600)
+        export = run_ivr(env, "export", "--format", "jsonl", timeout=600)
+        exported = [json.loads(line) for line in export.stdout.splitlines()]
     sids = Counter(row["call_sid"] for row in exported)
     lost = [sid for sid in soak.confirmed if sid not in sids]
     duplicated = [sid for sid, count in sids.items() if count > 1]
