@@ -1,23 +1,32 @@
 """Errors raised by the consent store; each names the bad value and what to do.
 
-An error that names values is a dataclass: its fields are those values, kept as attributes
-for the caller, and its `template` words the message from them (`str.format` over the
-fields), so each error is declared once, here.
+Every error is a dataclass (made one by StoreError, so each is declared in a few lines, here):
+its fields are the values it names, kept as attributes for the caller, and its `template`
+words the message from them (`str.format` over the fields).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
 if TYPE_CHECKING:
     from consent_store.events import VerifyResult
 
 
+@dataclass_transform(eq_default=False)
 class StoreError(Exception):
-    """Base class for every consent-store error."""
+    """Base class for every consent-store error; raised itself with a message (as any exception).
+
+    A subclass is made a dataclass of the fields it declares (compared by identity, shown as an
+    exception is: `Name('message')`), and its message is its `template` filled in with them.
+    """
 
     template: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(eq=False, repr=False)(cls)
 
     def __post_init__(self) -> None:
         super().__init__(self.message())
@@ -27,14 +36,12 @@ class StoreError(Exception):
         return self.template.format_map(vars(self))
 
 
-@dataclass(eq=False, repr=False)
 class BadDatabaseURL(StoreError):
     template = "Database URL {url!r} is not usable: {reason}"
     url: str
     reason: str
 
 
-@dataclass(eq=False, repr=False)
 class DatabaseMissing(StoreError):
     template = (
         "There is no database at {path}: run this where it is, or set IVR_DATABASE_URL "
@@ -45,6 +52,9 @@ class DatabaseMissing(StoreError):
 
 class StoreUnavailable(StoreError):
     """The database could not be reached or written; nothing was recorded."""
+
+    template = "{reason}"
+    reason: str
 
 
 Resource = TypeVar("Resource")
@@ -58,7 +68,6 @@ def opened(resource: Resource | None) -> Resource:
     return resource
 
 
-@dataclass(eq=False, repr=False)
 class SchemaTooNew(StoreError):
     template = (
         "Database schema version {found} is newer than this program supports "
@@ -68,26 +77,22 @@ class SchemaTooNew(StoreError):
     supported: int
 
 
-@dataclass(eq=False, repr=False)
 class UnknownBusiness(StoreError):
     template = "No business named {name!r}; list them with 'ivr business list'."
     name: str
 
 
-@dataclass(eq=False, repr=False)
 class BusinessExists(StoreError):
     template = "A business named {name!r} already exists."
     name: str
 
 
-@dataclass(eq=False, repr=False)
 class NumberTaken(StoreError):
     template = "Number {number} already belongs to business {business!r}."
     number: str
     business: str
 
 
-@dataclass(eq=False, repr=False)
 class ScriptNotFound(StoreError):
     business: str
     locale: str
@@ -101,12 +106,17 @@ class ScriptNotFound(StoreError):
 class AppendOnlyViolation(StoreError):
     """Someone tried to change or remove a consent event."""
 
+    template = "{reason}"
+    reason: str
+
 
 class ConflictingWrite(StoreError):
     """A write clashed with data written meanwhile (a name or number taken)."""
 
+    template = "{reason}"
+    reason: str
 
-@dataclass(eq=False, repr=False)
+
 class WithheldCaller(StoreError):
     """A record was asked for a caller whose number is withheld (a Twilio placeholder)."""
 
@@ -114,7 +124,6 @@ class WithheldCaller(StoreError):
     phone: str
 
 
-@dataclass(eq=False, repr=False)
 class BusinessChangeRefused(StoreError):
     """A change that would leave a business unusable or clash with what is there; nothing changed."""
 
@@ -126,19 +135,16 @@ class BusinessChangeRefused(StoreError):
 # -- users and API tokens (consent_store.access) ---------------------------------
 
 
-@dataclass(eq=False, repr=False)
 class UserExists(StoreError):
     template = "A user named {name!r} already exists."
     name: str
 
 
-@dataclass(eq=False, repr=False)
 class TokenExists(StoreError):
     template = "A live API token named {name!r} exists; revoke it first."
     name: str
 
 
-@dataclass(eq=False, repr=False)
 class UnknownUser(StoreError):
     template = "There is no user named {name!r}; see 'ivr user list'."
     name: str
@@ -147,7 +153,6 @@ class UnknownUser(StoreError):
 # -- legal holds (consent_store.recording_holds) ---------------------------------
 
 
-@dataclass(eq=False, repr=False)
 class HoldNotPlaced(StoreError):
     """A release asked for a hold that is not in place; nothing was recorded."""
 
@@ -155,7 +160,6 @@ class HoldNotPlaced(StoreError):
     target: str
 
 
-@dataclass(eq=False, repr=False)
 class UnderLegalHold(StoreError):
     """A deletion refused because a legal hold covers it; nothing was deleted."""
 
@@ -169,13 +173,11 @@ class UnderLegalHold(StoreError):
 # -- copying a log between stores (consent_store.postgres.copy) -----------------
 
 
-@dataclass(eq=False, repr=False)
 class TargetNotEmpty(StoreError):
     template = "The target database already holds {what}; copy only into an empty database."
     what: str
 
 
-@dataclass(eq=False, repr=False)
 class SourceChainBroken(StoreError):
     template = (
         "The source chain is broken at record {result.first_bad_seq} ({result.problem}); "
@@ -184,7 +186,6 @@ class SourceChainBroken(StoreError):
     result: VerifyResult
 
 
-@dataclass(eq=False, repr=False)
 class CopyNotVerified(StoreError):
     template = (
         "The copy does not verify as the source does (source: {source.count} records, head "
