@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.types import Receive, Scope, Send
 
 from consent_store import open_store
 from ivr.api import consent as api
@@ -22,8 +23,22 @@ from ivr.runtime import start_runtime
 from ivr.security import HardeningMiddleware
 from ivr.settings import Settings
 from ivr.twilio import webhooks
-from ivr.twilio.message_status import MessageStatusCallbacks
+from ivr.twilio.message_status import MessageStatusCallbacks, is_status_callback
 from ivr.twilio.messaging import routes as messaging_routes
+
+
+class ConsentApp(Starlette):
+    """The Starlette app, except for the message status callbacks (millions a day): those are
+    answered before its middleware, by a handler that applies the same hardening itself."""
+
+    status_callbacks = MessageStatusCallbacks()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_status_callback(scope):
+            scope["app"] = self
+            await self.status_callbacks(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -61,7 +76,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *opt_outs_routes,
         *compliance_routes,
     ]
-    # Message status callbacks (millions a day) are answered in front of the routing, inside the
-    # hardening (body limit, security headers) like every request.
-    middleware = [Middleware(HardeningMiddleware), Middleware(MessageStatusCallbacks)]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    return ConsentApp(routes=routes, lifespan=lifespan, middleware=[Middleware(HardeningMiddleware)])

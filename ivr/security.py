@@ -36,9 +36,8 @@ class HardeningMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._too_large(send)
+        if declared_too_large(scope, self.max_body_bytes):
+            await too_large(send, self.max_body_bytes)
             return
         received = 0
         started = False
@@ -63,19 +62,29 @@ class HardeningMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
             if not started:
-                await self._too_large(send)
+                await too_large(send, self.max_body_bytes)
 
-    async def _too_large(self, send: Send) -> None:
-        body = f"Request body too large (limit {self.max_body_bytes} bytes).".encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    *SECURITY_HEADERS,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+def declared_too_large(scope: Scope, max_body_bytes: int) -> bool:
+    """True if a Content-Length of the request is over the limit (or not a number)."""
+    return any(
+        name == b"content-length" and (not value.isdigit() or int(value) > max_body_bytes)
+        for name, value in scope["headers"]
+    )
+
+
+async def too_large(send: Send, max_body_bytes: int) -> None:
+    """The 413 answer to a body over the limit, before the app read it."""
+    body = f"Request body too large (limit {max_body_bytes} bytes).".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *SECURITY_HEADERS,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,9 +1,10 @@
-"""POST /twilio/message-status is answered in front of Starlette's routing: hostile inputs there.
+"""POST /twilio/message-status is answered before Starlette's middleware: hostile inputs there.
 
-The status webhook runs as plain ASGI (ivr.twilio.message_status.MessageStatusCallbacks) inside
-HardeningMiddleware. These tests attack what that path handles itself: the method, the content
-type, a client that leaves or streams too much, the root path, and that every other request still
-goes through Starlette's routing.
+The status webhook runs as plain ASGI (ivr.twilio.message_status.MessageStatusCallbacks), called
+by ivr.app.ConsentApp before the middleware stack. These tests attack what that path handles
+itself: the method, the content type, a body declared or streamed over the limit, a client that
+leaves, an error inside the handler, the root path, and that every other request still goes
+through Starlette's middleware and routing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from ivr.security import MAX_BODY_BYTES, SECURITY_HEADERS
 from ivr.twilio.emulator import new_sid
+from ivr.twilio.message_status import MessageStatusCallbacks
 from ivr.twilio.status_emulator import MessageStatusEmulator
 from tests.conftest import ACME_NUMBER, CALLER, Service
 
@@ -140,6 +142,53 @@ async def test_a_streamed_body_over_the_limit_gets_413_and_keeps_nothing(service
     # No Content-Length: the limit holds on what arrives, not on what is declared.
     sent = await call_asgi(service, [*chunks, last], form_headers(signature))
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert kept(service) == 0
+
+
+@pytest.mark.parametrize("declared", [str(MAX_BODY_BYTES + 1), "99999999999999999999", "12x", "-1", ""])
+async def test_a_declared_length_over_the_limit_or_not_a_number_gets_413_unread(
+    service: Service, declared: str
+) -> None:
+    params, signature = signed_params(service)
+    body = {"type": "http.request", "body": urlencode(params).encode(), "more_body": False}
+    # A good Content-Length beside the bad one does not hide it.
+    lengths = [(b"content-length", str(len(body["body"])).encode()), (b"content-length", declared.encode())]
+    pending = [body]
+    sent = await call_asgi(service, pending, form_headers(signature) + lengths)
+    assert sent[0]["status"] == 413
+    assert b"Request body too large" in sent[1]["body"]
+    assert (b"x-frame-options", b"DENY") in sent[0]["headers"]
+    assert pending == [body]  # refused before a byte of the body was read
+    assert kept(service) == 0
+
+
+async def test_an_error_inside_the_handler_gets_a_500_with_the_security_headers_then_is_raised(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Starlette's ServerErrorMiddleware does for every other request: answer 500, then raise
+    for uvicorn to log it."""
+    sent: list[Message] = []
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("ivr.twilio.message_status.parse_urlencoded", broken)
+    params, signature = signed_params(service)
+    handler = MessageStatusCallbacks()
+    pending = [{"type": "http.request", "body": urlencode(params).encode(), "more_body": False}]
+
+    async def receive() -> Message:
+        return pending.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": PATH, "headers": form_headers(signature)}
+    with pytest.raises(RuntimeError):
+        await handler(scope, receive, send)
+    assert sent[0]["status"] == 500 and sent[1]["body"] == b"Internal Server Error"
+    for header in SECURITY_HEADERS:
+        assert header in sent[0]["headers"]
     assert kept(service) == 0
 
 

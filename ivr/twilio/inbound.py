@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope
 
+from ivr.exceptions import BodyTooLarge
 from ivr.runtime import Runtime, request_runtime
 
 LOG = logging.getLogger("ivr.twilio.webhooks")
@@ -94,15 +95,21 @@ def parse_urlencoded(body: str) -> list[tuple[str, str]]:
     return pairs
 
 
-async def read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
     """The whole body, read straight from the ASGI messages (once: nothing else reads it), or
-    None if the client went away first. HardeningMiddleware, outside, limits its size."""
+    None if the client went away first. BodyTooLarge once it is over `limit` bytes
+    (HardeningMiddleware limits it for the handlers behind it)."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge
         if not message.get("more_body", False):
             return b"".join(chunks)
 

@@ -11,7 +11,7 @@ sender's: `From` among its WhatsApp sender numbers (`--whatsapp-number`), else i
 Checked like the voice webhooks: no valid X-Twilio-Signature, 403 and nothing written; a
 MessageSid not of Twilio's form, a status outside Twilio's list, a To that is not a phone
 number or an ErrorCode that is not a number, 400 and nothing written; a body that is not a
-urlencoded form 415, another method 405. Answered in front of Starlette's routing
+urlencoded form 415, another method 405. Answered before Starlette's middleware and routing
 (`MessageStatusCallbacks`). The status is kept
 durably (one grouped commit, outside the hash chain) before the 204; if it cannot be, 503 (Twilio
 retries only when the URL's connection overrides ask for it, e.g. `#rc=3&rp=5xx`).
@@ -22,13 +22,15 @@ from __future__ import annotations
 import logging
 import re
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from consent_store import StoreError
 from consent_store.message_statuses import MessageChannel, MessageStatusReport, record_message_status
 from consent_store.phone import is_e164, masked
 from consent_store.writing import utc_now
+from ivr.exceptions import BodyTooLarge
 from ivr.runtime import Runtime
+from ivr.security import MAX_BODY_BYTES, SECURITY_HEADERS, declared_too_large, too_large
 from ivr.twilio.inbound import (
     FORBIDDEN,
     base_url_of,
@@ -40,6 +42,7 @@ from ivr.twilio.inbound import (
 from ivr.twilio.signature import twilio_sid_ok
 
 LOG = logging.getLogger(__name__)
+Headers = tuple[tuple[bytes, bytes], ...]
 
 MESSAGE_STATUS_PATH = "/twilio/message-status"
 
@@ -117,43 +120,58 @@ def parse_status(
 
 
 class MessageStatusCallbacks:
-    """POST /twilio/message-status as plain ASGI, in front of Starlette's routing (millions a day).
+    """POST /twilio/message-status as plain ASGI, answered before Starlette's middleware and
+    routing (`ivr.app.ConsentApp`): millions a day.
 
-    The same checks as every webhook (signature through `signed_form`, the body limit and the
-    security headers of `HardeningMiddleware`, which wraps it), without Starlette's request,
-    routing and response objects, which cost more than the checks themselves (docs/performance.md).
-    Every other request goes on to `app` untouched.
+    The same checks as every webhook (signature through `signed_form`), and what the middleware
+    gives every other request, done here: the body limit and the security headers of
+    `HardeningMiddleware`, and a 500 for an error (then raised on to uvicorn's log) as Starlette's
+    `ServerErrorMiddleware` answers. Starlette's request, routing, response objects and middleware
+    layers cost more than the checks themselves (docs/performance.md).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) != MESSAGE_STATUS_PATH:
-            await self.app(scope, receive, send)
+        try:
+            answer = await self._answer(scope, receive)
+        except BodyTooLarge:
+            await too_large(send, self.max_body_bytes)
             return
+        except Exception:
+            await _reply(send, 500, "Internal Server Error")
+            raise
+        if answer is not None:  # None: the client went away, nothing to answer, nothing written
+            await _reply(send, *answer)
+
+    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, str, Headers] | None:
+        if declared_too_large(scope, self.max_body_bytes):
+            raise BodyTooLarge
         if scope["method"] != "POST":
             # "Twilio sends status callback requests as HTTP POST requests" (the guide above).
-            await _reply(send, 405, "Method Not Allowed", ((b"allow", b"POST"),))
-            return
+            return 405, "Method Not Allowed", ((b"allow", b"POST"),)
         received_at = utc_now()
         signature, content_type, settings_header = signature_headers(scope)
         if not content_type.startswith(FORM_TYPE):
             # Twilio posts every status callback as a urlencoded form: nothing else is parsed.
-            await _reply(send, 415, f"Unsupported media type: a status callback is {FORM_TYPE}.")
-            return
-        body = await read_body(receive)
-        if body is None:  # the client went away: nothing to answer, nothing written
-            return
+            return 415, f"Unsupported media type: a status callback is {FORM_TYPE}.", ()
+        body = await read_body(receive, self.max_body_bytes)
+        if body is None:
+            return None
         items = parse_urlencoded(body.decode("utf-8", errors="replace"))
         runtime: Runtime = scope["app"].state.runtime
         base_url = base_url_of(scope, runtime.settings.public_url)
         form = signed_form(scope, runtime, base_url, items, [], signature, settings_header)
         if form is None:
-            await _reply(send, 403, FORBIDDEN)
-            return
+            return 403, FORBIDDEN, ()
         status, text = await _keep(runtime, form, received_at)
-        await _reply(send, status, text)
+        return status, text, ()
+
+
+def is_status_callback(scope: Scope) -> bool:
+    """True for a request to the status webhook (whatever its method)."""
+    return scope["type"] == "http" and _route_path(scope) == MESSAGE_STATUS_PATH
 
 
 def _route_path(scope: Scope) -> str:
@@ -193,14 +211,21 @@ async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tup
     return 204, ""
 
 
-async def _reply(send: Send, status: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+async def _reply(send: Send, status: int, text: str, headers: Headers = ()) -> None:
     body = text.encode("utf-8")
     # A 204 carries no Content-Length (RFC 9110 8.6), as Starlette's Response leaves it out.
     head = [*headers] if status == 204 else [(b"content-length", str(len(body)).encode()), *headers]
     if body:
         head.append((b"content-type", b"text/plain; charset=utf-8"))
+    head += SECURITY_HEADERS
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["MESSAGE_STATUSES", "MESSAGE_STATUS_PATH", "MessageStatusCallbacks", "parse_status"]
+__all__ = [
+    "MESSAGE_STATUSES",
+    "MESSAGE_STATUS_PATH",
+    "MessageStatusCallbacks",
+    "is_status_callback",
+    "parse_status",
+]
