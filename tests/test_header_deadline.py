@@ -133,3 +133,46 @@ async def test_a_connection_that_never_sends_a_byte_is_closed(port: int) -> None
     assert await closed_within(reader, DEADLINE * 3) == b""
     assert time.monotonic() - began > DEADLINE * 0.9
     writer.close()
+
+
+def head_of(size: int) -> bytes:
+    """A GET whose request line and headers are about `size` bytes (1 KB headers)."""
+    lines = [b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(size // 1012)]
+    return b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(lines) + b"\r\n"
+
+
+async def send_in_pieces(writer: asyncio.StreamWriter, data: bytes, piece: int) -> None:
+    """Each piece its own read on the server: written, drained, then a pause."""
+    for at in range(0, len(data), piece):
+        writer.write(data[at : at + piece])
+        await writer.drain()
+        await asyncio.sleep(0.003)
+
+
+@pytest.mark.parametrize("piece", [2_000, 1 << 20], ids=["many-reads", "one-write"])
+async def test_headers_over_64_kb_get_400_however_they_arrive(port: int, piece: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Unfinished and 66,000 bytes, so that nothing is written after the server answers.
+    await send_in_pieces(writer, head_of(70_000)[:66_000], piece)
+    received = await closed_within(reader, DEADLINE * 3)
+    assert received.startswith(b"HTTP/1.1 400 "), received[:100]
+    writer.close()
+
+
+@pytest.mark.parametrize("piece", [2_000, 1 << 20], ids=["many-reads", "one-write"])
+async def test_headers_under_64_kb_are_answered(port: int, piece: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await send_in_pieces(writer, head_of(60_000), piece)
+    assert (await answer(reader)).startswith(b"HTTP/1.1 200 ")
+    writer.close()
+
+
+async def test_a_large_body_read_with_its_head_is_not_counted_as_head(port: int) -> None:
+    """A small head and a 300 KB body in one write (most of it in the same reads as the head):
+    the body is not head, and a request after it on the same connection is answered too."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b"x" * 300_000
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + body + GET)
+    assert (await answer(reader)).endswith(b"got 300000")
+    assert (await answer(reader)).endswith(b"got 0")
+    writer.close()
