@@ -67,10 +67,10 @@ class HardeningMiddleware:
 
 def declared_too_large(scope: Scope, max_body_bytes: int) -> bool:
     """True if a Content-Length of the request is over the limit (or not a number)."""
-    return any(
-        name == b"content-length" and (not value.isdigit() or int(value) > max_body_bytes)
-        for name, value in scope["headers"]
-    )
+    for name, value in scope["headers"]:  # a loop, not any(): every status callback asks
+        if name == b"content-length" and (not value.isdigit() or int(value) > max_body_bytes):
+            return True
+    return False
 
 
 async def too_large(send: Send, max_body_bytes: int) -> None:

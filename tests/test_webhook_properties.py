@@ -178,3 +178,23 @@ def test_the_fast_signature_is_twilio_pythons(
     validator.token = key  # bytes as they are (the validator encodes a str token as UTF-8)
     form = FormData(list(pairs))
     assert expected_signature(key, url, pairs, chosen) == validator.compute_signature(url, form, chosen)
+
+
+percent_soup = st.lists(
+    st.one_of(
+        st.sampled_from(["%", "%2", "%2B", "%C3", "%A9", "%E2%82", "%e2%82%ac", "%F0%9F", "%zz", "+", "%25"]),
+        st.text(max_size=3),
+    ),
+    max_size=10,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=percent_soup)
+def test_the_fast_unquote_is_unquote_plus(value: str) -> None:
+    """Escapes cut short, invalid and partial UTF-8, non-ASCII text beside escapes, plus signs."""
+    from urllib.parse import unquote_plus
+
+    from ivr.twilio.inbound import unquote_form_value
+
+    assert unquote_form_value(value) == unquote_plus(value)
