@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,3 +131,11 @@ def print_ratio(ours: WrkRun, floor: WrkRun) -> bool:
         f" p99 {ours.ms('p99') / floor.ms('p99'):.2f}x"
     )
     return floor.rate / ours.rate <= 1.5
+
+
+def wrk_missing() -> bool:
+    """True (and says how to install it) when wrk is not on the PATH."""
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)")
+        return True
+    return False

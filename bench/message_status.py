@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
-import shutil
 import sqlite3
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -30,9 +30,10 @@ from twilio.request_validator import RequestValidator
 from bench.load import BUSINESS, NUMBER, add_business, baseline_serve, ivr_serve, server_env
 from bench.load_procs import BenchError, Server
 from bench.load_report import print_wrk
-from bench.load_wrk import WRK_DONE, WrkRun, add_wrk_options, print_ratio, wrk_measured
+from bench.load_wrk import WRK_DONE, WrkRun, add_wrk_options, print_ratio, wrk_measured, wrk_missing
 
 ACCOUNT = "AC" + "0" * 32
+TOKEN = "bench-token-" + "0" * 20  # the server's Auth Token, signing every body posted
 PATH = "/twilio/message-status"
 
 
@@ -115,17 +116,37 @@ def stored(db: Path) -> tuple[int, int]:
     return int(statuses), int(messages)
 
 
-def run(server: Server, script: Path, args: argparse.Namespace, check: bool, token: str) -> WrkRun:
-    url = server.base_url + PATH
-    probe = callbacks(1, args.seed + 99)[0]
-    reply = httpx.post(
+def signed_post(url: str, token: str, params: dict[str, str]) -> httpx.Response:
+    """One webhook posted as Twilio posts it: a urlencoded form, signed with the token."""
+    return httpx.post(
         url,
-        content=urlencode(probe),
+        content=urlencode(params),
         headers={
             "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": RequestValidator(token).compute_signature(url, probe),
+            "X-Twilio-Signature": RequestValidator(token).compute_signature(url, params),
         },
     )
+
+
+@contextlib.contextmanager
+def webhook_bench(
+    prefix: str, args: argparse.Namespace, headline: str
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A fresh folder with the business added and the server environment (token: TOKEN), the
+    run's headline printed; for wrk against ivr serve and then the floor."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        directory = Path(name)
+        env = server_env(directory, TOKEN)
+        add_business(env)
+        print(headline)
+        print(f"wrk: {args.connections} connections, {args.seconds} s per run, one thread")
+        print()
+        yield directory, env
+
+
+def run(server: Server, script: Path, args: argparse.Namespace, check: bool, token: str) -> WrkRun:
+    url = server.base_url + PATH
+    reply = signed_post(url, token, callbacks(1, args.seed + 99)[0])
     if reply.status_code not in (200, 204) or (check and reply.status_code != 204):
         raise BenchError(
             f"{server.name} answers the status callback with HTTP {reply.status_code}: {reply.text}"
@@ -135,18 +156,12 @@ def run(server: Server, script: Path, args: argparse.Namespace, check: bool, tok
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install -y wrk)")
+    if wrk_missing():
         return 2
-    token = "bench-token-" + "0" * 20
+    token = TOKEN
     bodies = callbacks(args.bodies, args.seed)
-    with tempfile.TemporaryDirectory(prefix="bench-message-status-") as name:
-        directory = Path(name)
-        env = server_env(directory, token)
-        add_business(env)
-        print(f"{args.bodies:,} distinct signed status callbacks of WhatsApp messages from {BUSINESS}")
-        print(f"wrk: {args.connections} connections, {args.seconds} s per run, one thread")
-        print()
+    headline = f"{args.bodies:,} distinct signed status callbacks of WhatsApp messages from {BUSINESS}"
+    with webhook_bench("bench-message-status-", args, headline) as (directory, env):
         with ivr_serve(directory, env, args.switch_interval) as server:
             write_script(directory / "ours.lua", server.base_url + PATH, token, bodies)
             ours = run(server, directory / "ours.lua", args, True, token)

@@ -16,21 +16,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlencode
 
-import httpx
-from twilio.request_validator import RequestValidator
-
-from bench.load import BUSINESS, NUMBER, add_business, baseline_serve, ivr_serve, server_env
+from bench.load import BUSINESS, NUMBER, baseline_serve, ivr_serve
 from bench.load_procs import BenchError, Server
 from bench.load_report import print_wrk
-from bench.load_wrk import WrkRun, add_wrk_options, print_ratio, wrk_measured
-from bench.message_status import write_script
+from bench.load_wrk import WrkRun, add_wrk_options, print_ratio, wrk_measured, wrk_missing
+from bench.message_status import TOKEN, signed_post, webhook_bench, write_script
 from ivr.twilio.message_emulator import message_params
 
 ACCOUNT = "AC" + "0" * 32
@@ -67,16 +61,8 @@ def opt_outs(db: Path) -> int:
 
 
 def probe(server: Server, token: str, expect_reply: bool) -> None:
-    url = server.base_url + PATH
     params = message_params(ACCOUNT, "SM" + "f" * 32, NUMBER, "+14150000000", "hello", whatsapp=True)
-    reply = httpx.post(
-        url,
-        content=urlencode(params),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": RequestValidator(token).compute_signature(url, params),
-        },
-    )
+    reply = signed_post(server.base_url + PATH, token, params)
     if reply.status_code != 200 or (expect_reply and "<Response/>" not in reply.text):
         raise BenchError(f"{server.name} answers a message with HTTP {reply.status_code}: {reply.text[:200]}")
 
@@ -88,19 +74,13 @@ def run_wrk(server: Server, script: Path, args: argparse.Namespace) -> WrkRun:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install -y wrk)")
+    if wrk_missing():
         return 2
-    token = "bench-token-" + "0" * 20
+    token = TOKEN
     bodies = messages(args.bodies, args.stop_share, args.seed)
     stops = [b for b in bodies if b["Body"] == "STOP"]
-    with tempfile.TemporaryDirectory(prefix="bench-messaging-") as name:
-        directory = Path(name)
-        env = server_env(directory, token)
-        add_business(env)
-        print(f"{args.bodies:,} distinct signed WhatsApp messages to {BUSINESS}, {len(stops):,} of them STOP")
-        print(f"wrk: {args.connections} connections, {args.seconds} s per run, one thread")
-        print()
+    headline = f"{args.bodies:,} distinct signed WhatsApp messages to {BUSINESS}, {len(stops):,} of them STOP"
+    with webhook_bench("bench-messaging-", args, headline) as (directory, env):
         ours: WrkRun
         with ivr_serve(directory, env) as server:
             probe(server, token, True)
