@@ -43,7 +43,7 @@ from consent_store.events import (
     VerifyResult,
     WebSession,
 )
-from consent_store.stats import QualityFigures
+from consent_store.stats import EVER, Period, QualityFigures
 
 
 class ConsentStore(StoreBackend, Protocol):
@@ -173,12 +173,7 @@ class ConsentStore(StoreBackend, Protocol):
     async def open(self) -> None: ...
 
     async def opt_in_quality(
-        self,
-        business: str,
-        locales: Sequence[str],
-        since: str | None = None,
-        until: str | None = None,
-        now: dt.datetime | None = None,
+        self, business: str, locales: Sequence[str], period: Period = EVER, now: dt.datetime | None = None
     ) -> QualityFigures:
         """Calls, outcomes, prompts heard, times and later opt-outs per script version and locale."""
         ...

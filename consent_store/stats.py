@@ -93,6 +93,17 @@ class FrequencyChange:
 
 
 @dataclass(frozen=True)
+class Period:
+    """A stretch of recorded time (ISO-8601 UTC): `since` inclusive, `until` exclusive; None: open."""
+
+    since: str | None = None
+    until: str | None = None
+
+
+EVER = Period()
+
+
+@dataclass(frozen=True)
 class QualityFigures:
     business: str
     since: str | None
@@ -129,20 +140,16 @@ class StatsMixin(StoreBackend):
     _joined_text = staticmethod(SQLITE.joined_text)
 
     async def opt_in_quality(
-        self,
-        business: str,
-        locales: Sequence[str],
-        since: str | None = None,
-        until: str | None = None,
-        now: dt.datetime | None = None,
+        self, business: str, locales: Sequence[str], period: Period = EVER, now: dt.datetime | None = None
     ) -> QualityFigures:
         """Calls, outcomes, prompts heard, times and later opt-outs per script version and locale.
 
-        `since` inclusive, `until` exclusive (recorded_at, ISO-8601 UTC). `locales` are the
+        Over `period` (recorded_at, ISO-8601 UTC). `locales` are the
         business's: with one, calls without a decision are put under it and the version
         in force when they started; with several, their language is unknown.
         """
         moment = now or dt.datetime.now(dt.UTC)
+        since, until = period.since, period.until
         low, high = since or "0000", until or "9999"
         single = locales[0] if len(locales) == 1 else None
         cutoffs = follow_up_cutoffs(moment)

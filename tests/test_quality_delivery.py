@@ -16,6 +16,7 @@ import pytest
 from consent_store import Business, ConsentDecision, ConsentStore, open_store, text_sha256
 from consent_store.delivery_stats import DeliveryFigures
 from consent_store.message_statuses import MessageStatusReport, record_message_status
+from consent_store.stats import Period
 from ivr.quality.delivery import DELIVERY_COLUMNS, error_meaning
 from ivr.quality.report import COLUMNS, quality_csv, quality_flags, quality_json, quality_table
 from ivr.twilio.emulator import new_sid
@@ -164,7 +165,7 @@ async def test_delivery_figures_per_version_match_the_history(store: ConsentStor
 
 async def test_a_range_counts_only_messages_first_reported_in_it(store: ConsentStore, clock: Clock) -> None:
     await history(store, clock)
-    figures = await store.opt_in_quality(SHOP, ("en-US",), since=at(11), until=at(19), now=NOW)
+    figures = await store.opt_in_quality(SHOP, ("en-US",), Period(at(11), at(19)), now=NOW)
     [v2] = figures.delivery
     assert (v2.script_version, v2.messages, v2.failed) == (2, 20, 12)
 

@@ -20,7 +20,7 @@ from consent_store import (
     open_store,
     text_sha256,
 )
-from consent_store.stats import QualityFigures, ScriptFigures
+from consent_store.stats import Period, QualityFigures, ScriptFigures
 from ivr.quality.report import (
     quality_csv,
     quality_flags,
@@ -178,8 +178,7 @@ async def figures(store: ConsentStore, since: float = 0, until: float = 4) -> Qu
     return await store.opt_in_quality(
         SHOP,
         ("en-US",),
-        (T0 + dt.timedelta(days=since)).strftime(iso),
-        (T0 + dt.timedelta(days=until)).strftime(iso),
+        Period((T0 + dt.timedelta(days=since)).strftime(iso), (T0 + dt.timedelta(days=until)).strftime(iso)),
         now=NOW,
     )
 
@@ -215,7 +214,10 @@ async def test_opt_ins_younger_than_the_window_are_not_counted_yet(store: Consen
     await known_history(store, clock)
     iso = "%Y-%m-%dT%H:%M:%S.%fZ"
     early = await store.opt_in_quality(
-        SHOP, ("en-US",), None, (T0 + dt.timedelta(days=4)).strftime(iso), now=T0 + dt.timedelta(days=20)
+        SHOP,
+        ("en-US",),
+        Period(None, (T0 + dt.timedelta(days=4)).strftime(iso)),
+        now=T0 + dt.timedelta(days=20),
     )
     v1, v2 = early.scripts
     # On day 20, version 1's opt-ins (day 1) are 19 days old: old enough for 7 days, not 30.
@@ -307,7 +309,7 @@ async def test_a_new_promised_frequency_flags_callers_who_agreed_to_the_old_one(
     newer = text.replace("no more than four messages a month", "up to two messages a week")
     await publish_checked(service.store, business, "en-US", newer, "mia")
     await service.twilio.call(ACME_NUMBER, "+14155550004", ["1"])  # agreed to the new promise
-    figures = await service.store.opt_in_quality(ACME, business.locales, None, None)
+    figures = await service.store.opt_in_quality(ACME, business.locales)
     figures = await with_frequency_changes(service.store, figures, business.locales)
     [change] = figures.frequency_changes
     assert (change.locale, change.version, change.opted_in_before) == ("en-US", 2, 2)

@@ -7,7 +7,7 @@ import json
 import click
 
 from consent_store import ConsentStore
-from consent_store.stats import QualityFigures
+from consent_store.stats import Period, QualityFigures
 from ivr.cli.support import period_options, report_options, with_store
 from ivr.quality.report import quality_json, quality_table, with_frequency_changes
 
@@ -17,7 +17,7 @@ async def business_quality(
 ) -> QualityFigures:
     """The figures of a business (UnknownBusiness if there is none by that name)."""
     found = await store.get_business(business)
-    figures = await store.opt_in_quality(found.name, found.locales, since, until)
+    figures = await store.opt_in_quality(found.name, found.locales, Period(since, until))
     return await with_frequency_changes(store, figures, found.locales)
 
 

@@ -151,7 +151,7 @@ async def compare_page(request: Request, user: SessionUser) -> Response:
     rendered = await render_versions_off_loop(business, (old.text, new.text))
     problems = [r for r in rendered if isinstance(r, str)]
     old_prompts, new_prompts = (r if isinstance(r, dict) else {} for r in rendered)
-    figures = await store.opt_in_quality(business.name, business.locales, None, None)
+    figures = await store.opt_in_quality(business.name, business.locales)
     return templates.TemplateResponse(
         request,
         "manage_compare.html",

@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from consent_store import StoreError
-from consent_store.stats import QualityFigures
+from consent_store.stats import Period, QualityFigures
 from ivr.evidence.export import parse_period
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
@@ -36,7 +36,7 @@ async def _figures(request: Request, user: SessionUser) -> QualityFigures | Resp
         business = await store.get_business(query.get("business", ""))
     except StoreError:
         return PlainTextResponse(f"No business named {query.get('business', '')!r}.", status_code=404)
-    figures = await store.opt_in_quality(business.name, business.locales, since, until)
+    figures = await store.opt_in_quality(business.name, business.locales, Period(since, until))
     return await with_frequency_changes(store, figures, business.locales)
 
 
