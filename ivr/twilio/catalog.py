@@ -114,9 +114,12 @@ class Catalog:
     async def business_for_number(self, number: str) -> Business | None:
         return (await self._current()).by_number.get(number)
 
-    async def business_for_whatsapp_sender(self, number: str) -> Business | None:
-        """The business whose WhatsApp sender `number` (E.164) is; calls never look here."""
-        return (await self._current()).by_whatsapp_sender.get(number)
+    async def message_sender(self, channel: str, number: str) -> Business | None:
+        """The business sending from `number` on `channel` ("whatsapp" or "sms"): on WhatsApp,
+        the one with that sender number (--whatsapp-number) first, then the one with that number."""
+        snapshot = await self._current()
+        found = snapshot.by_whatsapp_sender.get(number) if channel == "whatsapp" else None
+        return found or snapshot.by_number.get(number)
 
     async def published(self, business: str, locale: str) -> LoadedScript:
         return (await self._current()).published[(business, locale)]

@@ -93,10 +93,11 @@ def parse_urlencoded(body: str) -> list[tuple[str, str]]:
         if not part:
             continue
         name, _, value = part.partition("=")
-        if "%" in name or "+" in name:
-            name = _unquote(name)
-        if "%" in value or "+" in value:
-            value = _unquote(value) if len(value) <= 64 else unquote_form_value(value)
+        if "%" in part or "+" in part:  # most parts are plain: one look each
+            if "%" in name or "+" in name:
+                name = _unquote(name)
+            if "%" in value or "+" in value:
+                value = _unquote(value) if len(value) <= 64 else unquote_form_value(value)
         pairs.append((name, value))
     return pairs
 
@@ -172,9 +173,7 @@ def signed_form(
     settings_header: str,
 ) -> Form | None:
     """The parameters (body, then query) if Twilio signed them, else None and one log line."""
-    account_sid = next((v for k, v in items if k == "AccountSid"), "") or next(
-        (v for k, v in query_items if k == "AccountSid"), ""
-    )
+    account_sid = _first(items, "AccountSid") or _first(query_items, "AccountSid")
     verdict = runtime.webhook_secrets.check(
         _signed_url(scope, base_url),
         items,
@@ -197,7 +196,15 @@ def signed_form(
             verdict.fix,
         )
         return None
-    return dict([*items, *query_items])
+    return dict([*items, *query_items]) if query_items else dict(items)
+
+
+def _first(items: list[tuple[str, str]], name: str) -> str:
+    """The first value of `name` among the parameters ('' if none)."""
+    for key, value in items:
+        if key == name:
+            return value
+    return ""
 
 
 def _other_urls(scope: Scope, base_url: str, public_url: str | None) -> list[tuple[str, str]]:

@@ -187,12 +187,7 @@ async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tup
     """Keep one signed callback: its answer's status and text (204: kept, or already)."""
     # The sender's business, looked up before the checks so the report is built once (a
     # malformed From finds none, and the checks below refuse it).
-    channel, sender = _address(form.get("From") or "")
-    business = None
-    if channel == "whatsapp":  # a WhatsApp sender of the business (--whatsapp-number) first
-        business = await runtime.catalog.business_for_whatsapp_sender(sender)
-    if business is None:
-        business = await runtime.catalog.business_for_number(sender)
+    business = await runtime.catalog.message_sender(*_address(form.get("From") or ""))
     report = parse_status(form, received_at, business.name if business is not None else None)
     if isinstance(report, str):
         return 400, f"Bad request: {report}"
@@ -211,9 +206,17 @@ async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tup
     return 204, ""
 
 
+# A kept status's answer: no body, so no Content-Length (RFC 9110 8.6, as Starlette's Response
+# leaves it out) nor Content-Type. Not changed by anyone it is sent to (uvicorn copies it).
+_NO_CONTENT_HEADERS = list(SECURITY_HEADERS)
+
+
 async def _reply(send: Send, status: int, text: str, headers: Headers = ()) -> None:
+    if status == 204 and not headers:
+        await send({"type": "http.response.start", "status": 204, "headers": _NO_CONTENT_HEADERS})
+        await send({"type": "http.response.body", "body": b""})
+        return
     body = text.encode("utf-8")
-    # A 204 carries no Content-Length (RFC 9110 8.6), as Starlette's Response leaves it out.
     head = [*headers] if status == 204 else [(b"content-length", str(len(body)).encode()), *headers]
     if body:
         head.append((b"content-type", b"text/plain; charset=utf-8"))

@@ -92,13 +92,8 @@ def parse_message(form: dict[str, str]) -> IncomingMessage | Response:
 async def business_for_address(runtime: Runtime, to: str) -> Business | None:
     """The business a message to `to` reaches: a WhatsApp sender's, else the number's."""
     if to.startswith(WHATSAPP):
-        to = to.removeprefix(WHATSAPP)
-        business = await runtime.catalog.business_for_whatsapp_sender(to)
-        if business is not None:
-            return business
-    if not is_e164(to):
-        return None
-    return await runtime.catalog.business_for_number(to)
+        return await runtime.catalog.message_sender("whatsapp", to.removeprefix(WHATSAPP))
+    return await runtime.catalog.message_sender("sms", to) if is_e164(to) else None
 
 
 async def last_locale(runtime: Runtime, phone: str, business: str) -> str | None:
