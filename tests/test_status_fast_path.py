@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from ivr.security import MAX_BODY_BYTES, SECURITY_HEADERS
@@ -217,6 +218,48 @@ async def test_under_a_root_path_the_webhook_is_still_found(service: Service) ->
         )
         assert sent[0]["status"] == expected_status
     assert kept(service) == 0
+
+
+async def test_under_a_root_path_a_callback_signed_for_its_url_is_kept(service: Service) -> None:
+    """Twilio signs the URL it calls, root path included once: the service joins its base URL
+    (Host and root path) with the path under the root, not with the whole ASGI path."""
+    sender = MessageStatusEmulator(service.twilio)
+    params = sender.params(new_sid("SM"), "delivered", f"whatsapp:{CALLER}", f"whatsapp:{ACME_NUMBER}")
+    signed = service.twilio.signature_headers("http://testserver/ivr" + PATH, params)
+    sent = await call_asgi(
+        service,
+        [{"type": "http.request", "body": urlencode(params).encode(), "more_body": False}],
+        form_headers(signed),
+        root_path="/ivr",
+    )
+    assert sent[0]["status"] == 204
+    assert kept(service) == 1
+    # Signed for the root path twice (what the service checked before), it is refused.
+    doubled = service.twilio.signature_headers("http://testserver/ivr/ivr" + PATH, params)
+    sent = await call_asgi(
+        service,
+        [{"type": "http.request", "body": urlencode(params).encode(), "more_body": False}],
+        form_headers(doubled),
+        root_path="/ivr",
+    )
+    assert sent[0]["status"] == 403
+
+
+async def test_under_a_root_path_the_voice_webhook_checks_the_url_twilio_called(service: Service) -> None:
+    assert service.app is not None
+    params = service.twilio.call_params(new_sid("CA"), ACME_NUMBER, CALLER)
+    transport = httpx.ASGITransport(app=service.app, root_path="/ivr")
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        answers = {}
+        for signed_for in ("/ivr/twilio/voice", "/ivr/ivr/twilio/voice"):
+            headers = service.twilio.signature_headers("http://testserver" + signed_for, params)
+            answers[signed_for] = await client.post("/ivr/twilio/voice", data=params, headers=headers)
+    assert answers["/ivr/ivr/twilio/voice"].status_code == 403
+    twiml = answers["/ivr/twilio/voice"]
+    assert twiml.status_code == 200, twiml.text[:200]
+    # The callbacks it gives Twilio are under the root path, once.
+    assert 'recordingStatusCallback="http://testserver/ivr/twilio/recording"' in twiml.text
+    assert 'action="http://testserver/ivr/twilio/gather?' in twiml.text
 
 
 async def test_every_other_request_still_goes_through_the_routing(service: Service) -> None:

@@ -69,10 +69,20 @@ def base_url_of(scope: Scope, public_url: str | None) -> str:
 
 
 def _signed_url(scope: Scope, base_url: str) -> str:
-    """The URL Twilio signed: where it sent the request, query string included."""
+    """The URL Twilio signed: where it sent the request, query string included. The base URL
+    ends with the root path (IVR_PUBLIC_URL is where Twilio calls; else Host and root path), and
+    an ASGI path starts with it: it is joined once."""
     query: bytes = scope.get("query_string", b"")
+    return base_url + route_path(scope) + ("?" + query.decode() if query else "")
+
+
+def route_path(scope: Scope) -> str:
+    """The path the routes match: without the root path (as Starlette's router reads it)."""
     path: str = scope["path"]
-    return base_url + path + ("?" + query.decode() if query else "")
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root + "/"):
+        return path[len(root) :]
+    return path
 
 
 def unquote_form_value(value: str) -> str:
@@ -190,7 +200,7 @@ def signed_form(
             URL(scope=scope).path,
             verdict.problem,
             # The query may carry a caller's number (a GET callback): the log names the URL only.
-            base_url + scope["path"] + ("?..." if query else ""),
+            base_url + route_path(scope) + ("?..." if query else ""),
             verdict.account_sid or "(none)",
             f"{', '.join(verdict.tried)} ({verdict.algorithm})" if verdict.tried else "no secret",
             verdict.fix,

@@ -36,6 +36,7 @@ from ivr.twilio.inbound import (
     base_url_of,
     parse_urlencoded,
     read_body,
+    route_path,
     signature_headers,
     signed_form,
 )
@@ -171,16 +172,7 @@ class MessageStatusCallbacks:
 
 def is_status_callback(scope: Scope) -> bool:
     """True for a request to the status webhook (whatever its method)."""
-    return scope["type"] == "http" and _route_path(scope) == MESSAGE_STATUS_PATH
-
-
-def _route_path(scope: Scope) -> str:
-    """The path the routes match: without the root path (as Starlette's router reads it)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path") or ""
-    if root and path.startswith(root + "/"):
-        return path[len(root) :]
-    return path
+    return scope["type"] == "http" and route_path(scope) == MESSAGE_STATUS_PATH
 
 
 async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tuple[int, str]:
