@@ -133,6 +133,39 @@ async def test_a_killed_child_fails_what_it_held_and_the_next_status_starts_anot
     assert [row[0] for row in rows] == [f"SM{n:032x}" for n in (0, 2)]  # the unanswered one not kept
 
 
+async def test_a_child_that_cannot_start_delays_the_next_and_statuses_fail_at_once_meanwhile(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash loop (here: the child's module cannot be found, exit 1 before any answer) starts
+    one process per wait, growing, not one per status; a child that answers resets the wait."""
+    lane = lane_of(store)
+    lane.retry_seconds = 0.3
+    monkeypatch.setattr(
+        "consent_store.sqlite.status_process.CHILD_MODULE", "consent_store.sqlite.no_such_child"
+    )
+    with pytest.raises(StoreUnavailable, match="stopped before it answered"):
+        await record_message_status(store, report(0))
+    assert lane.started == 1
+    for n in range(1, 20):  # within the wait: refused at once, no new process
+        with pytest.raises(StoreUnavailable, match=r"1 time\(s\) in a row .*next start in 0\.[0-3] s"):
+            await record_message_status(store, report(n))
+    assert lane.started == 1
+    await asyncio.sleep(0.35)
+    with pytest.raises(StoreUnavailable, match="stopped before it answered"):
+        await record_message_status(store, report(20))
+    assert lane.started == 2
+    with pytest.raises(StoreUnavailable, match=r"2 time\(s\) in a row .*next start in 0\.[4-6] s"):
+        await record_message_status(store, report(21))  # the wait doubled
+    monkeypatch.undo()
+    await asyncio.sleep(0.65)
+    await record_message_status(store, report(22))  # the real child again: kept
+    assert lane.started == 3
+    rows = await store._fetchall("SELECT message_sid FROM message_statuses")
+    assert [row[0] for row in rows] == [f"SM{22:032x}"]  # none of the refused ones
+    # It answered: a later stop before any answer waits the first wait again, not a longer one.
+    assert lane._failed_starts == 0
+
+
 async def test_the_child_and_the_writer_both_wait_for_the_writers_turn(store: SQLiteStore) -> None:
     """The turn (a flock) orders both writers' transactions, so a flood of statuses cannot keep a
     consent waiting on SQLite's busy timeout: while it is held elsewhere, neither commits."""

@@ -20,7 +20,8 @@ timeout alone would let the writer sleep and poll while the child commits back t
 
 When stdin closes, the child commits what it read and exits. If it dies, every status in
 flight gets StoreUnavailable (the webhook's 503: not known to be kept) and the next status
-starts a new one.
+starts a new one, at once after a child that had answered, after a growing wait (RETRY_SECONDS)
+after one that never did.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ MAX_ITEMS = 2048
 # A frame longer than this is not one the parent sends: the child stops rather than allocate it.
 MAX_FRAME = 64 << 20
 STOP_SECONDS = 10.0
+# After a child stops before answering anything (it cannot start: a broken install, a database it
+# cannot open), the next is started no sooner than this, doubled for each such stop in a row up to
+# RETRY_MAX_SECONDS; meanwhile statuses fail at once (503) instead of each starting a process.
+RETRY_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 
 
 def lock_path(database: Path) -> Path:
@@ -168,6 +174,10 @@ class StatusWriterProcess:
         self._in_flight: collections.deque[int] = collections.deque()
         self._next_id = 0
         self.started = 0  # processes started, for tests and logs
+        self.retry_seconds = RETRY_SECONDS
+        # Children in a row that stopped before answering anything, and when the next may start.
+        self._failed_starts = 0
+        self._retry_at = 0.0
 
     async def write(self, writes: Sequence[SideWrite]) -> None:
         """Commit these statements in the child; StoreUnavailable or ConflictingWrite if not kept."""
@@ -206,6 +216,12 @@ class StatusWriterProcess:
         async with self._starting:
             if self._live is not None:
                 return self._live
+            wait = self._retry_at - asyncio.get_running_loop().time()
+            if wait > 0:
+                raise StoreUnavailable(
+                    f"the status writer process stopped before answering {self._failed_starts} time(s)"
+                    f" in a row (its error is in the log): next start in {wait:.1f} s"
+                )
             if self._process is not None:
                 await self._reap(self._process)
             try:
@@ -230,10 +246,13 @@ class StatusWriterProcess:
     async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         buffer = bytearray()
+        answered = False
         try:
             while chunk := await process.stdout.read(1 << 20):
                 buffer += chunk
                 for answers in frames(buffer):
+                    if not answered:  # it works: a later stop waits the first wait again
+                        answered, self._failed_starts = True, 0
                     self._settle(answers)
                     answered = max(item_id for item_id, _, _ in answers)
                     while self._in_flight and self._in_flight[0] <= answered:
@@ -246,9 +265,23 @@ class StatusWriterProcess:
             # Whatever is still waiting was not answered: not known to be kept.
             if self._live is process:
                 self._live = None
+                self._note_stop(answered)
             self._in_flight.clear()
             self._outbox = []
             self._fail(list(self._waiting), "the status writer process stopped before it answered")
+
+    def _note_stop(self, answered: bool) -> None:
+        """A child stopped on its own: one that never answered delays the next start."""
+        if answered:
+            return
+        self._failed_starts += 1
+        wait = min(self.retry_seconds * 2 ** (self._failed_starts - 1), RETRY_MAX_SECONDS)
+        self._retry_at = asyncio.get_running_loop().time() + wait
+        LOG.error(
+            "status writer process stopped before answering (%d in a row): next start in %.1f s",
+            self._failed_starts,
+            wait,
+        )
 
     def _settle(self, answers: list[tuple[int, int, str]]) -> None:
         for item_id, kind, text in answers:
