@@ -225,24 +225,15 @@ async def test_under_a_root_path_a_callback_signed_for_its_url_is_kept(service: 
     (Host and root path) with the path under the root, not with the whole ASGI path."""
     sender = MessageStatusEmulator(service.twilio)
     params = sender.params(new_sid("SM"), "delivered", f"whatsapp:{CALLER}", f"whatsapp:{ACME_NUMBER}")
-    signed = service.twilio.signature_headers("http://testserver/ivr" + PATH, params)
-    sent = await call_asgi(
-        service,
-        [{"type": "http.request", "body": urlencode(params).encode(), "more_body": False}],
-        form_headers(signed),
-        root_path="/ivr",
-    )
-    assert sent[0]["status"] == 204
+    body = {"type": "http.request", "body": urlencode(params).encode(), "more_body": False}
+    answers = {}
+    # Signed for the URL Twilio called, and for the root path twice (what was checked before).
+    for signed_for in ("/ivr" + PATH, "/ivr/ivr" + PATH):
+        signed = service.twilio.signature_headers("http://testserver" + signed_for, params)
+        sent = await call_asgi(service, [dict(body)], form_headers(signed), root_path="/ivr")
+        answers[signed_for] = sent[0]["status"]
+    assert answers == {"/ivr" + PATH: 204, "/ivr/ivr" + PATH: 403}
     assert kept(service) == 1
-    # Signed for the root path twice (what the service checked before), it is refused.
-    doubled = service.twilio.signature_headers("http://testserver/ivr/ivr" + PATH, params)
-    sent = await call_asgi(
-        service,
-        [{"type": "http.request", "body": urlencode(params).encode(), "more_body": False}],
-        form_headers(doubled),
-        root_path="/ivr",
-    )
-    assert sent[0]["status"] == 403
 
 
 async def test_under_a_root_path_the_voice_webhook_checks_the_url_twilio_called(service: Service) -> None:
