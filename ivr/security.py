@@ -1,6 +1,8 @@
 """HTTP hardening for every response and request: security headers and a request body limit.
 
-Pure ASGI middleware, so it covers webhooks, pages, the API and static files alike.
+Pure ASGI middleware, so it covers webhooks, pages, the API and static files alike; the status
+callbacks, answered before the middleware (`ivr.app.ConsentApp`), apply the same limit and
+headers with `declared_too_large`, `too_large` and SECURITY_HEADERS.
 """
 
 from __future__ import annotations
