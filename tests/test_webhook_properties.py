@@ -198,3 +198,22 @@ def test_the_fast_unquote_is_unquote_plus(value: str) -> None:
     from ivr.twilio.inbound import unquote_form_value
 
     assert unquote_form_value(value) == unquote_plus(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(host=st.text(alphabet="ab1:.[]/?#@ \\%-", min_size=1, max_size=12))
+def test_a_host_header_that_would_change_the_url_is_never_used_as_it_is(host: str) -> None:
+    """base_url_of takes a plain Host header as it is (the URL Twilio signed has it); one with a
+    character that would move the URL's path, query, fragment or user part falls back to
+    Starlette's rules, which validate it."""
+    from starlette.datastructures import URL
+
+    from ivr.twilio.inbound import base_url_of
+
+    scope = {"type": "http", "scheme": "https", "path": "/twilio/voice", "query_string": b"", "root_path": "",
+             "server": ("10.0.0.1", 8000), "headers": [(b"host", host.encode("latin-1"))]}  # fmt: skip
+    if any(c in host for c in "/?#@ \\"):
+        url = URL(scope=scope)
+        assert base_url_of(scope, None) == f"{url.scheme}://{url.netloc}"
+    else:
+        assert base_url_of(scope, None) == f"https://{host}"

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import re
 from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import URL
@@ -53,6 +54,10 @@ def _base_url(request: Request, public_url: str | None) -> str:
     return base_url_of(request.scope, public_url)
 
 
+# A character that cannot be in a Host header's value (it would change the URL's meaning).
+_NOT_IN_HOST = re.compile(r"[/?#@ \\]")
+
+
 def base_url_of(scope: Scope, public_url: str | None) -> str:
     """_base_url from the ASGI scope (for handlers outside Starlette's routing)."""
     if public_url:
@@ -61,7 +66,7 @@ def base_url_of(scope: Scope, public_url: str | None) -> str:
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1")
-                if host and not any(c in host for c in "/?#@ \\"):
+                if host and _NOT_IN_HOST.search(host) is None:
                     return f"{scope['scheme']}://{host}"
                 break
     url = URL(scope=scope)  # no usable Host header (or a root path): Starlette's own rules
