@@ -24,7 +24,12 @@ from starlette.routing import Route
 # What `ivr serve` passes to uvicorn.run (ivr/cli/main.py), besides the app, host and port.
 # access_log=False as `ivr serve` without --access-log: before December 2026 the floor logged
 # every request (uvicorn's default) and ivr serve did not, which cost the floor ~13% of its CPU.
-UVICORN_OPTIONS: dict[str, Any] = {"log_level": "info", "proxy_headers": True, "access_log": False}
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_level": "info",
+    "proxy_headers": True,
+    "access_log": False,
+    "server_header": False,
+}
 
 CONSTANT_TWIML = (
     b'<?xml version="1.0" encoding="UTF-8"?><Response><Start><Recording'

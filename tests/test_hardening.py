@@ -389,6 +389,18 @@ def test_requests_at_a_normal_pace_are_untouched(strict_server: tuple[str, int, 
         assert client.get("/try").status_code == 200
 
 
+def test_a_real_server_does_not_name_its_software(strict_server: tuple[str, int, Path]) -> None:
+    """No `server: uvicorn` on a page, a webhook's refusal or a 404: it tells an attacker which
+    software's flaws to try."""
+    host, port, _ = strict_server
+    with httpx.Client(base_url=f"http://{host}:{port}") as client:
+        answers = [client.get("/healthz"), client.post("/twilio/voice"), client.get("/no-such-page")]
+    assert [a.status_code for a in answers] == [200, 403, 404]
+    for answer in answers:
+        assert "server" not in answer.headers, answer.headers
+        assert "date" in answer.headers  # uvicorn's other default header stays
+
+
 def logged_client(base: str, log: Path, path: str) -> str:
     """The client address the access log gives for a request to `path` from 127.0.0.1 that
     claims, in X-Forwarded-For, to come from 198.51.100.23."""

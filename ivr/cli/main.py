@@ -126,6 +126,7 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
         http=header_deadline_protocol(request_timeout),
         access_log=access_log,
         log_config=log_config(),
+        server_header=False,  # no "server: uvicorn": what runs here is nobody else's business
     )
 
 
