@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import platform
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.load_client import WEBHOOKS
@@ -61,20 +62,24 @@ def format_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+# The latencies of the per-webhook table, as the load client names them; a column each, in ms.
+LATENCIES = ("p50", "p90", "p99", "max")
+
+
+def _webhook_line(webhook: str, requests: str, errors: str, latencies: Sequence[str]) -> str:
+    """A line of the per-webhook table: the heading and each row, so that they line up."""
+    return f"  {webhook:<10} {requests:>8} {errors:>6}" + "".join(f" {ms:>8}" for ms in latencies)
+
+
 def print_calls(title: str, run: ClientRun) -> None:
     result = run.result
     print(title)
-    print(
-        f"  {'webhook':<10} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
-        f" {'max ms':>8}"
-    )
+    print(_webhook_line("webhook", "requests", "errors", [f"{latency} ms" for latency in LATENCIES]))
     for name in WEBHOOKS:
         figures = run.webhook(name)
-        print(
-            f"  {name:<10} {figures['count']:>8,} {result['errors'].get(name, 0):>6}"
-            f" {format_ms(figures.get('p50')):>8} {format_ms(figures.get('p90')):>8}"
-            f" {format_ms(figures.get('p99')):>8} {format_ms(figures.get('max')):>8}"
-        )
+        errors = result["errors"].get(name, 0)
+        latencies = [format_ms(figures.get(latency)) for latency in LATENCIES]
+        print(_webhook_line(name, f"{figures['count']:,}", str(errors), latencies))
     other = {k: v for k, v in result["errors"].items() if k not in WEBHOOKS}
     print(
         f"  complete calls: {result['calls_ok']:,} of {result['calls']:,} in {result['seconds']:.2f} s"
