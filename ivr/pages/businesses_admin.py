@@ -163,13 +163,13 @@ async def businesses_page(request: Request, user: SessionUser) -> Response:
 @requires("admin")
 async def create_business(request: Request, user: SessionUser) -> Response:
     form = await request.form()
+    locales = [str(loc) for loc in form.getlist("locale")]
     kept: dict[str, object] = {
         key: str(form.get(key) or "")[:MAX_FIELD_CHARACTERS]
         for key in ("name", "numbers", "message_types", "frequency")
     }
-    kept["locales"] = [str(loc) for loc in form.getlist("locale")]
+    kept["locales"] = locales
     try:
-        locales = [str(loc) for loc in form.getlist("locale")]
         unknown = [loc for loc in locales if loc not in DEFAULT_LOCALES]
         if unknown:
             raise FormRefused(f"Locales: choose from {', '.join(DEFAULT_LOCALES)}")
