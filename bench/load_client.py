@@ -460,7 +460,7 @@ class EmulatorCaller:
     async def call(self, n: int, phone: str, opted_in: bool, key: str) -> bool:
         import httpx
 
-        from ivr.twilio.emulator import EmulatorError
+        from ivr.exceptions import EmulatorError
 
         sid = call_sid(n)
         try:

@@ -25,7 +25,8 @@ import httpx
 
 from bench.load import add_business, run_ivr, server_env
 from bench.load_procs import free_port, sample, serve
-from ivr.twilio.emulator import HANG_UP, EmulatorError, TwilioEmulator
+from ivr.exceptions import EmulatorError
+from ivr.twilio.emulator import HANG_UP, TwilioEmulator
 
 NUMBER = "+15550199001"
 CONFIRMED = "Your choice has been recorded"

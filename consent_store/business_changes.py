@@ -15,7 +15,7 @@ from consent_store.exceptions import BusinessChangeRefused, NumberTaken
 from consent_store.registry import WHATSAPP_PREFIX, RegistryMixin, business_change
 from consent_store.writing import utc_now
 
-__all__ = ["BusinessChangeRefused", "BusinessChangesMixin"]
+__all__ = ["BusinessChangesMixin"]
 
 
 class BusinessChangesMixin(RegistryMixin):

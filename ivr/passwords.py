@@ -19,8 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 from zxcvbn import zxcvbn
 
-from ivr.exceptions import BadUserName as BadUserName
-from ivr.exceptions import WeakPassword as WeakPassword
+from ivr.exceptions import BadUserName, WeakPassword
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a bound keeps a 10 MB "password" out

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from consent_store import ConsentStore
-from consent_store.business_changes import BusinessChangeRefused
-from consent_store.exceptions import NumberTaken
+from consent_store.exceptions import BusinessChangeRefused, NumberTaken
 from ivr.businesses import set_whatsapp_numbers, with_frequency
 from ivr.lint_worker import WORKER
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL, CALLER, Service

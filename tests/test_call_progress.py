@@ -13,7 +13,8 @@ import time
 import pytest
 
 from consent_store import ExportFilter
-from ivr.twilio.call_flow import START_PLACEHOLDER, GatherState, InvalidCallState
+from ivr.exceptions import InvalidCallState
+from ivr.twilio.call_flow import START_PLACEHOLDER, GatherState
 from ivr.twilio.webhooks import REHEARSAL_PARAM
 from tests.conftest import ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.twilio.emulator import EmulatorError, Spoken, TwilioEmulator, new_sid
+from ivr.exceptions import EmulatorError
+from ivr.twilio.emulator import Spoken, TwilioEmulator, new_sid
 from tests.cli_runner import run_ivr
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN
 from tests.live_server import server

@@ -21,7 +21,8 @@ import pytest
 
 from ivr import __version__
 from ivr.evidence.export_check import check_export
-from ivr.evidence.manifest import ManifestError, manifest_path, read_manifest
+from ivr.evidence.manifest import manifest_path, read_manifest
+from ivr.exceptions import ManifestError
 from tests.conftest import ACME, ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 from tests.test_cli import ivr, ivr_async, one_line_error
 from tests.test_export_formats import db_path, stored_decisions

@@ -23,7 +23,8 @@ import pytest
 from consent_store import columns as spec
 from consent_store.columns import NAMES
 from ivr.evidence.export_check import check_export
-from ivr.evidence.manifest import MANIFEST_VERSION, ManifestError, manifest_path, read_manifest
+from ivr.evidence.manifest import MANIFEST_VERSION, manifest_path, read_manifest
+from ivr.exceptions import ManifestError
 from tests.conftest import ACME_NUMBER, BILINGUAL_NUMBER, CALLER, Service
 from tests.test_cli import ivr_async, one_line_error
 

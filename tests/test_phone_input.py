@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.phone_input import MAX_TYPED_LENGTH, NotAPhoneNumber, normalise_typed_phone
+from ivr.exceptions import NotAPhoneNumber
+from ivr.phone_input import MAX_TYPED_LENGTH, normalise_typed_phone
 from ivr.twilio.call_flow import system_reply
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.live_server import free_port, ivr, wait_until_healthy

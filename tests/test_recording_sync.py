@@ -20,9 +20,10 @@ from consent_store import ConsentStore
 from ivr.app import create_app
 from ivr.businesses import add_business
 from ivr.recordings import sync
+from ivr.recordings.exceptions import TwilioApiError
 from ivr.recordings.fetch import fetcher_of
 from ivr.recordings.twilio_media import TwilioCredentials
-from ivr.recordings.twilio_recordings import TwilioApiError, list_call_recordings
+from ivr.recordings.twilio_recordings import list_call_recordings
 from ivr.settings import Settings
 from ivr.twilio.emulator import CallResult, TwilioEmulator
 from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording, recording_media

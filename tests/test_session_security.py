@@ -11,9 +11,10 @@ import time
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
+from ivr.exceptions import BadUserName, WeakPassword
 from ivr.pages import auth
 from ivr.pages.auth import SESSION_COOKIE
-from ivr.passwords import BadUserName, WeakPassword, check_password_strength, normal_user_name
+from ivr.passwords import check_password_strength, normal_user_name
 from ivr.runtime import SESSION_SECRET_SETTING, secret_key_for
 from ivr.settings import Settings
 from ivr.throttle import MAX_KEYS, SLOW_USER_DELAY_SECONDS, LoginThrottle

@@ -17,8 +17,9 @@ import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
 from consent_store import ConsentStore
-from ivr.lint_worker import LintTimeout, LintWorker
-from ivr.scripts_admin import ScriptRejected, publish_checked
+from ivr.exceptions import LintTimeout, ScriptRejected
+from ivr.lint_worker import LintWorker
+from ivr.scripts_admin import publish_checked
 from tests.cli_runner import ivr_with_env as ivr  # in-process; tests/live_server.py's ivr as was
 from tests.conftest import ACME, ACME_NUMBER, CALLER, Service
 from tests.live_server import SITE_PASSWORD, server, wait_until_healthy
@@ -386,7 +387,8 @@ async def test_live_lint_refuses_bombs_fast_while_the_server_keeps_answering(
 
 
 def test_the_time_budget_counts_the_renders_cpu_not_a_busy_machines_waiting() -> None:
-    from voice_scripts.template_limits import MAX_SECONDS, TemplateLimitExceeded, render_budget
+    from voice_scripts.exceptions import TemplateLimitExceeded
+    from voice_scripts.template_limits import MAX_SECONDS, render_budget
 
     with render_budget() as budget:
         time.sleep(MAX_SECONDS + 0.2)  # as if the machine ran other processes meanwhile

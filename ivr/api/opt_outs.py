@@ -27,8 +27,8 @@ from consent_store import Business, ConsentDecision, ExportFilter, StoredEvent, 
 from consent_store.events import CHANNELS, ApiToken, Channel
 from consent_store.phone import is_e164, masked
 from ivr.api.consent import token_sha256
-from ivr.exceptions import Refused as Refused
-from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
+from ivr.exceptions import NotAPhoneNumber, Refused
+from ivr.phone_input import normalise_typed_phone
 from ivr.runtime import Runtime
 from ivr.twilio.messaging import last_locale
 

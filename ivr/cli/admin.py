@@ -16,15 +16,16 @@ import click
 from consent_store import ConsentStore
 from consent_store.events import ROLES, User
 from consent_store.exceptions import UnderLegalHold
-from ivr.cli.support import CliFailure, F, settings_from_env, with_store
+from ivr.cli.support import F, settings_from_env, with_store
+from ivr.exceptions import BadUserName, CliFailure, NotAPhoneNumber, ScriptRejected, WeakPassword
 from ivr.optout_webhooks import DERIVED_PREFIX, derived_secret
-from ivr.passwords import BadUserName, WeakPassword, check_password_strength, hash_password, normal_user_name
-from ivr.phone_input import NotAPhoneNumber, check_region, normalise_typed_phone
+from ivr.passwords import check_password_strength, hash_password, normal_user_name
+from ivr.phone_input import check_region, normalise_typed_phone
 from ivr.recordings.archive import open_archive
-from ivr.recordings.exceptions import RecordingError
-from ivr.recordings.retention import DeletionNotConfigured, erase_audio, twilio_for_deletion
+from ivr.recordings.exceptions import DeletionNotConfigured, RecordingError
+from ivr.recordings.retention import erase_audio, twilio_for_deletion
 from ivr.runtime import secret_key_for
-from ivr.scripts_admin import ScriptRejected, publish_checked
+from ivr.scripts_admin import publish_checked
 
 
 def _region(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

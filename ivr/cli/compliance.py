@@ -9,8 +9,9 @@ from __future__ import annotations
 import click
 
 from consent_store import ConsentStore
-from ivr.cli.support import CliFailure, database_read, period_options, report_options, with_store
+from ivr.cli.support import database_read, period_options, report_options, with_store
 from ivr.compliance_report import ComplianceReport, compliance_report, report_json_text, report_table
+from ivr.exceptions import CliFailure
 
 
 @click.command("compliance")

@@ -18,7 +18,7 @@ import click
 
 from consent_store import ACTIONS, ConsentStore, ExportFilter, VerifyResult
 from ivr import __version__
-from ivr.cli.support import CliFailure, database_read, with_store
+from ivr.cli.support import database_read, with_store
 from ivr.evidence.export import (
     EXPORT_FORMATS,
     ExportFormat,
@@ -28,7 +28,8 @@ from ivr.evidence.export import (
     write_export,
 )
 from ivr.evidence.export_check import ExportCheck, check_export
-from ivr.evidence.manifest import ExportManifest, ManifestError, manifest_path, read_manifest, staged_manifest
+from ivr.evidence.manifest import ExportManifest, manifest_path, read_manifest, staged_manifest
+from ivr.exceptions import CliFailure, ManifestError
 from ivr.progress import Progress
 from ivr.recordings.verify import RecordingsCheck, archive_from_env, recordings_line, verify_recordings
 

@@ -20,14 +20,8 @@ from consent_store import (
 )
 from ivr import __version__
 from ivr.cli.lazy import LazyCommands
-from ivr.cli.support import (
-    CliFailure,
-    server_url_option,
-    settings_from_env,
-    simulate,
-    with_store,
-    with_store_errors,
-)
+from ivr.cli.support import server_url_option, settings_from_env, simulate, with_store, with_store_errors
+from ivr.exceptions import CliFailure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,15 +17,8 @@ import click
 from consent_store import ConsentStore
 from ivr.businesses import WHATSAPP_ADDRESS, set_whatsapp_numbers
 from ivr.cli.admin import region_option, typed_phone
-from ivr.cli.support import (
-    CliFailure,
-    F,
-    server_url_option,
-    settings_from_env,
-    signature_refused,
-    simulate,
-    with_store,
-)
+from ivr.cli.support import F, server_url_option, settings_from_env, signature_refused, simulate, with_store
+from ivr.exceptions import CliFailure
 from ivr.settings import Settings
 from ivr.twilio.emulator import new_sid
 from ivr.twilio.inbound import REHEARSAL_PARAM, simulated_mark

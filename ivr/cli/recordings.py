@@ -22,10 +22,11 @@ from consent_store.recording_holds import (
     set_recording_retention,
 )
 from ivr.cli.admin import region_option, typed_phone
-from ivr.cli.support import CliFailure, settings_from_env, with_store
+from ivr.cli.support import settings_from_env, with_store
+from ivr.exceptions import CliFailure
 from ivr.recordings.archive import RecordingArchive, open_archive
-from ivr.recordings.exceptions import RecordingError, RecordingMissing
-from ivr.recordings.retention import DeletionNotConfigured, purge, twilio_for_deletion
+from ivr.recordings.exceptions import DeletionNotConfigured, RecordingError, RecordingMissing
+from ivr.recordings.retention import purge, twilio_for_deletion
 from ivr.recordings.sync import DEFAULT_OLDER_THAN_SECONDS, reconcile, reconciliation_deps
 from ivr.recordings.twilio_recordings import check_call_sid
 from ivr.settings import Settings

@@ -16,7 +16,7 @@ import click
 from consent_store import ConsentStore, StoreError, StoreUnavailable, open_store
 from consent_store.exceptions import BadDatabaseURL, DatabaseMissing, SchemaTooNew
 from consent_store.url import parse_database_url
-from ivr.exceptions import CliFailure as CliFailure
+from ivr.exceptions import CliFailure, EmulatorError
 from ivr.settings import Settings
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ def with_store_errors(run: Callable[[], Awaitable[T]]) -> T:
         raise CliFailure(str(exc), 2) from exc
     except StoreUnavailable as exc:
         raise CliFailure(str(exc), 1) from exc
-    except (StoreError, ValueError) as exc:  # ivr.businesses.InvalidBusiness is a ValueError
+    except (StoreError, ValueError) as exc:  # ivr.exceptions.InvalidBusiness is a ValueError
         raise CliFailure(str(exc), 2) from exc
     except Exception as exc:
         # Imported here: voice_scripts loads its linter and Jinja2, which `ivr --version` and
@@ -135,8 +135,6 @@ def simulate(run: Callable[[], Awaitable[T]], url: str | None, command: str, fai
     with_store_errors; one line, exit 1, when nothing answers at `url`, the server refuses the
     signature, or the emulator fails (`failed` says what: "the call failed")."""
     import httpx  # only these two commands talk HTTP
-
-    from ivr.twilio.emulator import EmulatorError
 
     logging.getLogger("ivr.runtime").setLevel(logging.ERROR)  # the local-token warning is for servers
     try:

@@ -26,7 +26,8 @@ import httpx
 
 from consent_store import ConsentStore
 from ivr.cli.admin import region_option, typed_phone
-from ivr.cli.support import CliFailure, database_read, settings_from_env, with_store
+from ivr.cli.support import database_read, settings_from_env, with_store
+from ivr.exceptions import CliFailure
 from ivr.settings import DEFAULT_TWILIO_API_URL, Settings
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from ivr.evidence.export import (
     render_header,
     render_rows,
 )
-from ivr.exceptions import ColumnsError as ColumnsError  # moved there; importable from here still
+from ivr.exceptions import ColumnsError
 
 # Today's header is a few hundred bytes; a first line longer than this is not an export's.
 MAX_HEADER_BYTES = 1 << 16

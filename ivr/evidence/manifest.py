@@ -20,7 +20,7 @@ from consent_store import ExportFilter
 from consent_store.columns import NAMES
 from consent_store.writing import utc_now
 from ivr.evidence.export import EXPORT_FORMATS, ExportFormat, ExportResult
-from ivr.exceptions import ManifestError as ManifestError  # moved there; importable from here still
+from ivr.exceptions import ManifestError
 
 MANIFEST_SUFFIX = ".manifest.json"
 # 2: records `columns` and `columns_version`; a version 1 manifest lacks them (its export's

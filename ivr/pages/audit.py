@@ -37,9 +37,10 @@ from ivr.evidence.export import (
     write_export,
 )
 from ivr.evidence.manifest import MANIFEST_SUFFIX, ExportManifest
+from ivr.exceptions import NotAPhoneNumber
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
-from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
+from ivr.phone_input import normalise_typed_phone
 from ivr.recordings import playback
 from ivr.recordings.fetch import fetcher_of
 from ivr.recordings.incomplete import missing_recordings

@@ -29,8 +29,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from consent_store.events import Role
+from ivr.exceptions import BadUserName
 from ivr.pages.web import templates
-from ivr.passwords import BadUserName, hash_password, normal_user_name, password_matches_async
+from ivr.passwords import hash_password, normal_user_name, password_matches_async
 from ivr.runtime import request_runtime
 
 __all__ = ["SessionUser", "current_user", "hash_password", "requires", "template_user"]

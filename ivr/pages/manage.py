@@ -18,19 +18,14 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from consent_store import Business, ScriptVersion, StoreError
+from ivr.exceptions import FormNotApplied, ScriptRejected
 from ivr.pages import manage_api, script_compare
 from ivr.pages.auth import SessionUser, requires, template_user
-from ivr.pages.script_editing import (
-    MAX_SCRIPT_BYTES,
-    FormNotApplied,
-    business_for,
-    check_draft,
-    text_from_post,
-)
+from ivr.pages.script_editing import MAX_SCRIPT_BYTES, business_for, check_draft, text_from_post
 from ivr.pages.script_form import KEY_CHOICES, KEY_LABELS, PROMPT_HELP, PROMPT_LABELS, voice_choices
 from ivr.pages.web import templates
 from ivr.runtime import request_runtime
-from ivr.scripts_admin import ScriptRejected, publish_checked
+from ivr.scripts_admin import publish_checked
 from voice_scripts.plain_text import PLACEHOLDERS
 
 

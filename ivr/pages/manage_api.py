@@ -15,15 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consent_store import Business
+from ivr.exceptions import FormNotApplied
 from ivr.pages.auth import SessionUser, requires
 from ivr.pages.script_compare import prompt_changes, setting_changes
-from ivr.pages.script_editing import (
-    MAX_SCRIPT_BYTES,
-    FormNotApplied,
-    business_for,
-    check_draft,
-    text_from_post,
-)
+from ivr.pages.script_editing import MAX_SCRIPT_BYTES, business_for, check_draft, text_from_post
 from ivr.runtime import request_runtime
 from ivr.scripts_admin import render_versions_off_loop
 from voice_scripts import ScriptError, language_for

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from consent_store import Business, StoreError
-from ivr.exceptions import FormNotApplied as FormNotApplied
+from ivr.exceptions import FormNotApplied
 from ivr.pages.auth import SessionUser
 from ivr.pages.script_form import (
     BOX_LABELS,

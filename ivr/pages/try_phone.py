@@ -30,11 +30,12 @@ from starlette.routing import Route
 
 from consent_store import ExportFilter
 from ivr.evidence.export import row_dict
+from ivr.exceptions import EmulatorError, NotAPhoneNumber
 from ivr.pages.auth import csrf_ok, current_user
 from ivr.pages.web import templates
-from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
+from ivr.phone_input import normalise_typed_phone
 from ivr.runtime import Runtime
-from ivr.twilio.emulator import NO_INPUT, CallResult, EmulatorError, Spoken, TwilioEmulator, new_sid
+from ivr.twilio.emulator import NO_INPUT, CallResult, Spoken, TwilioEmulator, new_sid
 from ivr.twilio.inbound import REHEARSAL_PARAM, simulated_mark
 from ivr.twilio.message_emulator import MessageEmulator
 

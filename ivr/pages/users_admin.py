@@ -15,9 +15,10 @@ from starlette.routing import Route
 
 from consent_store import StoreError
 from consent_store.events import ROLES
+from ivr.exceptions import BadUserName
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
-from ivr.passwords import BadUserName, hash_password, normal_user_name
+from ivr.passwords import hash_password, normal_user_name
 from ivr.runtime import request_runtime
 
 # 96 random bits as 16 URL-safe characters: far beyond what zxcvbn asks, and easy to copy.

@@ -35,9 +35,9 @@ from consent_store.recording_holds import (
 from consent_store.writing import utc_iso
 from ivr.outbound_tls import tls_context
 from ivr.recordings.archive import RecordingArchive
-from ivr.recordings.exceptions import DeletionNotConfigured as DeletionNotConfigured
+from ivr.recordings.exceptions import DeletionNotConfigured, TwilioApiError
 from ivr.recordings.twilio_media import TwilioCredentials
-from ivr.recordings.twilio_recordings import TwilioApiError, delete_recording
+from ivr.recordings.twilio_recordings import delete_recording
 from ivr.settings import Settings
 
 TIMEOUT = httpx.Timeout(20.0, connect=5.0)

@@ -30,11 +30,11 @@ from consent_store.writing import utc_iso
 from ivr.background import running_task
 from ivr.outbound_tls import tls_context
 from ivr.recordings.archive import RecordingArchive
-from ivr.recordings.exceptions import NoCredentials, RecordingError
+from ivr.recordings.exceptions import NoCredentials, RecordingError, TwilioApiError
 from ivr.recordings.fetch import ArchiveDeps, archive_recording
 from ivr.recordings.retention import delete_archived_at_twilio
 from ivr.recordings.twilio_media import TwilioCredentials
-from ivr.recordings.twilio_recordings import TwilioApiError, TwilioRecording, list_call_recordings
+from ivr.recordings.twilio_recordings import TwilioRecording, list_call_recordings
 from ivr.settings import Settings
 
 LOG = logging.getLogger(__name__)

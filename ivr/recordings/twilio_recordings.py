@@ -19,8 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from ivr.recordings.exceptions import NoCredentials
-from ivr.recordings.exceptions import TwilioApiError as TwilioApiError
+from ivr.recordings.exceptions import NoCredentials, TwilioApiError
 from ivr.recordings.twilio_media import TwilioCredentials
 
 API_VERSION = "2010-04-01"

@@ -117,7 +117,8 @@ def recordings_line(check: RecordingsCheck | None) -> str:
 
 def archive_from_env() -> RecordingArchive:
     """The archive IVR_RECORDINGS_URL names, for a command; CliFailure (exit 2) if it cannot be."""
-    from ivr.cli.support import CliFailure, settings_from_env
+    from ivr.cli.support import settings_from_env
+    from ivr.exceptions import CliFailure
 
     try:
         return open_archive(settings_from_env())

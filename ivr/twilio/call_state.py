@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from consent_store import text_sha256
-from ivr.exceptions import InvalidCallState as InvalidCallState
+from ivr.exceptions import InvalidCallState
 
 Step = Literal["language", "consent", "subscribed"]
 STEPS: tuple[Step, ...] = ("language", "consent", "subscribed")

@@ -41,7 +41,7 @@ from urllib.parse import urljoin
 import httpx
 from twilio.request_validator import RequestValidator
 
-from ivr.exceptions import EmulatorError as EmulatorError
+from ivr.exceptions import EmulatorError
 from ivr.twilio.rest_emulator import TwilioRestEmulator, add_recording
 
 MAX_REQUESTS_PER_CALL = 60

@@ -31,13 +31,13 @@ from consent_store import (
     text_sha256,
 )
 from consent_store.phone import is_e164, masked
+from ivr.exceptions import InvalidCallState
 from ivr.recordings import fetch as recording_fetch
 from ivr.runtime import Runtime, request_runtime
 from ivr.twilio.call_flow import (
     START_PLACEHOLDER,
     CallContext,
     GatherState,
-    InvalidCallState,
     LoadedScript,
     Played,
     check_issued,
