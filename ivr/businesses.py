@@ -12,7 +12,14 @@ from consent_store.exceptions import BusinessExists, NumberTaken, UnknownBusines
 from consent_store.phone import is_e164
 from ivr.exceptions import InvalidBusiness as InvalidBusiness
 from ivr.pages.script_form import with_type_names
-from voice_scripts import DEFAULT_LOCALES, default_script_text, errors, lint_script, parse_script
+from voice_scripts import (
+    ScriptError,
+    UnsupportedLocale,
+    default_script_text,
+    errors,
+    lint_script,
+    parse_script,
+)
 
 MAX_FREQUENCY_CHARACTERS = 200
 # How Twilio addresses a WhatsApp sender, and how the store keeps one among a business's numbers.
@@ -120,11 +127,14 @@ def default_script_checked(
 ) -> str:
     """The default script of `locale` for this business (with its message types' spoken `names`),
     after the policy check (InvalidBusiness)."""
-    if locale not in DEFAULT_LOCALES:
+    try:
+        text = with_frequency(default_script_text(locale), frequency)
+    except UnsupportedLocale as exc:
         raise InvalidBusiness(
-            f"there is no default script for {locale!r}; choose {', '.join(DEFAULT_LOCALES)}"
-        )
-    text = with_frequency(default_script_text(locale), frequency)
+            f"there is no default script for {locale!r}; choose {', '.join(exc.supported)}"
+        ) from exc
+    except ScriptError as exc:  # a language file that cannot be read or misses an entry: named
+        raise InvalidBusiness(str(exc)) from exc
     if names:
         text = with_type_names(text, names)
     problems = errors(lint_script(parse_script(text), business.name, business.message_types))

@@ -14,7 +14,6 @@ from ivr.exceptions import ScriptRejected as ScriptRejected
 from ivr.lint_worker import WORKER, LintTimeout
 from ivr.twilio.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from voice_scripts import (
-    DEFAULT_LOCALES,
     Finding,
     RenderContext,
     ScriptError,
@@ -22,6 +21,7 @@ from voice_scripts import (
     default_script_text,
     errors,
     lint_script,
+    offered_locales,
     parse_script,
     render_all,
 )
@@ -131,7 +131,11 @@ async def render_versions_off_loop(business: Business, texts: tuple[str, ...]) -
 def warm_up() -> None:
     """Run in a new lint worker before its first check (ivr.lint_worker): every default script is
     checked and previewed once, so the imports, data files and template compiler are ready."""
-    for locale in DEFAULT_LOCALES:
+    try:
+        locales = offered_locales()
+    except ScriptError:  # a wrong language file: each check that reads it says so (locale-data)
+        locales = ()
+    for locale in locales:
         business = Business("Warm-up", ("+15550100199",), ("updates",), (locale,))
         preview_script(business, locale, default_script_text(locale), "http://localhost")
 

@@ -2,12 +2,16 @@
 
 A file missing an entry is an error naming the file and the entry, a language without a file is
 an error naming the file to add, never English instead; adding French is one file, shown here by
-writing fr.toml into a temporary folder: a French script then lints, renders and runs through the
-call flow with French system sentences.
+writing fr.toml into a temporary folder: a French business can then be created with its default
+script (from the CLI or the businesses page), which lints, renders and runs through the call flow
+with French system sentences.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import html
 import re
 import shutil
 import subprocess
@@ -31,18 +35,20 @@ from ivr.twilio.call_flow import (
     start_call,
     system_reply,
 )
+from tests.cli_runner import run_ivr
 from tests.conftest import ACME, Service
 from tests.test_manage_http import PASSWORD, csrf_of, sign_in
 from tests.user_hashes import quick_hash
 from voice_scripts import (
-    DEFAULT_LOCALES,
     LanguageFileError,
     RenderContext,
     UnknownLanguage,
+    UnsupportedLocale,
     default_script_text,
     language_for,
     lint_script,
     offered_languages,
+    offered_locales,
     parse_script,
     render_prompt,
     spoken_key,
@@ -52,7 +58,7 @@ from voice_scripts.languages import DEFAULT_FOLDER, LanguageFiles, using_folder
 from voice_scripts.notice import notice_words
 
 ESPEAK = shutil.which("espeak-ng")
-FRENCH = """\
+FRENCH_LANGUAGE = """\
 language = "fr"
 
 [speech]
@@ -88,7 +94,7 @@ voice = "Polly.Chantal"
 say_language = "fr-CA"
 """
 
-FRENCH_SCRIPT = """\
+FRENCH_SCRIPT = '''\
 locale = "fr-FR"
 voice = "Polly.Lea"
 frequency = "au plus quatre messages par mois"
@@ -101,7 +107,7 @@ repeat = "*"
 
 [prompts]
 language_menu = "Cet appel est enregistré. Pour le français, appuyez sur {{ menu_key }}."
-consent = '''
+consent = """
 Bonjour, merci d'appeler {{ business }}.
 Cet appel est enregistré comme preuve de votre choix.
 Nous aimerions vous envoyer {{ message_types | spoken_list }} sur WhatsApp, {{ frequency }}.
@@ -109,14 +115,14 @@ Pour ne plus recevoir ces messages WhatsApp, rappelez et appuyez sur {{ keys.opt
 Pour accepter les messages WhatsApp de {{ business }}, appuyez sur {{ keys.opt_in | spoken_key }}.
 Sinon, appuyez sur {{ keys.decline | spoken_key }}.
 Pour réécouter ce message, appuyez sur {{ keys.repeat | spoken_key }}.
-'''
-subscribed = '''
+"""
+subscribed = """
 Bonjour, merci d'appeler {{ business }}.
 Cet appel est enregistré comme preuve de votre choix.
 Vous recevez déjà {{ message_types | spoken_list }} sur WhatsApp, {{ frequency }}.
 Pour ne plus recevoir ces messages WhatsApp, appuyez sur {{ keys.opt_out | spoken_key }}.
 Pour réécouter ce message, appuyez sur {{ keys.repeat | spoken_key }}.
-'''
+"""
 confirmed = "Merci. Votre choix est enregistré : vous recevrez {{ message_types | spoken_list }}. Au revoir."
 declined = "Entendu. Votre choix est enregistré : pas de messages de {{ business }}. Au revoir."
 opted_out = "C'est fait. Votre choix est enregistré. Au revoir."
@@ -124,7 +130,10 @@ invalid = "Désolé, cette touche ne fait pas partie des choix."
 no_input = "Désolé, nous n'avons entendu aucune touche."
 goodbye = "Nous n'avons enregistré aucun choix. Au revoir."
 error = "Désolé : à cause d'un problème technique, votre choix n'a pas été enregistré. Au revoir."
-"""
+'''
+# The whole language file: its words and rules, and its default script (the first script of a new
+# French business), between ''' and ''' as a TOML literal string keeps it byte for byte.
+FRENCH = FRENCH_LANGUAGE + f"\n[default_script]\ntext = '''\n{FRENCH_SCRIPT}'''\n"
 
 TYPES = ("les avis de livraison", "les rappels de rendez-vous")
 BUSINESS = Business("Boulangerie Paul", ("+33100000000",), TYPES, ("fr-FR",))
@@ -139,13 +148,31 @@ def folder(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
 
 
-def test_the_languages_offered_are_the_files_present_and_each_default_script_has_one() -> None:
+def test_the_languages_offered_are_the_files_present_and_each_brings_its_default_script() -> None:
     assert offered_languages() == tuple(sorted(p.stem for p in DEFAULT_FOLDER.glob("*.toml")))
     assert set(offered_languages()) >= {"en", "es"}
-    for locale in DEFAULT_LOCALES:
+    assert offered_locales() == ("en-US", "es-ES")
+    for locale in offered_locales():
         language = language_for(locale)
         assert language.path == DEFAULT_FOLDER / f"{language.language}.toml"
         assert language.messaging is not None, "W1's [messaging] table is read and checked too"
+        assert language.default_script.locale == locale
+        assert parse_script(default_script_text(locale)).locale == locale
+
+
+# SHA-256 and size in bytes of voice_scripts/defaults/en-US.toml and es-ES.toml as shipped before the
+# default scripts moved into the language files (a5a5c31): a new business's first script, what its
+# editor shows and what its callers hear, is the same text byte for byte.
+SHIPPED_DEFAULT_SCRIPTS = {
+    "en-US": ("497a5f66b9f015682ec9f86700af4a9a368d2c4836453e20c0a5f61cd074249b", 2459),
+    "es-ES": ("2cb5d0dced0d949f25447294cfb32e8d0339e727135417fdbf224de5aea6d71b", 2570),
+}
+
+
+@pytest.mark.parametrize("locale", sorted(SHIPPED_DEFAULT_SCRIPTS))
+def test_the_shipped_default_scripts_are_the_same_text_byte_for_byte(locale: str) -> None:
+    text = default_script_text(locale).encode("utf-8")
+    assert (hashlib.sha256(text).hexdigest(), len(text)) == SHIPPED_DEFAULT_SCRIPTS[locale]
 
 
 def test_the_shipped_words_are_the_ones_callers_heard_before() -> None:
@@ -191,13 +218,13 @@ def test_a_file_missing_any_entry_is_refused_naming_the_file_and_the_entry(
 ) -> None:
     path = folder / "en.toml"
     text = path.read_text("utf-8")
-    pattern = re.compile(rf"^{re.escape(entry)} = (?:\[[^\]]*\]|.*)$", re.M)  # a list may span lines
+    # A list or a '''-quoted text may span lines; the default script's text holds "[keys]" lines, so
+    # the entry is the first of its name after its table's heading, not the table cut at a "[".
+    pattern = re.compile(rf"^{re.escape(entry)} = (?:\[[^\]]*\]|'''[\s\S]*?'''|.*)$", re.M)
     section = text.index(f"\n[{table}]\n")
-    end = text.find("\n[", section + 1)
-    end = len(text) if end == -1 else end
-    body = pattern.sub("", text[section:end], count=1)
-    assert body != text[section:end], (table, entry)
-    path.write_text(text[:section] + body + text[end:], "utf-8")
+    body = pattern.sub("", text[section:], count=1)
+    assert body != text[section:], (table, entry)
+    path.write_text(text[:section] + body, "utf-8")
     with pytest.raises(LanguageFileError) as raised:
         language_for("en-US")
     assert (raised.value.path, raised.value.key) == (path, f"{table}.{entry}")
@@ -272,9 +299,11 @@ def test_the_linter_reports_a_language_without_a_file_or_with_a_missing_entry(fo
     findings = lint_script(parse_script(FRENCH_SCRIPT), BUSINESS.name, TYPES)
     assert [(f.rule, f.prompt) for f in findings] == [("locale-data", "locale")]
     assert "fr.toml" in findings[0].message and "docs/managers.md" in findings[0].message
+    # The shipped Spanish script, read from the package's files: the copy in use is read once, broken.
+    spanish = parse_script(LanguageFiles(DEFAULT_FOLDER).for_locale("es-ES").default_script.text)
     path = folder / "es.toml"
     path.write_text(path.read_text("utf-8").replace('and = "y"', ""), "utf-8")
-    findings = lint_script(parse_script(default_script_text("es-ES")), BUSINESS.name, TYPES)
+    findings = lint_script(spanish, BUSINESS.name, TYPES)
     assert [(f.rule, f.severity) for f in findings] == [("locale-data", "error")]
     assert "es.toml: 'speech.and' is missing" in findings[0].message
 
@@ -326,6 +355,101 @@ def test_adding_french_is_one_file(folder: Path) -> None:
     assert canadian.text == language_for("fr-FR").system.error
 
 
+def test_adding_french_is_one_file_and_a_french_business_is_created_with_its_default_script(
+    folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`ivr business add --locale fr-FR`, in-process: refused before fr.toml, created after it, with
+    the default script of fr.toml, which lints and renders in French."""
+    env = {"IVR_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'ivr.db'}"}
+    add = ["business", "add", "--name", BUSINESS.name, "--number", "+33100000002", "--locale", "fr-FR"]
+    add += [arg for t in TYPES for arg in ("--message-type", t)]
+    refused = run_ivr(*add, env=env)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "'fr-FR' is not one of en-US, es-ES" in refused.stderr, refused.stderr
+
+    (folder / "fr.toml").write_text(FRENCH, "utf-8")
+    assert offered_locales() == ("en-US", "es-ES", "fr-FR")
+    assert default_script_text("fr-FR") == FRENCH_SCRIPT
+    created = run_ivr(*add, env=env)
+    assert created.returncode == 0, created.stderr
+    assert "locales fr-FR (default scripts published as version 1)" in created.stdout
+    shown = run_ivr("script", "show", "--business", BUSINESS.name, "--locale", "fr-FR", env=env)
+    assert shown.returncode == 0 and shown.stdout == FRENCH_SCRIPT
+    script = parse_script(shown.stdout)
+    assert lint_script(script, BUSINESS.name, TYPES) == []
+    consent = render_prompt(script, "consent", RenderContext(BUSINESS.name, TYPES))
+    assert "Nous aimerions vous envoyer les avis de livraison et les rappels de rendez-vous" in consent
+    assert "appuyez sur étoile" in consent
+    # A locale of French without a default script of its own is not offered, never fr-FR's instead.
+    with pytest.raises(UnsupportedLocale, match="'fr-CA'; available: en-US, es-ES, fr-FR"):
+        default_script_text("fr-CA")
+
+
+def test_a_region_with_a_default_script_of_its_own_is_offered_for_new_businesses(tmp_path: Path) -> None:
+    canadian = FRENCH_SCRIPT.replace('"fr-FR"', '"fr-CA"', 1).replace("Polly.Lea", "Polly.Chantal", 1)
+    region = f"\n[regions.\"fr-CA\".default_script]\ntext = '''\n{canadian}'''\n"
+    (tmp_path / "fr.toml").write_text(FRENCH + region, "utf-8")
+    with using_folder(tmp_path):
+        assert offered_locales() == ("fr-FR", "fr-CA")
+        assert (default_script_text("fr-FR"), default_script_text("fr-CA")) == (FRENCH_SCRIPT, canadian)
+        assert lint_script(parse_script(canadian), BUSINESS.name, TYPES) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        ((f"\n[default_script]\ntext = '''\n{FRENCH_SCRIPT}'''\n", ""), "default_script", "is missing"),
+        (("text = '''", "texte = '''"), "default_script.texte", "not an entry"),
+        ((f"text = '''\n{FRENCH_SCRIPT}'''", 'text = " "'), "default_script.text", "TOML text"),
+        (('no_input = "Désolé', 'no_inputs = "Désolé'), "default_script.text", "missing no_input"),
+        (('locale = "fr-FR"', 'locale = "de-DE"'), "default_script.text", "'de-DE', not a locale of 'fr'"),
+        (
+            ('voice = "Polly.Lea"\nfrequency', 'voice = "Polly.Joanna"\nfrequency'),
+            "default_script.text",
+            "not speak fr-FR",
+        ),
+        (
+            ("[regions.", f"[regions.\"fr-CA\".default_script]\ntext = '''\n{FRENCH_SCRIPT}'''\n\n[regions."),
+            'regions."fr-CA".default_script.text',
+            "must be a script for fr-CA",
+        ),
+    ],
+    ids=["no-table", "misnamed", "empty", "unusable", "other-language", "voice", "region-for-another"],
+)
+def test_a_language_file_without_a_usable_default_script_is_refused_naming_the_entry(
+    folder: Path, change: tuple[str, str], key: str, problem: str
+) -> None:
+    """Like any missing entry: no French business from it, and never another language's script."""
+    assert change[0] in FRENCH
+    (folder / "fr.toml").write_text(FRENCH.replace(change[0], change[1], 1), "utf-8")
+    with pytest.raises(LanguageFileError) as raised:
+        offered_locales()
+    assert raised.value.key == key and problem in str(raised.value), str(raised.value)
+    assert str(folder / "fr.toml") in str(raised.value)
+    with pytest.raises(LanguageFileError):
+        default_script_text("fr-FR")
+
+
+async def test_a_french_file_without_its_default_script_is_named_by_the_businesses_page_and_the_cli(
+    folder: Path, service: Service, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No French business, and no silent list without French: the page and the CLI name the entry."""
+    (folder / "fr.toml").write_text(FRENCH_LANGUAGE, "utf-8")
+    missing = f"{folder / 'fr.toml'}: 'default_script' is missing (a table)"
+    await service.store.add_user("root", "admin", quick_hash(PASSWORD), author="test")
+    assert (await sign_in(service.client, "root")).status_code == 303
+    page = await service.client.get("/manage/businesses")
+    assert page.status_code == 500 and missing in html.unescape(page.text)
+    assert 'name="locale"' not in page.text
+    database = tmp_path_factory.mktemp("db") / "ivr.db"
+    add = ["business", "add", "--name", "B", "--number", "+33100000003", "--message-type", "x"]
+    env = {"IVR_DATABASE_URL": f"sqlite:///{database}"}
+    refused = await asyncio.to_thread(run_ivr, *add, "--locale", "fr-FR", env=env)
+    assert refused.returncode == 2 and refused.stdout == "" and len(refused.stderr.splitlines()) == 1
+    assert missing in refused.stderr
+    assert not database.exists(), "refused before the store is opened"
+
+
 def test_a_folder_is_read_on_its_own(tmp_path: Path) -> None:
     (tmp_path / "fr.toml").write_text(FRENCH, "utf-8")
     files = LanguageFiles(tmp_path)
@@ -368,12 +492,26 @@ def espeak_says(text: str, voice: str) -> bytes:
     ).stdout
 
 
-async def test_a_french_business_takes_calls_through_the_webhooks(folder: Path, service: Service) -> None:
-    """With fr.toml added, a business with a French script takes real webhook calls in French:
-    the consent prompt, the decision recorded as fr-FR, and the service's own sentences."""
+async def test_a_french_business_created_on_the_businesses_page_takes_calls_through_the_webhooks(
+    folder: Path, service: Service
+) -> None:
+    """With fr.toml added, fr-FR is offered on the businesses page and on a business's page; a
+    business an admin creates there with it gets fr.toml's default script, and takes real webhook
+    calls in French: the consent prompt, the decision recorded as fr-FR, the service's own sentences."""
     (folder / "fr.toml").write_text(FRENCH, "utf-8")
-    business = Business("Boulangerie Paul", ("+33100000001",), TYPES, ("fr-FR",))
-    await service.store.add_business(business, {"fr-FR": FRENCH_SCRIPT}, author="test")
+    await service.store.add_user("root", "admin", quick_hash(PASSWORD), author="test")
+    assert (await sign_in(service.client, "root")).status_code == 303
+    page = await service.client.get("/manage/businesses")
+    assert 'name="locale" value="fr-FR"' in page.text
+    acme = await service.client.get("/manage/business", params={"name": ACME})
+    assert '<option value="fr-FR">fr-FR</option>' in acme.text
+    form = {"name": "Boulangerie Paul", "numbers": "+33100000001", "message_types": "\n".join(TYPES)}
+    created = await service.client.post(
+        "/manage/businesses", data={"csrf_token": csrf_of(page), **form, "locale": ["fr-FR"]}
+    )
+    assert created.status_code == 303, created.text
+    assert (await service.store.get_business("Boulangerie Paul")).locales == ("fr-FR",)
+    assert (await service.store.script_version("Boulangerie Paul", "fr-FR")).text == FRENCH_SCRIPT
     # The app's catalog may have loaded before the business was added (its watcher checks the
     # store once a second; a busy machine takes longer than that to get here): check the store now.
     assert service.app is not None

@@ -13,21 +13,18 @@ from voice_scripts.exceptions import (
     UnknownLanguage,
     UnsupportedLocale,
 )
-from voice_scripts.languages import Language, language_for, offered_languages
-from voice_scripts.lint import RULES, Finding, errors, lint_script
-from voice_scripts.model import (
-    DEFAULT_LOCALES,
-    KEY_NAMES,
-    PROMPT_NAMES,
-    Keys,
-    Script,
+from voice_scripts.languages import (
+    Language,
     default_script_text,
-    parse_script,
+    language_for,
+    offered_languages,
+    offered_locales,
 )
+from voice_scripts.lint import RULES, Finding, errors, lint_script
+from voice_scripts.model import KEY_NAMES, PROMPT_NAMES, Keys, Script, parse_script
 from voice_scripts.render import RenderContext, render_all, render_prompt, spoken_key, spoken_list
 
 __all__ = [
-    "DEFAULT_LOCALES",
     "KEY_NAMES",
     "Language",
     "LanguageFileError",
@@ -47,6 +44,7 @@ __all__ = [
     "language_for",
     "lint_script",
     "offered_languages",
+    "offered_locales",
     "parse_script",
     "render_all",
     "render_prompt",

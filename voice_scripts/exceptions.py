@@ -27,8 +27,11 @@ class ScriptRenderError(ScriptError):
 
 
 class UnsupportedLocale(ScriptError):
+    """No language file has a default script for this locale (voice_scripts.languages.offered_locales)."""
+
     def __init__(self, locale: str, supported: tuple[str, ...]) -> None:
         self.locale = locale
+        self.supported = supported
         super().__init__(f"No default script for locale {locale!r}; available: {', '.join(supported)}")
 
 

@@ -3,10 +3,12 @@
 `en.toml` holds everything the service says or checks in English: the word for "and", how keys
 are said, the speech rate, the opt-out words the linter looks for, the words of the recording
 notice, the service's own sentences and their voice, the preview voice, and (when present) the
-WhatsApp/SMS keywords. A locale ("es-MX") is read from its language's file ("es.toml"), with the
-entries of its `[regions."es-MX"]` table, if any, in place of the language's.
+WhatsApp/SMS keywords, and the default script (voice_scripts/default_scripts.py). A locale
+("es-MX") is read from its language's file ("es.toml"), with the entries of its `[regions."es-MX"]`
+table, if any, in place of the language's.
 
-The languages offered are the files present. A missing file or entry is an error naming the file
+The languages offered are the files present; the locales offered for a new business are those of
+their default scripts (`offered_locales`). A missing file or entry is an error naming the file
 and the entry (LanguageFileError, UnknownLanguage), never English instead. Each file is read and
 checked once per folder and locale; `language_for` does no I/O after that.
 """
@@ -23,7 +25,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from voice_scripts.exceptions import LanguageFileError, UnknownLanguage
+from voice_scripts.default_scripts import DefaultScript, checked_default_script
+from voice_scripts.exceptions import LanguageFileError, UnknownLanguage, UnsupportedLocale
 
 __all__ = [
     "DEFAULT_FOLDER",
@@ -32,10 +35,12 @@ __all__ = [
     "Messaging",
     "RecordingNotice",
     "SystemSpeech",
+    "default_script_text",
     "language_for",
     "language_of",
     "language_files",
     "offered_languages",
+    "offered_locales",
     "using_folder",
 ]
 
@@ -95,6 +100,7 @@ class Language:
     system: SystemSpeech
     recording_notice: RecordingNotice
     messaging: Messaging | None
+    default_script: DefaultScript
 
     def spoken_key(self, key: str) -> str:
         return self.key_words.get(key, key)
@@ -128,6 +134,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "start_reply": "str",
         "error_reply": "str",
     },
+    "default_script": {"text": "script"},
 }
 _OPTIONAL_TABLES = frozenset({"messaging"})
 # Keys spoken as words rather than as the digit itself.
@@ -163,6 +170,8 @@ def _check(path: Path, where: str, kind: str, value: object) -> Any:
             return re.compile(value, re.IGNORECASE)
         except re.error as exc:
             raise bad(f"is not a valid regular expression: {exc}") from exc
+    if kind == "script":
+        return checked_default_script(path, where, value)
     # "keys": how * and # are said
     if not isinstance(value, dict):
         raise bad('must be a table saying how "*" and "#" are said')
@@ -196,6 +205,10 @@ def _tables(path: Path, raw: Mapping[str, Any], region: str | None) -> dict[str,
             if entry not in values:
                 raise LanguageFileError(path, f"{table}.{entry}", "is missing")
             checked[table][entry] = _check(path, f"{table}.{entry}", kind, values[entry])
+    own = overrides.get("default_script", {}).get("text") is not None
+    if own and checked["default_script"]["text"].locale != region:
+        where = f'regions."{region}".default_script.text'
+        raise LanguageFileError(path, where, f"must be a script for {region} (its `locale`)")
     return checked
 
 
@@ -244,6 +257,7 @@ def _language(path: Path, raw: Mapping[str, Any], locale: str) -> Language:
         system=SystemSpeech(**system),
         recording_notice=RecordingNotice(**notice),
         messaging=None if messaging is None else Messaging(**messaging),
+        default_script=t["default_script"]["text"],
     )
 
 
@@ -262,6 +276,17 @@ class LanguageFiles:
         if not self.folder.is_dir():
             return ()
         return tuple(sorted(p.stem for p in self.folder.glob("*.toml") if _LANGUAGE_TAG.fullmatch(p.stem)))
+
+    def locales(self) -> tuple[str, ...]:
+        """The locales a new business may have: each file's default script's, then each region's with
+        a default script of its own. A file that cannot be read or misses an entry raises its error."""
+        offered: list[str] = []
+        for language in self.languages():
+            offered.append(self.for_locale(language).default_script.locale)
+            for region in self._read(language).get("regions", {}):
+                if self.for_locale(region).default_script.locale == region:
+                    offered.append(region)
+        return tuple(dict.fromkeys(offered))
 
     def _read(self, language: str) -> Mapping[str, Any]:
         raw = self._raw.get(language)
@@ -316,6 +341,19 @@ def language_for(locale: str) -> Language:
 def offered_languages() -> tuple[str, ...]:
     """The languages with a file ('en', 'es', ...)."""
     return _CURRENT.languages()
+
+
+def offered_locales() -> tuple[str, ...]:
+    """The locales a new business may have ('en-US', 'es-ES', ...): those with a default script."""
+    return _CURRENT.locales()
+
+
+def default_script_text(locale: str) -> str:
+    """The default script for a locale, as TOML text (UnsupportedLocale: none for that locale)."""
+    offered = _CURRENT.locales()
+    if locale not in offered:
+        raise UnsupportedLocale(locale, offered)
+    return _CURRENT.for_locale(locale).default_script.text
 
 
 @contextlib.contextmanager

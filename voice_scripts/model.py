@@ -8,9 +8,8 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 
-from voice_scripts.exceptions import ScriptFormatError, UnsupportedLocale
+from voice_scripts.exceptions import ScriptFormatError
 
 PROMPT_NAMES: tuple[str, ...] = (
     "language_menu",
@@ -26,7 +25,6 @@ PROMPT_NAMES: tuple[str, ...] = (
 )
 KEY_NAMES: tuple[str, ...] = ("opt_in", "decline", "opt_out", "repeat")
 DTMF_KEYS = frozenset("0123456789*#")
-DEFAULT_LOCALES: tuple[str, ...] = ("en-US", "es-ES")
 
 
 @dataclass(frozen=True)
@@ -98,10 +96,3 @@ def parse_script(text: str) -> Script:
         prompts={name: prompts[name] for name in PROMPT_NAMES},
         message_type_names=dict(names),
     )
-
-
-def default_script_text(locale: str) -> str:
-    """The shipped default script for a locale, as TOML text."""
-    if locale not in DEFAULT_LOCALES:
-        raise UnsupportedLocale(locale, DEFAULT_LOCALES)
-    return resources.files("voice_scripts").joinpath("defaults", f"{locale}.toml").read_text("utf-8")

@@ -15,7 +15,20 @@ from ivr.cli.admin import business_webhook, region_option, typed_phone
 from ivr.cli.message import business_update, typed_whatsapp_numbers, whatsapp_numbers_option
 from ivr.cli.recordings import business_retention
 from ivr.cli.support import with_store
-from voice_scripts import DEFAULT_LOCALES
+from voice_scripts import ScriptError, offered_locales
+
+
+def offered_locale(ctx: click.Context, param: click.Parameter, locales: tuple[str, ...]) -> tuple[str, ...]:
+    """The --locale values, each one with a default script in its language file (read when the
+    command runs, so that the locales offered are the language files present)."""
+    try:
+        offered = offered_locales()
+    except ScriptError as exc:  # a language file that cannot be read or misses an entry: named
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    for locale in locales:
+        if locale not in offered:
+            raise click.BadParameter(f"{locale!r} is not one of {', '.join(offered)}", ctx, param)
+    return locales
 
 
 @click.group()
@@ -47,8 +60,9 @@ def business() -> None:
     "--locale",
     "locales",
     multiple=True,
-    type=click.Choice(DEFAULT_LOCALES),
-    help="Caller language; repeat for a language menu (first = key 1). Default en-US.",
+    callback=offered_locale,
+    help="Caller language, one with a default script in voice_scripts/locales/ (en-US, es-ES...); "
+    "repeat for a language menu (first = key 1). Default en-US.",
 )
 def business_add(
     name: str,

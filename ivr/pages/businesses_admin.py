@@ -36,7 +36,7 @@ from ivr.pages.web import templates
 from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
 from ivr.runtime import request_runtime
 from ivr.scripts_admin import ScriptRejected, publish_checked
-from voice_scripts import DEFAULT_LOCALES, parse_script
+from voice_scripts import offered_locales, parse_script
 from voice_scripts.exceptions import ScriptError
 
 # A form field longer than this is someone else's data, not a business detail: refused.
@@ -68,6 +68,15 @@ def _numbers(request: Request, typed: list[str]) -> list[str]:
         raise FormRefused(f"Number: {exc}") from exc
 
 
+def _offered_locales() -> tuple[str, ...]:
+    """The locales with a default script (voice_scripts/locales/); FormRefused naming a language
+    file that cannot be read or misses an entry."""
+    try:
+        return offered_locales()
+    except ScriptError as exc:
+        raise FormRefused(str(exc)) from exc
+
+
 def business_url(name: str) -> str:
     return f"/manage/business?{urlencode({'name': name})}"
 
@@ -92,12 +101,18 @@ async def _list_page(
     status: int = 200,
 ) -> Response:
     businesses = await request_runtime(request).store.list_businesses()
+    try:
+        offered = _offered_locales()
+    except FormRefused as exc:  # a wrong language file: the page says which, and offers none
+        offered = ()
+        if error is None:
+            error, status = _sentence(exc), 500
     return templates.TemplateResponse(
         request,
         "manage_businesses.html",
         {
             "businesses": businesses,
-            "default_locales": DEFAULT_LOCALES,
+            "default_locales": offered,
             "error": error,
             "form": form or {},
             **template_user(user),
@@ -117,6 +132,12 @@ async def _business_page(
 ) -> Response:
     store = request_runtime(request).store
     drafts = [locale for locale in business.locales if await store.script_draft(business.name, locale)]
+    try:
+        offered = _offered_locales()
+    except FormRefused as exc:  # a wrong language file: the page says which, and offers none
+        offered = ()
+        if error is None:
+            error, status = _sentence(exc), 500
     return templates.TemplateResponse(
         request,
         "manage_business.html",
@@ -124,7 +145,7 @@ async def _business_page(
             "business": business,
             "frequencies": await _frequencies(request, business),
             "drafts": drafts,
-            "new_locales": [loc for loc in DEFAULT_LOCALES if loc not in business.locales],
+            "new_locales": [loc for loc in offered if loc not in business.locales],
             "message": message,
             "error": error,
             **template_user(user),
@@ -170,9 +191,9 @@ async def create_business(request: Request, user: SessionUser) -> Response:
     }
     kept["locales"] = locales
     try:
-        unknown = [loc for loc in locales if loc not in DEFAULT_LOCALES]
-        if unknown:
-            raise FormRefused(f"Locales: choose from {', '.join(DEFAULT_LOCALES)}")
+        offered = _offered_locales()
+        if any(loc not in offered for loc in locales):
+            raise FormRefused(f"Locales: choose from {', '.join(offered)}")
         if not locales:
             raise FormRefused("Locales: tick at least one language callers hear")
         name = _field(form, "name")
@@ -260,8 +281,9 @@ async def change_numbers(request: Request, user: SessionUser) -> Response:
 async def new_locale(request: Request, user: SessionUser) -> Response:
     async def change(form: FormData, business: Business, store: ConsentStore) -> str:
         locale = str(form.get("locale") or "")
-        if locale not in DEFAULT_LOCALES:
-            raise FormRefused(f"Locale: choose from {', '.join(DEFAULT_LOCALES)}")
+        offered = _offered_locales()
+        if locale not in offered:
+            raise FormRefused(f"Locale: choose from {', '.join(offered)}")
         await add_locale(store, business, locale, user.name)
         return f"Added {locale}: its default script is published as version 1."
 
