@@ -10,6 +10,7 @@ helpers produce the few fragments whose syntax differs (both forms in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -39,6 +40,10 @@ class StoreBackend(StoreReads, Protocol):
     async def _bulk_side_writes(self, writes: Sequence[SideWrite]) -> None:
         """Side writes that come by the thousand a second (status callbacks), needing no other
         write's outcome: the single writer on PostgreSQL, a process of their own on SQLite."""
+        ...
+
+    def _start_bulk_side_writes(self, writes: Sequence[SideWrite]) -> asyncio.Future[None]:
+        """`_bulk_side_writes` without a coroutine: a future resolved once they are durable."""
         ...
 
     async def _checkpoint(self) -> None:

@@ -165,3 +165,8 @@ class QueuedStore(abc.ABC):
         """Side writes that come by the thousand a second (status callbacks) and need no other
         write's outcome: through the single writer here; SQLite gives them a process of its own."""
         await self._side_writes(writes)
+
+    def _start_bulk_side_writes(self, writes: Sequence[SideWrite]) -> asyncio.Future[None]:
+        """`_bulk_side_writes` started without awaiting it (no coroutine where the backend's
+        writer can take them at once): a future resolved once they are durable."""
+        return asyncio.ensure_future(self._bulk_side_writes(writes))

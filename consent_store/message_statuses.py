@@ -15,6 +15,7 @@ Never imports `ivr` or Starlette.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,6 +113,8 @@ class MessageStore(Protocol):
 
     async def _bulk_side_writes(self, writes: Sequence[SideWrite]) -> None: ...
 
+    def _start_bulk_side_writes(self, writes: Sequence[SideWrite]) -> asyncio.Future[None]: ...
+
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
 
@@ -150,6 +153,13 @@ def status_writes(report: MessageStatusReport) -> list[SideWrite]:
 async def record_message_status(store: MessageStore, report: MessageStatusReport) -> None:
     """Keep a status durably; a status already kept for that message changes nothing."""
     await store._bulk_side_writes(status_writes(report))
+
+
+def start_keeping_status(store: MessageStore, report: MessageStatusReport) -> asyncio.Future[None]:
+    """`record_message_status` without a coroutine (the status webhook's fast path,
+    ivr.twilio.status_protocol): a future resolved once the status is kept, or failed as
+    `record_message_status` raises. StoreUnavailable at once if the store is closed."""
+    return store._start_bulk_side_writes(status_writes(report))
 
 
 async def message_statuses(store: MessageStore, message_sid: str) -> list[tuple[Any, ...]]:

@@ -184,8 +184,14 @@ async def test_an_error_inside_the_handler_gets_a_500_with_the_security_headers_
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": PATH, "headers": form_headers(signature)}
-    with pytest.raises(RuntimeError):
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": PATH,
+        "headers": form_headers(signature),
+        "app": service.app,
+    }
+    with pytest.raises(RuntimeError, match="boom"):
         await handler(scope, receive, send)
     assert sent[0]["status"] == 500 and sent[1]["body"] == b"Internal Server Error"
     for header in SECURITY_HEADERS:

@@ -174,6 +174,9 @@ class SQLiteStore(
         first), off this process's GIL: consent_store.sqlite.status_process."""
         await opened(self._status_lane).write(writes)
 
+    def _start_bulk_side_writes(self, writes: Sequence[SideWrite]) -> asyncio.Future[None]:
+        return opened(self._status_lane).submit(writes)
+
     # -- settings ---------------------------------------------------------
 
     async def _checkpoint(self) -> None:

@@ -181,7 +181,22 @@ class StatusWriterProcess:
 
     async def write(self, writes: Sequence[SideWrite]) -> None:
         """Commit these statements in the child; StoreUnavailable or ConflictingWrite if not kept."""
-        process = self._live or await self._start()
+        await self.submit(writes)
+
+    def submit(self, writes: Sequence[SideWrite]) -> asyncio.Future[None]:
+        """`write` without a coroutine while the child runs (the status webhook's fast path): a
+        future that resolves once the child committed them, or fails as `write` raises."""
+        process = self._live
+        if process is None:
+            return asyncio.ensure_future(self._start_and_write(writes))
+        return self._queue(process, writes)
+
+    async def _start_and_write(self, writes: Sequence[SideWrite]) -> None:
+        await self._queue(await self._start(), writes)
+
+    def _queue(
+        self, process: asyncio.subprocess.Process, writes: Sequence[SideWrite]
+    ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         self._next_id += 1
         future: asyncio.Future[None] = loop.create_future()
@@ -190,7 +205,7 @@ class StatusWriterProcess:
         if not self._flush_scheduled and len(self._in_flight) < FRAMES_IN_FLIGHT:
             self._flush_scheduled = True
             loop.call_soon(self._flush, process)
-        await future
+        return future
 
     def _flush(self, process: asyncio.subprocess.Process) -> None:
         """Everything queued since the last frame, to the child in one frame.

@@ -76,8 +76,8 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
     import uvicorn
 
     from ivr.app import create_app
-    from ivr.middleware import header_deadline_protocol
     from ivr.safe_logging import log_config
+    from ivr.twilio.status_protocol import status_callback_protocol
 
     settings = settings_from_env()
     _check_port_free(host, port)
@@ -117,7 +117,8 @@ def serve(host: str, port: int, access_log: bool, forwarded_allow_ips: str, requ
         log_level="info",
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
-        http=header_deadline_protocol(request_timeout),
+        # The header deadline, and status callbacks answered in the protocol (docs/performance.md).
+        http=status_callback_protocol(request_timeout),
         access_log=access_log,
         log_config=log_config(),
         server_header=False,  # no "server: uvicorn": what runs here is nobody else's business

@@ -27,7 +27,7 @@ RELOAD_SECONDS = 1.0
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
     generation: int
     loaded_at: float
     changed_at: int = 0  # the store's registry_changed_at() when loaded
@@ -35,12 +35,18 @@ class _Snapshot:
     by_whatsapp_sender: dict[str, Business] = field(default_factory=dict)  # E.164, for messages only
     published: dict[tuple[str, str], LoadedScript] = field(default_factory=dict)
 
+    def message_sender(self, channel: str, number: str) -> Business | None:
+        """The business sending from `number` on `channel` ("whatsapp" or "sms"): on WhatsApp,
+        the one with that sender number (--whatsapp-number) first, then the one with that number."""
+        found = self.by_whatsapp_sender.get(number) if channel == "whatsapp" else None
+        return found or self.by_number.get(number)
+
 
 class Catalog:
     def __init__(self, store: ConsentStore, reload_seconds: float = RELOAD_SECONDS) -> None:
         self.store = store
         self.reload_seconds = reload_seconds
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: Snapshot | None = None
         self._versions: dict[tuple[str, str, int], LoadedScript] = {}
         self._lock = asyncio.Lock()
         self._generation = 0
@@ -71,7 +77,18 @@ class Catalog:
         async with self._lock:
             await self._refresh_locked(self._snapshot)
 
-    async def _current(self) -> _Snapshot:
+    def current_now(self) -> Snapshot | None:
+        """What `current` would return without waiting, or None if it would have to check the
+        store first (no watcher and the snapshot is older than `reload_seconds`, or none)."""
+        snapshot = self._snapshot
+        if snapshot is not None and (
+            self._watching or time.monotonic() - snapshot.loaded_at < self.reload_seconds
+        ):
+            return snapshot
+        return None
+
+    async def current(self) -> Snapshot:
+        """The businesses and scripts as loaded, checked first if they may be out of date."""
         snapshot = self._snapshot
         if snapshot is not None and (
             self._watching or time.monotonic() - snapshot.loaded_at < self.reload_seconds
@@ -86,13 +103,13 @@ class Catalog:
                 return current
             return await self._refresh_locked(current)
 
-    async def _refresh_locked(self, snapshot: _Snapshot | None) -> _Snapshot:
+    async def _refresh_locked(self, snapshot: Snapshot | None) -> Snapshot:
         changed_at = await self.store.registry_changed_at()
         if snapshot is not None and changed_at == snapshot.changed_at:
             snapshot.loaded_at = time.monotonic()
             return snapshot
         self._generation += 1
-        fresh = _Snapshot(self._generation, time.monotonic(), changed_at)
+        fresh = Snapshot(self._generation, time.monotonic(), changed_at)
         for business in await self.store.list_businesses():
             for number in business.numbers:
                 fresh.by_number[number] = business
@@ -109,20 +126,18 @@ class Catalog:
         return fresh
 
     async def generation(self) -> int:
-        return (await self._current()).generation
+        return (await self.current()).generation
 
     async def business_for_number(self, number: str) -> Business | None:
-        return (await self._current()).by_number.get(number)
+        return (await self.current()).by_number.get(number)
 
     async def message_sender(self, channel: str, number: str) -> Business | None:
         """The business sending from `number` on `channel` ("whatsapp" or "sms"): on WhatsApp,
         the one with that sender number (--whatsapp-number) first, then the one with that number."""
-        snapshot = await self._current()
-        found = snapshot.by_whatsapp_sender.get(number) if channel == "whatsapp" else None
-        return found or snapshot.by_number.get(number)
+        return (await self.current()).message_sender(channel, number)
 
     async def published(self, business: str, locale: str) -> LoadedScript:
-        return (await self._current()).published[(business, locale)]
+        return (await self.current()).published[(business, locale)]
 
     async def version(self, business: str, locale: str, version: int) -> LoadedScript:
         key = (business, locale, version)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from consent_store import StoreError
+from consent_store import Business, StoreError
 from consent_store.message_statuses import MessageChannel, MessageStatusReport, record_message_status
 from consent_store.phone import is_e164, masked
 from consent_store.writing import utc_now
@@ -120,6 +121,59 @@ def parse_status(
     )
 
 
+Answer = tuple[int, str, Headers]
+# The sender's business from (channel, number): a catalog snapshot's `message_sender`.
+SenderLookup = Callable[[str, str], Business | None]
+NO_CONTENT: Answer = (204, "", ())
+
+
+def head_answer(scope: Scope, content_type: str) -> Answer | None:
+    """What the request line and headers alone answer (405, 415), or None: read the body."""
+    if scope["method"] != "POST":
+        # "Twilio sends status callback requests as HTTP POST requests" (the guide above).
+        return 405, "Method Not Allowed", ((b"allow", b"POST"),)
+    if not content_type.startswith(FORM_TYPE):
+        # Twilio posts every status callback as a urlencoded form: nothing else is parsed.
+        return 415, f"Unsupported media type: a status callback is {FORM_TYPE}.", ()
+    return None
+
+
+def signed_status_form(
+    scope: Scope, runtime: Runtime, body: bytes, signature: str, settings_header: str
+) -> dict[str, str] | None:
+    """The callback's parameters if Twilio signed them, else None (and one log line)."""
+    items = parse_urlencoded(body.decode("utf-8", errors="replace"))
+    base_url = base_url_of(scope, runtime.settings.public_url)
+    return signed_form(scope, runtime, base_url, items, [], signature, settings_header)
+
+
+def status_report(
+    form: dict[str, str], received_at: str, sender: SenderLookup
+) -> MessageStatusReport | Answer:
+    """The report to keep for a signed callback, or its 400."""
+    # The sender's business, looked up before the checks so the report is built once (a
+    # malformed From finds none, and the checks below refuse it).
+    business = sender(*_address(form.get("From") or ""))
+    report = parse_status(form, received_at, business.name if business is not None else None)
+    if isinstance(report, str):
+        return 400, f"Bad request: {report}", ()
+    if business is None:
+        LOG.info(
+            "status %s of message %s from %s, not a business's number: kept without a business",
+            report.status,
+            report.message_sid,
+            masked(report.from_number),
+        )
+    return report
+
+
+def not_kept(report: MessageStatusReport, error: StoreError) -> Answer:
+    """The answer when the store could not keep `report` (Twilio retries a 5xx only when the URL's
+    connection overrides ask for it)."""
+    LOG.error("could not keep status %s of message %s: %s", report.status, report.message_sid, error)
+    return 503, "Service unavailable: status not stored.", ()
+
+
 class MessageStatusCallbacks:
     """POST /twilio/message-status as plain ASGI, answered before Starlette's middleware and
     routing (`ivr.app.ConsentApp`): millions a day.
@@ -128,7 +182,10 @@ class MessageStatusCallbacks:
     gives every other request, done here: the body limit and the security headers of
     `HardeningMiddleware`, and a 500 for an error (then raised on to uvicorn's log) as Starlette's
     `ServerErrorMiddleware` answers. Starlette's request, routing, response objects and middleware
-    layers cost more than the checks themselves (docs/performance.md).
+    layers cost more than the checks themselves (docs/performance.md). Under `ivr serve` most
+    callbacks do not even come here: `ivr.twilio.status_protocol` answers them in uvicorn's
+    protocol with the same functions, and leaves the rest (a proxy's headers to apply, a declared
+    length over the limit, another method, ...) to this class.
     """
 
     def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
@@ -146,28 +203,29 @@ class MessageStatusCallbacks:
         if answer is not None:  # None: the client went away, nothing to answer, nothing written
             await _reply(send, *answer)
 
-    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, str, Headers] | None:
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
         if declared_too_large(scope, self.max_body_bytes):
             raise BodyTooLarge
-        if scope["method"] != "POST":
-            # "Twilio sends status callback requests as HTTP POST requests" (the guide above).
-            return 405, "Method Not Allowed", ((b"allow", b"POST"),)
-        received_at = utc_now()
         signature, content_type, settings_header = signature_headers(scope)
-        if not content_type.startswith(FORM_TYPE):
-            # Twilio posts every status callback as a urlencoded form: nothing else is parsed.
-            return 415, f"Unsupported media type: a status callback is {FORM_TYPE}.", ()
+        refused = head_answer(scope, content_type)
+        if refused is not None:
+            return refused
+        received_at = utc_now()
         body = await read_body(receive, self.max_body_bytes)
         if body is None:
             return None
-        items = parse_urlencoded(body.decode("utf-8", errors="replace"))
         runtime: Runtime = scope["app"].state.runtime
-        base_url = base_url_of(scope, runtime.settings.public_url)
-        form = signed_form(scope, runtime, base_url, items, [], signature, settings_header)
+        form = signed_status_form(scope, runtime, body, signature, settings_header)
         if form is None:
             return 403, FORBIDDEN, ()
-        status, text = await _keep(runtime, form, received_at)
-        return status, text, ()
+        report = status_report(form, received_at, (await runtime.catalog.current()).message_sender)
+        if not isinstance(report, MessageStatusReport):
+            return report
+        try:
+            await record_message_status(runtime.store, report)
+        except StoreError as exc:
+            return not_kept(report, exc)
+        return NO_CONTENT
 
 
 def is_status_callback(scope: Scope) -> bool:
@@ -175,44 +233,25 @@ def is_status_callback(scope: Scope) -> bool:
     return scope["type"] == "http" and route_path(scope) == MESSAGE_STATUS_PATH
 
 
-async def _keep(runtime: Runtime, form: dict[str, str], received_at: str) -> tuple[int, str]:
-    """Keep one signed callback: its answer's status and text (204: kept, or already)."""
-    # The sender's business, looked up before the checks so the report is built once (a
-    # malformed From finds none, and the checks below refuse it).
-    business = await runtime.catalog.message_sender(*_address(form.get("From") or ""))
-    report = parse_status(form, received_at, business.name if business is not None else None)
-    if isinstance(report, str):
-        return 400, f"Bad request: {report}"
-    if business is None:
-        LOG.info(
-            "status %s of message %s from %s, not a business's number: kept without a business",
-            report.status,
-            report.message_sid,
-            masked(report.from_number),
-        )
-    try:
-        await record_message_status(runtime.store, report)
-    except StoreError as exc:
-        LOG.error("could not keep status %s of message %s: %s", report.status, report.message_sid, exc)
-        return 503, "Service unavailable: status not stored."
-    return 204, ""
-
-
 # A kept status's answer: no body, so no Content-Length (RFC 9110 8.6, as Starlette's Response
 # leaves it out) nor Content-Type. Not changed by anyone it is sent to (uvicorn copies it).
 _NO_CONTENT_HEADERS = list(SECURITY_HEADERS)
 
 
-async def _reply(send: Send, status: int, text: str, headers: Headers = ()) -> None:
+def response_head(status: int, text: str, headers: Headers = ()) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """An answer's headers (after the server's own, e.g. Date) and body."""
     if status == 204 and not headers:
-        await send({"type": "http.response.start", "status": 204, "headers": _NO_CONTENT_HEADERS})
-        await send({"type": "http.response.body", "body": b""})
-        return
+        return _NO_CONTENT_HEADERS, b""
     body = text.encode("utf-8")
     head = [*headers] if status == 204 else [(b"content-length", str(len(body)).encode()), *headers]
     if body:
         head.append((b"content-type", b"text/plain; charset=utf-8"))
     head += SECURITY_HEADERS
+    return head, body
+
+
+async def _reply(send: Send, status: int, text: str, headers: Headers = ()) -> None:
+    head, body = response_head(status, text, headers)
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
 
@@ -220,7 +259,13 @@ async def _reply(send: Send, status: int, text: str, headers: Headers = ()) -> N
 __all__ = [
     "MESSAGE_STATUSES",
     "MESSAGE_STATUS_PATH",
+    "NO_CONTENT",
     "MessageStatusCallbacks",
+    "head_answer",
     "is_status_callback",
+    "not_kept",
     "parse_status",
+    "response_head",
+    "signed_status_form",
+    "status_report",
 ]

@@ -1,0 +1,200 @@
+"""Status callbacks answered in uvicorn's HTTP protocol, without an ASGI task: `ivr serve`'s protocol.
+
+A status callback needs no Starlette and no coroutine of its own: its checks are synchronous
+(signature, form, catalog snapshot) and its write is handed to the status writer, which answers
+with a future. Run as ASGI, uvicorn's task, request/response cycle coroutines, proxy-headers
+middleware and ASGI messages cost as much again as the checks (docs/performance.md, "Tenth
+session"). So `StatusCallbackProtocol` takes a status callback, once its request line and headers
+are in, off uvicorn's path to the app, and answers it itself, with the same functions as the ASGI
+handler (`ivr.twilio.message_status`) and the same bytes on the wire (tests/test_status_protocol.py
+holds the two paths equal).
+
+It keeps uvicorn's own bookkeeping: the request's cycle is uvicorn's, so keep-alive, pipelined
+requests (answered in order), flow control, graceful shutdown (a connection waits for its
+callback's write) and the header deadline work as for any request. Whatever the fast path does not
+handle goes to the ASGI app as before: another method or content type, a declared length over
+the limit, `Expect: 100-continue`, a proxy's X-Forwarded-* headers to apply (when no public URL
+is set), uvicorn's access log, a catalog that must be checked first, concurrency limits.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+
+from consent_store import StoreError
+from consent_store.message_statuses import MessageStatusReport, start_keeping_status
+from consent_store.writing import utc_now
+from ivr.app import ConsentApp
+from ivr.middleware import HeaderDeadlineProtocol
+from ivr.runtime import Runtime
+from ivr.security import MAX_BODY_BYTES, declared_too_large
+from ivr.twilio.catalog import Snapshot
+from ivr.twilio.inbound import FORBIDDEN
+from ivr.twilio.message_status import (
+    NO_CONTENT,
+    Answer,
+    Headers,
+    head_answer,
+    is_status_callback,
+    not_kept,
+    response_head,
+    signed_status_form,
+    status_report,
+)
+
+LOG = logging.getLogger(__name__)
+
+_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-for")
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body too large (limit {limit} bytes)."  # as ivr.security.too_large says
+
+
+class StatusCallbackProtocol(HeaderDeadlineProtocol):
+    """uvicorn's httptools protocol with the header deadline, answering status callbacks itself."""
+
+    # The callback being answered here (uvicorn's cycle for it), with what it is checked against.
+    _status: tuple[RequestResponseCycle, Runtime, Snapshot] | None = None
+    _consent_app: ConsentApp | None = None
+    _max_body_bytes = MAX_BODY_BYTES
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        app = self.app
+        while not isinstance(app, ConsentApp) and hasattr(app, "app"):  # uvicorn's wrappers
+            app = app.app
+        self._consent_app = app if isinstance(app, ConsentApp) else None
+        if self._consent_app is not None:
+            self._max_body_bytes = self._consent_app.status_callbacks.max_body_bytes
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        taken = self._take(cycle, app)
+        if taken is None:
+            super()._start_asgi_task(cycle, app)
+            return
+        self._status = (cycle, *taken)
+        if not cycle.more_body:  # already all in (a pipelined request started late)
+            self._answer_status()
+
+    def _take(self, cycle: RequestResponseCycle, app: Any) -> tuple[Runtime, Snapshot] | None:
+        """The runtime and catalog snapshot to answer this request with here, or None: ASGI."""
+        scope = cycle.scope
+        consent_app = self._consent_app
+        if (
+            consent_app is None
+            or app is not self.app  # uvicorn's 503 for a concurrency limit
+            or self.access_log
+            or self.expect_100_continue
+            or not is_status_callback(scope)  # type: ignore[arg-type]
+        ):
+            return None
+        runtime: Runtime | None = getattr(consent_app.state, "runtime", None)
+        if runtime is None or declared_too_large(scope, self._max_body_bytes):  # type: ignore[arg-type]
+            return None
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name in _FORWARDED and runtime.settings.public_url is None:
+                return None  # ProxyHeadersMiddleware may change the scheme the signature covers
+        if head_answer(scope, content_type.decode("latin-1")) is not None:  # type: ignore[arg-type]
+            return None
+        snapshot = runtime.catalog.current_now()
+        return None if snapshot is None else (runtime, snapshot)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        status = self._status
+        if status is None or status[0] is not self.cycle:
+            return
+        cycle = status[0]
+        if len(cycle.body) > self._max_body_bytes:
+            # As the ASGI handler answers it: the rest of the body is read and dropped (uvicorn's
+            # on_body), and an endless one meets the request deadline.
+            self._finish(cycle, (413, _too_large(self._max_body_bytes), ()))
+            return
+        self.flow.resume_reading()  # read here, not by an app's receive(): uvicorn paused at 64 KiB
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        status = self._status
+        if status is not None and status[0] is self.cycle and not self.cycle.response_complete:
+            self._answer_status()
+
+    def _answer_status(self) -> None:
+        assert self._status is not None
+        cycle, runtime, snapshot = self._status
+        try:
+            scope: Any = cycle.scope
+            signature = settings_header = ""
+            for name, value in scope["headers"]:
+                if name == b"x-twilio-signature":
+                    signature = value.decode("latin-1")
+                elif name == b"x-twilio-webhooks-signature-settings":
+                    settings_header = value.decode("latin-1")
+            received_at = utc_now()
+            scope["app"] = self._consent_app
+            form = signed_status_form(scope, runtime, bytes(cycle.body), signature, settings_header)
+            if form is None:
+                self._finish(cycle, (403, FORBIDDEN, ()))
+                return
+            report = status_report(form, received_at, snapshot.message_sender)
+            if not isinstance(report, MessageStatusReport):
+                self._finish(cycle, report)
+                return
+            try:
+                kept = start_keeping_status(runtime.store, report)
+            except StoreError as exc:
+                self._finish(cycle, not_kept(report, exc))
+                return
+            kept.add_done_callback(functools.partial(self._kept, cycle, report))
+        except Exception:
+            LOG.exception("Exception in the status callback fast path")
+            self._finish(cycle, (500, "Internal Server Error", ()))
+
+    def _kept(self, cycle: RequestResponseCycle, report: MessageStatusReport, kept: Any) -> None:
+        if kept.cancelled():
+            self._finish(cycle, not_kept(report, StoreError("the write was cancelled")))
+            return
+        error = kept.exception()
+        if error is None:
+            self._finish(cycle, NO_CONTENT)
+        elif isinstance(error, StoreError):
+            self._finish(cycle, not_kept(report, error))
+        else:
+            LOG.error("Exception in the status callback fast path", exc_info=error)
+            self._finish(cycle, (500, "Internal Server Error", ()))
+
+    def _finish(self, cycle: RequestResponseCycle, answer: Answer) -> None:
+        if self._status is not None and self._status[0] is cycle:
+            self._status = None
+        self._write(cycle, *answer)
+
+    def _write(self, cycle: RequestResponseCycle, status: int, text: str, headers: Headers) -> None:
+        """Send the answer as uvicorn's cycle would send it, and end the cycle as it does."""
+        if cycle.response_complete:  # e.g. the header deadline's 408 came first
+            return
+        head, body = response_head(status, text, headers)
+        content = [STATUS_LINE[status]]
+        for name, value in [*self.server_state.default_headers, *head]:
+            content += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", body)
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(content))
+        cycle.response_started = cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+
+
+def status_callback_protocol(seconds: float) -> type[StatusCallbackProtocol]:
+    """The protocol class for uvicorn's `http=` option, with this header deadline."""
+    return type("StatusCallbackProtocol", (StatusCallbackProtocol,), {"header_seconds": seconds})
