@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
@@ -31,7 +31,7 @@ from consent_store.writing import utc_now
 from ivr.app import ConsentApp
 from ivr.middleware import HeaderDeadlineProtocol
 from ivr.runtime import Runtime
-from ivr.security import MAX_BODY_BYTES, declared_too_large
+from ivr.security import MAX_BODY_BYTES
 from ivr.twilio.catalog import Snapshot
 from ivr.twilio.inbound import FORBIDDEN
 from ivr.twilio.message_status import (
@@ -55,11 +55,22 @@ def _too_large(limit: int) -> str:
     return f"Request body too large (limit {limit} bytes)."  # as ivr.security.too_large says
 
 
+class _Taken(NamedTuple):
+    """A status callback answered in the protocol: uvicorn's cycle for it, and what it is checked
+    against, read from its headers once."""
+
+    cycle: RequestResponseCycle
+    runtime: Runtime
+    snapshot: Snapshot
+    signature: str
+    settings_header: str
+
+
 class StatusCallbackProtocol(HeaderDeadlineProtocol):
     """uvicorn's httptools protocol with the header deadline, answering status callbacks itself."""
 
     # The callback being answered here (uvicorn's cycle for it), with what it is checked against.
-    _status: tuple[RequestResponseCycle, Runtime, Snapshot] | None = None
+    _status: _Taken | None = None
     _consent_app: ConsentApp | None = None
     _max_body_bytes = MAX_BODY_BYTES
 
@@ -77,42 +88,51 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
         if taken is None:
             super()._start_asgi_task(cycle, app)
             return
-        self._status = (cycle, *taken)
+        self._status = taken
         if not cycle.more_body:  # already all in (a pipelined request started late)
             self._answer_status()
 
-    def _take(self, cycle: RequestResponseCycle, app: Any) -> tuple[Runtime, Snapshot] | None:
-        """The runtime and catalog snapshot to answer this request with here, or None: ASGI."""
-        scope = cycle.scope
+    def _take(self, cycle: RequestResponseCycle, app: Any) -> _Taken | None:
+        """What to answer this request with here, or None: the ASGI app answers it."""
+        scope: Any = cycle.scope
         consent_app = self._consent_app
         if (
             consent_app is None
             or app is not self.app  # uvicorn's 503 for a concurrency limit
             or self.access_log
             or self.expect_100_continue
-            or not is_status_callback(scope)  # type: ignore[arg-type]
+            or not is_status_callback(scope)
         ):
             return None
         runtime: Runtime | None = getattr(consent_app.state, "runtime", None)
-        if runtime is None or declared_too_large(scope, self._max_body_bytes):  # type: ignore[arg-type]
+        if runtime is None:
             return None
-        content_type = b""
+        # One pass over the headers: what the checks need, and what only the ASGI path handles.
+        signature = content_type = settings_header = ""
+        proxied = runtime.settings.public_url is None
         for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name in _FORWARDED and runtime.settings.public_url is None:
+            if name == b"x-twilio-signature":
+                signature = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                if not value.isdigit() or int(value) > self._max_body_bytes:
+                    return None  # the ASGI handler's 413, before a byte of the body is read
+            elif name == b"x-twilio-webhooks-signature-settings":
+                settings_header = value.decode("latin-1")
+            elif proxied and name in _FORWARDED:
                 return None  # ProxyHeadersMiddleware may change the scheme the signature covers
-        if head_answer(scope, content_type.decode("latin-1")) is not None:  # type: ignore[arg-type]
+        if head_answer(scope, content_type) is not None:
             return None
         snapshot = runtime.catalog.current_now()
-        return None if snapshot is None else (runtime, snapshot)
+        return None if snapshot is None else _Taken(cycle, runtime, snapshot, signature, settings_header)
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
         status = self._status
-        if status is None or status[0] is not self.cycle:
+        if status is None or status.cycle is not self.cycle:
             return
-        cycle = status[0]
+        cycle = status.cycle
         if len(cycle.body) > self._max_body_bytes:
             # As the ASGI handler answers it: the rest of the body is read and dropped (uvicorn's
             # on_body), and an endless one meets the request deadline.
@@ -123,20 +143,14 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         status = self._status
-        if status is not None and status[0] is self.cycle and not self.cycle.response_complete:
+        if status is not None and status.cycle is self.cycle and not self.cycle.response_complete:
             self._answer_status()
 
     def _answer_status(self) -> None:
         assert self._status is not None
-        cycle, runtime, snapshot = self._status
+        cycle, runtime, snapshot, signature, settings_header = self._status
         try:
             scope: Any = cycle.scope
-            signature = settings_header = ""
-            for name, value in scope["headers"]:
-                if name == b"x-twilio-signature":
-                    signature = value.decode("latin-1")
-                elif name == b"x-twilio-webhooks-signature-settings":
-                    settings_header = value.decode("latin-1")
             received_at = utc_now()
             scope["app"] = self._consent_app
             form = signed_status_form(scope, runtime, bytes(cycle.body), signature, settings_header)
@@ -171,7 +185,7 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
             self._finish(cycle, (500, "Internal Server Error", ()))
 
     def _finish(self, cycle: RequestResponseCycle, answer: Answer) -> None:
-        if self._status is not None and self._status[0] is cycle:
+        if self._status is not None and self._status.cycle is cycle:
             self._status = None
         self._write(cycle, *answer)
 
