@@ -56,7 +56,9 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path, fast: bool, public_url: str | None = None) -> AsyncIterator[Server]:
+async def serving(
+    tmp_path: Path, fast: bool, public_url: str | None = None, access_log: bool = False
+) -> AsyncIterator[Server]:
     db = tmp_path / ("fast.db" if fast else "asgi.db")
     app = create_app(make_settings(f"sqlite:///{db}", public_url))
     assert isinstance(app, ConsentApp)
@@ -69,7 +71,9 @@ async def serving(tmp_path: Path, fast: bool, public_url: str | None = None) -> 
 
     app.status_callbacks = Counted()
     protocol = status_callback_protocol(1.0) if fast else header_deadline_protocol(1.0)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", http=protocol, access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="error", http=protocol, access_log=access_log
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -328,3 +332,39 @@ async def test_a_body_that_does_not_come_gets_408(tmp_path: Path) -> None:
         assert text.startswith(b"HTTP/1.1 408 Request Timeout")
         assert server.kept() == 0
         assert server.asgi_calls == []
+
+
+async def test_with_the_access_log_on_the_fast_path_logs_uvicorns_line(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            client, _, rest = record.getMessage().partition(" - ")
+            assert client.startswith("127.0.0.1:")
+            lines.append(rest)
+
+    async with (
+        serving(tmp_path, fast=True, access_log=True) as fast,
+        serving(tmp_path, fast=False, access_log=True) as asgi,
+    ):
+        access = logging.getLogger("uvicorn.access")
+        kept, level = Kept(), access.level
+        access.addHandler(kept)
+        access.setLevel(logging.INFO)  # the servers' log level ("error") would drop the lines
+        try:
+            for server in (fast, asgi):
+                assert (await exchange(server, post(server, callback())))[0].endswith(b"204 No Content")
+                forged = post(server, callback(), signed_for="http://x.example/")
+                assert (await exchange(server, forged))[0].endswith(b"403 Forbidden")
+        finally:
+            access.removeHandler(kept)
+            access.setLevel(level)
+        assert (fast.asgi_calls, len(asgi.asgi_calls)) == ([], 2)
+        assert (
+            lines[:2]
+            == lines[2:]
+            == [
+                '"POST /twilio/message-status HTTP/1.1" 204',
+                '"POST /twilio/message-status HTTP/1.1" 403',
+            ]
+        )

@@ -14,7 +14,8 @@ requests (answered in order), flow control, graceful shutdown (a connection wait
 callback's write) and the header deadline work as for any request. Whatever the fast path does not
 handle goes to the ASGI app as before: another method or content type, a declared length over
 the limit, `Expect: 100-continue`, a proxy's X-Forwarded-* headers to apply (when no public URL
-is set), uvicorn's access log, a catalog that must be checked first, concurrency limits.
+is set, or with uvicorn's access log, which names the forwarded client), a catalog that must be
+checked first, concurrency limits. With `--access-log`, the fast path logs uvicorn's line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 from typing import Any, NamedTuple
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from consent_store import StoreError
 from consent_store.message_statuses import MessageStatusReport, start_keeping_status
@@ -99,7 +101,6 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
         if (
             consent_app is None
             or app is not self.app  # uvicorn's 503 for a concurrency limit
-            or self.access_log
             or self.expect_100_continue
             or not is_status_callback(scope)
         ):
@@ -109,7 +110,7 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
             return None
         # One pass over the headers: what the checks need, and what only the ASGI path handles.
         signature = content_type = settings_header = ""
-        proxied = runtime.settings.public_url is None
+        forwarded = False
         for name, value in scope["headers"]:
             if name == b"x-twilio-signature":
                 signature = value.decode("latin-1")
@@ -120,8 +121,12 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
                     return None  # the ASGI handler's 413, before a byte of the body is read
             elif name == b"x-twilio-webhooks-signature-settings":
                 settings_header = value.decode("latin-1")
-            elif proxied and name in _FORWARDED:
-                return None  # ProxyHeadersMiddleware may change the scheme the signature covers
+            elif name in _FORWARDED:
+                forwarded = True
+        if forwarded and (runtime.settings.public_url is None or self.access_log):
+            # uvicorn's ProxyHeadersMiddleware may change the scheme the signature covers, or the
+            # client the access log names: the ASGI path applies it.
+            return None
         if head_answer(scope, content_type) is not None:
             return None
         snapshot = runtime.catalog.current_now()
@@ -193,6 +198,16 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
         """Send the answer as uvicorn's cycle would send it, and end the cycle as it does."""
         if cycle.response_complete:  # e.g. the header deadline's 408 came first
             return
+        if self.access_log:  # the line uvicorn's cycle logs
+            scope: Any = cycle.scope
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                status,
+            )
         head, body = response_head(status, text, headers)
         content = [STATUS_LINE[status]]
         for name, value in [*self.server_state.default_headers, *head]:
