@@ -92,6 +92,15 @@ async def _frequencies(request: Request, business: Business) -> dict[str, str]:
     return found
 
 
+def _offered_or_refusal(error: str | None, status: int) -> tuple[tuple[str, ...], str | None, int]:
+    """The locales to offer, and the page's error and status: a wrong language file offers none
+    and the page says which (500), unless it already has an error to show."""
+    try:
+        return _offered_locales(), error, status
+    except FormRefused as exc:
+        return ((), error, status) if error is not None else ((), _sentence(exc), 500)
+
+
 async def _list_page(
     request: Request,
     user: SessionUser,
@@ -101,12 +110,7 @@ async def _list_page(
     status: int = 200,
 ) -> Response:
     businesses = await request_runtime(request).store.list_businesses()
-    try:
-        offered = _offered_locales()
-    except FormRefused as exc:  # a wrong language file: the page says which, and offers none
-        offered = ()
-        if error is None:
-            error, status = _sentence(exc), 500
+    offered, error, status = _offered_or_refusal(error, status)
     return templates.TemplateResponse(
         request,
         "manage_businesses.html",
@@ -132,12 +136,7 @@ async def _business_page(
 ) -> Response:
     store = request_runtime(request).store
     drafts = [locale for locale in business.locales if await store.script_draft(business.name, locale)]
-    try:
-        offered = _offered_locales()
-    except FormRefused as exc:  # a wrong language file: the page says which, and offers none
-        offered = ()
-        if error is None:
-            error, status = _sentence(exc), 500
+    offered, error, status = _offered_or_refusal(error, status)
     return templates.TemplateResponse(
         request,
         "manage_business.html",
