@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from consent_store import Business, ConsentStore
 from consent_store.exceptions import BusinessExists, NumberTaken, UnknownBusiness
 from consent_store.phone import is_e164
-from ivr.exceptions import InvalidBusiness as InvalidBusiness
+from ivr.exceptions import InvalidBusiness
 from ivr.pages.script_form import with_type_names
 from voice_scripts import (
     ScriptError,

@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
 from weakref import WeakKeyDictionary
 
-from ivr.exceptions import LintTimeout as LintTimeout
+from ivr.exceptions import LintTimeout
 
 LINT_SECONDS = 2.0
 WORKER_MEMORY = 1 << 30  # bytes of address space: a check that wants more fails with MemoryError

@@ -19,7 +19,7 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ivr.exceptions import HeadersTooLarge as HeadersTooLarge
+from ivr.exceptions import HeadersTooLarge
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 # Request line plus headers; a Twilio webhook's are about 1 KB.

@@ -15,9 +15,9 @@ import phonenumbers
 
 from consent_store.phone import is_e164
 from ivr.exceptions import MAX_TYPED_LENGTH as MAX_TYPED_LENGTH  # longer: refused without being parsed
-from ivr.exceptions import NotAPhoneNumber as NotAPhoneNumber
+from ivr.exceptions import NotAPhoneNumber
 
-__all__ = ["NotAPhoneNumber", "check_region", "normalise_typed_phone"]
+__all__ = ["check_region", "normalise_typed_phone"]
 
 # What a person types: ASCII digits, an optional leading '+', spaces and the usual
 # separators. Letters (vanity numbers, 'ext', 'tel:'), other scripts' digits and control

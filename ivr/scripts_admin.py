@@ -10,8 +10,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from consent_store import Business, ConsentStore, ScriptVersion
-from ivr.exceptions import ScriptRejected as ScriptRejected
-from ivr.lint_worker import WORKER, LintTimeout
+from ivr.exceptions import LintTimeout, ScriptRejected
+from ivr.lint_worker import WORKER
 from ivr.twilio.call_flow import CallContext, LoadedScript, consent_prompt_twiml
 from voice_scripts import (
     Finding,

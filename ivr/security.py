@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ivr.exceptions import BodyTooLarge as BodyTooLarge
+from ivr.exceptions import BodyTooLarge
 
 MAX_BODY_BYTES = 256 * 1024
 

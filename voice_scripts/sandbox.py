@@ -25,12 +25,12 @@ from jinja2.runtime import Context, Macro
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import _PassArg
 
+from voice_scripts.exceptions import TemplateLimitExceeded
 from voice_scripts.template_limits import (
     _BUDGET,
     MAX_NESTING,
     MAX_TEMPLATE,
     MAX_TEXT,
-    TemplateLimitExceeded,
     _budget,
     _check_arguments,
     _check_binop,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from jinja2.utils import Namespace
 
-from voice_scripts.exceptions import TemplateLimitExceeded as TemplateLimitExceeded
+from voice_scripts.exceptions import TemplateLimitExceeded
 
 MAX_TEXT = 10_000  # characters in any text a template makes, the prompt included
 MAX_TEMPLATE = 5_000  # characters in a template (compiling costs about 0.1 s per 2,000)

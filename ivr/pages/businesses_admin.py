@@ -25,17 +25,16 @@ from starlette.routing import Route
 
 from consent_store import Business, ConsentStore, StoreError
 from ivr.businesses import (
-    InvalidBusiness,
     add_business,
     add_locale,
     with_frequency,
 )
-from ivr.exceptions import FormRefused as FormRefused
+from ivr.exceptions import FormRefused, InvalidBusiness, NotAPhoneNumber, ScriptRejected
 from ivr.pages.auth import SessionUser, requires, template_user
 from ivr.pages.web import templates
-from ivr.phone_input import NotAPhoneNumber, normalise_typed_phone
+from ivr.phone_input import normalise_typed_phone
 from ivr.runtime import request_runtime
-from ivr.scripts_admin import ScriptRejected, publish_checked
+from ivr.scripts_admin import publish_checked
 from voice_scripts import offered_locales, parse_script
 from voice_scripts.exceptions import ScriptError
 
