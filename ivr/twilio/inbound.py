@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import re
+from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import URL
@@ -22,6 +23,7 @@ from starlette.types import Receive, Scope
 
 from ivr.exceptions import BodyTooLarge
 from ivr.runtime import Runtime, request_runtime
+from ivr.security import MAX_BODY_BYTES
 
 LOG = logging.getLogger("ivr.twilio.webhooks")
 
@@ -156,17 +158,39 @@ async def _parameters(request: Request, content_type: str) -> list[tuple[str, st
 Form = dict[str, str]
 
 
-def signature_headers(scope: Scope) -> tuple[str, str, str]:
-    """The request's X-Twilio-Signature, Content-Type and X-Twilio-Webhooks-Signature-Settings."""
+class WebhookHeaders(NamedTuple):
+    """What the checks read from a webhook's headers, in one pass over them."""
+
+    signature: str  # X-Twilio-Signature
+    content_type: str
+    settings_header: str  # X-Twilio-Webhooks-Signature-Settings
+    too_large: bool  # a Content-Length over the limit, or not a number
+    forwarded: bool  # X-Forwarded-Proto or -For: what uvicorn's ProxyHeadersMiddleware applies
+
+
+def webhook_headers(scope: Scope, max_body_bytes: int = MAX_BODY_BYTES) -> WebhookHeaders:
+    """The request's headers as the checks read them (a loop, not a dict: every status callback
+    comes here)."""
     signature = content_type = settings_header = ""
+    too_large = forwarded = False
     for name, value in scope["headers"]:
         if name == b"x-twilio-signature":
             signature = value.decode("latin-1")
         elif name == b"content-type":
             content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            too_large = too_large or not value.isdigit() or int(value) > max_body_bytes
         elif name == b"x-twilio-webhooks-signature-settings":
             settings_header = value.decode("latin-1")
-    return signature, content_type, settings_header
+        elif name == b"x-forwarded-proto" or name == b"x-forwarded-for":
+            forwarded = True
+    return WebhookHeaders(signature, content_type, settings_header, too_large, forwarded)
+
+
+def signature_headers(scope: Scope) -> tuple[str, str, str]:
+    """The request's X-Twilio-Signature, Content-Type and X-Twilio-Webhooks-Signature-Settings."""
+    headers = webhook_headers(scope)
+    return headers.signature, headers.content_type, headers.settings_header
 
 
 async def _signed_form(request: Request, runtime: Runtime, base_url: str) -> Form | None:

@@ -31,15 +31,15 @@ from consent_store.phone import is_e164, masked
 from consent_store.writing import utc_now
 from ivr.exceptions import BodyTooLarge
 from ivr.runtime import Runtime
-from ivr.security import MAX_BODY_BYTES, SECURITY_HEADERS, declared_too_large, too_large
+from ivr.security import MAX_BODY_BYTES, SECURITY_HEADERS, too_large
 from ivr.twilio.inbound import (
     FORBIDDEN,
     base_url_of,
     parse_urlencoded,
     read_body,
     route_path,
-    signature_headers,
     signed_form,
+    webhook_headers,
 )
 from ivr.twilio.signature import twilio_sid_ok
 
@@ -204,9 +204,9 @@ class MessageStatusCallbacks:
             await _reply(send, *answer)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
-        if declared_too_large(scope, self.max_body_bytes):
+        signature, content_type, settings_header, too_large, _ = webhook_headers(scope, self.max_body_bytes)
+        if too_large:
             raise BodyTooLarge
-        signature, content_type, settings_header = signature_headers(scope)
         refused = head_answer(scope, content_type)
         if refused is not None:
             return refused

@@ -35,7 +35,7 @@ from ivr.middleware import HeaderDeadlineProtocol
 from ivr.runtime import Runtime
 from ivr.security import MAX_BODY_BYTES
 from ivr.twilio.catalog import Snapshot
-from ivr.twilio.inbound import FORBIDDEN
+from ivr.twilio.inbound import FORBIDDEN, webhook_headers
 from ivr.twilio.message_status import (
     NO_CONTENT,
     Answer,
@@ -49,8 +49,6 @@ from ivr.twilio.message_status import (
 )
 
 LOG = logging.getLogger(__name__)
-
-_FORWARDED = (b"x-forwarded-proto", b"x-forwarded-for")
 
 
 def _too_large(limit: int) -> str:
@@ -108,21 +106,11 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
         runtime: Runtime | None = getattr(consent_app.state, "runtime", None)
         if runtime is None:
             return None
-        # One pass over the headers: what the checks need, and what only the ASGI path handles.
-        signature = content_type = settings_header = ""
-        forwarded = False
-        for name, value in scope["headers"]:
-            if name == b"x-twilio-signature":
-                signature = value.decode("latin-1")
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                if not value.isdigit() or int(value) > self._max_body_bytes:
-                    return None  # the ASGI handler's 413, before a byte of the body is read
-            elif name == b"x-twilio-webhooks-signature-settings":
-                settings_header = value.decode("latin-1")
-            elif name in _FORWARDED:
-                forwarded = True
+        signature, content_type, settings_header, too_large, forwarded = webhook_headers(
+            scope, self._max_body_bytes
+        )
+        if too_large:
+            return None  # the ASGI handler's 413, before a byte of the body is read
         if forwarded and (runtime.settings.public_url is None or self.access_log):
             # uvicorn's ProxyHeadersMiddleware may change the scheme the signature covers, or the
             # client the access log names: the ASGI path applies it.
