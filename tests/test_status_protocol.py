@@ -27,6 +27,7 @@ from twilio.request_validator import RequestValidator
 
 import ivr.twilio.status_protocol as status_protocol
 from consent_store import StoreUnavailable
+from consent_store.message_statuses import count_message_statuses
 from ivr.app import ConsentApp, create_app
 from ivr.middleware import header_deadline_protocol
 from ivr.security import MAX_BODY_BYTES
@@ -34,6 +35,8 @@ from ivr.twilio.emulator import new_sid
 from ivr.twilio.message_status import MessageStatusCallbacks
 from ivr.twilio.status_protocol import status_callback_protocol
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, add_business, make_settings
+
+pytest_plugins = ["tests.pg_server"]
 
 PATH = "/twilio/message-status"
 ACCOUNT = "AC" + "0" * 32
@@ -57,10 +60,14 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def serving(
-    tmp_path: Path, fast: bool, public_url: str | None = None, access_log: bool = False
+    tmp_path: Path,
+    fast: bool,
+    public_url: str | None = None,
+    access_log: bool = False,
+    database_url: str | None = None,
 ) -> AsyncIterator[Server]:
     db = tmp_path / ("fast.db" if fast else "asgi.db")
-    app = create_app(make_settings(f"sqlite:///{db}", public_url))
+    app = create_app(make_settings(database_url or f"sqlite:///{db}", public_url))
     assert isinstance(app, ConsentApp)
     calls: list[str] = []
 
@@ -368,3 +375,16 @@ async def test_with_the_access_log_on_the_fast_path_logs_uvicorns_line(tmp_path:
                 '"POST /twilio/message-status HTTP/1.1" 403',
             ]
         )
+
+
+async def test_on_postgresql_the_fast_path_keeps_each_callback_once(tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL has no status writer process: the store's single writer takes the statuses, as
+    a future the fast path waits on all the same."""
+    async with serving(tmp_path, fast=True, database_url=pg_url) as server:
+        again = callback()
+        async with connected(server) as (reader, writer):
+            writer.write(post(server, again) + post(server, callback("read")) + post(server, again))
+            lines = [(await answer(reader))[0] for _ in range(3)]
+        assert lines == [b"HTTP/1.1 204 No Content"] * 3
+        assert await count_message_statuses(server.app.state.runtime.store) == (2, 2)
+        assert server.asgi_calls == []
