@@ -388,3 +388,18 @@ async def test_on_postgresql_the_fast_path_keeps_each_callback_once(tmp_path: Pa
         assert lines == [b"HTTP/1.1 204 No Content"] * 3
         assert await count_message_statuses(server.app.state.runtime.store) == (2, 2)
         assert server.asgi_calls == []
+
+
+async def test_a_callback_in_chunks_over_several_writes_is_read_whole(tmp_path: Path) -> None:
+    async with serving(tmp_path, fast=True) as server, connected(server) as (reader, writer):
+        head, body = post(server, callback()).split(b"\r\n\r\n")
+        writer.write(head.replace(b"Content-Length", b"X-Length") + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(body), 50):
+            piece = body[start : start + 50]
+            writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        assert (await answer(reader))[0] == b"HTTP/1.1 204 No Content"
+        assert server.kept() == 1
+        assert server.asgi_calls == []
