@@ -75,9 +75,14 @@ def declared_too_large(scope: Scope, max_body_bytes: int) -> bool:
     return False
 
 
+def too_large_text(max_body_bytes: int) -> str:
+    """What a 413 for a body over the limit says."""
+    return f"Request body too large (limit {max_body_bytes} bytes)."
+
+
 async def too_large(send: Send, max_body_bytes: int) -> None:
     """The 413 answer to a body over the limit, before the app read it."""
-    body = f"Request body too large (limit {max_body_bytes} bytes).".encode()
+    body = too_large_text(max_body_bytes).encode()
     await send(
         {
             "type": "http.response.start",

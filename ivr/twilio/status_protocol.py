@@ -33,7 +33,7 @@ from consent_store.writing import utc_now
 from ivr.app import ConsentApp
 from ivr.middleware import HeaderDeadlineProtocol
 from ivr.runtime import Runtime
-from ivr.security import MAX_BODY_BYTES
+from ivr.security import MAX_BODY_BYTES, too_large_text
 from ivr.twilio.catalog import Snapshot
 from ivr.twilio.inbound import FORBIDDEN, webhook_headers
 from ivr.twilio.message_status import (
@@ -49,10 +49,6 @@ from ivr.twilio.message_status import (
 )
 
 LOG = logging.getLogger(__name__)
-
-
-def _too_large(limit: int) -> str:
-    return f"Request body too large (limit {limit} bytes)."  # as ivr.security.too_large says
 
 
 class _Taken(NamedTuple):
@@ -129,7 +125,7 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
         if len(cycle.body) > self._max_body_bytes:
             # As the ASGI handler answers it: the rest of the body is read and dropped (uvicorn's
             # on_body), and an endless one meets the request deadline.
-            self._finish(cycle, (413, _too_large(self._max_body_bytes), ()))
+            self._finish(cycle, (413, too_large_text(self._max_body_bytes), ()))
             return
         self.flow.resume_reading()  # read here, not by an app's receive(): uvicorn paused at 64 KiB
 
