@@ -266,7 +266,7 @@ async def test_with_a_public_url_a_proxys_headers_change_nothing_and_stay_fast(t
         assert server.kept() == 1
 
 
-@pytest.mark.parametrize("when", ["at once", "later"])
+@pytest.mark.parametrize("when", ["at once", "later", "cancelled"])
 async def test_a_store_that_cannot_keep_the_status_gets_503(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
@@ -277,7 +277,10 @@ async def test_a_store_that_cannot_keep_the_status_gets_503(
             if when == "at once":
                 raise StoreUnavailable("the disk is gone")
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            failed.set_exception(StoreUnavailable("the disk is gone"))
+            if when == "cancelled":  # e.g. the store closing under it
+                failed.cancel()
+            else:
+                failed.set_exception(StoreUnavailable("the disk is gone"))
             return failed
 
         monkeypatch.setattr(store, "_start_bulk_side_writes", unavailable)

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-from consent_store import StoreError
+from consent_store import StoreError, StoreUnavailable
 from consent_store.message_statuses import MessageStatusReport, start_keeping_status
 from consent_store.writing import utc_now
 from ivr.app import ConsentApp
@@ -162,7 +162,7 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
 
     def _kept(self, cycle: RequestResponseCycle, report: MessageStatusReport, kept: Any) -> None:
         if kept.cancelled():
-            self._finish(cycle, not_kept(report, StoreError("the write was cancelled")))
+            self._finish(cycle, not_kept(report, StoreUnavailable("the write was cancelled")))
             return
         error = kept.exception()
         if error is None:
