@@ -33,7 +33,7 @@ from ivr.middleware import header_deadline_protocol
 from ivr.security import MAX_BODY_BYTES
 from ivr.twilio.emulator import new_sid
 from ivr.twilio.message_status import MessageStatusCallbacks
-from ivr.twilio.status_protocol import status_callback_protocol
+from ivr.twilio.status_protocol import StatusCallbackProtocol, status_callback_protocol
 from tests.conftest import ACME, ACME_NUMBER, AUTH_TOKEN, CALLER, add_business, make_settings
 
 pytest_plugins = ["tests.pg_server"]
@@ -405,4 +405,29 @@ async def test_a_callback_in_chunks_over_several_writes_is_read_whole(tmp_path: 
         writer.write(b"0\r\n\r\n")
         assert (await answer(reader))[0] == b"HTTP/1.1 204 No Content"
         assert server.kept() == 1
+        assert server.asgi_calls == []
+
+
+async def test_a_client_that_does_not_read_its_answers_is_not_read_either(tmp_path: Path) -> None:
+    """uvicorn's cycle waits for a full write buffer to drain before its response is complete;
+    the fast path's answers are complete at once, so it stops reading instead: a client that
+    pipelines callbacks without reading the answers cannot make the server buffer them without
+    bound. The transport's signal (pause_writing, as when its buffer passes the high-water mark)
+    is given by hand; everything else is the real server and socket."""
+    async with serving(tmp_path, fast=True) as server, connected(server) as (reader, writer):
+        writer.write(post(server, callback()))
+        assert (await answer(reader))[0] == b"HTTP/1.1 204 No Content"
+        (protocol,) = server.server.server_state.connections
+        assert isinstance(protocol, StatusCallbackProtocol)
+        protocol.pause_writing()  # the client stopped reading: the write buffer is full
+        writer.write(post(server, callback()))
+        assert (await answer(reader))[0] == b"HTTP/1.1 204 No Content"  # answered, then held
+        assert not protocol.transport.is_reading()
+        writer.write(post(server, callback("read")))
+        with pytest.raises(TimeoutError):  # not read while the client does not catch up
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.5)
+        protocol.resume_writing()  # the client read: the buffer drained
+        assert (await answer(reader))[0] == b"HTTP/1.1 204 No Content"
+        assert protocol.transport.is_reading()
+        assert server.kept() == 3
         assert server.asgi_calls == []

@@ -69,6 +69,8 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
     _status: _Taken | None = None
     _consent_app: ConsentApp | None = None
     _max_body_bytes = MAX_BODY_BYTES
+    # Reading paused until the client takes the answers already written (see _write).
+    _reading_held = False
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -206,6 +208,19 @@ class StatusCallbackProtocol(HeaderDeadlineProtocol):
         if not cycle.keep_alive:
             self.transport.close()
         cycle.on_response()
+        if self.flow.write_paused and not self.transport.is_closing():
+            # The client is not reading its answers. uvicorn's cycle would wait for the buffer to
+            # drain before its response is complete; here the answer is already complete, so no
+            # more requests are read until the client catches up (else one pipelining without
+            # reading would have answers buffered here without bound).
+            self.flow.pause_reading()
+            self._reading_held = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._reading_held:
+            self._reading_held = False
+            self.flow.resume_reading()
 
 
 def status_callback_protocol(seconds: float) -> type[StatusCallbackProtocol]:
