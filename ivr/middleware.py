@@ -38,6 +38,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     _header_bytes = 0  # of the request in progress, counted at the end of each read
     _chunk_bytes = 0  # the read being parsed
     _headers_done = False
+    # In the read being parsed: a request began, and one ended (pipelined requests).
+    _began_in_read = _ended_in_read = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -49,8 +51,14 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._chunk_bytes = len(data)
+        self._began_in_read = self._ended_in_read = False
         super().data_received(data)  # the parser's callbacks below run in here
         if self._headers_done or self._deadline is None or self.transport.is_closing():
+            return
+        if self._began_in_read and self._ended_in_read:
+            # Pipelined: the read ended other requests before this one began, and how much of it
+            # is this head is not known. Not counted: the next read, if the head goes on, counts
+            # whole, and a head that ends is measured exactly (on_headers_complete).
             return
         # A request's head still incomplete after this read: all of the read is head, except the
         # end of an earlier request's body if this request began in it (an upper bound).
@@ -61,6 +69,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._began_in_read = True
         self._header_bytes = 0
         self._headers_done = False
         self._expect_request()
@@ -75,6 +84,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._ended_in_read = True
         self._deadline = None  # the timer, if armed, stays: it finds no request when it fires
         super().on_message_complete()
 

@@ -176,3 +176,33 @@ async def test_a_large_body_read_with_its_head_is_not_counted_as_head(port: int)
     assert (await answer(reader)).endswith(b"got 300000")
     assert (await answer(reader)).endswith(b"got 0")
     writer.close()
+
+
+async def test_many_pipelined_requests_in_one_read_are_not_counted_as_one_head(port: int) -> None:
+    """3,000 requests in one write (about 80 KB, read at once) that ends inside the next one's
+    head: only that head's bytes may count, not the whole read. Found by a client pipelining
+    status callbacks: it got 400 'Request headers too large'."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET * 3000 + GET[:10])
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(GET[10:])
+    for _ in range(3001):
+        assert (await answer(reader)).endswith(b"got 0")
+    writer.close()
+
+
+async def test_a_huge_head_after_a_pipelined_request_still_gets_400(port: int) -> None:
+    """The read that ends a request and begins a huge head does not count that head; the reads
+    after it do: the head is still refused (and never held more than one read past the limit)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    huge = head_of(200_000)[:96_000]  # unfinished
+    writer.write(GET + huge[:30_000])  # one read: it ends the GET and begins the head
+    await writer.drain()
+    assert (await answer(reader)).endswith(b"got 0")
+    # 66,000 bytes more, counted: over the limit with the last piece, so nothing is written after
+    # the server answers.
+    await send_in_pieces(writer, huge[30_000:], 2_000)
+    received = await closed_within(reader, DEADLINE * 3)
+    assert received.startswith(b"HTTP/1.1 400 "), received[:100]
+    writer.close()
