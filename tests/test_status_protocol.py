@@ -431,3 +431,17 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(tmp_pa
         assert protocol.transport.is_reading()
         assert server.kept() == 3
         assert server.asgi_calls == []
+
+
+async def test_a_client_expecting_100_continue_is_answered_by_the_asgi_handler(tmp_path: Path) -> None:
+    """uvicorn sends 100 Continue when the app first asks for the body: such a client (curl with a
+    body over 1 KB) is left to the ASGI path, and gets the interim answer, then the real one."""
+    async with serving(tmp_path, fast=True) as server, connected(server) as (reader, writer):
+        head, body = post(server, callback(), extra="Expect: 100-continue\r\n").split(b"\r\n\r\n")
+        writer.write(head + b"\r\n\r\n")
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        assert (await answer(reader))[0] == b"HTTP/1.1 204 No Content"
+        assert server.kept() == 1
+        assert server.asgi_calls == [PATH]
