@@ -89,11 +89,10 @@ class Catalog:
 
     async def current(self) -> Snapshot:
         """The businesses and scripts as loaded, checked first if they may be out of date."""
+        fresh = self.current_now()
+        if fresh is not None:
+            return fresh
         snapshot = self._snapshot
-        if snapshot is not None and (
-            self._watching or time.monotonic() - snapshot.loaded_at < self.reload_seconds
-        ):
-            return snapshot
         async with self._lock:
             # Whoever waited here while another request checked or reloaded takes its result.
             current = self._snapshot
