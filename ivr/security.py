@@ -1,8 +1,8 @@
 """HTTP hardening for every response and request: security headers and a request body limit.
 
 Pure ASGI middleware, so it covers webhooks, pages, the API and static files alike; the status
-callbacks, answered before the middleware (`ivr.app.ConsentApp`), apply the same limit and
-headers with `declared_too_large`, `too_large` and SECURITY_HEADERS.
+callbacks, answered before the middleware (`ivr.app.ConsentApp`, `ivr.twilio.status_protocol`),
+apply the same limit and headers with `length_too_large`, `too_large` and SECURITY_HEADERS.
 """
 
 from __future__ import annotations
@@ -67,10 +67,15 @@ class HardeningMiddleware:
                 await too_large(send, self.max_body_bytes)
 
 
+def length_too_large(value: bytes, max_body_bytes: int) -> bool:
+    """True if a Content-Length value is over the limit (or not a number)."""
+    return not value.isdigit() or int(value) > max_body_bytes
+
+
 def declared_too_large(scope: Scope, max_body_bytes: int) -> bool:
     """True if a Content-Length of the request is over the limit (or not a number)."""
-    for name, value in scope["headers"]:  # a loop, not any(): every status callback asks
-        if name == b"content-length" and (not value.isdigit() or int(value) > max_body_bytes):
+    for name, value in scope["headers"]:
+        if name == b"content-length" and length_too_large(value, max_body_bytes):
             return True
     return False
 

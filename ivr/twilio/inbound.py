@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope
 
 from ivr.exceptions import BodyTooLarge
 from ivr.runtime import Runtime, request_runtime
-from ivr.security import MAX_BODY_BYTES
+from ivr.security import MAX_BODY_BYTES, length_too_large
 
 LOG = logging.getLogger("ivr.twilio.webhooks")
 
@@ -179,7 +179,7 @@ def webhook_headers(scope: Scope, max_body_bytes: int = MAX_BODY_BYTES) -> Webho
         elif name == b"content-type":
             content_type = value.decode("latin-1")
         elif name == b"content-length":
-            too_large = too_large or not value.isdigit() or int(value) > max_body_bytes
+            too_large = too_large or length_too_large(value, max_body_bytes)
         elif name == b"x-twilio-webhooks-signature-settings":
             settings_header = value.decode("latin-1")
         elif name == b"x-forwarded-proto" or name == b"x-forwarded-for":
